@@ -1,0 +1,165 @@
+"""Token batches: tokenise a split once with the encoder's fast tokenizer, then cut it into batches.
+
+Pairs are one sequence ``[CLS] a [SEP] b [SEP]`` with token type ids, truncated to the model's
+limit. Training batches group examples of similar length (shuffled within length buckets) and
+randomise the pair order per example; inference batches are cut by a token budget from
+length-sorted inputs. Every batch is padded to its own longest row only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .tasks import TASKS
+
+
+@dataclass
+class Encoded:
+    """One split tokenised once; rows in the split's order."""
+    task: str
+    ids: list[str]
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]]
+    labels: np.ndarray | None
+    pad_id: int
+    swapped_input_ids: list[list[int]] | None = None       # pairs as [CLS] b [SEP] a [SEP]
+    swapped_token_type_ids: list[list[int]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+
+@dataclass
+class Batch:
+    task: str
+    rows: np.ndarray                 # positions of the rows in the Encoded split
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor
+    labels: torch.Tensor | None
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+    def to(self, device, non_blocking: bool = False) -> "Batch":
+        def mv(t):
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+        return Batch(self.task, self.rows, mv(self.input_ids), mv(self.attention_mask),
+                     mv(self.token_type_ids), mv(self.labels))
+
+    def pin_memory(self) -> "Batch":
+        def pin(t):
+            return None if t is None else t.pin_memory()
+        return Batch(self.task, self.rows, pin(self.input_ids), pin(self.attention_mask),
+                     pin(self.token_type_ids), pin(self.labels))
+
+
+def max_length_for(tokenizer, encoder_config=None, requested: int | None = None) -> int:
+    """The longest sequence the model accepts (position embeddings and tokenizer limit)."""
+    limits = [requested] if requested else []
+    tl = getattr(tokenizer, "model_max_length", None)
+    if tl and tl < 1_000_000:
+        limits.append(int(tl))
+    mp = getattr(encoder_config, "max_position_embeddings", None) if encoder_config is not None else None
+    if mp:
+        limits.append(int(mp))
+    return min(limits) if limits else 512
+
+
+def encode(tokenizer, split, max_length: int, both_orders: bool = False) -> Encoded:
+    """Tokenise a :class:`ensemble.data.Split` (or anything with ``task``, ``examples``)."""
+    task = TASKS[split.task]
+    ex = split.examples
+    a = [e.text_a for e in ex]
+    kw = dict(truncation=True, max_length=max_length, return_attention_mask=False,
+              return_token_type_ids=True)
+    if task.pair:
+        b = [e.text_b or "" for e in ex]
+        enc = tokenizer(a, b, **kw) if ex else {"input_ids": [], "token_type_ids": []}
+        swapped = tokenizer(b, a, **kw) if (ex and both_orders) else None
+    else:
+        enc = tokenizer(a, **kw) if ex else {"input_ids": [], "token_type_ids": []}
+        swapped = None
+    labels = None
+    if ex and ex[0].label is not None:
+        dtype = np.float32 if task.kind == "regression" else np.int64
+        labels = np.array([e.label for e in ex], dtype=dtype)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Encoded(
+        task=split.task, ids=[e.id for e in ex], input_ids=list(enc["input_ids"]),
+        token_type_ids=list(enc["token_type_ids"]), labels=labels, pad_id=pad,
+        swapped_input_ids=list(swapped["input_ids"]) if swapped is not None else None,
+        swapped_token_type_ids=list(swapped["token_type_ids"]) if swapped is not None else None,
+    )
+
+
+def collate(enc: Encoded, rows: np.ndarray, swap: np.ndarray | None = None) -> Batch:
+    """Pad the given rows to their longest; ``swap[i]`` takes row i in b-a order."""
+    seqs, types = [], []
+    for j, r in enumerate(rows):
+        if swap is not None and swap[j] and enc.swapped_input_ids is not None:
+            seqs.append(enc.swapped_input_ids[r])
+            types.append(enc.swapped_token_type_ids[r])
+        else:
+            seqs.append(enc.input_ids[r])
+            types.append(enc.token_type_ids[r])
+    width = max(len(s) for s in seqs)
+    n = len(seqs)
+    ids = np.full((n, width), enc.pad_id, dtype=np.int64)
+    tt = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    for i, (s, t) in enumerate(zip(seqs, types)):
+        ids[i, : len(s)] = s
+        tt[i, : len(t)] = t
+        mask[i, : len(s)] = 1
+    labels = None if enc.labels is None else torch.from_numpy(enc.labels[rows])
+    return Batch(enc.task, np.asarray(rows), torch.from_numpy(ids), torch.from_numpy(mask),
+                 torch.from_numpy(tt), labels)
+
+
+def training_batches(enc: Encoded, batch_size: int, rng: np.random.Generator,
+                     bucket: int = 50, randomise_order: bool = True) -> list[Batch]:
+    """Shuffled batches of similar length: shuffle, sort within buckets of ``bucket`` batches,
+    cut, then shuffle the batches. Pair order is drawn per example (b-a with probability 1/2)."""
+    n = len(enc)
+    if n == 0:
+        return []
+    order = rng.permutation(n)
+    lengths = enc.lengths
+    span = batch_size * bucket
+    batches = []
+    for start in range(0, n, span):
+        chunk = order[start:start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        for b in range(0, len(chunk), batch_size):
+            batches.append(chunk[b:b + batch_size])
+    rng.shuffle(batches)
+    pair = TASKS[enc.task].pair and randomise_order and enc.swapped_input_ids is not None
+    return [collate(enc, rows, rng.random(len(rows)) < 0.5 if pair else None) for rows in batches]
+
+
+def budget_batches(enc: Encoded, max_tokens: int = 16384, max_rows: int = 512) -> list[Batch]:
+    """Inference batches from length-sorted rows: each holds at most ``max_tokens`` padded tokens."""
+    if len(enc) == 0:
+        return []
+    lengths = enc.lengths
+    order = np.argsort(lengths, kind="stable")[::-1]  # longest first: memory peaks early
+    batches, cur = [], []
+    width = 0
+    for r in order:
+        w = max(width, int(lengths[r]))
+        if cur and (w * (len(cur) + 1) > max_tokens or len(cur) >= max_rows):
+            batches.append(np.array(cur))
+            cur, w = [], int(lengths[r])
+        cur.append(r)
+        width = w
+    if cur:
+        batches.append(np.array(cur))
+    return [collate(enc, rows) for rows in batches]

@@ -1,0 +1,306 @@
+"""Readers for the course's nine tab-separated input files, exactly as they come.
+
+Pure Python + numpy (no torch, no pandas): the csv module with ``delimiter='\\t'`` reads the
+files the way the course's own loader (``csv.DictReader(fp, delimiter='\\t')``) does, so quoted
+Quora/STS fields with doubled quotes come out the same.
+
+Quirks handled (see ``shared/data/README.md``):
+
+* a leading unnamed index column (header ``\\tid\\tsentence\\tsentiment``);
+* a second index column in ``ids-sst-test-student.csv`` (header ``0\\t\\tid\\tsentence``,
+  rows ``1\\t0.0\\t<id>\\t<sentence>``): columns are looked up by name, never by position;
+* labels written as floats (``1.0``, ``3.0``) or ints (``3``);
+* quoted fields with doubled quotes;
+* Quora (``para``) rows with an empty label: skipped and counted in ``Split.skipped_empty``,
+  as the course's loader skips them (its ``int(float(''))`` fails inside a ``try``); in every
+  other file an empty label is an error.
+
+Text preprocessing is the course's: SST sentences ``.lower().strip()``; pair sentences lowercased
+with a space put before each ``. ? , '`` and whitespace collapsed. Ids are ``.lower().strip()``
+as the course's loader makes them (the leaderboard files carry those ids).
+
+Every malformed row is an :class:`~ensemble.errors.EnsembleError` naming the file, the 1-based
+line (header = line 1) and what was expected.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EnsembleError
+from .tasks import SPLITS, TASK_NAMES, TASKS
+
+__all__ = [
+    "Example",
+    "Split",
+    "read_split",
+    "read_file",
+    "file_sha256",
+    "preprocess_single",
+    "preprocess_pair",
+    "input_path",
+]
+
+# A plain decimal number: what the course files hold ("3", "3.0", "0.667", "4.6").
+# float() alone would also take "nan", "inf", "1_0" and surrounding whitespace.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text_a: str
+    text_b: str | None
+    label: int | float | None
+
+
+@dataclass
+class Split:
+    task: str
+    split: str
+    path: Path
+    sha256: str
+    examples: list[Example]
+    skipped_empty: int
+    # (line, id) of each row skipped for an empty label (Quora only), for reporting.
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    # Whether the file was read with labels; None: decide from the examples.
+    has_labels: bool | None = field(default=None, repr=False)
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.examples]
+
+    @property
+    def labelled(self) -> bool:
+        if self.has_labels is not None:
+            return self.has_labels
+        return bool(self.examples) and self.examples[0].label is not None
+
+    @property
+    def labels(self) -> np.ndarray:
+        if not self.labelled:
+            raise EnsembleError(
+                f"{self.path}: has no labels (no {TASKS[self.task].label_column!r} column); "
+                f"expected a labelled train or dev file"
+            )
+        dtype = np.float64 if TASKS[self.task].kind == "regression" else np.int64
+        return np.fromiter((e.label for e in self.examples), dtype=dtype, count=len(self.examples))
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def by_id(self) -> dict[str, Example]:
+        return {e.id: e for e in self.examples}
+
+
+def preprocess_single(s: str) -> str:
+    """The course's SST preprocessing."""
+    return s.lower().strip()
+
+
+def preprocess_pair(s: str) -> str:
+    """The course's ``preprocess_string`` for the paraphrase and similarity sentences."""
+    return " ".join(
+        s.lower().replace(".", " .").replace("?", " ?").replace(",", " ,").replace("'", " '").split()
+    )
+
+
+def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fp:
+            while True:
+                chunk = fp.read(chunk_size)
+                if not chunk:
+                    break
+                h.update(chunk)
+    except OSError as exc:
+        raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return h.hexdigest()
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise EnsembleError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
+
+
+def input_path(data_dir: str | Path, task: str, split: str) -> Path:
+    """Path of the course input file for ``task`` and ``split`` inside ``data_dir``."""
+    _check_task(task)
+    if split not in SPLITS:
+        raise EnsembleError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return Path(data_dir) / TASKS[task].file_name(split)
+
+
+def read_split(data_dir: str | Path, task: str, split: str) -> Split:
+    """Read the course file for ``task``/``split`` from ``data_dir`` (labels for train/dev)."""
+    path = input_path(data_dir, task, split)
+    if not path.is_file():
+        expected = ", ".join(TASKS[t].file_name(s) for t in TASK_NAMES for s in SPLITS)
+        raise EnsembleError(
+            f"{path}: input file not found for task {task!r}, split {split!r}; "
+            f"the data folder {Path(data_dir)} must hold the course files: {expected}"
+        )
+    return read_file(path, task, labelled=(split != "test"), split=split)
+
+
+def _split_from_name(path: Path, task: str) -> str:
+    for s in SPLITS:
+        if path.name == TASKS[task].file_name(s):
+            return s
+    return path.stem
+
+
+def _parse_label(text: str, task: str, where: str) -> int | float:
+    t = TASKS[task]
+    s = text.strip()
+    if t.kind == "classes":
+        expected = f"an integer class {int(t.label_min)}..{int(t.label_max)} (e.g. 3 or 3.0)"
+    elif t.kind == "binary":
+        expected = "0 or 1 (e.g. 0.0 or 1.0)"
+    else:
+        expected = f"a number from {t.label_min:g} to {t.label_max:g}"
+    if not _NUMBER.match(s):
+        raise EnsembleError(f"{where}: label {t.label_column!r} is {text!r}, not a number; expected {expected}")
+    v = float(s)
+    if not math.isfinite(v) or v < t.label_min or v > t.label_max:
+        raise EnsembleError(f"{where}: label {t.label_column!r} is {text!r}, out of range; expected {expected}")
+    if t.kind == "regression":
+        return v
+    if v != int(v):
+        raise EnsembleError(f"{where}: label {t.label_column!r} is {text!r}, not a whole number; expected {expected}")
+    return int(v)
+
+
+def read_file(
+    path: str | Path,
+    task: str,
+    labelled: bool | None = None,
+    *,
+    split: str | None = None,
+) -> Split:
+    """Read any file in the course format of ``task`` (e.g. a new input file to predict).
+
+    ``labelled=None`` detects labels from the header (the task's label column present or not);
+    ``True`` requires the label column; ``False`` ignores it. ``split`` defaults to the split
+    the course file name implies, else the file's stem.
+    """
+    _check_task(task)
+    t = TASKS[task]
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise EnsembleError(f"{path}: file not found; expected a {task} input file such as {t.file_name('dev')}") from None
+    except OSError as exc:
+        raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise EnsembleError(f"{path}:{line}: not valid UTF-8 text (byte {exc.start}); expected a UTF-8 tab-separated file") from None
+
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise EnsembleError(f"{path}:1: empty file; expected a tab-separated header naming the columns id, "
+                            + ", ".join(_text_columns(task))) from None
+    except csv.Error as exc:
+        raise EnsembleError(f"{path}:1: unreadable header ({exc})") from None
+
+    names = [h.strip() for h in header]
+    wanted = ["id", *_text_columns(task)]
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise EnsembleError(
+            f"{path}:1: header has no column {', '.join(map(repr, missing))}; expected tab-separated columns "
+            f"named {', '.join(repr(c) for c in wanted)}"
+            f"{' and ' + repr(t.label_column) if labelled is not False else ''} (found {names!r}); "
+            f"is this a {task} file?"
+        )
+    for c in (*wanted, t.label_column):
+        if names.count(c) > 1:
+            raise EnsembleError(f"{path}:1: header names column {c!r} {names.count(c)} times; expected it once")
+    has_label = t.label_column in names
+    if labelled is None:
+        labelled = has_label
+    elif labelled and not has_label:
+        raise EnsembleError(
+            f"{path}:1: header has no label column {t.label_column!r} (found {names!r}); "
+            f"expected a labelled {task} file"
+        )
+
+    ncol = len(header)
+    i_id = names.index("id")
+    i_a = names.index(wanted[1])
+    i_b = names.index(wanted[2]) if t.pair else None
+    i_y = names.index(t.label_column) if labelled else None
+    pre = preprocess_pair if t.pair else preprocess_single
+    skip_empty = task == "para"
+
+    examples: list[Example] = []
+    skipped: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    append = examples.append
+    prev_end = reader.line_num
+    try:
+        for row in reader:
+            line = prev_end + 1
+            prev_end = reader.line_num
+            if len(row) != ncol:
+                if not row:
+                    raise EnsembleError(f"{path}:{line}: empty line; expected {ncol} tab-separated fields as in the header")
+                raise EnsembleError(
+                    f"{path}:{line}: {len(row)} tab-separated fields; expected {ncol} as in the header "
+                    f"({'|'.join(header)!r})"
+                )
+            sid = row[i_id].lower().strip()
+            if i_y is not None:
+                ytext = row[i_y]
+                if not ytext.strip():
+                    if skip_empty:
+                        skipped.append((line, sid))
+                        continue
+                    raise EnsembleError(
+                        f"{path}:{line}: label {t.label_column!r} is empty; expected "
+                        + ("a number from 0 to 5" if t.kind == "regression" else "an integer class 0..4")
+                    )
+                y = _parse_label(ytext, task, f"{path}:{line}")
+            else:
+                y = None
+            if not sid:
+                raise EnsembleError(f"{path}:{line}: field 'id' is empty; expected a unique example id")
+            if sid in seen:
+                raise EnsembleError(
+                    f"{path}:{line}: id {sid!r} repeats line {seen[sid]}; expected each id once"
+                )
+            seen[sid] = line
+            append(Example(sid, pre(row[i_a]), pre(row[i_b]) if i_b is not None else None, y))
+    except csv.Error as exc:
+        raise EnsembleError(f"{path}:{reader.line_num}: malformed quoting ({exc}); expected tab-separated fields") from None
+
+    return Split(
+        task=task,
+        split=split if split is not None else _split_from_name(path, task),
+        path=path,
+        sha256=sha,
+        examples=examples,
+        skipped_empty=len(skipped),
+        skipped=skipped,
+        has_labels=bool(labelled),
+    )
+
+
+def _text_columns(task: str) -> list[str]:
+    return ["sentence1", "sentence2"] if TASKS[task].pair else ["sentence"]

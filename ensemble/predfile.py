@@ -1,0 +1,274 @@
+"""The unrounded prediction file: one CSV per task and split, e.g. ``sst-dev.csv``.
+
+Used both for the registry's cached predictions and as the documented import format for
+predictions made by other code (the course starter, a notebook, ...). Format::
+
+    id,p0,p1,p2,p3,p4          (sst: class probabilities, each in [0, 1], summing to 1 within 1e-3)
+    id,prob                    (para: paraphrase probability in [0, 1])
+    id,score                   (sts: raw similarity score, any finite float)
+
+Comma-separated, UTF-8, ``\\n`` line ends (``\\r\\n`` is accepted on reading), one row per id,
+values written with ``repr(float)`` so they read back bit-for-bit as float64. Ids may not hold
+commas, quotes or whitespace (the course's ids are 25 hex digits).
+
+Pure Python + numpy; a 20k-row file parses in a few tens of milliseconds.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .errors import EnsembleError
+from .tasks import TASK_NAMES, TASKS
+
+__all__ = [
+    "SUM_TOLERANCE",
+    "prediction_file_name",
+    "header_for",
+    "write_predictions",
+    "read_predictions",
+    "check_ids",
+    "align_predictions",
+    "atomic_write_bytes",
+]
+
+SUM_TOLERANCE = 1e-3   # sst probability rows must sum to 1 within this
+_SHOW = 5              # ids shown in a missing/extra listing
+
+_BAD_ID_CHARS = frozenset(',"\'\t\n\r \x0b\x0c')
+
+
+def prediction_file_name(task: str, split: str) -> str:
+    """``sst-dev.csv``, ``para-test.csv``, ..."""
+    _task(task)
+    return f"{task}-{split}.csv"
+
+
+def header_for(task: str) -> str:
+    """The exact header line (without newline): ``id,p0,...`` / ``id,prob`` / ``id,score``."""
+    return ",".join(("id", *_task(task).prediction_columns))
+
+
+def _task(task: str):
+    try:
+        return TASKS[task]
+    except KeyError:
+        raise EnsembleError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}") from None
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def _check_values(where: str, task: str, values: np.ndarray, first_line: int) -> None:
+    """Range checks shared by writing and reading; ``first_line`` is the line of row 0."""
+    t = TASKS[task]
+    finite = np.isfinite(values)
+    if not finite.all():
+        r, c = np.argwhere(~finite)[0]
+        raise EnsembleError(
+            f"{where}:{first_line + r}: column {t.prediction_columns[c]!r} is {values[r, c]!r}; "
+            f"expected a finite number"
+        )
+    if t.kind in ("classes", "binary"):
+        bad = (values < 0.0) | (values > 1.0)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise EnsembleError(
+                f"{where}:{first_line + r}: column {t.prediction_columns[c]!r} is {float(values[r, c])!r}; "
+                f"expected a probability in [0, 1]"
+            )
+    if t.kind == "classes" and len(values):
+        sums = values.sum(axis=1)
+        bad = np.abs(sums - 1.0) > SUM_TOLERANCE
+        if bad.any():
+            r = int(np.argmax(bad))
+            raise EnsembleError(
+                f"{where}:{first_line + r}: probabilities {','.join(t.prediction_columns)} sum to "
+                f"{float(sums[r])!r}; expected 1 within {SUM_TOLERANCE:g}"
+            )
+
+
+def write_predictions(path: str | Path, task: str, ids: Sequence[str], values: np.ndarray) -> None:
+    """Write unrounded predictions ``values`` (shape ``(n, k)``) for ``ids`` atomically.
+
+    Refuses (EnsembleError) anything :func:`read_predictions` would refuse, so a written file
+    always reads back.
+    """
+    t = _task(task)
+    path = Path(path)
+    k = len(t.prediction_columns)
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1 and k == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2 or arr.shape[1] != k:
+        raise EnsembleError(f"{path}: predictions have shape {arr.shape}; expected (n, {k}) for task {task}")
+    ids = [str(i) for i in ids]
+    if len(ids) != arr.shape[0]:
+        raise EnsembleError(f"{path}: {len(ids)} ids for {arr.shape[0]} prediction rows; expected one id per row")
+    seen: dict[str, int] = {}
+    for n, i in enumerate(ids):
+        line = n + 2
+        if not i or not _BAD_ID_CHARS.isdisjoint(i):
+            raise EnsembleError(
+                f"{path}:{line}: id {i!r} is empty or holds a comma, quote or whitespace; expected a plain id"
+            )
+        if i in seen:
+            raise EnsembleError(f"{path}:{line}: id {i!r} repeats line {seen[i]}; expected each id once")
+        seen[i] = line
+    _check_values(str(path), task, arr, 2)
+    parts = [header_for(task), "\n"]
+    r = repr
+    if k == 1:
+        for i, v in zip(ids, arr[:, 0].tolist()):
+            parts.append(f"{i},{r(v)}\n")
+    else:
+        for i, row in zip(ids, arr.tolist()):
+            parts.append(i + "," + ",".join(map(r, row)) + "\n")
+    atomic_write_bytes(path, "".join(parts).encode("utf-8"))
+
+
+def read_predictions(path: str | Path, task: str) -> tuple[list[str], np.ndarray]:
+    """Read a prediction file: ``(ids, values)`` with ``values`` float64 of shape ``(n, k)``.
+
+    Checks the exact header, the column count, that each value is a finite number in the
+    task's range (sst rows summing to 1), and that no id is empty or repeated; every error
+    names the file and line.
+    """
+    t = _task(task)
+    path = Path(path)
+    header = header_for(task)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise EnsembleError(f"{path}: prediction file not found; expected a CSV with header {header!r}") from None
+    except OSError as exc:
+        raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise EnsembleError(f"{path}:{line}: not valid UTF-8 text; expected a UTF-8 CSV") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise EnsembleError(f"{path}:1: empty file; expected the header {header!r}")
+    first = lines[0].rstrip("\r")
+    if first != header:
+        raise EnsembleError(f"{path}:1: header is {first!r}; expected exactly {header!r} (task {task})")
+    k = len(t.prediction_columns)
+    ncol = k + 1
+    n = len(lines) - 1
+    ids: list[str] = []
+    rows: list[list[float]] = []
+    seen: dict[str, int] = {}
+    append_id = ids.append
+    append_row = rows.append
+    for ln in range(1, n + 1):
+        parts = lines[ln].rstrip("\r").split(",")
+        line = ln + 1
+        if len(parts) != ncol:
+            if parts == [""]:
+                raise EnsembleError(f"{path}:{line}: empty line; expected {ncol} comma-separated fields ({header})")
+            raise EnsembleError(
+                f"{path}:{line}: {len(parts)} comma-separated fields; expected {ncol} ({header})"
+            )
+        sid = parts[0].strip()
+        if not sid:
+            raise EnsembleError(f"{path}:{line}: field 'id' is empty; expected an example id")
+        if sid in seen:
+            raise EnsembleError(f"{path}:{line}: id {sid!r} repeats line {seen[sid]}; expected each id once")
+        seen[sid] = line
+        append_id(sid)
+        try:
+            append_row([float(x) for x in parts[1:]])
+        except ValueError:
+            for c, x in enumerate(parts[1:]):
+                try:
+                    float(x)
+                except ValueError:
+                    raise EnsembleError(
+                        f"{path}:{line}: column {t.prediction_columns[c]!r} is {x!r}; expected a number"
+                    ) from None
+            raise  # pragma: no cover
+    values = np.array(rows, dtype=np.float64).reshape(n, k)
+    _check_values(str(path), task, values, 2)
+    return ids, values
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOW])
+    return shown + (f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else "")
+
+
+def check_ids(path: str | Path, ids: Iterable[str], expected_ids: Iterable[str]) -> None:
+    """Raise EnsembleError naming ``path`` if ``ids`` is not exactly the set ``expected_ids``.
+
+    The message gives the count and the first few of the missing and of the extra ids.
+    """
+    ids = list(ids)
+    expected = list(expected_ids)
+    have = set(ids)
+    want = set(expected)
+    if have == want and len(ids) == len(have):
+        return
+    msgs = []
+    missing = [i for i in expected if i not in have]
+    extra = [i for i in ids if i not in want]
+    if missing:
+        msgs.append(f"{len(missing)} missing id{'s' if len(missing) != 1 else ''}: {_listing(missing)}")
+    if extra:
+        msgs.append(f"{len(extra)} extra id{'s' if len(extra) != 1 else ''} not in the input: {_listing(extra)}")
+    if len(ids) != len(have):
+        counts: dict[str, int] = {}
+        for i in ids:
+            counts[i] = counts.get(i, 0) + 1
+        dups = [i for i, c in counts.items() if c > 1]
+        msgs.append(f"{len(dups)} repeated id{'s' if len(dups) != 1 else ''}: {_listing(dups)}")
+    raise EnsembleError(
+        f"{path}: ids do not match the input ({len(expected)} expected, {len(ids)} found): " + "; ".join(msgs)
+    )
+
+
+def align_predictions(
+    path: str | Path, ids: Sequence[str], values: np.ndarray, expected_ids: Sequence[str]
+) -> np.ndarray:
+    """``values`` reordered to ``expected_ids`` (join by id, never by position); checks ids first."""
+    check_ids(path, ids, expected_ids)
+    pos = {i: n for n, i in enumerate(ids)}
+    order = np.fromiter((pos[i] for i in expected_ids), dtype=np.int64, count=len(expected_ids))
+    return np.asarray(values)[order]

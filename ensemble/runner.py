@@ -1,0 +1,116 @@
+"""``ensemble run``: the main job in one call, from a data folder to a validated submission.
+
+Trains the preset's candidates (a configuration whose run already finished on the same data is
+skipped, a half-finished one is redone, so an interrupted run resumes where it stopped), selects
+per task, writes the six leaderboard files, validates them and zips a submission.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from . import data as data_mod
+from .errors import EnsembleError
+from .registry import Registry
+from .tasks import TASK_NAMES, TASKS
+from .train import TrainConfig
+
+
+def quick_preset(base: str) -> list[TrainConfig]:
+    """Small enough for a 2-core CPU in minutes with the MiniLM stand-in: 300 examples per task,
+    2 epochs, a higher learning rate than the paper's (few steps), four configurations."""
+    common = dict(base=base, epochs=2, limit=300, lr=5e-5, batch_size=16, max_length=128)
+    return [
+        TrainConfig(architecture="multi", seed=0, **common),
+        TrainConfig(architecture="cerberus", task_layers=2, seed=0, **common),
+        TrainConfig(architecture="multi", smart_weight=10.0, seed=1, **common),
+        TrainConfig(architecture="triple", seed=2, **common),
+    ]
+
+
+def paper_preset(base: str) -> list[TrainConfig]:
+    """The report's grid (meant for a GPU): multi, cerberus-2/3, triple for SST; SMART 10-15;
+    layer decay 0.95; lr 1e-5; up to 10 epochs with every best epoch kept; three seeds."""
+    common = dict(base=base, epochs=10, lr=1e-5, layer_decay=0.95, batch_size=16, weight_decay=1e-4)
+    grid = []
+    for seed in (0, 1, 2):
+        grid += [
+            TrainConfig(architecture="multi", smart_weight=12.0, seed=seed, **common),
+            TrainConfig(architecture="cerberus", task_layers=2, smart_weight=10.0, seed=seed, **common),
+            TrainConfig(architecture="cerberus", task_layers=3, smart_weight=12.0, seed=seed, **common),
+            TrainConfig(architecture="triple", tasks=("sst",), smart_weight=15.0, seed=seed,
+                        **{**common, "weight_decay": 1e-5}),
+        ]
+    return grid
+
+
+PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {
+    "quick": (quick_preset, "minilm"),
+    "paper": (paper_preset, "bert-base-uncased"),
+}
+
+
+def data_hashes(data_dir: Path, tasks) -> dict[str, str]:
+    """The same {file name: sha256} that training records (train, dev and, where present, test)."""
+    out = {}
+    for t in tasks:
+        for s in ("train", "dev", "test"):
+            p = Path(data_dir) / TASKS[t].file_name(s)
+            if p.exists():
+                out[p.name] = data_mod.file_sha256(p)
+    return out
+
+
+def run(data: Path | None, base: str | None, preset: str, registry: Path, out: Path, submissions: Path,
+        device: str | None = None, progress=None, on_trained=None, on_message=None) -> dict[str, Any]:
+    from . import workflow
+    from .register import NULL
+    from .train import train
+    from .writer import format_problems, make_submission, validate_dir
+
+    t0 = time.perf_counter()
+    say = on_message or (lambda m: None)
+    progress = progress or NULL
+    if preset not in PRESETS:
+        raise EnsembleError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
+    make, default_base = PRESETS[preset]
+    data_dir, sample = workflow.resolve_data(data)
+    if sample:
+        say(f"[bold magenta]SAMPLE DATA[/]: no --data and no ./data, so using the sample shipped in the package "
+            f"({data_dir}); its scores mean nothing")
+    configs = make(base or default_base)
+    if sample:  # the sample is tiny: train on all of it, for more epochs
+        configs = [replace(c, limit=None, epochs=max(c.epochs, 3)) for c in configs]
+    reg = Registry(registry)
+    trained, skipped = [], []
+    for i, cfg in enumerate(configs, 1):
+        fp = cfg.fingerprint(data_hashes(data_dir, cfg.tasks))
+        same = [c for c in reg.candidates() if (c.manifest.get("training") or {}).get("fingerprint") == fp]
+        if same and all(c.manifest["training"].get("run_complete") for c in same):
+            skipped.append(cfg.run_name)
+            say(f"[{i}/{len(configs)}] {cfg.run_name}: already in the registry ({', '.join(c.id for c in same)}); skipped")
+            continue
+        for c in same:   # an interrupted run of this configuration: redo it
+            reg.remove(c.id)
+        say(f"[{i}/{len(configs)}] training {cfg.run_name}")
+        t1 = time.perf_counter()
+        result = train(cfg, data_dir, reg, device=device, progress=progress)
+        progress.stop()
+        trained.append(result.to_dict())
+        if on_trained:
+            on_trained(result, time.perf_counter() - t1)
+    report = workflow.select(reg, data_dir, TASK_NAMES, "greedy", name=f"run-{preset}", sample=sample)
+    pred = workflow.predict(reg, data_dir, out, report.name)
+    problems = validate_dir(out, data_dir)
+    if problems:
+        raise EnsembleError(f"the leaderboard files written to {out} do not validate:\n{format_problems(problems)}")
+    mean = sum(pred["dev_scores"].values()) / len(pred["dev_scores"]) if pred["dev_scores"] else None
+    doc = reg.load_ensemble(report.name)
+    zip_path = make_submission(out, submissions, data_dir,
+                               {"name": report.name, "preset": preset, "sample_data": sample, "tasks": doc["tasks"]},
+                               mean)
+    return {"selection": report, "trained": trained, "skipped": skipped, "written": pred["written"],
+            "dev_scores": pred["dev_scores"], "submission": str(zip_path), "sample": sample,
+            "seconds": time.perf_counter() - t0}

@@ -1,0 +1,260 @@
+"""What the commands do, without the terminal: select over a registry, predict from a selected
+ensemble, and the end-to-end ``run``. Returns plain data; the CLI renders it.
+
+No torch at import time: only ``predict --input`` and ``run`` (training) load it, lazily.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import data as data_mod
+from .errors import EnsembleError
+from .metrics import score
+from .registry import Candidate, Registry, now_iso, sha256_file
+from .tasks import TASK_NAMES, TASKS
+
+PACKAGE_SAMPLE = Path(__file__).resolve().parent / "sample_data"
+
+
+def resolve_data(data: Path | None) -> tuple[Path, bool]:
+    """``--data`` or, without it, ./data when present, else the sample shipped in the package.
+    Returns (folder, is_sample)."""
+    if data is not None:
+        d = Path(data)
+        if not d.is_dir():
+            raise EnsembleError(f"--data {d}: no such folder; expected the course's data folder (ids-sst-dev.csv, ...)")
+        return d, d.resolve() == PACKAGE_SAMPLE.resolve()
+    if Path("data").is_dir() and any(Path("data").glob("*-dev.csv")):
+        return Path("data"), False
+    return PACKAGE_SAMPLE, True
+
+
+# -- selection ----------------------------------------------------------------------------------
+@dataclass
+class SelectionReport:
+    name: str
+    mode: str
+    tasks: dict[str, Any]                      # task -> TaskSelection.to_dict()
+    summary: list[dict[str, Any]]              # rows: system, params, per-task dev, mean, heldout
+    notes: list[str] = field(default_factory=list)
+    stale: dict[str, list[str]] = field(default_factory=dict)
+    path: str | None = None
+    sample: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "mode": self.mode, "tasks": self.tasks, "summary": self.summary,
+                "notes": self.notes, "stale": self.stale, "path": self.path, "sample": self.sample}
+
+
+def stale_candidates(cands: list[Candidate], data_dir: Path) -> dict[str, list[str]]:
+    hashes: dict[str, str] = {}
+    out = {}
+    for c in cands:
+        s = c.stale(data_dir, hashes)
+        if s:
+            out[c.id] = s
+    return out
+
+
+def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "greedy", max_size: int | None = None,
+           steps: int = 50, repeats: int = 20, seed: int = 0, name: str | None = None, save: bool = True,
+           sample: bool = False) -> SelectionReport:
+    from . import selector
+
+    cands = registry.candidates()
+    if not cands:
+        raise EnsembleError(f"the registry {registry.root} holds no candidates yet: train some with "
+                            "`ensemble train` or register them with `ensemble register`")
+    stale = stale_candidates(cands, data_dir)
+    notes: list[str] = []
+    for cid, what in stale.items():
+        notes.append(f"candidate {cid} has stale cached predictions ({'; '.join(what)}): left out; "
+                     "`ensemble register --refresh` recomputes them")
+    usable = [c for c in cands if c.id not in stale]
+    by_id = {c.id: c for c in usable}
+    selections: dict[str, Any] = {}
+    pred_hashes: dict[str, dict[str, dict[str, str]]] = {}
+    for task in tasks:
+        split = data_mod.read_split(data_dir, task, "dev")
+        cand_preds = {}
+        params = {}
+        for c in usable:
+            if not c.has_predictions(task, "dev"):
+                if task in c.tasks or c.kind == "predictions":
+                    notes.append(f"{task}: candidate {c.id} has no dev predictions for it; skipped")
+                continue
+            cand_preds[c.id] = c.predictions(task, "dev")
+            params[c.id] = c.manifest.get("parameters") or 0
+        if not cand_preds:
+            notes.append(f"{task}: no candidate has dev predictions; task left out of the ensemble")
+            continue
+        inp = selector.TaskInput(task=task, dev_ids=split.ids, dev_labels=split.labels, candidates=cand_preds,
+                                 params=params)
+        sel = selector.select(inp, mode=mode, max_size=max_size, steps=steps, repeats=repeats, seed=seed)
+        selections[task] = sel
+        pred_hashes[task] = {}
+        for cid in sel.weights:
+            c = by_id[cid]
+            pred_hashes[task][cid] = {
+                s: c.manifest["files"][e["file"]]["sha256"]
+                for s, e in c.manifest["predictions"].get(task, {}).items()
+            }
+    if not selections:
+        raise EnsembleError("no task has candidates with dev predictions; nothing to select")
+    summary = summarise(selections, usable)
+    name = name or f"ensemble-{mode}"
+    report = SelectionReport(name, mode, {t: s.to_dict() for t, s in selections.items()}, summary, notes, stale,
+                             sample=sample)
+    if save:
+        doc = {
+            "name": name, "created": now_iso(), "mode": mode, "sample": sample,
+            "data": {TASKS[t].file_name("dev"): sha256_file(Path(data_dir) / TASKS[t].file_name("dev")) for t in selections},
+            "tasks": {t: {"members": list(s.members), "weights": dict(s.weights),
+                          "dev_score": s.ensemble_dev_score, "prediction_sha256": pred_hashes[t]}
+                      for t, s in selections.items()},
+            "summary": summary,
+        }
+        report.path = str(registry.save_ensemble(name, doc))
+    return report
+
+
+def summarise(selections: dict[str, Any], cands: list[Candidate]) -> list[dict[str, Any]]:
+    """SPEC's results table: best single model, best single per task, the ensemble."""
+    tasks = list(selections)
+    params = {c.id: c.manifest.get("parameters") or 0 for c in cands}
+    names = {c.id: c.name for c in cands}
+    rows = []
+    full = [c for c in cands if all(c.dev_metric(t) is not None for t in tasks)]
+    if full:
+        best = max(full, key=lambda c: (np.mean([c.dev_metric(t) for t in tasks]), c.id))
+        dev = {t: best.dev_metric(t) for t in tasks}
+        rows.append({"system": f"best single model ({names[best.id]})", "parameters": params[best.id],
+                     "dev": dev, "mean_dev": float(np.mean(list(dev.values()))), "heldout": None})
+    per_task = {t: selections[t].best_single for t in tasks}
+    dev = {t: float(per_task[t][1]) for t in tasks}
+    ids = {per_task[t][0] for t in tasks}
+    rows.append({"system": "best single model per task", "parameters": sum(params.get(i, 0) for i in ids),
+                 "dev": dev, "mean_dev": float(np.mean(list(dev.values()))), "heldout": None})
+    members = {m for t in tasks for m in selections[t].weights}
+    dev = {t: float(selections[t].ensemble_dev_score) for t in tasks}
+    held = {t: float(selections[t].best_single[1] + selections[t].heldout_gain_mean) for t in tasks}
+    sizes = {t: len(selections[t].weights) for t in tasks}
+    rows.append({"system": "greedy ensemble (" + ", ".join(f"{t} {sizes[t]}" for t in tasks) + " members)",
+                 "parameters": sum(params.get(i, 0) for i in members), "dev": dev,
+                 "mean_dev": float(np.mean(list(dev.values()))), "heldout": held,
+                 "mean_heldout": float(np.mean(list(held.values())))})
+    return rows
+
+
+# -- prediction ---------------------------------------------------------------------------------
+def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[str], np.ndarray]],
+              ids: list[str], where: str) -> np.ndarray:
+    """Weighted average of members' predictions joined by id onto ``ids``."""
+    total = np.zeros((len(ids), TASKS[task].n_outputs), dtype=np.float64)
+    wsum = 0
+    for cid, w in sorted(members.items()):
+        m_ids, values = loaded[cid]
+        pos = {i: k for k, i in enumerate(m_ids)}
+        missing = [i for i in ids if i not in pos]
+        if missing or len(m_ids) != len(ids):
+            extra = len(set(m_ids) - set(ids))
+            raise EnsembleError(
+                f"{where}: candidate {cid}'s cached {task} predictions do not cover the input ids "
+                f"({len(missing)} missing e.g. {missing[:3]}, {extra} extra); run `ensemble register --refresh`"
+            )
+        total += w * values[np.fromiter((pos[i] for i in ids), dtype=np.int64, count=len(ids))]
+        wsum += w
+    return total / wsum
+
+
+def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None = None,
+            splits=("dev", "test")) -> dict[str, Any]:
+    """Write the leaderboard files of a selected ensemble from cached predictions; score dev."""
+    from .writer import score_dir, write_leaderboard
+
+    doc = registry.load_ensemble(ensemble)
+    outputs = {}
+    notes = []
+    for task, entry in doc["tasks"].items():
+        members = {k: int(v) for k, v in entry["weights"].items()}
+        for split in splits:
+            path = Path(data_dir) / TASKS[task].file_name(split)
+            if not path.exists():
+                notes.append(f"{task} {split}: {path} not found; file not written")
+                continue
+            sp = data_mod.read_split(data_dir, task, split)
+            loaded = {}
+            for cid in members:
+                c = registry.get(cid)
+                if not c.has_predictions(task, split):
+                    raise EnsembleError(f"ensemble {doc['name']}: member {cid} has no cached {task} {split} predictions")
+                entry_file = c.manifest["predictions"][task][split]
+                want = entry.get("prediction_sha256", {}).get(cid, {}).get(split)
+                have = c.manifest["files"][entry_file["file"]]["sha256"]
+                if want and want != have:
+                    raise EnsembleError(f"ensemble {doc['name']}: member {cid}'s {task} {split} predictions changed "
+                                        "since selection; run `ensemble select` again")
+                if entry_file.get("data_sha256") != sp.sha256:
+                    raise EnsembleError(f"member {cid}'s cached {task} {split} predictions were made from another "
+                                        f"version of {path.name}; run `ensemble register --refresh --data {data_dir}`")
+                loaded[cid] = c.predictions(task, split)
+            outputs[(task, split)] = (sp.ids, _weighted(task, members, loaded, sp.ids, str(path)))
+    if not outputs:
+        raise EnsembleError(f"no input files found in {data_dir}")
+    written = write_leaderboard(out, outputs)
+    scores = score_dir(out, data_dir, tasks=[t for t, s in outputs if s == "dev"]) if "dev" in splits else {}
+    return {"ensemble": doc["name"], "written": [str(p) for p in written], "dev_scores": scores, "notes": notes,
+            "sample": bool(doc.get("sample"))}
+
+
+def predict_input(registry: Registry, input_file: Path, task: str, out: Path, ensemble: str | None = None,
+                  device=None, precision: str = "fp32", progress=None) -> dict[str, Any]:
+    """Run the ensemble's members on a new file in the course format and write its leaderboard file."""
+    from .infer import TokenCache, check_precision, pick_device, predict_split
+    from .model import load_model
+    from .predfile import atomic_write_bytes
+    from .writer import leaderboard_bytes
+
+    if task not in TASKS:
+        raise EnsembleError(f"--task {task}: expected one of {', '.join(TASKS)}")
+    doc = registry.load_ensemble(ensemble)
+    if task not in doc["tasks"]:
+        raise EnsembleError(f"ensemble {doc['name']} has no members for {task}")
+    members = {k: int(v) for k, v in doc["tasks"][task]["weights"].items()}
+    split = data_mod.read_file(input_file, task)
+    dev = pick_device(device)
+    check_precision(precision, dev)
+    cands = {cid: registry.get(cid) for cid in members}
+    external = [cid for cid, c in cands.items() if c.kind != "model"]
+    if external:
+        raise EnsembleError(f"members {', '.join(external)} are imported predictions without a model; they cannot "
+                            f"predict new inputs. Select an ensemble of model candidates for --input")
+    cache = TokenCache()
+    loaded = {}
+    for cid, c in cands.items():   # one model in memory at a time
+        model, tokenizer = load_model(c.model_dir, dev)
+        if progress is not None:
+            progress.start(f"{c.name} on {Path(input_file).name}", len(split))
+        loaded[cid] = predict_split(model, tokenizer, split, dev, precision, cache, progress=progress)
+        if progress is not None:
+            progress.stop()
+        del model
+    values = _weighted(task, members, loaded, split.ids, str(input_file))
+    stem = Path(input_file).stem
+    target = Path(out) / f"{task}-{stem}-output.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, leaderboard_bytes(task, split.ids, values))
+    result = {"ensemble": doc["name"], "written": [str(target)], "rows": len(split)}
+    if split.labelled:
+        result["score"] = score(task, values, split.labels)
+    return result
+
+
+def config_hash(d: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

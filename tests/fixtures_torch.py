@@ -1,0 +1,115 @@
+"""Session-scoped torch fixtures shared by test_model.py, test_train.py and test_registry.py.
+
+Import the fixtures by name into a test module (``from fixtures_torch import tiny_base, ...``).
+A fixture imported into several modules is set up once per module by pytest, so the expensive
+builds are cached here at module level: the tiny base, the saved model and the trained registry
+are made once per test session (once per xdist worker).
+
+Nothing here writes outside pytest's temporary folders; the shipped sample data is only read
+(tests that change data work on copies).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tiny import make_tiny_base
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "ensemble" / "sample_data"
+TINY_LAYERS = 2
+TINY_HIDDEN = 32
+ALL_TASKS = ("sst", "para", "sts")
+
+_CACHE: dict[str, object] = {}
+
+
+def _once(key, make):
+    if key not in _CACHE:
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A tiny random BertModel (2 layers, hidden 32) + fast tokenizer, written once per session."""
+    return _once("base", lambda: make_tiny_base(tmp_path_factory.mktemp("tiny-base") / "base",
+                                                layers=TINY_LAYERS, hidden=TINY_HIDDEN))
+
+
+def fresh_base(base_dir: Path, hidden_dropout: float = 0.1):
+    """A new (model, tokenizer) pair loaded from the tiny base folder (each call a fresh copy)."""
+    from ensemble.model import load_base
+
+    return load_base(str(base_dir), hidden_dropout)
+
+
+def build_model(base_dir: Path, architecture: str = "multi", task_layers: int = 0, tasks=ALL_TASKS,
+                hidden_dropout: float = 0.1, seed: int = 0):
+    """A MultitaskModel over a fresh copy of the tiny base; returns (model, tokenizer, base_model)."""
+    import torch
+
+    from ensemble.model import ModelConfig, MultitaskModel
+
+    base, tok = fresh_base(base_dir, hidden_dropout)
+    torch.manual_seed(seed)
+    cfg = ModelConfig(architecture, tuple(tasks), task_layers, hidden_dropout=hidden_dropout, base=str(base_dir))
+    return MultitaskModel.from_base(cfg, base), tok, base
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    """The shipped sample course files (read only: copy before changing anything)."""
+    return SAMPLE_DATA
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(tiny_base, tmp_path_factory) -> Path:
+    """A multi model over the tiny base, saved with save_model (weights perturbed off the base)."""
+    def make():
+        import torch
+
+        from ensemble.model import save_model
+
+        model, tok, _ = build_model(tiny_base, "multi", seed=1)
+        with torch.no_grad():  # move the heads away from their init so predictions are not trivial
+            for p in model.heads.parameters():
+                p.add_(torch.randn_like(p) * 0.5)
+        out = tmp_path_factory.mktemp("saved-model") / "model"
+        save_model(model, tok, out)
+        return out
+    return _once("saved", make)
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_base, tmp_path_factory):
+    """``train()`` run once: 2 epochs on the sample data, all three tasks, tiny base.
+
+    Returns a dict with ``config``, ``result``, ``registry`` (its root), ``data`` (the data folder
+    it was trained on). Read only: tests that change the registry copy it first (``copy_registry``).
+    """
+    def make():
+        from ensemble.registry import Registry
+        from ensemble.train import TrainConfig, train
+
+        root = tmp_path_factory.mktemp("trained")
+        data = root / "data"
+        shutil.copytree(SAMPLE_DATA, data)
+        cfg = TrainConfig(base=str(tiny_base), epochs=2, batch_size=8, lr=3e-3, layer_decay=0.9, seed=3)
+        reg = Registry(root / "registry")
+        result = train(cfg, data, reg, device="cpu")
+        return {"config": cfg, "result": result, "registry": root / "registry", "data": data}
+    return _once("trained", make)
+
+
+def copy_registry(src: Path, dst: Path) -> Path:
+    """A private copy of a registry folder (hard links are not kept: every file is a real copy)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def copy_data(dst: Path) -> Path:
+    """A private copy of the sample data folder."""
+    shutil.copytree(SAMPLE_DATA, dst)
+    return dst
