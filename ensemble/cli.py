@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -65,11 +66,11 @@ class RichProgress:
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            err.print(f"[yellow]{text}[/]")
+            err.print(f"[yellow]{escape(text)}[/]", soft_wrap=True)
 
 
 def fail(e: EnsembleError) -> None:
-    err.print(f"[bold red]error:[/] [red]{e}[/]")
+    err.print(f"[bold red]error:[/] [red]{escape(str(e))}[/]", soft_wrap=True, highlight=False)
     raise typer.Exit(1)
 
 
@@ -262,7 +263,7 @@ def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidat
         print(json.dumps({"checked": [c.id for c in checked], "problems": [p.__dict__ for p in problems]}, indent=2))
     else:
         for p in problems:
-            err.print(f"[red]{p}[/]")
+            err.print(f"[red]{escape(str(p))}[/]", soft_wrap=True, highlight=False)
         n_files = sum(len(c.manifest.get("files", {})) for c in checked)
         colour = "red" if problems else "green"
         console.print(f"[{colour}]{len(checked)} candidates, {n_files} files checked: {len(problems)} problems[/]")
@@ -366,7 +367,7 @@ def select_cmd(
 
 def print_selection(report) -> None:
     for note in report.notes:
-        err.print(f"[yellow]{note}[/]")
+        err.print(f"[yellow]{escape(note)}[/]", soft_wrap=True)
     for task, sel in report.tasks.items():
         t = Table(title=f"{task}: {report.mode} selection ({TASKS[task].metric} on dev)")
         for col in ("step", "candidate", "own dev", "ensemble dev", "change", "", "why"):
@@ -425,7 +426,7 @@ def predict(
         print(json.dumps(result, indent=2))
         return
     for n in result.get("notes", []):
-        err.print(f"[yellow]{n}[/]")
+        err.print(f"[yellow]{escape(n)}[/]", soft_wrap=True)
     for p in result["written"]:
         console.print(f"wrote {p}")
     if result.get("dev_scores"):
@@ -455,7 +456,7 @@ def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder o
     if as_json:
         print(json.dumps([p.__dict__ for p in problems], indent=2))
     elif problems:
-        err.print(f"[red]{format_problems(problems)}[/]")
+        err.print(f"[red]{escape(format_problems(problems))}[/]", soft_wrap=True, highlight=False)
         err.print(f"[bold red]{len(problems)} problems in {pred_dir}[/]")
     else:
         console.print(f"[green]{pred_dir}: all six leaderboard files are valid against {data_dir}[/]")

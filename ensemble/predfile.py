@@ -100,7 +100,7 @@ def _check_values(where: str, task: str, values: np.ndarray, first_line: int) ->
     if not finite.all():
         r, c = np.argwhere(~finite)[0]
         raise EnsembleError(
-            f"{where}:{first_line + r}: column {t.prediction_columns[c]!r} is {values[r, c]!r}; "
+            f"{where}:{first_line + r}: column {t.prediction_columns[c]!r} is {float(values[r, c])!r}; "
             f"expected a finite number"
         )
     if t.kind in ("classes", "binary"):

@@ -189,11 +189,15 @@ def _quiet_transformers():
     from transformers.utils import logging as hf_logging
 
     old = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(old)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _hf_kwargs(base_path: str) -> dict[str, Any]:
@@ -535,9 +539,13 @@ def _load_checkpoint_weights(mlm, directory: Path) -> dict[str, torch.Tensor]:
     rest = {k: v for k, v in sd.items() if k in model_keys}
     missing, _ = mlm.load_state_dict(rest, strict=False)
     # tied aliases (e.g. the decoder weight) are loaded through the parameter they share
-    ptr = {(v.untyped_storage().data_ptr(), v.storage_offset()) for k, v in mlm.state_dict().items() if k in rest}
-    really = [k for k in missing
-              if (mlm.state_dict()[k].untyped_storage().data_ptr(), mlm.state_dict()[k].storage_offset()) not in ptr]
+    current = mlm.state_dict()
+
+    def where(t: torch.Tensor) -> tuple[int, int]:
+        return t.untyped_storage().data_ptr(), t.storage_offset()
+
+    loaded = {where(current[k]) for k in rest}
+    really = [k for k in missing if where(current[k]) not in loaded]
     if really:
         raise EnsembleError(f"{directory / WEIGHTS}: checkpoint lacks weights {really[:3]}; it does not match the base")
     return pooler
@@ -826,7 +834,7 @@ def pretrain(
         "data": corpus.files,
         "sequences": {"total": n_seq, "per_file": corpus.counts},
         "steps": steps,
-        "epochs": round(steps * batch_size / n_seq, 4),
+        "epochs": round(steps / per_epoch, 4),
         "seed": int(seed),
         "batch_size": int(batch_size),
         "lr": float(lr),
@@ -861,7 +869,7 @@ def pretrain(
     return PretrainResult(
         out=out, base=base, tasks=tuple(tasks), steps=steps, steps_run=steps - start_step,
         resumed_from=start_step if ckpt_dir is not None else None, head=head, head_missing_keys=list(head_missing),
-        sequences=n_seq, epochs=steps * batch_size / n_seq, data=dict(corpus.files), losses=list(losses),
+        sequences=n_seq, epochs=steps / per_epoch, data=dict(corpus.files), losses=list(losses),
         perplexity_before=ppl_before, perplexity_after=ppl_after, perplexity_texts=eval_desc,
         perplexity_held_out=(not include_eval_inputs) if eval_texts else None,
         seconds=seconds, device=str(dev), provenance=provenance,

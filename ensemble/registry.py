@@ -195,12 +195,16 @@ class Registry:
         trash = self.root / ".trash"
         if not trash.exists():
             return
-        for t in trash.iterdir():
-            cid = t.name.split(".", 1)[0]
-            live = self.candidates_dir / cid
-            if (t / "restore").exists() and not live.exists() and (t / MANIFEST).exists():
-                (t / "restore").unlink()
-                os.rename(t, live)
+        pending = [t for t in trash.iterdir() if (t / "restore").exists()]
+        if pending:
+            # a writer may be inside _swap right now (between its two renames): wait for its lock
+            with self.lock():
+                for t in pending:
+                    cid = t.name.split(".", 1)[0]
+                    live = self.candidates_dir / cid
+                    if (t / "restore").exists() and not live.exists() and (t / MANIFEST).exists():
+                        (t / "restore").unlink()
+                        os.rename(t, live)
         staging = self.root / ".staging"
         for s in staging.iterdir() if staging.exists() else []:
             if time.time() - s.stat().st_mtime > 86400:

@@ -81,6 +81,8 @@ MODES = ("greedy", "caruana")
 PEARSON_DECIMALS = 12
 BOOTSTRAP_RESAMPLES = 2000
 _CHUNK_ELEMS = 1 << 18          # elements per vectorised chunk (2 MiB of float64)
+_WORKSET_BYTES = 1 << 29        # largest copy of candidate rows kept for Caruana steps (512 MiB)
+_WORKSET_FRACTION = 0.25       # ... and only once at most this fraction of the rows is open
 _EXAMPLES = 3                   # example ids quoted in messages
 
 
@@ -100,6 +102,11 @@ def _keys(task: str, scores: np.ndarray) -> np.ndarray:
     if TASKS[task].metric == "pearson":
         return np.round(scores, PEARSON_DECIMALS)
     return scores
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Single-threaded float64 dot product (numpy's own loop: no BLAS threads on tiny work)."""
+    return float(np.einsum("i,i->", a, b))
 
 
 def _fmt(x: float) -> str:
@@ -331,13 +338,16 @@ class TaskSelection(_Plain):
 class _State:
     """A running ensemble: float64 sum of member predictions (k, n), total weight, centred sum."""
 
-    __slots__ = ("S", "W", "Sc", "lock")
+    __slots__ = ("S", "W", "Sc", "sums", "SX", "lock", "work")
 
     def __init__(self, k: int, n: int, pearson: bool):
         self.S = np.zeros((k, n), dtype=np.float64)
         self.W = 0
         self.Sc = np.zeros(n, dtype=np.float64) if pearson else None
-        self.lock = None          # cached (open rows or None, correct count on locked rows)
+        self.sums = (0.0, 0.0, 0.0)   # pearson: sum(Sc), Sc.Sc, Sc.yc
+        self.SX = None                # pearson, caruana: Xc @ Sc for all candidates, kept up to date
+        self.lock = None          # accuracy: what to evaluate for the current S (see _Pool._view)
+        self.work = None          # accuracy: working set of rows kept across steps
 
 
 class _Pool:
@@ -354,10 +364,12 @@ class _Pool:
         self.T = T
         self.y = y
         self.m, self.k, self.n = T.shape
+        self.rows = np.arange(self.n)     # original row of each pool row (pools may reorder rows)
         self._own = None
         self._loss = None
         self._bounds = None
         self._pear = None
+        self._cols = None
 
     # -- construction
     @classmethod
@@ -374,10 +386,16 @@ class _Pool:
             if not np.isfinite(a).all():
                 raise EnsembleError(f"{task}: candidate {cid!r} has non-finite predictions")
             T[i] = a.T
-        return cls(task, ids, T, y)
+        pool = cls(task, ids, T, y)
+        if TASKS[task].kind == "classes":
+            pool = pool.take_rows(np.argsort(y, kind="stable"))
+        return pool
 
     def take_rows(self, rows: np.ndarray) -> "_Pool":
-        return _Pool(self.task, self.ids, np.take(self.T, rows, axis=2), self.y[rows])
+        """A pool of these rows (``rows`` index this pool); ``.rows`` maps back to the original rows."""
+        sub = _Pool(self.task, self.ids, np.take(self.T, rows, axis=2), self.y[rows])
+        sub.rows = self.rows[rows]
+        return sub
 
     def empty_state(self) -> _State:
         return _State(self.k, self.n, self.pearson)
@@ -387,7 +405,11 @@ class _Pool:
         st.W += 1
         st.lock = None
         if self.pearson:
-            st.Sc += self._pearson()["Xc"][j]
+            p = self._pearson()
+            st.Sc += p["Xc"][j]
+            st.sums = (float(st.Sc.sum()), _dot(st.Sc, st.Sc), _dot(st.Sc, p["yc"]))
+            if st.SX is not None:
+                st.SX += self._gram_col(j)
 
     # -- precomputations
     def _pearson(self) -> dict:
@@ -396,10 +418,19 @@ class _Pool:
             Xc = X - X.mean(axis=1, keepdims=True)
             yc = self.y - self.y.mean()
             self._pear = {
-                "Xc": Xc, "yc": yc, "sy": float(yc.sum()), "syy": float(yc @ yc),
-                "sc": Xc.sum(axis=1), "scc": np.einsum("ij,ij->i", Xc, Xc), "scy": Xc @ yc,
+                "Xc": Xc, "yc": yc, "sy": float(yc.sum()), "syy": _dot(yc, yc),
+                "sc": Xc.sum(axis=1), "scc": np.einsum("ij,ij->i", Xc, Xc), "scy": np.einsum("ij,j->i", Xc, yc),
             }
         return self._pear
+
+    def _gram_col(self, j: int) -> np.ndarray:
+        """Xc @ Xc[j] (all candidates' dot products with candidate j), cached."""
+        if self._cols is None:
+            self._cols = {}
+        if j not in self._cols:
+            p = self._pearson()
+            self._cols[j] = p["Xc"] @ p["Xc"][j]
+        return self._cols[j]
 
     def _bound(self):
         if self._bounds is None:
@@ -408,10 +439,30 @@ class _Pool:
 
     # -- accuracy counting on prepared ensemble predictions E (c, k, u)
     def _counts_dense(self, E: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        """Rows predicted right, per candidate, for ensemble predictions E (c, k, u) and labels y (u,).
+
+        sst: argmax (first maximum) == label, i.e. the label's value is > every class before it
+        and >= every class after it. Rows sorted by label (as pools lay them out) go by label
+        segment: two max-reductions and two comparisons; otherwise class by class.
+        """
         y = self.y if y is None else y
         if self.kind == "binary":
             return (np.round(E[:, 0, :]) == y).sum(axis=1)
         c, k, u = E.shape
+        if u > 1 and (y[1:] >= y[:-1]).all():
+            cnt = np.zeros(c, dtype=np.int64)
+            edges = np.searchsorted(y, np.arange(k + 1))
+            for L in range(k):
+                s0, s1 = edges[L], edges[L + 1]
+                if s0 == s1:
+                    continue
+                tv = E[:, L, s0:s1]
+                ok = tv > E[:, :L, s0:s1].max(axis=1) if L > 0 else None
+                if L < k - 1:
+                    ok2 = tv >= E[:, L + 1:, s0:s1].max(axis=1)
+                    ok = ok2 if ok is None else (ok & ok2)
+                cnt += ok.sum(axis=1)
+            return cnt
         lin = y * u + np.arange(u)
         tv = E.reshape(c, k * u)[:, lin]
         bad = np.zeros((c, u), dtype=bool)
@@ -427,26 +478,33 @@ class _Pool:
                 bad |= tmp
         return u - bad.sum(axis=1)
 
-    def _locked(self, st: _State, W1: int):
-        """Rows whose rounded prediction no candidate can change: (mask, correct count there).
+    def _locked(self, st: _State, h: int = 1):
+        """Rows whose rounded prediction no choice of ``h`` more candidates can change:
+        (mask, mask of those predicted right).
 
-        Exact: float addition, division by W1 > 0 and rounding are monotone, so the per-row
-        bounds over all candidates bound every candidate's ensemble value.
+        Exact, not approximate: float addition, division by a positive number and rounding are
+        monotone, so adding the per-row minimum (maximum) over all candidates ``h`` times, in the
+        order the real sums are formed, bounds every possible ensemble value from below (above).
         """
         lo_c, hi_c = self._bound()
-        L = (st.S + lo_c) / W1
-        U = (st.S + hi_c) / W1
+        L = st.S + lo_c
+        U = st.S + hi_c
+        for _ in range(h - 1):
+            L += lo_c
+            U += hi_c
+        L /= st.W + h
+        U /= st.W + h
         if self.kind == "binary":
             lo, hi = np.round(L[0]), np.round(U[0])
             locked = lo == hi
-            return locked, int((locked & (lo == self.y)).sum())
+            return locked, locked & (lo == self.y)
         t = np.argmax(L, axis=0)
         Lt = L[t, np.arange(self.n)]
         locked = np.ones(self.n, dtype=bool)
         for j in range(self.k):
             ok = np.where(j < t, Lt > U[j], Lt >= U[j]) | (t == j)
             locked &= ok
-        return locked, int((locked & (t == self.y)).sum())
+        return locked, locked & (t == self.y)
 
     # -- vectorised: scores of (S + c) / (W + 1) for all c in idx
     def scores_with(self, st: _State, idx: np.ndarray) -> np.ndarray:
@@ -455,50 +513,96 @@ class _Pool:
             return self.own_scores()[idx]
         if self.pearson:
             p = self._pearson()
-            if len(idx) > self.m // 4:
-                SX = (p["Xc"] @ st.Sc)[idx]         # one matrix-vector product for all
-            else:
-                SX = p["Xc"][idx] @ st.Sc
-            sx = st.Sc.sum() + p["sc"][idx]
-            sxx = st.Sc @ st.Sc + 2.0 * SX + p["scc"][idx]
-            sxy = st.Sc @ p["yc"] + p["scy"][idx]
+            if st.SX is None:
+                st.SX = p["Xc"] @ st.Sc             # one matrix-vector product for all
+            SX = st.SX[idx]
+            s_x, s_xx, s_xy = st.sums
+            sx = s_x + p["sc"][idx]
+            sxx = s_xx + 2.0 * SX + p["scc"][idx]
+            sxy = s_xy + p["scy"][idx]
             return np.asarray(pearson_from_sums(self.n, sx, p["sy"], sxx, p["syy"], sxy), dtype=np.float64)
         return self._acc_with(st, idx, use_locks=True) / self.n
 
-    def _open_rows(self, st: _State):
-        """(rows that an added candidate could still change, or None for all; correct count elsewhere)."""
+    def _view(self, st: _State, working_set: bool = True):
+        """What to evaluate when one candidate is added: (rows R or None for all, T[:, :, R] or None,
+        S[:, R], y[R], correct count on the rows outside R, which are all locked).
+
+        ``working_set=False`` (greedy): R is the open rows of the current S, gathered per candidate.
+        ``working_set=True`` (caruana): R is a working set copied out of T and reused across steps:
+        the rows open for the next 1 or 2 additions, so it stays valid for at least 2 steps. It is
+        compacted in place when much larger than the open rows and rebuilt from T when it stops
+        covering them. Rows stay in ascending order, so label-sorted pools stay label-sorted.
+        """
         if st.W == 0:
-            return None, 0
-        if st.lock is None:
-            locked, base = self._locked(st, st.W + 1)
-            n_open = int((~locked).sum())
-            if n_open >= 0.75 * self.n:      # gathering would cost more than it saves
-                st.lock = (None, 0)
+            return None, self.T, st.S, self.y, 0
+        if st.lock is not None:
+            return st.lock
+        locked, good = self._locked(st, 1)
+        open1 = ~locked
+        n_open = int(open1.sum())
+
+        def direct():
+            if n_open > 0.75 * self.n:
+                return (None, self.T, st.S, self.y, 0)
+            R = np.flatnonzero(open1)
+            return (R, None, st.S[:, R], self.y[R], int(good.sum()))
+
+        if not working_set:
+            st.lock = direct()
+            return st.lock
+        w = st.work                                   # (R, inR, buffer) or None
+        covered = w is not None and not open1[~w[1]].any()
+        if not covered or len(w[0]) > 3 * n_open + 256:
+            need = open1 | ~self._locked(st, 2)[0]
+            u = int(need.sum())
+            R = np.flatnonzero(need)
+            if covered or (w is not None and not need[~w[1]].any()):
+                # compact the old copy in place: R is a subset of the old rows
+                old_R, _, buf = w
+                pos = np.searchsorted(old_R, R)
+                self._copy_rows(buf, buf[:, :, : len(old_R)], pos)
+                st.work = (R, need, buf)
+            elif u <= _WORKSET_FRACTION * self.n and self.m * self.k * u * 8 <= _WORKSET_BYTES:
+                buf = w[2] if w is not None and w[2].shape[2] >= u else np.empty((self.m, self.k, u))
+                self._copy_rows(buf, self.T, R)
+                st.work = (R, need, buf)
             else:
-                rows = np.flatnonzero(~locked)
-                st.lock = (rows, base, st.S[:, rows], self.y[rows])
+                st.work = None
+        if st.work is None:
+            st.lock = direct()
+        else:
+            R, inR, buf = st.work
+            st.lock = (R, buf[:, :, : len(R)], st.S[:, R], self.y[R], int(good[~inR].sum()))
         return st.lock
 
+    def _copy_rows(self, dst: np.ndarray, src: np.ndarray, cols: np.ndarray) -> None:
+        """dst[:, :, :len(cols)] = src[:, :, cols], candidate chunk by chunk (dst may be src's buffer)."""
+        u = len(cols)
+        step = max(1, (8 * _CHUNK_ELEMS) // (self.k * max(u, 1)))
+        for a in range(0, self.m, step):
+            dst[a:a + step, :, :u] = src[a:a + step][:, :, cols]
+
     def _acc_with(self, st: _State, idx: np.ndarray, use_locks: bool) -> np.ndarray:
+        """Correct counts of (S + c) / (W + 1) for all c in idx (candidate chunks, vectorised)."""
         W1 = st.W + 1
-        rows, base = None, 0
-        S, y = st.S, self.y
-        if use_locks:
-            lk = self._open_rows(st)
-            if lk[0] is not None:
-                rows, base, S, y = lk
-                if len(rows) == 0:
-                    return np.full(len(idx), base, dtype=np.int64)
+        R, T_R, S, y, base = self._view(st) if use_locks else (None, self.T, st.S, self.y, 0)
         u = S.shape[1]
         out = np.empty(len(idx), dtype=np.int64)
+        if u == 0:
+            out[:] = base
+            return out
         step = max(1, _CHUNK_ELEMS // (self.k * u))
         full = len(idx) == self.m and np.array_equal(idx, np.arange(self.m))
+        src = self.T if T_R is None else T_R
+        buf = np.empty((min(step, len(idx)), self.k, u), dtype=np.float64)
+        gbuf = np.empty_like(buf) if (T_R is None and R is not None) else None
         for a in range(0, len(idx), step):
             b = min(a + step, len(idx))
-            block = self.T[a:b] if full else self.T[idx[a:b]]
-            if rows is not None:
-                block = np.take(block, rows, axis=2)
-            E = block + S            # a new array
+            block = src[a:b] if full else src[idx[a:b]]
+            if gbuf is not None:                        # gather the open rows chunk by chunk
+                block = np.take(block, R, axis=2, out=gbuf[: b - a])
+            E = buf[: b - a]
+            np.add(block, S, out=E)
             E /= W1
             out[a:b] = self._counts_dense(E, y)
         return out + base
@@ -507,18 +611,15 @@ class _Pool:
         """Score of (S + c_j) / (W + 1) for one candidate."""
         if self.pearson:
             p = self._pearson()
-            sx = st.Sc.sum() + p["sc"][j]
-            sxx = st.Sc @ st.Sc + 2.0 * (p["Xc"][j] @ st.Sc) + p["scc"][j]
-            sxy = st.Sc @ p["yc"] + p["scy"][j]
+            s_x, s_xx, s_xy = st.sums
+            sx = s_x + p["sc"][j]
+            sxx = s_xx + 2.0 * _dot(p["Xc"][j], st.Sc) + p["scc"][j]
+            sxy = s_xy + p["scy"][j]
             return float(pearson_from_sums(self.n, sx, p["sy"], sxx, p["syy"], sxy))
-        lk = self._open_rows(st)
-        if lk[0] is None:
-            E = (st.S + self.T[j]) / (st.W + 1)
-            return float(self._counts_dense(E[None])[0]) / self.n
-        rows, base, S, y = lk
-        if len(rows) == 0:
+        R, T_R, S, y, base = self._view(st, working_set=False)
+        if S.shape[1] == 0:
             return base / self.n
-        E = (S + self.T[j][:, rows]) / (st.W + 1)
+        E = (S + (self.T[j] if R is None else self.T[j][:, R])) / (st.W + 1)
         return float(self._counts_dense(E[None], y)[0] + base) / self.n
 
     def loss_with(self, st: _State, j: int) -> float:
@@ -873,7 +974,7 @@ def cross_fit(task: str, preds: Mapping[str, np.ndarray], labels, ids: Sequence[
         raise EnsembleError(f"{task}: {len(ids)} row ids for {pool.n} labelled rows")
     if len(set(ids)) != len(ids):
         raise EnsembleError(f"{task}: duplicate row ids")
-    return _cross_fit_pool(pool, ids, mode, max_size, steps, repeats, seed)
+    return _cross_fit_pool(pool, [ids[i] for i in pool.rows], mode, max_size, steps, repeats, seed)
 
 
 def _align(inp: TaskInput):
@@ -964,7 +1065,9 @@ def _align(inp: TaskInput):
         raise EnsembleError(f"no usable candidate for task {task}: all {len(rejected)} rejected ({why})")
 
     keep = np.flatnonzero(has_label)
-    all_rows = len(keep) == n
+    if TASKS[task].kind == "classes":       # rows in label order: the fast scorer goes by label segment
+        keep = keep[np.argsort(lab[keep], kind="stable")]
+    all_rows = np.array_equal(keep, np.arange(n))
     y = _check_labels(task, lab if all_rows else lab[keep])
     T = np.empty((len(good), k, len(keep)), dtype=np.float64)
     for i, (cid, a) in enumerate(good):
@@ -1072,25 +1175,27 @@ def _synthetic(task: str, m: int, n: int, seed: int):
     k = TASKS[task].n_outputs
     kind = TASKS[task].kind
     if kind == "classes":
-        y = rng.integers(0, k, n)
+        y = np.sort(rng.integers(0, k, n))      # rows in label order, as select() lays them out
     elif kind == "binary":
         y = (rng.random(n) < 0.4).astype(np.float64)
     else:
         y = rng.uniform(0.0, 5.0, n)
-    quality = rng.uniform(0.3, 1.5, m)
+    # quality varies by candidate; noise is mostly shared (candidates err alike), so ensembles
+    # gain a few points, as in the report, rather than the large gains of independent errors
+    quality = rng.uniform(0.5, 1.0, m)
     shared = rng.standard_normal((k, n))
     T = np.empty((m, k, n), dtype=np.float64)
     for i in range(m):
-        noise = 0.8 * shared + 0.8 * rng.standard_normal((k, n))
+        noise = 0.9 * shared + 0.45 * rng.standard_normal((k, n))
         if kind == "classes":
             z = noise
-            z[y, np.arange(n)] += 2.0 * quality[i]
+            z[y, np.arange(n)] += 1.6 * quality[i]
             z = np.exp(z - z.max(axis=0))
             T[i] = z / z.sum(axis=0)
         elif kind == "binary":
-            T[i, 0] = 1.0 / (1.0 + np.exp(-(quality[i] * 2.0 * (2 * y - 1) + 2.0 * noise[0])))
+            T[i, 0] = 1.0 / (1.0 + np.exp(-(3.0 * quality[i] * (2 * y - 1) + 2.0 * noise[0])))
         else:
-            T[i, 0] = quality[i] * y + 2.0 * noise[0]
+            T[i, 0] = 2.0 * quality[i] * y + 2.0 * noise[0]
     ids = [f"cand{i:04d}" for i in range(m)]
     return ids, T, (y.astype(np.int64) if kind == "classes" else y)
 
@@ -1165,14 +1270,38 @@ def bench_select(candidates: int = 500, rows: int = 20000, task: str | None = No
 
 def _plain_estimate(task: str, preds: Mapping[str, np.ndarray], y: np.ndarray, mode: str,
                     est: EnsembleSelector, steps: int) -> float:
-    """Rough seconds the plain run needs: trials x (time of one trial of the typical size)."""
+    """Seconds the plain run should need: its trial sizes (from the fast run's trajectory) times
+    the measured cost of re-averaging one member and of one metric call."""
     ids = list(preds)
-    size = max(1, len(est.members_))
-    trial = {c: 1 for c in ids[: size // 2 + 1]}
+    m = len(ids)
+    few = {c: 1 for c in ids[:6]}
     reps = 3
     t0 = time.perf_counter()
     for _ in range(reps):
-        metrics.score(task, ensemble_predictions(preds, trial), y)
-    per_trial = (time.perf_counter() - t0) / reps
-    n_trials = len(ids) if mode == "greedy" else len(ids) * (steps - 1)
-    return per_trial * n_trials + 0.0002 * len(ids)
+        e = ensemble_predictions(preds, {ids[0]: 1})
+    one = (time.perf_counter() - t0) / reps
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        e = ensemble_predictions(preds, few)
+    per_member = max(0.0, (time.perf_counter() - t0) / reps - one) / max(1, len(few) - 1)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        metrics.score(task, e, y)
+        metrics.secondary_loss(task, e, y)
+    per_score = (time.perf_counter() - t0) / reps + one
+    if mode == "greedy":
+        sizes, size = [], 1
+        for s in est.trajectory_[1:]:
+            if s.ensemble_score is not None:
+                sizes.append(size + 1)
+            size += bool(s.accepted)
+        members_added = sum(sizes)
+        n_trials = len(sizes) + m
+    else:
+        distinct, seen = [], set()
+        for s in est.trajectory_[:-1]:
+            seen.add(s.candidate)
+            distinct.append(len(seen))
+        members_added = m * sum(d + 1 for d in distinct)
+        n_trials = m * len(distinct) + m
+    return n_trials * per_score + members_added * per_member

@@ -94,3 +94,11 @@ def tiny_data(tmp_path: Path) -> Path:
     for name, text in TINY_FILES.items():
         (d / name).write_bytes(text.encode("utf-8"))
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory) -> Path:
+    """A tiny random BertModel + fast tokenizer saved to a folder (usable as --base)."""
+    from tiny import make_tiny_base
+
+    return make_tiny_base(tmp_path_factory.mktemp("tiny-base"))

@@ -11,9 +11,11 @@ Nothing here writes outside pytest's temporary folders; the shipped sample data 
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
 
 from tiny import make_tiny_base
 
@@ -25,9 +27,30 @@ ALL_TASKS = ("sst", "para", "sts")
 _CACHE: dict[str, object] = {}
 
 
+@contextmanager
+def one_thread():
+    """The models here are tiny: extra intra-op threads only cost (OpenMP threads spin-waiting on
+    a busy 2-core machine made a 14x32 matmul take 15 ms instead of 10 us). Restored afterwards so
+    other test modules keep torch's default."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def torch_one_thread():
+    """Autouse in every module that imports it: one intra-op thread while that module runs."""
+    with one_thread():
+        yield
+
+
 def _once(key, make):
     if key not in _CACHE:
-        _CACHE[key] = make()
+        with one_thread():
+            _CACHE[key] = make()
     return _CACHE[key]
 
 

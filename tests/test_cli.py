@@ -1,0 +1,190 @@
+"""The CLI and the end-to-end workflow: register predictions -> select -> predict -> validate -> submit,
+`ensemble run` on the packaged sample with a tiny model, and error handling (red message, exit 1)."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ensemble.cli import app
+from ensemble.data import read_split
+from ensemble.predfile import write_predictions
+from ensemble.workflow import PACKAGE_SAMPLE
+
+runner = CliRunner()
+SAMPLE = PACKAGE_SAMPLE
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def fake_predictions(folder: Path, quality: dict[str, float], seed: int, shuffle: bool = True) -> Path:
+    """Prediction files for the sample's dev and test ids: the truth blended with noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for task, q in quality.items():
+        for split in ("dev", "test"):
+            sp = read_split(SAMPLE, task, split)
+            n = len(sp)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            if task == "sst":
+                onehot = np.eye(5)[sp.labels] if sp.labelled else rng.dirichlet(np.ones(5), n)
+                v = q * onehot + (1 - q) * rng.dirichlet(np.ones(5), n)
+            elif task == "para":
+                y = sp.labels.astype(float) if sp.labelled else rng.random(n)
+                v = (q * y + (1 - q) * rng.random(n))[:, None]
+            else:
+                y = sp.labels if sp.labelled else rng.random(n) * 5
+                v = (q * y + (1 - q) * rng.random(n) * 5)[:, None]
+            write_predictions(folder / f"{task}-{split}.csv", task, [sp.ids[i] for i in order], v[order])
+    return folder
+
+
+@pytest.fixture
+def registry_with_imports(tmp_path):
+    reg = tmp_path / "reg"
+    for i, q in enumerate((0.6, 0.5, 0.4)):
+        d = fake_predictions(tmp_path / f"p{i}", {"sst": q, "para": q, "sts": q}, seed=i)
+        r = invoke("register", "--predictions", d, "--name", f"ext{i}", "--data", SAMPLE, "--registry", reg)
+        assert r.exit_code == 0, r.output
+    return reg
+
+
+def test_import_select_predict_validate_submit(tmp_path, registry_with_imports):
+    reg = registry_with_imports
+    listed = json.loads(invoke("list", "--registry", reg, "--json").output)
+    assert sorted(c["name"] for c in listed) == ["ext0", "ext1", "ext2"]
+    assert all(c["kind"] == "predictions" for c in listed)
+
+    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "4", "--json")
+    assert r.exit_code == 0, r.output
+    sel = json.loads(r.output[r.output.index("{"):])
+    assert set(sel["tasks"]) == {"sst", "para", "sts"}
+    doc = json.loads((reg / "ensembles" / "ensemble-greedy.json").read_text())
+    for task, entry in doc["tasks"].items():
+        assert set(entry["weights"]) == set(entry["prediction_sha256"])
+
+    out = tmp_path / "predictions"
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{t}-{s}-output.csv" for t in ("sst", "para", "sts") for s in ("dev", "test"))
+    assert invoke("validate", out, "--data", SAMPLE).exit_code == 0
+
+    subs = tmp_path / "subs"
+    assert invoke("submit", "--predictions", out, "--out", subs, "--data", SAMPLE, "--registry", reg).exit_code == 0
+    assert invoke("submit", "--predictions", out, "--out", subs, "--data", SAMPLE, "--registry", reg).exit_code == 0
+    zips = sorted(subs.glob("*.zip"))
+    assert len(zips) == 2   # never overwrites
+    with zipfile.ZipFile(zips[0]) as z:
+        manifest = json.loads(z.read("MANIFEST.json"))
+        assert z.read("predictions/sts-dev-output.csv") == (out / "sts-dev-output.csv").read_bytes()
+    assert manifest["ensemble"]["name"] == "ensemble-greedy"
+    assert manifest["ensemble"]["sample_data"] is True
+
+
+def test_predict_averages_by_id_not_position(tmp_path):
+    """Two members whose rows come in different orders: the output is the per-id average."""
+    reg = tmp_path / "reg"
+    sp = read_split(SAMPLE, "sts", "dev")
+    ids = sp.ids
+    a = np.linspace(0, 5, len(ids))
+    b = np.linspace(5, 0, len(ids)) ** 1.5 / 5 ** 0.5
+    for name, vals, order in (("a", a, np.arange(len(ids))), ("b", b, np.arange(len(ids))[::-1])):
+        d = tmp_path / name
+        d.mkdir()
+        write_predictions(d / "sts-dev.csv", "sts", [ids[i] for i in order], vals[order][:, None])
+        test_ids = read_split(SAMPLE, "sts", "test").ids
+        write_predictions(d / "sts-test.csv", "sts", test_ids, np.ones((len(test_ids), 1)))
+        assert invoke("register", "--predictions", d, "--name", name, "--data", SAMPLE, "--registry", reg).exit_code == 0
+    ens = {"name": "both", "tasks": {"sts": {"members": [], "weights": {}}}}
+    from ensemble.registry import Registry
+    r = Registry(reg)
+    for c in r.candidates():
+        ens["tasks"]["sts"]["weights"][c.id] = 1
+    r.save_ensemble("both", ens)
+    out = tmp_path / "out"
+    res = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", out, "--ensemble", "both")
+    assert res.exit_code == 0, res.output
+    lines = (out / "sts-dev-output.csv").read_text().splitlines()
+    assert lines[0] == "id \t Predicted_Similiary "
+    got = {line.split(" , ")[0]: float(line.split(" , ")[1]) for line in lines[1:]}
+    for i, id_ in enumerate(ids):
+        assert got[id_] == pytest.approx((a[i] + b[i]) / 2, abs=1e-12)
+
+
+def test_errors_are_red_messages_with_exit_1(tmp_path):
+    r = invoke("select", "--data", SAMPLE, "--registry", tmp_path / "empty")
+    assert r.exit_code == 1
+    assert "holds no candidates" in r.output
+    r = invoke("show", "nope", "--registry", tmp_path / "empty")
+    assert r.exit_code == 1 and "no candidate 'nope'" in r.output
+    r = invoke("train", "--data", tmp_path / "missing", "--base", "minilm")
+    assert r.exit_code == 1 and "no such folder" in r.output
+    r = invoke("train", "--data", SAMPLE, "--tasks", "sst,nli")
+    assert r.exit_code == 1 and "unknown task 'nli'" in r.output
+    r = invoke("select", "--data", SAMPLE, "--registry", tmp_path / "empty", "--mode", "bagging")
+    assert r.exit_code == 1 and "--mode bagging" in r.output
+
+
+def test_validate_reports_problems_and_exits_1(tmp_path):
+    out = tmp_path / "bad"
+    out.mkdir()
+    (out / "sst-dev-output.csv").write_text("id \t Predicted_Sentiment \nnot-an-id , 7 \n")
+    r = invoke("validate", out, "--data", SAMPLE)
+    assert r.exit_code == 1
+    assert "sst-dev-output.csv" in r.output
+    assert "para-test-output.csv" in r.output   # missing file reported too
+
+
+def test_remove_asks_unless_yes(tmp_path, registry_with_imports):
+    reg = registry_with_imports
+    cid = json.loads(invoke("list", "--registry", reg, "--json").output)[0]["id"]
+    r = runner.invoke(app, ["remove", cid, "--registry", str(reg)], input="n\n")
+    assert r.exit_code == 1 and "kept" in r.output
+    assert len(json.loads(invoke("list", "--registry", reg, "--json").output)) == 3
+    assert invoke("remove", cid, "--registry", reg, "--yes").exit_code == 0
+    assert len(json.loads(invoke("list", "--registry", reg, "--json").output)) == 2
+
+
+def test_verify_exit_code(tmp_path, registry_with_imports):
+    reg = registry_with_imports
+    assert invoke("verify", "--registry", reg).exit_code == 0
+    victim = next((reg / "candidates").iterdir()) / "predictions" / "sst-dev.csv"
+    data = bytearray(victim.read_bytes())
+    data[-5] ^= 1
+    victim.write_bytes(bytes(data))
+    r = invoke("verify", "--registry", reg)
+    assert r.exit_code == 1
+    assert "predictions/sst-dev.csv" in r.output and "sha256 mismatch" in r.output
+
+
+def test_bench_select_json():
+    r = invoke("bench", "select", "--candidates", "20", "--rows", "500", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["candidates"] == 20 and d["rows"] == 500
+
+
+def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_dir):
+    """`ensemble run` end to end on the packaged sample; a second run skips every finished configuration."""
+    monkeypatch.chdir(tmp_path)
+    r = invoke("run", "--base", tiny_base_dir, "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output[r.output.index("{"):])
+    assert res["sample"] is True
+    assert len(res["trained"]) == 4 and res["skipped"] == []
+    assert Path(res["submission"]).exists()
+    assert invoke("validate", "predictions").exit_code == 0
+    n_cands = len(list((tmp_path / "checkpoints" / "candidates").iterdir()))
+    assert n_cands >= 4
+    r2 = invoke("run", "--base", tiny_base_dir, "--json")
+    res2 = json.loads(r2.output[r2.output.index("{"):])
+    assert res2["trained"] == [] and len(res2["skipped"]) == 4
+    assert len(list((tmp_path / "checkpoints" / "candidates").iterdir())) == n_cands
+    assert len(list((tmp_path / "submissions").glob("*.zip"))) == 2
