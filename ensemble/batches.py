@@ -146,20 +146,29 @@ def training_batches(enc: Encoded, batch_size: int, rng: np.random.Generator,
 
 
 def budget_batches(enc: Encoded, max_tokens: int = 16384, max_rows: int = 512) -> list[Batch]:
-    """Inference batches from length-sorted rows: each holds at most ``max_tokens`` padded tokens."""
+    """Inference batches from length-sorted rows: each holds at most ``max_tokens`` padded tokens.
+
+    Rows are taken longest first (memory peaks early). A batch is also closed where the length
+    changes once it holds at least a quarter of the budget in real tokens, so the rows of a common
+    length fill their own batches with no padding (and no attention mask), and only rare lengths
+    share a batch with the next shorter ones (little padding, fewer tiny batches).
+    """
     if len(enc) == 0:
         return []
     lengths = enc.lengths
-    order = np.argsort(lengths, kind="stable")[::-1]  # longest first: memory peaks early
-    batches, cur = [], []
-    width = 0
-    for r in order:
-        w = max(width, int(lengths[r]))
-        if cur and (w * (len(cur) + 1) > max_tokens or len(cur) >= max_rows):
-            batches.append(np.array(cur))
-            cur, w = [], int(lengths[r])
-        cur.append(r)
-        width = w
-    if cur:
-        batches.append(np.array(cur))
+    order = np.argsort(-lengths, kind="stable")
+    min_fill = max_tokens // 4
+    batches: list[np.ndarray] = []
+    start = 0
+    width = prev = int(lengths[order[0]])   # the batch's width is its first (longest) row's length
+    real = 0                                # real tokens in the batch so far
+    for i, r in enumerate(order):
+        n = i - start
+        length = int(lengths[r])
+        if n and ((n + 1) * width > max_tokens or n >= max_rows or (length != prev and real >= min_fill)):
+            batches.append(order[start:i])
+            start, width, real = i, length, 0
+        real += length
+        prev = length
+    batches.append(order[start:])
     return [collate(enc, rows) for rows in batches]

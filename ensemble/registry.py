@@ -190,21 +190,30 @@ class Registry:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _recover(self) -> None:
-        """Finish or undo swaps that a crash interrupted: a trashed candidate whose live folder is
-        missing is put back; other trash and stale staging folders (older than a day) are removed."""
+        """Undo swaps that a crash interrupted, and clear leftovers.
+
+        ``_swap`` writes a marker ``.trash/<name>.restore`` before moving the live folder to
+        ``.trash/<name>``: a marker whose candidate has no live folder means the swap died between
+        its two renames, so the old folder is put back. Marker-less trash (a finished swap or
+        removal whose delete was cut short) and staging folders older than a day are deleted.
+        """
         trash = self.root / ".trash"
         if not trash.exists():
             return
-        pending = [t for t in trash.iterdir() if (t / "restore").exists()]
-        if pending:
+        markers = list(trash.glob("*.restore"))
+        leftovers = [t for t in trash.iterdir() if t.is_dir() and not (trash / f"{t.name}.restore").exists()]
+        if markers or leftovers:
             # a writer may be inside _swap right now (between its two renames): wait for its lock
             with self.lock():
-                for t in pending:
-                    cid = t.name.split(".", 1)[0]
-                    live = self.candidates_dir / cid
-                    if (t / "restore").exists() and not live.exists() and (t / MANIFEST).exists():
-                        (t / "restore").unlink()
-                        os.rename(t, live)
+                for m in trash.glob("*.restore"):
+                    folder = trash / m.name[: -len(".restore")]
+                    live = self.candidates_dir / folder.name.split(".", 1)[0]
+                    if folder.is_dir() and not live.exists() and (folder / MANIFEST).exists():
+                        os.rename(folder, live)
+                    m.unlink()
+                for t in trash.iterdir():
+                    if t.is_dir():
+                        shutil.rmtree(t, ignore_errors=True)
         staging = self.root / ".staging"
         for s in staging.iterdir() if staging.exists() else []:
             if time.time() - s.stat().st_mtime > 86400:
@@ -311,13 +320,15 @@ class Registry:
         return Candidate(self.candidates_dir / cand.id, manifest)
 
     def _swap(self, cid: str, stage: Path) -> None:
+        """Replace the live folder by ``stage`` (caller holds the lock)."""
         live = self.candidates_dir / cid
-        trash = self.root / ".trash" / f"{cid}.{uuid.uuid4().hex[:8]}"
-        os.rename(live, trash)
-        (trash / "restore").touch()  # if we die before the next rename, _recover puts it back
+        name = f"{cid}.{uuid.uuid4().hex[:8]}"
+        marker = self.root / ".trash" / f"{name}.restore"
+        marker.touch()  # if we die between the two renames, _recover puts the old folder back
+        os.rename(live, self.root / ".trash" / name)
         os.rename(stage, live)
-        (trash / "restore").unlink()
-        shutil.rmtree(trash, ignore_errors=True)
+        marker.unlink()
+        shutil.rmtree(self.root / ".trash" / name, ignore_errors=True)
 
     def update_manifest(self, ref: str, edit: Callable[[dict[str, Any]], None]) -> Candidate:
         """Edit manifest fields that describe no file (e.g. training status); atomic replace."""
@@ -329,11 +340,11 @@ class Registry:
         return Candidate(cand.path, manifest)
 
     def remove(self, ref: str) -> Candidate:
-        cand = self.get(ref)
         with self.lock():
+            cand = self.get(ref)
             trash = self.root / ".trash" / f"{cand.id}.{uuid.uuid4().hex[:8]}"
             os.rename(cand.path, trash)
-            shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
         return cand
 
     # -- trust --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from ensemble.batches import budget_batches, collate, encode, training_batches
 from ensemble.data import Example, read_split
 from ensemble.errors import EnsembleError
 from ensemble.model import (
-    CONFIG_FILE, WEIGHTS_FILE, ModelConfig, MultitaskModel, check_no_pickle, load_base, load_model, save_model,
+    CONFIG_FILE, WEIGHTS_FILE, ModelConfig, check_no_pickle, load_base, load_model, save_model,
 )
 from fixtures_torch import ALL_TASKS, build_model, sample_data, tiny_base, torch_one_thread  # noqa: F401
 

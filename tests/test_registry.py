@@ -457,13 +457,14 @@ def test_recover_waits_for_a_swap_in_progress(trained, tmp_path):
     with reg.lock():                                   # what _swap holds
         live = root / "candidates" / c.id
         trash = root / ".trash" / f"{c.id}.abcd1234"
+        marker = root / ".trash" / f"{c.id}.abcd1234.restore"
+        marker.touch()
         os.rename(live, trash)
-        (trash / "restore").touch()
         t = threading.Thread(target=open_registry)
         t.start()
         assert not opened.wait(0.5)                    # it waits for the lock...
         os.rename(stage, live)                         # ...so the swap completes
-        (trash / "restore").unlink()
+        marker.unlink()
         shutil.rmtree(trash)
     t.join(10)
     assert opened.is_set() and not errors
@@ -474,9 +475,9 @@ def test_recover_restores_an_interrupted_swap(trained, tmp_path):
     root = copy_registry(trained["registry"], tmp_path / "reg")
     c = Registry(root).candidates()[0]
     trash = root / ".trash" / f"{c.id}.deadbeef"
+    (root / ".trash" / f"{c.id}.deadbeef.restore").touch()
     os.rename(c.path, trash)
-    (trash / "restore").touch()
     reg = Registry(root)                               # a crash between the renames: put it back
     assert c.id in [x.id for x in reg.candidates()]
-    assert not (c.path / "restore").exists() and reg.verify()[1] == []
+    assert list((root / ".trash").iterdir()) == [] and reg.verify()[1] == []
     assert (c.path / MANIFEST).is_file()

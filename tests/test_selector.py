@@ -491,3 +491,16 @@ def test_selector_estimator_api():
     assert est.candidates_ == ["A", "B", "C", "D"]
     assert est.score(PARA, PARA_Y) == 1.0
     assert np.array_equal(est.predict(PARA), (PARA["A"] + PARA["D"] + PARA["B"]) / 3)
+
+
+def test_bench_select_runs_and_compares_with_plain():
+    from ensemble.selector import bench_select
+
+    out = bench_select(candidates=12, rows=200, mode="both", steps=6)
+    assert set(out["results"]) == {f"{t}/{m}" for t in ("sst", "para", "sts") for m in ("greedy", "caruana")}
+    assert all(r["identical"] is True and r["plain_on_prefix"] is None for r in out["results"].values())
+    assert isinstance(out["target_met"], bool)
+    json.dumps(out)
+    tight = bench_select(candidates=12, rows=200, task="para", mode="caruana", steps=6, plain_budget_s=1e-9)
+    r = tight["results"]["para/caruana"]
+    assert r["plain_s"] is None and r["plain_on_prefix"]["candidates"] < 12 and r["identical"] is True
