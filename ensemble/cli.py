@@ -378,10 +378,14 @@ def print_selection(report) -> None:
                       (f"{s['change']:+.4f}" if s.get("change") is not None else "-"),
                       "[green]added[/]" if ok else "[dim]rejected[/]", str(s.get("reason", "")))
         console.print(t)
-        lo, hi = sel["heldout_gain_ci"]
-        console.print(f"  {task}: {len(sel['weights'])} members, dev {sel['ensemble_dev_score']:.4f}; gain over best single "
-                      f"in-sample {sel['in_sample_gain']:+.4f}, held-out (cross-fit) {sel['heldout_gain_mean']:+.4f} "
-                      f"[95% CI {lo:+.4f}, {hi:+.4f}]")
+        line = (f"  {task}: {len(sel['weights'])} members, dev {sel['ensemble_dev_score']:.4f}; gain over the best "
+                f"single candidate: in-sample {sel['in_sample_gain']:+.4f}")
+        if sel.get("heldout_gain_mean") is not None:
+            lo, hi = sel["heldout_gain_ci"]
+            line += f", held-out (cross-fit) {sel['heldout_gain_mean']:+.4f} \\[95% CI {lo:+.4f}, {hi:+.4f}]"
+        else:
+            line += ", held-out: not estimated (too few dev rows or --repeats 0)"
+        console.print(line, highlight=False)
     s = Table(title="summary" + (" (SAMPLE DATA)" if report.sample else ""))
     tasks = list(report.tasks)
     for col in ("system", "params", *[f"{t} dev" for t in tasks], "mean dev", "mean held-out est."):
@@ -538,11 +542,15 @@ def pretrain(
 # -- bench ---------------------------------------------------------------------------------------
 @bench_app.command("select")
 def bench_select(candidates: int = typer.Option(500), rows: int = typer.Option(20000), seed: int = typer.Option(0),
+                 mode: str = typer.Option("greedy", help="greedy, caruana or both."),
+                 steps: int = typer.Option(50, help="caruana: selection steps."),
                  as_json: bool = JSON) -> None:
     """Time selection on synthetic predictions against a plain re-averaging implementation."""
     from .selector import bench_select as run
 
-    result = run(candidates, rows, seed=seed)
+    if mode not in ("greedy", "caruana", "both"):
+        fail(EnsembleError(f"--mode {mode}: expected greedy, caruana or both"))
+    result = run(candidates, rows, seed=seed, mode=mode, steps=steps)
     if as_json:
         print(json.dumps(result, indent=2, default=float))
         return

@@ -143,12 +143,13 @@ def summarise(selections: dict[str, Any], cands: list[Candidate]) -> list[dict[s
                  "dev": dev, "mean_dev": float(np.mean(list(dev.values()))), "heldout": None})
     members = {m for t in tasks for m in selections[t].weights}
     dev = {t: float(selections[t].ensemble_dev_score) for t in tasks}
-    held = {t: float(selections[t].best_single[1] + selections[t].heldout_gain_mean) for t in tasks}
+    held = {t: (None if selections[t].heldout_gain_mean is None
+                else float(selections[t].best_single[1] + selections[t].heldout_gain_mean)) for t in tasks}
     sizes = {t: len(selections[t].weights) for t in tasks}
     rows.append({"system": "greedy ensemble (" + ", ".join(f"{t} {sizes[t]}" for t in tasks) + " members)",
                  "parameters": sum(params.get(i, 0) for i in members), "dev": dev,
                  "mean_dev": float(np.mean(list(dev.values()))), "heldout": held,
-                 "mean_heldout": float(np.mean(list(held.values())))})
+                 "mean_heldout": None if None in held.values() else float(np.mean(list(held.values())))})
     return rows
 
 

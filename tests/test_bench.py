@@ -1,0 +1,187 @@
+"""ensemble.bench on a tiny random BERT: documented keys, sane values, accuracy checks that check
+what they claim. No timing asserts (the machine is shared)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ensemble import bench
+from ensemble.batches import budget_batches, encode
+from ensemble.data import Example, Split
+from ensemble.infer import cpu_has_bf16, predict_encoded
+from ensemble.model import ModelConfig, MultitaskModel, load_base
+
+from tiny import make_tiny_base
+
+INFER_ROW_KEYS = {"input", "system", "precision", "batch", "inputs", "tokens", "seconds", "median_s", "inputs_per_s",
+                  "gflops", "peak_fraction", "speedup", "peak_mib", "extra_mib"}
+TRAIN_ROW_KEYS = {"system", "steps", "tokens", "seconds", "tokens_per_s", "step_ms", "vs_plain"}
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    return make_tiny_base(tmp_path_factory.mktemp("tiny_base"), layers=2, hidden=32)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_base):
+    base, tok = load_base(str(tiny_base), 0.1)
+    torch.manual_seed(0)
+    model = MultitaskModel.from_base(ModelConfig("multi", ("sst", "para", "sts")), base).eval()
+    return model, tok
+
+
+WORDS = "the film was good bad not very fun boring plot acting story ending great awful fine".split()
+
+
+def mixed_split(task: str, n: int, seed: int = 0) -> Split:
+    rng = np.random.default_rng(seed)
+
+    def sentence():
+        return " ".join(rng.choice(WORDS, size=int(rng.integers(1, 25))))
+    pair = task != "sst"
+    ex = [Example(f"r{i}", sentence(), sentence() if pair else None,
+                  int(rng.integers(0, 5)) if task == "sst" else (int(rng.integers(0, 2)) if task == "para"
+                                                                  else float(rng.uniform(0, 5))))
+          for i in range(n)]
+    return Split(task=task, split="dev", path=None, sha256="x" * 64, examples=ex, skipped_empty=0)
+
+
+@pytest.mark.parametrize("task", ["sst", "para", "sts"])
+@pytest.mark.parametrize("max_tokens", [40, 200, 2048])
+def test_predict_encoded_equals_unbatched_forward(tiny_model, task, max_tokens):
+    model, tok = tiny_model
+    enc = encode(tok, mixed_split(task, 60, seed=len(task)), 64)
+    assert len(set(enc.lengths.tolist())) > 10                       # mixed lengths
+    batches = budget_batches(enc, max_tokens)
+    assert any(b.n_tokens < b.input_ids.numel() for b in batches) or max_tokens == 40  # some padding is exercised
+    batched = predict_encoded(model, enc, torch.device("cpu"), "fp32", max_tokens)
+    ref = bench.unbatched_predictions(model, enc)
+    assert batched.shape == ref.shape == (60, model.heads[task][-1].out_features)
+    np.testing.assert_allclose(batched, ref, atol=1e-5, rtol=0)
+
+
+def test_unbatched_reference_is_really_one_at_a_time(tiny_model):
+    """The reference runs each row alone with no padding: it matches a hand-made single forward."""
+    model, tok = tiny_model
+    enc = encode(tok, mixed_split("sst", 5), 64)
+    ref = bench.unbatched_predictions(model, enc, rows=[3])
+    ids = torch.tensor([enc.input_ids[3]])
+    with torch.no_grad():
+        y = torch.softmax(model("sst", ids, torch.ones_like(ids), torch.tensor([enc.token_type_ids[3]])), -1)
+    np.testing.assert_allclose(ref[0], y[0].double().numpy(), atol=1e-7)
+
+
+def test_label_agreement_and_labels():
+    a = np.array([[0.1, 0.9, 0, 0, 0], [0.6, 0.4, 0, 0, 0], [0, 0, 0, 0.2, 0.8]])
+    b = np.array([[0.2, 0.8, 0, 0, 0], [0.4, 0.6, 0, 0, 0], [0, 0, 0, 0.1, 0.9]])
+    assert bench.predicted_labels("sst", a).tolist() == [1, 0, 4]
+    assert bench.label_agreement("sst", a, b) == pytest.approx(2 / 3)
+    assert bench.label_agreement("sst", a, a) == 1.0
+    p = np.array([[0.2], [0.7], [0.51]])
+    q = np.array([[0.3], [0.4], [0.9]])
+    assert bench.label_agreement("para", p, q) == pytest.approx(2 / 3)
+    with pytest.raises(Exception):
+        bench.label_agreement("sts", p, q)
+
+
+def test_model_flops_formula(tiny_model):
+    model, _ = tiny_model
+    h, i, n_layers = 32, 64, 2
+    lengths = [3, 10]
+    per_layer = sum(2 * L * (4 * h * h + 2 * h * i) + 4 * L * L * h for L in lengths)
+    expected = n_layers * per_layer + 2 * (2 * h * h) + 2 * (2 * h * 5)
+    assert bench.model_flops(model, "sst", lengths) == pytest.approx(expected)
+    assert bench.model_flops(model, "para", lengths) == pytest.approx(expected - 2 * (2 * h * 4))  # 1 output
+
+
+def test_model_flops_counts_every_stream(tiny_base):
+    base, _ = load_base(str(tiny_base), 0.1)
+    h, i = 32, 64
+    per_layer = 2 * 7 * (4 * h * h + 2 * h * i) + 4 * 49 * h
+    cerb = MultitaskModel.from_base(ModelConfig("cerberus", ("sst", "sts"), task_layers=1), base)
+    assert bench.model_flops(cerb, "sts", [7]) == pytest.approx(2 * per_layer + 2 * h * h + 2 * h)
+    base, _ = load_base(str(tiny_base), 0.1)
+    static = MultitaskModel.from_base(ModelConfig("static", ("sst",)), base)   # two encoders, head on 2H
+    assert bench.model_flops(static, "sst", [7]) == pytest.approx(4 * per_layer + 2 * (2 * h * h) + 2 * 2 * h * 5)
+
+
+def test_matmul_peak_and_memory():
+    r = bench.matmul_peak("cpu", "fp32", sizes=(64, 128), repeats=2)
+    assert set(r) == {"gflops", "n", "seconds"} and r["gflops"] > 0 and r["n"] in (64, 128)
+    with bench.PeakMemory(torch.device("cpu")) as mem:
+        x = np.ones(20_000_000)  # 160 MB
+        x[::4096] = 2
+    del x
+    assert mem.method
+    assert mem.peak_mib > 0
+    if "VmHWM" in mem.method:        # resettable high-water mark: the allocation shows up as extra
+        assert mem.extra_mib > 100
+
+
+def test_bench_inference_keys_and_accuracy(tiny_base, tiny_data):
+    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, probe_rows=10)
+    assert {"title", "rows", "machine", "matmul", "model", "inputs", "accuracy", "memory_method",
+            "load_before", "load_after", "notes"} <= set(r)
+    systems = {(row["input"], row["system"], row["precision"], row["batch"]) for row in r["rows"]}
+    for t in ("sst", "para"):
+        assert (f"{t} dev", "transformers pipeline", "fp32", "1 (default)") in systems
+        assert any(s[0] == f"{t} dev" and s[1] == "transformers pipeline" and s[3] == "32" for s in systems)
+        assert any(s[0] == f"{t} dev" and s[1] == "ensemble predict_encoded" and s[2] == "fp32" for s in systems)
+        if cpu_has_bf16():
+            assert any(s[0] == f"{t} dev" and s[1] == "ensemble predict_encoded" and s[2] == "bf16" for s in systems)
+    for row in r["rows"]:
+        assert set(row) >= INFER_ROW_KEYS
+        assert row["seconds"] > 0 and row["inputs_per_s"] > 0 and row["gflops"] > 0
+        assert row["peak_fraction"] > 0 and row["speedup"] > 0 and row["peak_mib"] > 0
+        if row["batch"] == "1 (default)":
+            assert row["speedup"] == pytest.approx(1.0)
+    assert r["inputs"]["sst"]["rows"] == 3 and r["inputs"]["para"]["rows"] == 3
+    assert r["matmul"]["fp32"]["gflops"] > 0
+    # gflops is FLOPs / seconds with the analytic count
+    sst = next(row for row in r["rows"] if row["input"] == "sst dev")
+    assert sst["gflops"] == pytest.approx(r["inputs"]["sst"]["gflop"] / sst["seconds"])
+    for t in ("sst", "para"):
+        acc = r["accuracy"][t]
+        assert acc["fp32_matches_unbatched"] is True and acc["fp32_max_abs_diff_unbatched"] <= 1e-4
+        assert acc["pipeline_agreement"] == 1.0 and acc["pipeline_max_abs_diff"] < 1e-4  # same function
+        if cpu_has_bf16():
+            assert 0.0 <= acc["bf16_agreement"] <= 1.0
+    if cpu_has_bf16():
+        assert isinstance(r["accuracy"]["sst"]["bf16_agreement_ok"], bool)
+
+
+def test_bench_inference_sst_only_and_quora_limit(tiny_base, tiny_data):
+    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, include_quora=False, probe_rows=0)
+    assert {row["input"] for row in r["rows"]} == {"sst dev"}
+    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, quora_limit=2, probe_rows=0)
+    assert r["inputs"]["para"]["rows"] == 2
+
+
+def test_bench_train_keys(tiny_base, tiny_data):
+    r = bench.bench_train(base=str(tiny_base), data_dir=tiny_data, steps=2, batch_size=2, warmup=1)
+    assert {"title", "rows", "tool_vs_plain", "smart_overhead", "batches", "precision", "machine"} <= set(r)
+    assert len(r["rows"]) == 3
+    for row in r["rows"]:
+        assert set(row) == TRAIN_ROW_KEYS
+        assert row["steps"] == 2 and row["tokens"] == r["batches"]["real_tokens"] > 0
+        assert row["tokens_per_s"] > 0 and row["step_ms"] > 0
+    assert r["rows"][0]["vs_plain"] == pytest.approx(1.0)
+    assert r["tool_vs_plain"] == pytest.approx(r["rows"][1]["tokens_per_s"] / r["rows"][0]["tokens_per_s"])
+    assert r["smart_overhead"] == pytest.approx(r["rows"][2]["seconds"] / r["rows"][1]["seconds"])
+    assert r["precision"] == "fp32"
+
+
+def test_fit_probe_head_fits_the_head(tiny_base):
+    base, tok = load_base(str(tiny_base), 0.1)
+    model = MultitaskModel.from_base(ModelConfig("multi", ("sst",)), base).eval()
+    before = model.heads["sst"][-1].weight.detach().clone()
+    split = mixed_split("sst", 80, seed=3)
+    enc = encode(tok, split, 64)
+    acc = bench.fit_probe_head(model, enc, torch.device("cpu"))
+    assert acc > 0.3          # better than chance (0.2) on its own training rows
+    assert not torch.equal(before, model.heads["sst"][-1].weight)
+    # the accuracy it reports is the fitted head's, through the model's own forward
+    pred = predict_encoded(model, enc, torch.device("cpu")).argmax(1)
+    assert np.mean(pred == enc.labels) == pytest.approx(acc, abs=1e-9)
