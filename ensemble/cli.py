@@ -554,7 +554,17 @@ def bench_select(candidates: int = typer.Option(500), rows: int = typer.Option(2
     if as_json:
         print(json.dumps(result, indent=2, default=float))
         return
-    _print_flat(f"selection: {candidates} candidates x {rows} rows", result)
+    t = Table(title=f"selection on synthetic predictions: {candidates} candidates x {rows} rows "
+                    f"({result.get('cpu_count')} CPUs, load {result.get('load_avg_1min')})")
+    for col in ("task/mode", "members", "fast (s)", "plain re-averaging (s)", "speed-up", "same ensemble", "note"):
+        t.add_column(col, justify="left" if col in ("task/mode", "note") else "right")
+    for key, r in result["results"].items():
+        prefix = r.get("plain_on_prefix")
+        t.add_row(key, str(r.get("ensemble_size")), f"{r['fast_s']:.3f}", f"{r['plain_s']:.3f}", f"{r['speedup']:.1f}x",
+                  str(r.get("identical")), "" if not prefix else f"both timed on a prefix: {prefix}")
+    console.print(t)
+    console.print(f"fast greedy, all tasks: {result['fast_greedy_total_s']:.3f} s "
+                  f"(target under 1 s: {'met' if result.get('target_met') else 'NOT met'})")
 
 
 def _print_flat(title: str, d: dict[str, Any]) -> None:
