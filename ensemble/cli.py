@@ -207,7 +207,7 @@ def list_(registry: Path = REGISTRY, sort: Optional[str] = typer.Option(None, he
         prov = tr.get("base_provenance")
         base = (c.manifest.get("model") or {}).get("base") or "-"
         if prov:
-            base += f" (MLM {prov.get('steps_done', prov.get('steps', '?'))} steps)"
+            base += f" (+MLM {prov.get('steps', '?')} steps)"
         table.add_row(c.id, c.name, c.manifest.get("architecture", "-"), ",".join(c.tasks),
                       _params(c.manifest.get("parameters")), *[_fmt(c.dev_metric(t)) for t in TASKS],
                       _fmt(tr.get("epoch")), base, (c.manifest.get("created") or "")[:19].replace("T", " "))

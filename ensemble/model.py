@@ -16,6 +16,7 @@ so a saved candidate loads offline without the base weights or the training code
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 from dataclasses import asdict, dataclass, field
@@ -26,10 +27,10 @@ import torch
 from torch import nn
 
 from .errors import EnsembleError
+from .files import PICKLE_SUFFIXES, refuse_pickles  # noqa: F401  (re-exported)
 from .tasks import TASKS
 
 ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
 
 @dataclass
@@ -71,17 +72,25 @@ class ModelConfig:
         return f"cerberus-{self.task_layers}" if self.architecture == "cerberus" else self.architecture
 
 
-def check_no_pickle(directory: Path) -> None:
-    """Refuse pickle weight files: they can run arbitrary code when loaded."""
-    for p in sorted(Path(directory).rglob("*")):
-        if p.suffix.lower() in PICKLE_SUFFIXES:
-            raise EnsembleError(
-                f"{p}: pickle files are refused (loading them can run arbitrary code). Convert the "
-                "weights to safetensors first, e.g. in Python: `from safetensors.torch import save_file; "
-                "save_file(torch.load(PATH, weights_only=True), 'model.safetensors')` "
-                "(for a transformers model: `AutoModel.from_pretrained(DIR).save_pretrained(DIR)`), "
-                "then delete the pickle file."
-            )
+@contextlib.contextmanager
+def quiet_transformers():
+    """No load reports, "newly initialized" warnings or loading bars from transformers."""
+    from transformers.utils import logging as hf_logging
+
+    old = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(old)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+
+check_no_pickle = refuse_pickles
 
 
 def load_base(base: str, hidden_dropout: float, offline: bool | None = None):
@@ -102,8 +111,10 @@ def load_base(base: str, hidden_dropout: float, offline: bool | None = None):
         cfg = AutoConfig.from_pretrained(base, **kwargs)
         if hasattr(cfg, "hidden_dropout_prob"):
             cfg.hidden_dropout_prob = hidden_dropout
-        model = AutoModel.from_pretrained(base, config=cfg, attn_implementation="sdpa", use_safetensors=True, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True, **kwargs)
+        with quiet_transformers():
+            model = AutoModel.from_pretrained(base, config=cfg, attn_implementation="sdpa", use_safetensors=True,
+                                              **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True, **kwargs)
     except EnsembleError:
         raise
     except (OSError, ValueError) as e:

@@ -44,7 +44,6 @@ import math
 import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -58,6 +57,7 @@ from .batches import max_length_for
 from .errors import EnsembleError
 from .infer import pick_device
 from .model import check_no_pickle, resolve_base
+from .model import quiet_transformers as _quiet_transformers
 from .register import NULL, Progress
 from .tasks import TASK_NAMES, TASKS
 
@@ -183,23 +183,6 @@ def mask_tokens(
 
 
 # -- model plumbing ---------------------------------------------------------------------------
-@contextmanager
-def _quiet_transformers():
-    """Silence transformers' load reports (we report the head ourselves)."""
-    from transformers.utils import logging as hf_logging
-
-    old = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(old)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def _hf_kwargs(base_path: str) -> dict[str, Any]:
     return {} if Path(base_path).exists() else {"local_files_only": True}
 

@@ -25,7 +25,6 @@ This module does not import torch: the selector and writer read predictions thro
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -39,20 +38,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .data import file_sha256 as sha256_file
 from .errors import EnsembleError
+from .files import PICKLE_SUFFIXES, refuse_pickles  # noqa: F401  (re-exported)
 from .tasks import TASKS
 
 FORMAT = "ensemble-candidate/1"
 MANIFEST = "candidate.json"
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -76,16 +68,6 @@ def _check_inside(root: Path, path: Path, what: str) -> None:
             raise EnsembleError(f"{path}: symlink to {target} leaves {root}; refused ({what})")
     if not path.resolve().is_relative_to(root.resolve()):
         raise EnsembleError(f"{path}: leaves {root}; refused ({what})")
-
-
-def refuse_pickles(directory: Path) -> None:
-    for p in sorted(directory.rglob("*")):
-        if p.suffix.lower() in PICKLE_SUFFIXES:
-            raise EnsembleError(
-                f"{p}: pickle files are refused (loading them can run arbitrary code). Convert to "
-                "safetensors first: `from safetensors.torch import save_file; "
-                "save_file(torch.load(PATH, weights_only=True), 'model.safetensors')`, then delete the pickle file."
-            )
 
 
 @dataclass
