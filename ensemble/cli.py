@@ -288,7 +288,7 @@ def remove(candidate: str, registry: Path = REGISTRY, yes: bool = typer.Option(F
 
 @app.command()
 def register(
-    path: Optional[Path] = typer.Argument(None, help="A candidate folder exported from another registry, or a model folder."),
+    paths: Optional[list[Path]] = typer.Argument(None, help="Candidate folders exported from another registry, or model folders."),
     data: Optional[Path] = DATA,
     predictions: Optional[Path] = typer.Option(None, help="Folder of <task>-<split>.csv prediction files from other code."),
     name: Optional[str] = typer.Option(None, help="Name shown in tables."),
@@ -318,17 +318,32 @@ def register(
             if not done:
                 console.print("no stale candidates")
             return
-        if (path is None) == (predictions is None):
-            raise EnsembleError("give either a PATH (model or exported candidate) or --predictions DIR --name NAME")
+        if bool(paths) == (predictions is not None):
+            raise EnsembleError("give either PATH... (models or exported candidates) or --predictions DIR --name NAME")
         if predictions is not None:
             if not name:
                 raise EnsembleError("--predictions needs --name NAME")
-            c = reg_mod.register_predictions(reg, predictions, name, data_dir, parameters)
+            added = [reg_mod.register_predictions(reg, predictions, name, data_dir, parameters)]
         else:
-            c = reg_mod.register_model(reg, path, data_dir, name, device=device, precision=precision, progress=progress)
+            if name and len(paths) > 1:
+                raise EnsembleError("--name applies to one PATH; several were given")
+            from .infer import TokenCache
+            cache = TokenCache()   # each input file is tokenised once for all models sharing a tokenizer
+            added = []
+            for path in paths:     # one model in memory at a time
+                added.append(reg_mod.register_model(reg, path, data_dir, name, device=device, precision=precision,
+                                                    progress=progress, cache=cache))
+                progress.stop()
+                _registered(added[-1])
+            return
         progress.stop()
     except EnsembleError as e:
         fail(e)
+    for c in added:
+        _registered(c)
+
+
+def _registered(c) -> None:
     dev = ", ".join(f"{t} {c.dev_metric(t):.4f}" for t in TASKS if c.dev_metric(t) is not None)
     console.print(f"registered [bold]{c.id}[/] ({c.name}): dev {dev}")
 

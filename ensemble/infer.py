@@ -67,10 +67,11 @@ class TokenCache:
     _fp: dict = field(default_factory=dict)
 
     def get(self, tokenizer, split, max_length: int) -> Encoded:
-        fp = self._fp.get(id(tokenizer))
-        if fp is None:
-            fp = self._fp[id(tokenizer)] = tokenizer_fingerprint(tokenizer)
-        key = (fp, getattr(split, "sha256", id(split)), split.task, max_length)
+        entry = self._fp.get(id(tokenizer))
+        if entry is None or entry[0] is not tokenizer:   # keep the tokenizer alive: ids are never reused
+            entry = self._fp[id(tokenizer)] = (tokenizer, tokenizer_fingerprint(tokenizer))
+        fp = entry[1]
+        key = (fp, getattr(split, "sha256", None) or id(split), len(split.examples), split.task, max_length)
         if key not in self.store:
             self.store[key] = encode(tokenizer, split, max_length)
         return self.store[key]

@@ -224,7 +224,7 @@ def train(cfg: TrainConfig, data_dir: Path, registry: Registry, device: str | No
         dev_preds, dev_scores = {}, {}
         for t in cfg.tasks:
             progress.start(f"dev {t}", len(dev_enc[t]))
-            p = predict_encoded(model, dev_enc[t], dev, precision)
+            p = predict_encoded(model, dev_enc[t], dev, precision, progress=progress)
             progress.stop()
             dev_preds[(t, "dev")] = (dev_enc[t].ids, p)
             dev_scores[t] = score(t, p, splits[(t, "dev")].labels)
