@@ -49,6 +49,7 @@ from .batches import Encoded, budget_batches, collate, encode, max_length_for, t
 from .data import read_split
 from .errors import EnsembleError
 from .infer import autocast, check_precision, cpu_has_bf16, default_max_tokens, pick_device, predict_encoded
+from .model import quiet_transformers as _quiet_transformers
 from .model import ModelConfig, MultitaskModel, load_base, outputs_to_predictions, resolve_base, task_loss
 from .tasks import TASK_NAMES, TASKS
 
@@ -69,29 +70,56 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device | str = "cpu", precision: str = "fp32", sizes: tuple[int, ...] = (1024, 2048, 4096),
+def matmul_peak(device: torch.device | str = "cpu", precision: str = "fp32", sizes: tuple[int, ...] = (1024, 2048),
                 repeats: int = 5) -> dict[str, Any]:
-    """Dense matmul rate: ``torch.matmul`` of two n x n matrices, best of ``repeats`` per size,
-    best over the sizes. Returns ``{"gflops", "n", "seconds"}`` (``gflops`` = 2 n^3 / seconds / 1e9)."""
+    """Dense matmul rate of the machine: n x n by n x n products, best of ``repeats`` per size, best
+    over the sizes (``gflops`` = 2 n^3 / seconds / 1e9).
+
+    Two ways are timed where they exist: ``torch.matmul`` (on a CPU: MKL's sgemm for fp32, oneDNN
+    for bf16; on CUDA: cuBLAS), and on a CPU oneDNN's matmul on a pre-packed weight (the kernel
+    :func:`ensemble.infer.packed_linears` uses; on AMD CPUs MKL's fp32 sgemm reaches only about half
+    of it). ``gflops`` is the better of the two: the machine's rate, not one library's.
+
+    Returns ``gflops``, ``n``, ``seconds``, ``method`` (of the best), ``torch_matmul_gflops`` and
+    ``onednn_gflops`` (None where not measured).
+    """
+    from .infer import _onednn_linear_ops
+
     device = torch.device(device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    best = {"gflops": 0.0, "n": 0, "seconds": 0.0}
     gen = torch.Generator().manual_seed(0)
-    for n in sizes:
-        a = torch.randn(n, n, generator=gen).to(device, dtype)
-        b = torch.randn(n, n, generator=gen).to(device, dtype)
-        torch.matmul(a, b)  # warm up (thread pool, kernels, GPU clocks)
+    ops = _onednn_linear_ops() if device.type == "cpu" and precision in ("fp32", "bf16") else None
+    rates: dict[str, tuple[float, int, float]] = {}
+
+    def timeit(method: str, fn, n: int) -> None:
+        fn()  # warm up (thread pool, kernels, GPU clocks)
         _sync(device)
         for _ in range(repeats):
             t0 = time.perf_counter()
-            torch.matmul(a, b)
+            fn()
             _sync(device)
             dt = time.perf_counter() - t0
             rate = 2 * n ** 3 / dt / 1e9
-            if rate > best["gflops"]:
-                best = {"gflops": rate, "n": n, "seconds": dt}
-        del a, b
-    return best
+            if rate > rates.get(method, (0.0, 0, 0.0))[0]:
+                rates[method] = (rate, n, dt)
+
+    with torch.inference_mode():
+        for n in sizes:
+            a = torch.randn(n, n, generator=gen).to(device, dtype)
+            b = torch.randn(n, n, generator=gen).to(device, dtype)
+            timeit("torch.matmul", lambda: torch.matmul(a, b), n)
+            if ops is not None:
+                try:
+                    packed = ops[0](b, None)
+                    timeit("oneDNN packed matmul", lambda: ops[1](a, packed, None, "none", [], ""), n)
+                except RuntimeError:  # pragma: no cover - build without the op for this dtype
+                    pass
+            del a, b
+    method = max(rates, key=lambda k: rates[k][0])
+    best = rates[method]
+    return {"gflops": best[0], "n": best[1], "seconds": best[2], "method": method,
+            "torch_matmul_gflops": rates["torch.matmul"][0],
+            "onednn_gflops": rates["oneDNN packed matmul"][0] if "oneDNN packed matmul" in rates else None}
 
 
 def _read_kib(field: str) -> int | None:
@@ -102,7 +130,17 @@ def _read_kib(field: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _reset_peak_rss() -> bool:
+def _malloc_trim() -> bool:
+    """Give freed heap memory back to the OS (glibc), so that RSS is what is in use now."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+def _reset_peak_rss(_after_trim: bool = False) -> bool:
     """Reset the process's RSS high-water mark (Linux >= 4.0); False where that is not possible."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -118,8 +156,10 @@ class PeakMemory:
 
     CUDA: ``torch.cuda.max_memory_allocated`` (reset at entry). CPU: the process's peak resident set
     size, ``VmHWM`` of /proc/self/status, reset at entry by writing 5 to /proc/self/clear_refs
-    (Linux); where that reset is impossible, ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the
-    peak since the process started (``method`` says which).
+    (Linux) after ``malloc_trim(0)`` has handed freed heap pages back (glibc), so that memory an
+    earlier run freed but the allocator kept does not hide this run's needs; where that reset is
+    impossible, ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, the peak since the process started
+    (``method`` says which). ``peak_mib`` includes the loaded models and the Python process.
     """
 
     def __init__(self, device: torch.device):
@@ -135,9 +175,10 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
             self.method = "torch.cuda.max_memory_allocated (reset per run)"
-        elif _reset_peak_rss():
+        elif _reset_peak_rss(trimmed := _malloc_trim()):
             self._start = (_read_kib("VmRSS") or 0) * 1024
-            self.method = "peak RSS: VmHWM of /proc/self/status, reset per run via /proc/self/clear_refs"
+            self.method = ("peak RSS: VmHWM of /proc/self/status, reset per run via /proc/self/clear_refs"
+                           + (" after malloc_trim(0)" if trimmed else ""))
         else:
             self._start = (_read_kib("VmRSS") or 0) * 1024
             self.method = "peak RSS: resource.getrusage ru_maxrss (process lifetime peak, not reset per run)"
@@ -165,23 +206,6 @@ def _threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
-
-
-@contextmanager
-def _quiet_transformers():
-    """No "weights newly initialized" warnings or loading bars from transformers inside the bench."""
-    from transformers.utils import logging as hf_logging
-
-    old = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(old)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _machine(device: torch.device) -> dict[str, Any]:
@@ -377,11 +401,34 @@ def _time(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[li
     return times, result
 
 
+def profile_ops(fn: Callable[[], Any], device: torch.device, top: int = 8) -> list[dict[str, Any]]:
+    """Where one call of ``fn`` spends its time: the ``top`` operators by self time (CPU time on a
+    CPU, device time on CUDA), each with ``op``, ``calls``, ``ms`` and ``share`` of the total, then
+    one ``other`` row for the rest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        fn()
+        _sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    out = [{"op": e.key, "calls": int(e.count), "ms": getattr(e, attr) / 1000, "share": getattr(e, attr) / total}
+           for e in events[:top]]
+    rest = sum(getattr(e, attr) for e in events[top:])
+    out.append({"op": "other", "calls": sum(int(e.count) for e in events[top:]), "ms": rest / 1000,
+                "share": rest / total})
+    return out
+
+
 # -- inference ------------------------------------------------------------------------------------
 def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats: int = 3, include_quora: bool = True,
                     progress=None, quora_limit: int | None = None, pipeline_repeats: int = 1,
                     device: str | None = None, max_tokens: int | None = None, threads: int | None = None,
                     compile: bool = False, probe_rows: int = 1000, check_rows: int = 500,
+                    profile: bool = True, matmul_sizes: tuple[int, ...] = (1024, 2048),
                     seed: int = 0) -> dict[str, Any]:
     """Time ``transformers.pipeline`` against the tool's batched inference on SST dev (and Quora dev).
 
@@ -389,18 +436,27 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     ``pipeline_repeats``: timed runs of each pipeline system (slow; best is kept).
     ``max_tokens``: the tool's token budget per batch (default: :func:`ensemble.infer.default_max_tokens`).
     ``threads``: ``torch.set_num_threads`` for the run (restored after).
-    ``compile``: also time ``torch.compile(model, dynamic=True)`` (compile time reported apart).
+    ``compile``: also time ``torch.compile(model, dynamic=True)`` (inductor freezing on a CPU); the
+    first call, which compiles, is reported apart in ``compile_s``.
     ``probe_rows``: train rows per task to fit the linear-probe heads on (0: random heads).
     ``check_rows``: Quora rows checked against the unbatched forward (SST: all).
+    ``matmul_sizes``: the square sizes :func:`matmul_peak` tries.
+    ``profile``: one more untimed pass of the tool on SST per precision under ``torch.profiler``
+    (:func:`profile_ops`): where the time goes besides the matmuls.
 
-    Returns ``title``, ``rows`` (``input``, ``system``, ``precision``, ``inputs``, ``tokens``,
-    ``seconds`` (best), ``median_s``, ``inputs_per_s``, ``gflops``, ``peak_fraction``, ``speedup``,
-    ``peak_mib``, ``extra_mib``), ``machine``, ``matmul`` (per precision: ``gflops``, ``n``),
-    ``model``, ``inputs`` (per task: rows, real tokens, padded tokens of the tool's batches,
-    GFLOP), ``accuracy`` (per task: ``fp32_max_abs_diff_unbatched``, ``fp32_matches_unbatched``,
-    ``bf16_agreement``, ``bf16_max_abs_diff``, ``pipeline_agreement``,
-    ``pipeline_max_abs_diff``; plus ``bf16_agreement_ok`` for sst), ``memory_method``,
-    ``load_before``/``load_after`` (1, 5, 15 min load averages) and ``notes``.
+    Returns ``title``, ``rows`` (``input``, ``system``, ``precision``, ``batch``, ``inputs``,
+    ``tokens``, ``seconds`` (best), ``median_s``, ``inputs_per_s`` (a pair counts once),
+    ``gflops`` (useful GFLOP/s), ``peak_fraction`` (of ``matmul[precision].gflops``), ``speedup``
+    (over the pipeline's defaults on the same input), ``peak_mib``, ``extra_mib``: see
+    :class:`PeakMemory`), ``machine``, ``matmul`` (per precision: :func:`matmul_peak`'s dict, the
+    better of a run before and one after the systems), ``model`` (sizes, heads, probe scores,
+    ``max_tokens``), ``inputs`` (per task: ``rows``, real ``tokens``, ``tool_padded_tokens``,
+    ``gflop``), ``accuracy`` (per task: ``checked_rows``, ``fp32_max_abs_diff_unbatched``,
+    ``fp32_matches_unbatched`` (<= 1e-4), ``bf16_agreement``, ``bf16_max_abs_diff``,
+    ``pipeline_agreement``, ``pipeline_max_abs_diff``; plus ``bf16_agreement_ok`` (>= 99.5%) for
+    sst), ``profile`` (per precision: ``total_ms`` and ``share``, the top operators' shares of the
+    tool's time on SST, then ``other``), ``memory_method``, ``compile_s``, ``load_before`` /
+    ``load_after`` (1, 5, 15 min load averages) and ``notes``.
     """
     from transformers import pipeline as hf_pipeline
 
@@ -447,13 +503,15 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
         progress.start("matmul peak", len(precisions))
         matmul = {}
         for p in precisions:
-            matmul[p] = matmul_peak(dev, p)
+            matmul[p] = matmul_peak(dev, p, sizes=matmul_sizes)
             progress.advance(1)
         progress.stop()
 
         rows: list[dict[str, Any]] = []
         inputs: dict[str, Any] = {}
         accuracy: dict[str, Any] = {}
+        compile_times: dict[str, float] = {}
+        profiles: dict[str, Any] = {}
         memory_method = ""
         for t in tasks:
             split = splits[t]
@@ -490,7 +548,7 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
                     "inputs": len(enc), "tokens": int(lengths.sum()), "seconds": best,
                     "median_s": statistics.median(times), "inputs_per_s": len(enc) / best,
                     "gflops": flops / best / 1e9,
-                    "peak_fraction": flops / best / 1e9 / matmul[precision]["gflops"],
+                    "peak_fraction": None,   # set at the end, against the best matmul rate measured
                     "speedup": None, "peak_mib": mem.peak_mib, "extra_mib": mem.extra_mib,
                 })
                 return out
@@ -510,17 +568,25 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
             for p in precisions:
                 predict_encoded(model, enc, dev, p, budget)  # warm-up (autocast weight casts, primitives)
                 results[p] = measure("ensemble predict_encoded", p, tool(p), repeats, f"{budget} tokens")
+                if profile and t == "sst":
+                    progress.start(f"{t}: profile {p}", None)
+                    ops = profile_ops(lambda: predict_encoded(model, enc, dev, p, budget), dev)
+                    profiles[p] = {"total_ms": sum(o["ms"] for o in ops), "share": {o["op"]: o["share"] for o in ops}}
+                    progress.stop()
             if compile:
-                compiled = torch.compile(model, dynamic=True)
-                for p in precisions:
-                    t0 = time.perf_counter()
-                    predict_encoded(compiled, enc, dev, p, budget)
-                    compile_s = time.perf_counter() - t0
-                    results[f"compiled-{p}"] = measure("ensemble predict_encoded + torch.compile", p, tool(p, compiled),
-                                                       repeats, f"{budget} tokens")
-                    rows[-1]["compile_s"] = compile_s
-                    notes.append(f"{t} torch.compile {p}: first call (compiling) took {compile_s:.1f} s")
+                import torch._inductor.config as inductor_config
+
+                # freezing: weights become constants, packed for oneDNN (the fastest compiled mode on a CPU)
+                with inductor_config.patch(freezing=dev.type == "cpu"):
+                    compiled = torch.compile(model, dynamic=True)
+                    for p in precisions:
+                        t0 = time.perf_counter()
+                        predict_encoded(compiled, enc, dev, p, budget)
+                        compile_times[f"{t} {p}"] = time.perf_counter() - t0
+                        results[f"compiled-{p}"] = measure("ensemble predict_encoded + torch.compile", p,
+                                                           tool(p, compiled), repeats, f"{budget} tokens")
                 del compiled
+                torch._dynamo.reset()
 
             # accuracy
             acc: dict[str, Any] = {}
@@ -553,9 +619,21 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
             del pipe, clf, pipe_default
             gc.collect()
 
+        # the matmul rate once more (the machine's load may have dropped since): the better one counts
+        progress.start("matmul peak (again)", len(precisions))
+        for p in precisions:
+            again = matmul_peak(dev, p, sizes=(matmul[p]["n"],), repeats=3)
+            if again["gflops"] > matmul[p]["gflops"]:
+                matmul[p] = again
+            progress.advance(1)
+        progress.stop()
         for r in rows:
             ref_row = next(x for x in rows if x["input"] == r["input"] and x["batch"] == "1 (default)")
             r["speedup"] = ref_row["seconds"] / r["seconds"]
+            r["peak_fraction"] = r["gflops"] / matmul[r["precision"]]["gflops"]
+        if any(r["peak_fraction"] > 1 for r in rows):
+            notes.append("a fraction above 1: the matmul rate was measured while the machine was busier than "
+                         "during that run; rerun on an idle machine")
         machine = _machine(dev)
 
     cfg = model.encoder_config
@@ -570,7 +648,9 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
                   "probe": probe, "max_tokens": budget},
         "inputs": inputs,
         "accuracy": accuracy,
+        "profile": profiles,
         "memory_method": memory_method,
+        "compile_s": compile_times,
         "load_before": load_before,
         "load_after": _load(),
         "notes": notes,
@@ -578,6 +658,33 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
 
 
 # -- training -------------------------------------------------------------------------------------
+def _optimizer_step_ms(base_path: str, cfg, device: torch.device, steps: int = 5) -> dict[str, float]:
+    """Median AdamW step (ms) over the tool's parameter groups: as ``train`` builds it, and fused."""
+    from .train import param_groups
+
+    bm, _ = load_base(base_path, cfg.hidden_dropout)
+    m = MultitaskModel.from_base(ModelConfig("multi", TASK_NAMES, base=cfg.base), bm).to(device)
+    gen = torch.Generator().manual_seed(0)
+    for p in m.parameters():
+        p.grad = torch.randn(p.shape, generator=gen).to(device)
+    out = {}
+    for label, kw in (("per-tensor loop (torch default)", {"fused": False}), ("fused (as train builds it)", {"fused": True})):
+        try:
+            opt = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in param_groups(m, cfg)],
+                                    lr=cfg.lr, weight_decay=cfg.weight_decay, **kw)
+        except RuntimeError:  # pragma: no cover - no fused kernel on this device
+            continue
+        ts = []
+        for _ in range(steps + 1):
+            _sync(device)
+            t0 = time.perf_counter()
+            opt.step()
+            _sync(device)
+            ts.append(time.perf_counter() - t0)
+        out[label] = 1000 * statistics.median(ts[1:])
+    return out
+
+
 def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int = 20, batch_size: int = 16,
                 task: str = "sst", smart_weight: float = 10.0, warmup: int = 2, device: str | None = None,
                 precision: str = "auto", threads: int | None = None, seed: int = 0, progress=None) -> dict[str, Any]:
@@ -596,7 +703,7 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
     """
     from transformers import AutoModelForSequenceClassification
 
-    from .train import TrainConfig, param_groups, training_step
+    from .train import TrainConfig, make_optimizer, training_step
 
     if task not in TASKS:
         raise EnsembleError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
@@ -626,8 +733,7 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
             bm, _ = load_base(base_path, tc.hidden_dropout)
             m = MultitaskModel.from_base(ModelConfig("multi", TASK_NAMES, 0, tc.head_dropout, tc.hidden_dropout,
                                                      base=base), bm).to(dev)
-            opt = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in param_groups(m, tc)],
-                                    lr=tc.lr, weight_decay=tc.weight_decay, fused=dev.type == "cuda")
+            opt = make_optimizer(m, tc, dev)
             gen = torch.Generator().manual_seed(seed)
 
             def step(batch):
@@ -663,10 +769,13 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
             f"ensemble training_step + SMART {smart_weight:g}": tool_system(smart_cfg),
         }
         times: dict[str, list[float]] = {k: [] for k in systems}
+        names = list(systems)
         progress.start(f"train steps ({task}, batch {batch_size})", n_batches)
         for i, b in enumerate(batches):
             batch = b.to(dev, non_blocking=dev.type == "cuda")
-            for name, step in systems.items():
+            # rotate who goes first: the first system after another's optimizer step runs on colder caches
+            for name in names[i % len(names):] + names[: i % len(names)]:
+                step = systems[name]
                 _sync(dev)
                 t0 = time.perf_counter()
                 step(batch)
@@ -675,6 +784,7 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
                     times[name].append(time.perf_counter() - t0)
             progress.advance(1)
         progress.stop()
+        optimizer_ms = _optimizer_step_ms(base_path, cfg, dev)
         machine = _machine(dev)
 
     timed = batches[warmup:]
@@ -694,6 +804,7 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
         "smart_overhead": smart["seconds"] / tool["seconds"],
         "smart_overhead_median": smart["step_ms"] / tool["step_ms"],
         "batches": {"steps": len(timed), "warmup": warmup, "real_tokens": tokens, "padded_tokens": padded},
+        "optimizer_step_ms": optimizer_ms,
         "precision": prec,
         "machine": machine,
         "load_before": load_before,

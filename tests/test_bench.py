@@ -109,7 +109,9 @@ def test_model_flops_counts_every_stream(tiny_base):
 
 def test_matmul_peak_and_memory():
     r = bench.matmul_peak("cpu", "fp32", sizes=(64, 128), repeats=2)
-    assert set(r) == {"gflops", "n", "seconds"} and r["gflops"] > 0 and r["n"] in (64, 128)
+    assert set(r) == {"gflops", "n", "seconds", "method", "torch_matmul_gflops", "onednn_gflops"}
+    assert r["gflops"] > 0 and r["n"] in (64, 128)
+    assert r["gflops"] == max(r["torch_matmul_gflops"], r["onednn_gflops"] or 0)
     with bench.PeakMemory(torch.device("cpu")) as mem:
         x = np.ones(20_000_000)  # 160 MB
         x[::4096] = 2
@@ -121,9 +123,16 @@ def test_matmul_peak_and_memory():
 
 
 def test_bench_inference_keys_and_accuracy(tiny_base, tiny_data):
-    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, probe_rows=10)
+    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, probe_rows=10,
+                              matmul_sizes=(128,))
     assert {"title", "rows", "machine", "matmul", "model", "inputs", "accuracy", "memory_method",
-            "load_before", "load_after", "notes"} <= set(r)
+            "load_before", "load_after", "notes", "profile", "compile_s"} <= set(r)
+    prof = r["profile"]["fp32"]
+    assert prof["total_ms"] > 0 and "other" in prof["share"]
+    assert sum(prof["share"].values()) == pytest.approx(1.0)
+    ops = bench.profile_ops(lambda: torch.randn(64, 64) @ torch.randn(64, 64), torch.device("cpu"), top=2)
+    assert ops[-1]["op"] == "other" and len(ops) <= 3 and sum(o["share"] for o in ops) == pytest.approx(1.0)
+    assert all(o["ms"] >= 0 and o["calls"] >= 0 for o in ops)
     systems = {(row["input"], row["system"], row["precision"], row["batch"]) for row in r["rows"]}
     for t in ("sst", "para"):
         assert (f"{t} dev", "transformers pipeline", "fp32", "1 (default)") in systems
@@ -153,9 +162,11 @@ def test_bench_inference_keys_and_accuracy(tiny_base, tiny_data):
 
 
 def test_bench_inference_sst_only_and_quora_limit(tiny_base, tiny_data):
-    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, include_quora=False, probe_rows=0)
+    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, include_quora=False, probe_rows=0,
+                              matmul_sizes=(128,), profile=False)
     assert {row["input"] for row in r["rows"]} == {"sst dev"}
-    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, quora_limit=2, probe_rows=0)
+    r = bench.bench_inference(base=str(tiny_base), data_dir=tiny_data, repeats=1, quora_limit=2, probe_rows=0,
+                              matmul_sizes=(128,), profile=False)
     assert r["inputs"]["para"]["rows"] == 2
 
 
@@ -180,8 +191,65 @@ def test_fit_probe_head_fits_the_head(tiny_base):
     split = mixed_split("sst", 80, seed=3)
     enc = encode(tok, split, 64)
     acc = bench.fit_probe_head(model, enc, torch.device("cpu"))
-    assert acc > 0.3          # better than chance (0.2) on its own training rows
     assert not torch.equal(before, model.heads["sst"][-1].weight)
     # the accuracy it reports is the fitted head's, through the model's own forward
-    pred = predict_encoded(model, enc, torch.device("cpu")).argmax(1)
-    assert np.mean(pred == enc.labels) == pytest.approx(acc, abs=1e-9)
+    p = predict_encoded(model, enc, torch.device("cpu"))
+    assert np.mean(p.argmax(1) == enc.labels) == pytest.approx(acc, abs=1e-9)
+    # and the fit lowered the cross entropy below the uniform head's log(5)
+    assert -np.mean(np.log(p[np.arange(len(p)), enc.labels])) < np.log(5)
+
+
+def test_packed_linears_same_values_and_restored(tiny_base):
+    from ensemble import infer
+
+    base, tok = load_base(str(tiny_base), 0.1)
+    model = MultitaskModel.from_base(ModelConfig("multi", ("sst", "para")), base).eval()
+    enc = encode(tok, mixed_split("para", 40, seed=5), 64)
+    cpu = torch.device("cpu")
+    with infer.packed_linears(model, cpu, "fp32") as patched:
+        if not patched:
+            pytest.skip("this torch build has no oneDNN packed linear")
+        assert all("forward" in m.__dict__ for m in model.modules() if type(m) is torch.nn.Linear)
+    assert not any("forward" in m.__dict__ for m in model.modules())          # restored on exit
+    orig = infer._onednn_linear_ops
+    try:
+        infer._onednn_linear_ops = lambda: None                             # the plain (MKL) path
+        plain = {p: predict_encoded(model, enc, cpu, p) for p in (["fp32", "bf16"] if cpu_has_bf16() else ["fp32"])}
+    finally:
+        infer._onednn_linear_ops = orig
+    packed = predict_encoded(model, enc, cpu, "fp32")
+    np.testing.assert_allclose(packed, plain["fp32"], atol=1e-6, rtol=0)
+    if cpu_has_bf16():
+        packed_bf16 = predict_encoded(model, enc, cpu, "bf16")
+        assert np.max(np.abs(packed_bf16 - plain["bf16"])) < 2e-2             # both bf16 matmuls, fp32 accumulation
+    # weights changed since (training between epochs): packed anew, still the plain forward's values
+    with torch.no_grad():
+        model.stacks["shared"][0].intermediate.dense.weight.mul_(1.5)
+    np.testing.assert_allclose(predict_encoded(model, enc, cpu, "fp32"), bench.unbatched_predictions(model, enc),
+                               atol=1e-5, rtol=0)
+    # restored even when the forward fails
+    with pytest.raises(RuntimeError):
+        with infer.packed_linears(model, cpu, "fp32"):
+            raise RuntimeError("boom")
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    # nothing to do for other precisions or devices
+    with infer.packed_linears(model, cpu, "fp16") as patched:
+        assert patched is False
+    with infer.packed_linears(model, torch.device("meta"), "fp32") as patched:
+        assert patched is False
+
+
+def test_predict_encoded_keeps_input_order_and_train_mode(tiny_model):
+    model, tok = tiny_model
+    enc = encode(tok, mixed_split("sst", 30, seed=9), 64)
+    model.train()
+    try:
+        full = predict_encoded(model, enc, torch.device("cpu"))
+        assert model.training                                                 # mode restored
+    finally:
+        model.eval()
+    # row i of the output is row i of the input, whatever the batching
+    for i in (0, 7, 29):
+        one = bench.unbatched_predictions(model, enc, rows=[i])[0]
+        np.testing.assert_allclose(full[i], one, atol=1e-5)
+    assert predict_encoded(model, encode(tok, mixed_split("sst", 0), 64)).shape == (0, 5)
