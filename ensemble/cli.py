@@ -46,7 +46,7 @@ class RichProgress:
 
     def start(self, description: str, total: int | None = None) -> None:
         self.stop()
-        if self.quiet:
+        if self.quiet or not err.is_terminal:   # no bars (and no blank lines) in logs and pipes
             return
         self.bar = Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
