@@ -95,7 +95,7 @@ def _params(n: Any) -> str:
 
 def _sample_banner(sample: bool) -> None:
     if sample:
-        err.print("[bold magenta]SAMPLE DATA[/] [magenta]: the packaged sample (not course data); scores mean nothing.[/]")
+        err.print("[bold magenta]SAMPLE DATA:[/] [magenta]the packaged sample (not course data); scores mean nothing.[/]")
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -201,7 +201,8 @@ def list_(registry: Path = REGISTRY, sort: Optional[str] = typer.Option(None, he
         return
     table = Table(title=f"{len(cands)} candidates in {registry}")
     for col in ("id", "name", "architecture", "tasks", "params", *(f"{t} dev" for t in TASKS), "epoch", "base", "created"):
-        table.add_column(col, justify="right" if col in ("params", "epoch") or col.endswith("dev") else "left")
+        table.add_column(col, justify="right" if col in ("params", "epoch") or col.endswith("dev") else "left",
+                         no_wrap=col in ("id", "created"), min_width=10 if col == "id" else None)
     for c in cands:
         tr = c.manifest.get("training") or {}
         prov = tr.get("base_provenance")
@@ -210,7 +211,7 @@ def list_(registry: Path = REGISTRY, sort: Optional[str] = typer.Option(None, he
             base += f" (+MLM {prov.get('steps', '?')} steps)"
         table.add_row(c.id, c.name, c.manifest.get("architecture", "-"), ",".join(c.tasks),
                       _params(c.manifest.get("parameters")), *[_fmt(c.dev_metric(t)) for t in TASKS],
-                      _fmt(tr.get("epoch")), base, (c.manifest.get("created") or "")[:19].replace("T", " "))
+                      _fmt(tr.get("epoch")), base, (c.manifest.get("created") or "")[:16].replace("T", " "))
     console.print(table)
 
 

@@ -79,7 +79,7 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     make, default_base = PRESETS[preset]
     data_dir, sample = workflow.resolve_data(data)
     if sample:
-        say(f"[bold magenta]SAMPLE DATA[/]: no --data and no ./data, so using the sample shipped in the package "
+        say(f"[bold magenta]SAMPLE DATA:[/] no --data and no ./data, so using the sample shipped in the package "
             f"({data_dir}); its scores mean nothing")
     configs = make(base or default_base)
     if sample:  # the sample is tiny: train on all of it, for more epochs
