@@ -188,3 +188,39 @@ def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_
     assert res2["trained"] == [] and len(res2["skipped"]) == 4
     assert len(list((tmp_path / "checkpoints" / "candidates").iterdir())) == n_cands
     assert len(list((tmp_path / "submissions").glob("*.zip"))) == 2
+
+
+def test_pretrain_then_train_from_it_shows_provenance(tmp_path, tiny_base_dir):
+    """`ensemble pretrain` writes an encoder that `ensemble train --base` takes; `list` shows where it came from."""
+    out = tmp_path / "adapted"
+    r = invoke("pretrain", "--data", SAMPLE, "--base", tiny_base_dir, "--tasks", "sst", "--steps", "3",
+               "--batch-size", "8", "--checkpoint-every", "2", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    prov = json.loads((out / "ensemble_pretrain.json").read_text())
+    assert prov["steps"] == 3 and "ids-sst-train.csv" in prov["data"]
+    reg = tmp_path / "reg"
+    r = invoke("train", "--data", SAMPLE, "--base", out, "--tasks", "sst", "--epochs", "1", "--registry", reg, "--json")
+    assert r.exit_code == 0, r.output
+    listed = json.loads(invoke("list", "--registry", reg, "--json").output)
+    assert listed[0]["base_provenance"]["steps"] == 3
+
+
+def test_predict_input_runs_the_members(tmp_path, tiny_base_dir):
+    """`predict --input FILE --task T` runs the ensemble's model members on a new file and scores it when labelled."""
+    reg = tmp_path / "reg"
+    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--registry", reg, "--json")
+    assert r.exit_code == 0, r.output
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "2", "--json").exit_code == 0
+    out = tmp_path / "out"
+    r = invoke("predict", "--input", SAMPLE / "sts-dev.csv", "--task", "sts", "--registry", reg, "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output[r.output.index("{"):])
+    written = Path(res["written"][0])
+    lines = written.read_text().splitlines()
+    assert lines[0] == "id \t Predicted_Similiary "
+    assert [line.split(" , ")[0] for line in lines[1:]] == read_split(SAMPLE, "sts", "dev").ids
+    # the cached dev predictions of the same single-member ensemble give the same score
+    cand = json.loads(invoke("list", "--registry", reg, "--json").output)
+    members = json.loads((reg / "ensembles" / "ensemble-greedy.json").read_text())["tasks"]["sts"]["weights"]
+    (cid,) = members   # one epoch: one candidate
+    assert res["score"] == pytest.approx(next(c for c in cand if c["id"] == cid)["dev"]["sts"], abs=1e-6)
