@@ -402,6 +402,10 @@ def print_selection(report) -> None:
         else:
             line += ", held-out: not estimated (too few dev rows or --repeats 0)"
         console.print(line, highlight=False)
+        if sel.get("test"):
+            console.print(f"  {task}: labelled test data (never used for selection): ensemble "
+                          f"{sel['test']['ensemble']:.4f}, best single candidate {sel['test']['best_single']:.4f}",
+                          highlight=False)
     s = Table(title="summary" + (" (SAMPLE DATA)" if report.sample else ""))
     tasks = list(report.tasks)
     for col in ("system", "params", *[f"{t} dev" for t in tasks], "mean dev", "mean held-out est."):

@@ -107,10 +107,11 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
             }
     if not selections:
         raise EnsembleError("no task has candidates with dev predictions; nothing to select")
-    summary = summarise(selections, usable)
+    test_scores = labelled_test_scores(selections, by_id, data_dir, notes)
+    summary = summarise(selections, usable, test_scores)
     name = name or f"ensemble-{mode}"
-    report = SelectionReport(name, mode, {t: s.to_dict() for t, s in selections.items()}, summary, notes, stale,
-                             sample=sample)
+    report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t)} for t, s in selections.items()},
+                             summary, notes, stale, sample=sample)
     if save:
         doc = {
             "name": name, "created": now_iso(), "mode": mode, "sample": sample,
@@ -124,7 +125,43 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
     return report
 
 
-def summarise(selections: dict[str, Any], cands: list[Candidate]) -> list[dict[str, Any]]:
+def _aligned(cand: Candidate, task: str, split: str, ids: list[str]) -> np.ndarray | None:
+    if not cand.has_predictions(task, split):
+        return None
+    c_ids, values = cand.predictions(task, split)
+    pos = {i: k for k, i in enumerate(c_ids)}
+    if len(pos) != len(ids) or any(i not in pos for i in ids):
+        return None
+    return values[np.fromiter((pos[i] for i in ids), dtype=np.int64, count=len(ids))]
+
+
+def labelled_test_scores(selections: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
+                         notes: list[str]) -> dict[str, dict[str, float]]:
+    """Where a task's test file carries labels (never used for selection), score the ensemble and the
+    best single candidate on it. The course's test-student files have no labels: nothing to show."""
+    from .selector import score_on
+
+    out: dict[str, dict[str, float]] = {}
+    for task, sel in selections.items():
+        path = Path(data_dir) / TASKS[task].file_name("test")
+        if not path.exists():
+            continue
+        split = data_mod.read_file(path, task, labelled=None, split="test")   # labels where the header has them
+        if not split.labelled:
+            continue
+        preds = {cid: _aligned(by_id[cid], task, "test", split.ids) for cid in set(sel.weights) | {sel.best_single[0]}}
+        lacking = sorted(cid for cid, p in preds.items() if p is None)
+        if lacking:
+            notes.append(f"{task}: labelled test file present, but {', '.join(lacking)} lack matching test predictions; "
+                         "no test score")
+            continue
+        out[task] = {"ensemble": score_on(task, preds, split.labels, sel.weights),
+                     "best_single": score_on(task, preds, split.labels, {sel.best_single[0]: 1})}
+    return out
+
+
+def summarise(selections: dict[str, Any], cands: list[Candidate],
+              test_scores: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """SPEC's results table: best single model, best single per task, the ensemble."""
     tasks = list(selections)
     params = {c.id: c.manifest.get("parameters") or 0 for c in cands}
@@ -150,6 +187,9 @@ def summarise(selections: dict[str, Any], cands: list[Candidate]) -> list[dict[s
                  "parameters": sum(params.get(i, 0) for i in members), "dev": dev,
                  "mean_dev": float(np.mean(list(dev.values()))), "heldout": held,
                  "mean_heldout": None if None in held.values() else float(np.mean(list(held.values())))})
+    if test_scores:
+        rows[-1]["test"] = {t: v["ensemble"] for t, v in test_scores.items()}
+        rows[-2]["test"] = {t: v["best_single"] for t, v in test_scores.items()}
     return rows
 
 

@@ -224,3 +224,28 @@ def test_predict_input_runs_the_members(tmp_path, tiny_base_dir):
     members = json.loads((reg / "ensembles" / "ensemble-greedy.json").read_text())["tasks"]["sts"]["weights"]
     (cid,) = members   # one epoch: one candidate
     assert res["score"] == pytest.approx(next(c for c in cand if c["id"] == cid)["dev"]["sts"], abs=1e-6)
+
+
+def test_select_scores_labelled_test_data_without_using_it(tmp_path):
+    """Where the test file carries labels, `select` shows the ensemble's test score; selection uses dev only."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    shutil.copyfile(SAMPLE / "sts-dev.csv", data / "sts-test-student.csv")   # a labelled test file
+    y = read_split(data, "sts", "dev").labels
+    ids = read_split(data, "sts", "dev").ids
+    reg = tmp_path / "reg"
+    for name, dev, test in (("a", y, -y), ("b", y + np.sin(np.arange(len(y))) * 2, y)):
+        d = tmp_path / name
+        d.mkdir()
+        write_predictions(d / "sts-dev.csv", "sts", ids, dev[:, None])
+        write_predictions(d / "sts-test.csv", "sts", ids, test[:, None])
+        assert invoke("register", "--predictions", d, "--name", name, "--data", data, "--registry", reg).exit_code == 0
+    r = invoke("select", "--data", data, "--registry", reg, "--tasks", "sts", "--repeats", "2", "--json")
+    assert r.exit_code == 0, r.output
+    sts = json.loads(r.output[r.output.index("{"):])["tasks"]["sts"]
+    # a is perfect on dev, so it alone is the ensemble (b lowers r); on test a is exactly reversed: r = -1
+    assert len(sts["weights"]) == 1
+    assert sts["test"]["ensemble"] == pytest.approx(-1.0, abs=1e-12)
+    assert sts["test"]["best_single"] == pytest.approx(-1.0, abs=1e-12)
