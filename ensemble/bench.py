@@ -49,6 +49,7 @@ from .batches import Encoded, budget_batches, collate, encode, max_length_for, t
 from .data import read_split
 from .errors import EnsembleError
 from .infer import autocast, check_precision, cpu_has_bf16, default_max_tokens, pick_device, predict_encoded
+from .metrics import round_predictions
 from .model import quiet_transformers as _quiet_transformers
 from .model import ModelConfig, MultitaskModel, load_base, outputs_to_predictions, resolve_base, task_loss
 from .tasks import TASK_NAMES, TASKS
@@ -285,13 +286,8 @@ def unbatched_predictions(model: MultitaskModel, enc: Encoded, device: torch.dev
 
 
 def predicted_labels(task: str, predictions: np.ndarray) -> np.ndarray:
-    """The label each prediction row stands for: argmax class (sst), p > 0.5 (para), score (sts)."""
-    kind = TASKS[task].kind
-    if kind == "classes":
-        return predictions.argmax(axis=1)
-    if kind == "binary":
-        return (predictions[:, 0] > 0.5).astype(np.int64)
-    return predictions[:, 0]
+    """The label each prediction row stands for, rounded as the leaderboard rounds it."""
+    return round_predictions(task, predictions)
 
 
 def label_agreement(task: str, a: np.ndarray, b: np.ndarray) -> float:

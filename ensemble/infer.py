@@ -184,6 +184,7 @@ def predict_encoded(model, enc: Encoded, device: torch.device | None = None, pre
 def predict_split(model, tokenizer, split, device=None, precision: str = "fp32", cache: TokenCache | None = None,
                   max_tokens: int | None = None, progress=None) -> tuple[list[str], np.ndarray]:
     """(ids, predictions) for a data split, ids in the file's order."""
-    max_len = max_length_for(tokenizer, getattr(model, "encoder_config", None))
+    max_len = max_length_for(tokenizer, getattr(model, "encoder_config", None),
+                             getattr(getattr(model, "config", None), "max_length", None))
     enc = cache.get(tokenizer, split, max_len) if cache is not None else encode(tokenizer, split, max_len)
     return enc.ids, predict_encoded(model, enc, device, precision, max_tokens, progress)

@@ -41,6 +41,7 @@ class ModelConfig:
     head_dropout: float = 0.0
     hidden_dropout: float = 0.1
     base: str = ""                  # where the pretrained weights came from (provenance only)
+    max_length: int | None = None   # truncation used in training; inference uses the same
     encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's transformers config
 
     def __post_init__(self) -> None:

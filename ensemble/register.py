@@ -9,13 +9,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from . import data as data_mod
 from .errors import EnsembleError
 from .metrics import score
-from .predfile import check_ids, read_predictions, write_predictions
-from .registry import MANIFEST, Candidate, Registry, _check_inside, prediction_entry, refuse_pickles
+from .predfile import align_predictions, check_ids, read_predictions, write_predictions
+from .files import refuse_pickles
+from .registry import MANIFEST, Candidate, Registry, _check_inside, prediction_entry
 from .tasks import TASKS
 
 
@@ -40,6 +40,11 @@ def load_splits(data_dir: Path, tasks, splits) -> dict[tuple[str, str], Any]:
                 continue
             out[(t, s)] = data_mod.read_split(data_dir, t, s)
     return out
+
+
+def split_hashes(splits: dict[tuple[str, str], Any]) -> dict[str, str]:
+    """{file name: sha256} of the loaded course files (recorded with a training run, and its fingerprint)."""
+    return {sp.path.name: sp.sha256 for sp in splits.values()}
 
 
 def predict_into(stage: Path, model, tokenizer, tasks, splits: dict, device, precision: str = "fp32",
@@ -174,9 +179,7 @@ def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir
             split = splits[(t, s)]
             preds_manifest.setdefault(t, {})[s] = prediction_entry(t, s, split.path, split.sha256, len(ids))
             if split.labelled:
-                by_id = dict(zip(ids, range(len(ids))))
-                order = np.array([by_id[i] for i in split.ids])
-                metrics.setdefault(t, {})[s] = score(t, values[order], split.labels)
+                metrics.setdefault(t, {})[s] = score(t, align_predictions(stage, ids, values, split.ids), split.labels)
         return {"name": name, "kind": "predictions", "architecture": "external", "tasks": tasks,
                 "parameters": parameters, "source": {"registered_from": str(pred_dir.resolve())},
                 "metrics": metrics, "predictions": preds_manifest}

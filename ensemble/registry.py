@@ -40,20 +40,15 @@ import numpy as np
 
 from .data import file_sha256 as sha256_file
 from .errors import EnsembleError
-from .files import PICKLE_SUFFIXES, refuse_pickles  # noqa: F401  (re-exported)
-from .tasks import TASKS
+from .files import PICKLE_SUFFIXES
 
 FORMAT = "ensemble-candidate/1"
 MANIFEST = "candidate.json"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from .predfile import atomic_write_bytes
+    atomic_write_bytes(path, text.encode())
 
 
 def now_iso() -> str:
@@ -403,8 +398,3 @@ class Registry:
 def prediction_entry(task: str, split: str, data_file: Path, data_sha256: str, rows: int) -> dict[str, Any]:
     return {"file": f"predictions/{task}-{split}.csv", "data_file": Path(data_file).name,
             "data_sha256": data_sha256, "rows": rows}
-
-
-def check_task(task: str) -> None:
-    if task not in TASKS:
-        raise EnsembleError(f"unknown task {task!r}")

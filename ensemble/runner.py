@@ -11,10 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import data as data_mod
 from .errors import EnsembleError
 from .registry import Registry
-from .tasks import TASK_NAMES, TASKS
+from .tasks import TASK_NAMES
 from .train import TrainConfig
 
 
@@ -53,21 +52,10 @@ PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {
 }
 
 
-def data_hashes(data_dir: Path, tasks) -> dict[str, str]:
-    """The same {file name: sha256} that training records (train, dev and, where present, test)."""
-    out = {}
-    for t in tasks:
-        for s in ("train", "dev", "test"):
-            p = Path(data_dir) / TASKS[t].file_name(s)
-            if p.exists():
-                out[p.name] = data_mod.file_sha256(p)
-    return out
-
-
 def run(data: Path | None, base: str | None, preset: str, registry: Path, out: Path, submissions: Path,
         device: str | None = None, progress=None, on_trained=None, on_message=None) -> dict[str, Any]:
     from . import workflow
-    from .register import NULL
+    from .register import NULL, load_splits, split_hashes
     from .train import train
     from .writer import format_problems, make_submission, validate_dir
 
@@ -87,7 +75,7 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     reg = Registry(registry)
     trained, skipped = [], []
     for i, cfg in enumerate(configs, 1):
-        fp = cfg.fingerprint(data_hashes(data_dir, cfg.tasks))
+        fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
         same = [c for c in reg.candidates() if (c.manifest.get("training") or {}).get("fingerprint") == fp]
         if same and all(c.manifest["training"].get("run_complete") for c in same):
             skipped.append(cfg.run_name)

@@ -19,13 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import data as data_mod
 from .batches import encode, max_length_for, training_batches
 from .errors import EnsembleError
-from .infer import autocast, pick_device, predict_encoded
+from .infer import TokenCache, autocast, pick_device, predict_encoded
 from .metrics import score
 from .model import ModelConfig, MultitaskModel, load_base, resolve_base, save_model, task_loss
-from .register import NULL, Progress, load_splits, predict_into
+from .register import NULL, Progress, load_splits, predict_into, split_hashes
 from .registry import Registry
 from .smart import SmartConfig, smart_loss
 from .tasks import TASK_NAMES, TASKS
@@ -183,11 +182,12 @@ def train(cfg: TrainConfig, data_dir: Path, registry: Registry, device: str | No
         for t in cfg.tasks:
             sp = splits[(t, "train")]
             sp.examples = sp.examples[: cfg.limit]
-    data_hashes = {sp.path.name: sp.sha256 for sp in splits.values()}
+    data_hashes = split_hashes(splits)
 
     base_path = resolve_base(cfg.base)
     base_model, tokenizer = load_base(base_path, cfg.hidden_dropout)
-    mcfg = ModelConfig(cfg.architecture, cfg.tasks, cfg.task_layers, cfg.head_dropout, cfg.hidden_dropout, base=cfg.base)
+    mcfg = ModelConfig(cfg.architecture, cfg.tasks, cfg.task_layers, cfg.head_dropout, cfg.hidden_dropout, base=cfg.base,
+                       max_length=cfg.max_length)
     model = MultitaskModel.from_base(mcfg, base_model)
     provenance = None
     prov_file = Path(base_path) / "ensemble_pretrain.json"
@@ -197,7 +197,8 @@ def train(cfg: TrainConfig, data_dir: Path, registry: Registry, device: str | No
     n_params = model.num_parameters()
     max_len = max_length_for(tokenizer, model.encoder_config, cfg.max_length)
     train_enc = {t: encode(tokenizer, splits[(t, "train")], max_len, both_orders=TASKS[t].pair) for t in cfg.tasks}
-    dev_enc = {t: encode(tokenizer, splits[(t, "dev")], max_len) for t in cfg.tasks}
+    cache = TokenCache()   # dev and test are tokenised once for the whole run
+    dev_enc = {t: cache.get(tokenizer, splits[(t, "dev")], max_len) for t in cfg.tasks}
 
     optimizer = make_optimizer(model, cfg, dev)
     run_id = Registry.new_id()
@@ -242,7 +243,7 @@ def train(cfg: TrainConfig, data_dir: Path, registry: Registry, device: str | No
             best[t] = dev_scores[t]
         if improved and register:
             cand = _register_epoch(registry, model, tokenizer, cfg, mcfg, splits, dev_preds, dev, precision, epoch,
-                                   run_id, fingerprint, data_hashes, improved, n_params, provenance, progress)
+                                   run_id, fingerprint, data_hashes, improved, n_params, provenance, progress, cache)
             result.candidate = cand.id
             superseded = {holders[t] for t in improved if t in holders}
             for t in improved:
@@ -262,12 +263,12 @@ def train(cfg: TrainConfig, data_dir: Path, registry: Registry, device: str | No
 
 
 def _register_epoch(registry, model, tokenizer, cfg, mcfg, splits, dev_preds, device, precision, epoch, run_id,
-                    fingerprint, data_hashes, improved, n_params, provenance, progress):
+                    fingerprint, data_hashes, improved, n_params, provenance, progress, cache):
     def build(stage: Path) -> dict[str, Any]:
         save_model(model, tokenizer, stage / "model")
         preds, metrics = predict_into(stage, model, tokenizer, cfg.tasks,
                                       {k: v for k, v in splits.items() if k[1] in ("dev", "test")},
-                                      device, precision, known=dev_preds, progress=progress)
+                                      device, precision, cache=cache, known=dev_preds, progress=progress)
         progress.stop()
         return {
             "name": f"{cfg.run_name}-e{epoch}",

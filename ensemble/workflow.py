@@ -5,8 +5,6 @@ No torch at import time: only ``predict --input`` and ``run`` (training) load it
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,13 +124,15 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
 
 
 def _aligned(cand: Candidate, task: str, split: str, ids: list[str]) -> np.ndarray | None:
+    from .predfile import align_predictions
+
     if not cand.has_predictions(task, split):
         return None
     c_ids, values = cand.predictions(task, split)
-    pos = {i: k for k, i in enumerate(c_ids)}
-    if len(pos) != len(ids) or any(i not in pos for i in ids):
+    try:
+        return align_predictions(cand.path, c_ids, values, ids)
+    except EnsembleError:
         return None
-    return values[np.fromiter((pos[i] for i in ids), dtype=np.int64, count=len(ids))]
 
 
 def labelled_test_scores(selections: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
@@ -197,21 +197,13 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
 def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[str], np.ndarray]],
               ids: list[str], where: str) -> np.ndarray:
     """Weighted average of members' predictions joined by id onto ``ids``."""
+    from .predfile import align_predictions
+
     total = np.zeros((len(ids), TASKS[task].n_outputs), dtype=np.float64)
-    wsum = 0
     for cid, w in sorted(members.items()):
         m_ids, values = loaded[cid]
-        pos = {i: k for k, i in enumerate(m_ids)}
-        missing = [i for i in ids if i not in pos]
-        if missing or len(m_ids) != len(ids):
-            extra = len(set(m_ids) - set(ids))
-            raise EnsembleError(
-                f"{where}: candidate {cid}'s cached {task} predictions do not cover the input ids "
-                f"({len(missing)} missing e.g. {missing[:3]}, {extra} extra); run `ensemble register --refresh`"
-            )
-        total += w * values[np.fromiter((pos[i] for i in ids), dtype=np.int64, count=len(ids))]
-        wsum += w
-    return total / wsum
+        total += w * align_predictions(f"{where} (member {cid}'s cached {task} predictions)", m_ids, values, ids)
+    return total / sum(members.values())
 
 
 def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None = None,
@@ -220,6 +212,7 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
     from .writer import score_dir, write_leaderboard
 
     doc = registry.load_ensemble(ensemble)
+    by_id = {c.id: c for c in registry.candidates()}   # one read of the manifests, not one per member
     outputs = {}
     notes = []
     for task, entry in doc["tasks"].items():
@@ -232,7 +225,7 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
             sp = data_mod.read_split(data_dir, task, split)
             loaded = {}
             for cid in members:
-                c = registry.get(cid)
+                c = by_id.get(cid) or registry.get(cid)   # get() raises the "no candidate" error
                 if not c.has_predictions(task, split):
                     raise EnsembleError(f"ensemble {doc['name']}: member {cid} has no cached {task} {split} predictions")
                 entry_file = c.manifest["predictions"][task][split]
@@ -295,7 +288,3 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     if split.labelled:
         result["score"] = score(task, values, split.labels)
     return result
-
-
-def config_hash(d: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

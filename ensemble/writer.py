@@ -33,6 +33,7 @@ import numpy as np
 from . import data as data_mod
 from .errors import EnsembleError
 from .metrics import pearson, round_predictions
+from .predfile import _listing
 from .tasks import TASK_NAMES, TASKS
 
 __all__ = [
@@ -65,11 +66,6 @@ def _task(task: str):
 def _split(split: str) -> None:
     if split not in OUTPUT_SPLITS:
         raise EnsembleError(f"unknown leaderboard split {split!r}; expected one of {', '.join(OUTPUT_SPLITS)}")
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_LIST])
-    return shown + (f", ... ({len(items) - _LIST} more)" if len(items) > _LIST else "")
 
 
 # --------------------------------------------------------------------------- writing

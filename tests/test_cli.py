@@ -169,6 +169,8 @@ def test_bench_select_json():
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["candidates"] == 20 and d["rows"] == 500
+    assert set(d["results"]) == {"sst/greedy", "para/greedy", "sts/greedy"}
+    assert all(res["identical"] for res in d["results"].values())   # fast and plain pick the same ensemble
 
 
 def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_dir):
@@ -249,3 +251,18 @@ def test_select_scores_labelled_test_data_without_using_it(tmp_path):
     assert len(sts["weights"]) == 1
     assert sts["test"]["ensemble"] == pytest.approx(-1.0, abs=1e-12)
     assert sts["test"]["best_single"] == pytest.approx(-1.0, abs=1e-12)
+
+
+def test_inference_uses_the_training_truncation(tmp_path, tiny_base_dir):
+    """A model trained with --max-length N predicts with the same truncation when it is re-run later:
+    `register --refresh --force` recomputes exactly the predictions cached at training time."""
+    reg = tmp_path / "reg"
+    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--max-length", "6",
+               "--registry", reg, "--json")
+    assert r.exit_code == 0, r.output
+    (cand,) = (reg / "candidates").iterdir()
+    before = {p.name: p.read_bytes() for p in (cand / "predictions").iterdir()}
+    r = invoke("register", "--refresh", "--force", "--data", SAMPLE, "--registry", reg)
+    assert r.exit_code == 0, r.output
+    after = {p.name: p.read_bytes() for p in (cand / "predictions").iterdir()}
+    assert after == before
