@@ -239,19 +239,20 @@ def _load() -> list[float] | None:
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------
-def model_flops(model: MultitaskModel, task: str, lengths) -> float:
+def model_flops(model: MultitaskModel, task: str, lengths, attention: bool = True) -> float:
     """Useful FLOPs of ``model`` on sequences of the given (real, unpadded) lengths for ``task``.
 
     Per encoder layer and sequence of length L: ``2 L (4 H^2 + 2 H I)`` for the Q, K, V, output and
     the two feed-forward projections, plus ``2 * 2 L^2 H`` for the attention scores and the
     weighted values. Per sequence and stream: the pooler (``2 H^2``); then the head
     (``2 * in * out``). Embedding look-ups, LayerNorm, softmax, GELU and biases are not counted.
+    ``attention=False``: the linear layers' FLOPs only (the attention products left out).
     """
     cfg = model.encoder_config
     h, i = cfg.hidden_size, cfg.intermediate_size
     lengths = np.asarray(lengths, dtype=np.float64)
     n = len(lengths)
-    per_layer = float(np.sum(2 * lengths * (4 * h * h + 2 * h * i) + 4 * lengths ** 2 * h))
+    per_layer = float(np.sum(2 * lengths * (4 * h * h + 2 * h * i) + (4 * lengths ** 2 * h if attention else 0)))
     total = 0.0
     for _, stack_keys, pooler_key in model.streams[task]:
         layers = sum(len(model.stacks[k]) for k in stack_keys)
@@ -397,10 +398,23 @@ def _time(fn: Callable[[], Any], repeats: int, device: torch.device) -> tuple[li
     return times, result
 
 
+LINEAR_OPS = ("mkldnn::_linear_pointwise", "aten::addmm", "aten::mm")   # the matmul kernels themselves
+
+
+def is_linear_op(name: str, device: torch.device) -> bool:
+    """Whether a profiler row is a linear layer's matmul: on a CPU the ATen/oneDNN linear ops, on
+    CUDA the GEMM kernels (cuBLAS/CUTLASS names)."""
+    if device.type == "cuda":
+        low = name.lower()
+        return ("gemm" in low or "cutlass" in low) and "fmha" not in low and "flash" not in low
+    return name in LINEAR_OPS
+
+
 def profile_ops(fn: Callable[[], Any], device: torch.device, top: int = 8) -> list[dict[str, Any]]:
     """Where one call of ``fn`` spends its time: the ``top`` operators by self time (CPU time on a
-    CPU, device time on CUDA), each with ``op``, ``calls``, ``ms`` and ``share`` of the total, then
-    one ``other`` row for the rest."""
+    CPU, device time on CUDA), each with ``op``, ``calls``, ``ms``, ``share`` of the total and
+    ``linear`` (:func:`is_linear_op`), then one ``other`` row for the rest, then one ``linear
+    layers`` row: all linear-layer matmuls together (``share`` of the total; not part of the sum)."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -411,11 +425,15 @@ def profile_ops(fn: Callable[[], Any], device: torch.device, top: int = 8) -> li
     events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
     total = sum(getattr(e, attr) for e in events) or 1.0
     events.sort(key=lambda e: getattr(e, attr), reverse=True)
-    out = [{"op": e.key, "calls": int(e.count), "ms": getattr(e, attr) / 1000, "share": getattr(e, attr) / total}
-           for e in events[:top]]
+    out = [{"op": e.key, "calls": int(e.count), "ms": getattr(e, attr) / 1000, "share": getattr(e, attr) / total,
+            "linear": is_linear_op(e.key, device)} for e in events[:top]]
     rest = sum(getattr(e, attr) for e in events[top:])
     out.append({"op": "other", "calls": sum(int(e.count) for e in events[top:]), "ms": rest / 1000,
-                "share": rest / total})
+                "share": rest / total, "linear": False})
+    lin = [e for e in events if is_linear_op(e.key, device)]
+    lin_us = sum(getattr(e, attr) for e in lin)
+    out.append({"op": "linear layers", "calls": sum(int(e.count) for e in lin), "ms": lin_us / 1000,
+                "share": lin_us / total, "linear": True})
     return out
 
 
@@ -432,15 +450,16 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     ``pipeline_repeats``: timed runs of each pipeline system (slow; best is kept).
     ``max_tokens``: the tool's token budget per batch (default: :func:`ensemble.infer.default_max_tokens`).
     ``threads``: ``torch.set_num_threads`` for the run (restored after).
-    ``compile``: also time ``torch.compile(model, dynamic=True)`` (inductor freezing on a CPU); the
-    first call, which compiles, is reported apart in ``compile_s``.
+    ``compile``: also time the tool's inference with ``compile=True`` (what ``--compile`` does:
+    :func:`ensemble.infer.compiled`); the first call, which compiles, is reported apart in ``compile_s``.
     ``probe_rows``: train rows per task to fit the linear-probe heads on (0: random heads).
     ``check_rows``: Quora rows checked against the unbatched forward (SST: all).
     ``matmul_sizes``: the square sizes :func:`matmul_peak` tries.
     ``profile``: one more untimed pass of the tool on SST per precision under ``torch.profiler``
     (:func:`profile_ops`): where the time goes besides the matmuls.
 
-    Returns ``title``, ``rows`` (``input``, ``system``, ``precision``, ``batch``, ``inputs``,
+    Returns ``title``, ``targets`` (:func:`inference_targets`), ``rows`` (``input``, ``system``,
+    ``precision``, ``batch``, ``inputs``,
     ``tokens``, ``seconds`` (best), ``median_s``, ``inputs_per_s`` (a pair counts once),
     ``gflops`` (useful GFLOP/s), ``peak_fraction`` (of ``matmul[precision].gflops``), ``speedup``
     (over the pipeline's defaults on the same input), ``peak_mib``, ``extra_mib``: see
@@ -451,7 +470,10 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     ``fp32_matches_unbatched`` (<= 1e-4), ``bf16_agreement``, ``bf16_max_abs_diff``,
     ``pipeline_agreement``, ``pipeline_max_abs_diff``; plus ``bf16_agreement_ok`` (>= 99.5%) for
     sst), ``profile`` (per precision: ``total_ms`` and ``share``, the top operators' shares of the
-    tool's time on SST, then ``other``), ``memory_method``, ``compile_s``, ``load_before`` /
+    tool's time on SST, then ``other``; ``linear_ms``/``linear_share``: all linear-layer matmuls,
+    ``linear_gflop`` their FLOPs, ``linear_gflops`` their rate and ``linear_peak_fraction`` that
+    rate against the matmul peak: how much of the gap to the peak is the matmuls' and how much the
+    rest's), ``memory_method``, ``compile_s``, ``load_before`` /
     ``load_after`` (1, 5, 15 min load averages) and ``notes``.
     """
     from transformers import pipeline as hf_pipeline
@@ -556,10 +578,10 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
             pipe_default = measure("transformers pipeline", "fp32", lambda: pipe(texts), pipeline_repeats, "1 (default)")
             measure("transformers pipeline", "fp32", lambda: pipe(texts, batch_size=32), pipeline_repeats, "32")
 
-            def tool(precision, m=model):
+            def tool(precision, compile=False):
                 def run():
                     e = encode(tokenizer, split, max_len)  # tokenising is part of the time, as in the pipeline
-                    return predict_encoded(m, e, dev, precision, budget)
+                    return predict_encoded(model, e, dev, precision, budget, compile=compile)
                 return run
             for p in precisions:
                 predict_encoded(model, enc, dev, p, budget)  # warm-up (autocast weight casts, primitives)
@@ -567,21 +589,19 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
                 if profile and t == "sst":
                     progress.start(f"{t}: profile {p}", None)
                     ops = profile_ops(lambda: predict_encoded(model, enc, dev, p, budget), dev)
-                    profiles[p] = {"total_ms": sum(o["ms"] for o in ops), "share": {o["op"]: o["share"] for o in ops}}
+                    lin = ops.pop()
+                    profiles[p] = {"total_ms": sum(o["ms"] for o in ops), "share": {o["op"]: o["share"] for o in ops},
+                                   "linear_ms": lin["ms"], "linear_share": lin["share"],
+                                   "linear_gflop": model_flops(model, t, lengths, attention=False) / 1e9}
                     progress.stop()
-            if compile:
-                import torch._inductor.config as inductor_config
-
-                # freezing: weights become constants, packed for oneDNN (the fastest compiled mode on a CPU)
-                with inductor_config.patch(freezing=dev.type == "cpu"):
-                    compiled = torch.compile(model, dynamic=True)
-                    for p in precisions:
-                        t0 = time.perf_counter()
-                        predict_encoded(compiled, enc, dev, p, budget)
-                        compile_times[f"{t} {p}"] = time.perf_counter() - t0
-                        results[f"compiled-{p}"] = measure("ensemble predict_encoded + torch.compile", p,
-                                                           tool(p, compiled), repeats, f"{budget} tokens")
-                del compiled
+            if compile:   # what --compile does (ensemble.infer.compiled)
+                for p in precisions:
+                    t0 = time.perf_counter()
+                    predict_encoded(model, enc, dev, p, budget, compile=True)
+                    compile_times[f"{t} {p}"] = time.perf_counter() - t0
+                    results[f"compiled-{p}"] = measure("ensemble predict_encoded --compile", p,
+                                                       tool(p, compile=True), repeats, f"{budget} tokens")
+                model.__dict__.pop("_ensemble_compiled", None)
                 torch._dynamo.reset()
 
             # accuracy
@@ -627,6 +647,12 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
             ref_row = next(x for x in rows if x["input"] == r["input"] and x["batch"] == "1 (default)")
             r["speedup"] = ref_row["seconds"] / r["seconds"]
             r["peak_fraction"] = r["gflops"] / matmul[r["precision"]]["gflops"]
+        for p, prof in profiles.items():
+            # the matmuls alone, timed under the profiler: how close the linear layers run to the peak,
+            # and the most the whole pass could reach if everything else took no time
+            rate = prof["linear_gflop"] / (prof["linear_ms"] / 1000) if prof["linear_ms"] else float("nan")
+            prof["linear_gflops"] = rate
+            prof["linear_peak_fraction"] = rate / matmul[p]["gflops"]
         if any(r["peak_fraction"] > 1 for r in rows):
             notes.append("a fraction above 1: the matmul rate was measured while the machine was busier than "
                          "during that run; rerun on an idle machine")
@@ -636,6 +662,7 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     return {
         "title": f"inference: {base} on {machine['device']}",
         "rows": rows,
+        "targets": inference_targets(rows, accuracy),
         "machine": machine,
         "matmul": matmul,
         "model": {"base": base, "path": base_path, "architecture": "multi", "layers": model.n_layers,
@@ -651,6 +678,36 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
         "load_after": _load(),
         "notes": notes,
     }
+
+
+def _target(value: float | None, target: float, at_least: bool = True) -> dict[str, Any]:
+    met = None if value is None else (value >= target if at_least else value <= target)
+    return {"value": value, "target": f"{'>=' if at_least else '<='} {target:g}", "met": met}
+
+
+PEAK_TARGET = 0.85        # of the measured matmul peak, SST dev, fp32 and bf16
+SPEEDUP_TARGET = 5.0      # over transformers.pipeline with its defaults, SST dev
+SMART_TARGET = 2.5        # SMART step / plain step
+
+
+def inference_targets(rows: list[dict[str, Any]], accuracy: dict[str, Any]) -> dict[str, Any]:
+    """The issue's inference targets on SST dev, each as ``value``, ``target`` and ``met``."""
+    def tool(precision: str) -> dict[str, Any] | None:
+        return next((r for r in rows if r["input"] == "sst dev" and r["system"] == "ensemble predict_encoded"
+                     and r["precision"] == precision), None)
+    out: dict[str, Any] = {}
+    for p in ("fp32", "bf16"):
+        r = tool(p)
+        if r is not None:
+            out[f"sst {p} fraction of matmul peak"] = _target(r["peak_fraction"], PEAK_TARGET)
+    if tool("fp32") is not None:
+        out["sst fp32 speed-up over pipeline defaults"] = _target(tool("fp32")["speedup"], SPEEDUP_TARGET)
+    acc = accuracy.get("sst", {})
+    if "fp32_max_abs_diff_unbatched" in acc:
+        out["sst fp32 max abs diff vs unbatched"] = _target(acc["fp32_max_abs_diff_unbatched"], FP32_TOLERANCE, False)
+    if "bf16_agreement" in acc:
+        out["sst bf16 argmax agreement with fp32"] = _target(acc["bf16_agreement"], BF16_MIN_AGREEMENT)
+    return out
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -681,6 +738,32 @@ def _optimizer_step_ms(base_path: str, cfg, device: torch.device, steps: int = 5
     return out
 
 
+PHASES = ("forward_ms", "input_backward_ms", "backward_ms", "optimizer_ms")
+
+
+def smart_floor(phase_ms: dict[str, float], steps: int = 1) -> dict[str, Any]:
+    """The least a SMART step can cost against a plain one, from the plain step's measured phases.
+
+    A plain step is a forward ``F``, a backward ``B`` and an optimizer step ``O``. A SMART step
+    (:mod:`ensemble.smart`) does the clean forward, then per ascent step a forward on the noised
+    embeddings and a backward to the noise only (``B_in``: input gradients, no weight gradients),
+    then the adversarial forward, one backward through both the clean and the adversarial graph,
+    and the same optimizer step::
+
+        floor = (F + steps * (F + B_in) + F + 2 B + O) / (F + B + O)
+
+    with ``F``, ``B_in``, ``B``, ``O`` the medians of ``phase_ms`` (the embedding lookup is counted
+    in ``F``; the divergences and the noise are not counted). A measured SMART overhead near the
+    floor means there is no waste left in the implementation; below it is impossible for this
+    method.
+    """
+    f, b_in, b, o = (phase_ms[k] for k in PHASES)
+    plain = f + b + o
+    floor = (f + steps * (f + b_in) + f + 2 * b + o) / plain if plain > 0 else float("nan")
+    return {**{k: phase_ms[k] for k in PHASES}, "ascent_steps": steps, "floor_ratio": floor,
+            "formula": "(F + steps*(F + B_in) + F + 2B + O) / (F + B + O)"}
+
+
 def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int = 20, batch_size: int = 16,
                 task: str = "sst", smart_weight: float = 10.0, warmup: int = 2, device: str | None = None,
                 precision: str = "auto", threads: int | None = None, seed: int = 0, progress=None) -> dict[str, Any]:
@@ -694,7 +777,11 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
 
     Returns ``title``, ``rows`` (``system``, ``steps``, ``tokens``, ``seconds``, ``tokens_per_s``,
     ``step_ms`` (median), ``vs_plain``), ``tool_vs_plain`` (tokens/s ratio, >= 1 means the tool is
-    at least as fast), ``smart_overhead`` (SMART step time / plain tool step time), ``batches``
+    at least as fast), ``smart_overhead`` (SMART step time / plain tool step time), ``targets``
+    (tool vs plain >= 1, SMART overhead and its floor <= 2.5: ``value``, ``target``, ``met``), ``smart_floor``
+    (the plain step's phases, timed on a fourth model in the same interleaved loop, and the least
+    SMART overhead they allow: :func:`smart_floor`), ``smart_vs_floor`` (median SMART overhead /
+    that floor; 1.0 is no waste), ``batches``
     (real and padded tokens), ``machine``, ``precision`` and load averages.
     """
     from transformers import AutoModelForSequenceClassification
@@ -759,11 +846,45 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
                 opt.step()
             return step
 
+        phases: dict[str, list[float]] = {k: [] for k in PHASES}
+
+        def phase_system():
+            """The tool's plain step cut into its phases (see :func:`smart_floor`)."""
+            torch.manual_seed(seed)
+            bm, _ = load_base(base_path, cfg.hidden_dropout)
+            m = MultitaskModel.from_base(ModelConfig("multi", TASK_NAMES, 0, cfg.head_dropout, cfg.hidden_dropout,
+                                                     base=base), bm).to(dev)
+            opt = make_optimizer(m, cfg, dev)
+            m.train()
+
+            def step(batch, record: bool):
+                clock = [time.perf_counter()]
+
+                def tick():
+                    _sync(dev)
+                    clock.append(time.perf_counter())
+                with autocast(dev, prec):
+                    emb = m.embed(task, batch.input_ids, batch.token_type_ids)
+                    loss = task_loss(task, m.forward_embedded(task, emb, batch.attention_mask), batch.labels)
+                tick()
+                torch.autograd.grad(loss, emb, retain_graph=True)   # input gradients only, as SMART's ascent
+                tick()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                tick()
+                opt.step()
+                tick()
+                if record:
+                    for k, a, b in zip(PHASES, clock, clock[1:]):
+                        phases[k].append(b - a)
+            return step
+
         systems = {
             "transformers loop (AutoModelForSequenceClassification + AdamW)": plain_system(),
             "ensemble training_step": tool_system(cfg),
             f"ensemble training_step + SMART {smart_weight:g}": tool_system(smart_cfg),
         }
+        phase_step = phase_system()
         times: dict[str, list[float]] = {k: [] for k in systems}
         names = list(systems)
         progress.start(f"train steps ({task}, batch {batch_size})", n_batches)
@@ -778,12 +899,15 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
                 _sync(dev)
                 if i >= warmup:
                     times[name].append(time.perf_counter() - t0)
+            _sync(dev)
+            phase_step(batch, i >= warmup)
             progress.advance(1)
         progress.stop()
         optimizer_ms = _optimizer_step_ms(base_path, cfg, dev)
         machine = _machine(dev)
 
     timed = batches[warmup:]
+    floor = smart_floor({k: 1000 * statistics.median(v) for k, v in phases.items()}, smart_cfg.smart_steps)
     tokens = sum(b.n_tokens for b in timed)
     padded = sum(b.input_ids.numel() for b in timed)
     rows = []
@@ -799,6 +923,12 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
         "tool_vs_plain": tool["tokens_per_s"] / plain["tokens_per_s"],
         "smart_overhead": smart["seconds"] / tool["seconds"],
         "smart_overhead_median": smart["step_ms"] / tool["step_ms"],
+        "targets": {"tool tokens/s vs plain loop": _target(tool["tokens_per_s"] / plain["tokens_per_s"], 1.0),
+                    "SMART step / plain step": _target(smart["seconds"] / tool["seconds"], SMART_TARGET, False),
+                    "SMART step / plain step, least possible (smart_floor)": _target(floor["floor_ratio"],
+                                                                                     SMART_TARGET, False)},
+        "smart_floor": floor,
+        "smart_vs_floor": (smart["step_ms"] / tool["step_ms"]) / floor["floor_ratio"],
         "batches": {"steps": len(timed), "warmup": warmup, "real_tokens": tokens, "padded_tokens": padded},
         "optimizer_step_ms": optimizer_ms,
         "precision": prec,

@@ -33,6 +33,8 @@ REGISTRY = typer.Option(Path("checkpoints"), "--registry", help="Registry folder
 DATA = typer.Option(None, "--data", help="Course data folder (default: ./data if present, else the packaged sample).")
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 DEVICE = typer.Option("auto", "--device", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+COMPILE = typer.Option(False, "--compile", help="Run the models through torch.compile (pays only on large inputs; "
+                                                  "see `ensemble bench inference --compile`).")
 PRECISION = typer.Option("fp32", "--precision", help="Inference precision: fp32, bf16 (CUDA, or CPUs with bf16), fp16 (CUDA).")
 
 
@@ -298,6 +300,7 @@ def register(
     force: bool = typer.Option(False, help="--refresh: recompute even when not stale (named candidates or all)."),
     candidates: Optional[list[str]] = typer.Option(None, "--candidate", "-c", help="--refresh: only these."),
     precision: str = PRECISION,
+    compile: bool = COMPILE,
     device: str = DEVICE,
     registry: Path = REGISTRY,
 ) -> None:
@@ -312,7 +315,7 @@ def register(
         progress = RichProgress()
         if refresh:
             done = reg_mod.refresh(reg, data_dir, candidates, device=device, precision=precision, progress=progress,
-                                   force=force)
+                                   force=force, compile=compile)
             progress.stop()
             for c, stale in done:
                 console.print(f"refreshed {c.id} ({c.name}): {'; '.join(stale) or 'forced'}")
@@ -333,7 +336,7 @@ def register(
             added = []
             for path in paths:     # one model in memory at a time
                 added.append(reg_mod.register_model(reg, path, data_dir, name, device=device, precision=precision,
-                                                    progress=progress, cache=cache))
+                                                    progress=progress, cache=cache, compile=compile))
                 progress.stop()
                 _registered(added[-1])
             return
@@ -427,6 +430,7 @@ def predict(
     input: Optional[Path] = typer.Option(None, "--input", help="A new file in the course format to predict."),
     task: Optional[str] = typer.Option(None, help="--input: its task (sst, para, sts)."),
     precision: str = PRECISION,
+    compile: bool = COMPILE,
     device: str = DEVICE,
     registry: Path = REGISTRY,
     as_json: bool = JSON,
@@ -439,7 +443,8 @@ def predict(
         if input is not None:
             if task is None:
                 raise EnsembleError("--input needs --task (sst, para or sts)")
-            result = workflow.predict_input(reg, input, task, out, ensemble, device, precision, RichProgress(as_json))
+            result = workflow.predict_input(reg, input, task, out, ensemble, device, precision, RichProgress(as_json),
+                                            compile=compile)
         else:
             data_dir, sample = workflow.resolve_data(data)
             _sample_banner(sample)
@@ -604,7 +609,9 @@ def _print_flat(title: str, d: dict[str, Any]) -> None:
 
 @bench_app.command("inference")
 def bench_inference(base: str = typer.Option("minilm"), data: Optional[Path] = DATA,
-                    quora_limit: Optional[int] = typer.Option(None, help="Use only the first N Quora dev pairs."),
+                    quora_limit: Optional[int] = typer.Option(None, help="Use a seeded sample of N Quora dev pairs."),
+                    compile: bool = typer.Option(False, "--compile", help="Also time torch.compile (compile time "
+                                                                          "reported apart)."),
                     as_json: bool = JSON) -> None:
     """pipeline (default, batch 32) vs this tool's batched inference (fp32, bf16), with matmul peak and FLOPs."""
     from . import bench
@@ -613,7 +620,8 @@ def bench_inference(base: str = typer.Option("minilm"), data: Optional[Path] = D
     try:
         data_dir, sample = resolve_data(data)
         _sample_banner(sample)
-        result = bench.bench_inference(base=base, data_dir=data_dir, quora_limit=quora_limit, progress=RichProgress(as_json))
+        result = bench.bench_inference(base=base, data_dir=data_dir, quora_limit=quora_limit, compile=compile,
+                                       progress=RichProgress(as_json))
     except EnsembleError as e:
         fail(e)
     if as_json:
@@ -651,11 +659,21 @@ def _print_bench(result: dict[str, Any]) -> None:
         for r in rows:
             t.add_row(*[_fmt(r.get(c), 3) if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols])
         console.print(t)
-        rest = {k: v for k, v in result.items() if k not in ("rows", "title")}
+        rest = {k: v for k, v in result.items() if k not in ("rows", "title", "targets")}
         if rest:
             _print_flat("details", rest)
     else:
-        _print_flat(result.get("title", "benchmark"), result)
+        _print_flat(result.get("title", "benchmark"), {k: v for k, v in result.items() if k != "targets"})
+    targets = result.get("targets")
+    if targets:
+        t = Table(title="targets")
+        for c in ("measure", "value", "target", "met"):
+            t.add_column(c, justify="left" if c == "measure" else "right")
+        for name, x in targets.items():
+            met = x.get("met")
+            t.add_row(name, f"{x['value']:.4g}" if isinstance(x["value"], float) else str(x["value"]), x["target"],
+                      "-" if met is None else ("[green]met[/]" if met else "[red]NOT met[/]"))
+        console.print(t)
 
 
 # -- run -----------------------------------------------------------------------------------------

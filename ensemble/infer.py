@@ -133,6 +133,73 @@ def packed_linears(model, device: torch.device, precision: str):
             del mod.forward
 
 
+CPU_ATTENTION = "ensemble_cpu"
+
+
+def _cpu_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Attention for inference on a CPU in bf16: the two products as bf16 matmuls, the softmax in fp32.
+
+    Why: PyTorch's fused CPU attention runs these short sequences (a few dozen tokens, 32-wide
+    heads) more slowly in bf16 than in fp32 (measured: SST dev batches of MiniLM, 2 AVX-512 cores,
+    ~48 ms against ~27 ms per layer pass), and took a quarter of the bf16 inference time. The
+    arithmetic is what SDPA's math path does with autocast, except that the scores are normalised
+    in fp32 (so no precision is lost there). Anything else (fp32, training, dropout, CUDA) goes to
+    transformers' own SDPA function unchanged.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.dtype != torch.bfloat16 or query.device.type != "cpu" or (dropout and module.training):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scale)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:   # True: attend
+            scores.masked_fill_(~attention_mask, torch.finfo(torch.float32).min)
+        else:                                    # additive
+            scores.add_(attention_mask.float())
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None
+
+
+def _register_cpu_attention() -> bool:
+    """Register :func:`_cpu_attention` with transformers, with SDPA's mask format (a boolean
+    mask, True where a key is attended; None where no row is padded)."""
+    try:
+        from transformers import AttentionInterface, AttentionMaskInterface
+        from transformers.masking_utils import sdpa_mask
+    except ImportError:  # pragma: no cover - transformers without the attention registries
+        return False
+    AttentionInterface.register(CPU_ATTENTION, _cpu_attention)
+    AttentionMaskInterface.register(CPU_ATTENTION, sdpa_mask)
+    return True
+
+
+@contextlib.contextmanager
+def cpu_attention(model, device: torch.device, precision: str):
+    """While inside, ``model``'s attention layers use :func:`_cpu_attention` (CPU, bf16 only).
+
+    Every module config that names an SDPA attention is switched and restored on exit; yields
+    whether anything was switched (nothing for a compiled model).
+    """
+    configs = []
+    if device.type == "cpu" and precision == "bf16" and not hasattr(model, "_orig_mod") and _register_cpu_attention():
+        seen = set()
+        for mod in [model, *model.modules()]:
+            cfg = getattr(mod, "encoder_config", None) if mod is model else getattr(mod, "config", None)
+            if cfg is None or id(cfg) in seen or getattr(cfg, "_attn_implementation", None) != "sdpa":
+                continue
+            seen.add(id(cfg))
+            configs.append(cfg)
+    try:
+        for cfg in configs:
+            cfg._attn_implementation = CPU_ATTENTION
+        yield bool(configs)
+    finally:
+        for cfg in configs:
+            cfg._attn_implementation = "sdpa"
+
+
 # Token budget per inference batch when none is given. On a CPU, batches whose activations stay in
 # the caches run fastest (measured with ensemble.bench on MiniLM and 2 AVX-512 cores); a GPU wants
 # large batches to fill its cores.
@@ -144,12 +211,28 @@ def default_max_tokens(device: torch.device) -> int:
     return CUDA_MAX_TOKENS if device.type == "cuda" else CPU_MAX_TOKENS
 
 
+def compiled(model):
+    """``torch.compile(model, dynamic=True)``, made once per model and kept with it (not as a
+    submodule: saving and ``modules()`` do not see it). Weights stay inputs of the compiled graph
+    (no freezing), so a model trained further is still compiled correctly."""
+    c = model.__dict__.get("_ensemble_compiled")
+    if c is None:
+        c = torch.compile(model, dynamic=True)
+        model.__dict__["_ensemble_compiled"] = c
+    return c
+
+
 @torch.inference_mode()
 def predict_encoded(model, enc: Encoded, device: torch.device | None = None, precision: str = "fp32",
-                    max_tokens: int | None = None, progress=None) -> np.ndarray:
+                    max_tokens: int | None = None, progress=None, compile: bool = False) -> np.ndarray:
     """Unrounded predictions (n, k) float64 for every row of ``enc``, in ``enc``'s row order.
 
     ``max_tokens``: padded tokens per batch; ``None`` picks :func:`default_max_tokens` for the device.
+    ``compile``: run the model through :func:`compiled` (``torch.compile``); its first batches of
+    each length range and task compile (seconds to tens of seconds), so it pays only on large
+    inputs, and measured on a 2-core CPU it did not pay at all (see ``ensemble bench inference
+    --compile``). The CPU-only rewrites (:func:`packed_linears`, :func:`cpu_attention`) are left to
+    the compiler then.
     """
     device = device or next(model.parameters()).device
     device = torch.device(device)
@@ -163,13 +246,22 @@ def predict_encoded(model, enc: Encoded, device: torch.device | None = None, pre
         return out
     batches = budget_batches(enc, max_tokens=max_tokens)
     results = []
+    runner = compiled(model) if compile else model
+    rewrites = (contextlib.nullcontext(), contextlib.nullcontext()) if compile else (
+        packed_linears(model, device, precision), cpu_attention(model, device, precision))
     try:
-        with autocast(device, precision), packed_linears(model, device, precision):
+        with autocast(device, precision), rewrites[0], rewrites[1]:
             for batch in batches:
                 if cuda:  # pinned host memory: the copy overlaps the previous batch's compute
                     batch = batch.pin_memory()
                 b = batch.to(device, non_blocking=cuda)
-                y = model(enc.task, b.input_ids, b.attention_mask, b.token_type_ids)
+                try:
+                    y = runner(enc.task, b.input_ids, b.attention_mask, b.token_type_ids)
+                except Exception as e:
+                    if not compile or isinstance(e, EnsembleError):
+                        raise
+                    raise EnsembleError(f"--compile: torch.compile failed on this machine ({type(e).__name__}: "
+                                        f"{str(e).splitlines()[0] if str(e) else ''}); run without --compile") from e
                 # stays on the device: one transfer (and one synchronisation) at the end
                 results.append(outputs_to_predictions(enc.task, y))
                 if progress is not None:
@@ -182,9 +274,9 @@ def predict_encoded(model, enc: Encoded, device: torch.device | None = None, pre
 
 
 def predict_split(model, tokenizer, split, device=None, precision: str = "fp32", cache: TokenCache | None = None,
-                  max_tokens: int | None = None, progress=None) -> tuple[list[str], np.ndarray]:
+                  max_tokens: int | None = None, progress=None, compile: bool = False) -> tuple[list[str], np.ndarray]:
     """(ids, predictions) for a data split, ids in the file's order."""
     max_len = max_length_for(tokenizer, getattr(model, "encoder_config", None),
                              getattr(getattr(model, "config", None), "max_length", None))
     enc = cache.get(tokenizer, split, max_len) if cache is not None else encode(tokenizer, split, max_len)
-    return enc.ids, predict_encoded(model, enc, device, precision, max_tokens, progress)
+    return enc.ids, predict_encoded(model, enc, device, precision, max_tokens, progress, compile)

@@ -48,7 +48,8 @@ def split_hashes(splits: dict[tuple[str, str], Any]) -> dict[str, str]:
 
 
 def predict_into(stage: Path, model, tokenizer, tasks, splits: dict, device, precision: str = "fp32",
-                 cache=None, known: dict | None = None, progress: Progress = NULL) -> tuple[dict, dict]:
+                 cache=None, known: dict | None = None, progress: Progress = NULL,
+                 compile: bool = False) -> tuple[dict, dict]:
     """Write ``predictions/<task>-<split>.csv`` into ``stage`` for every loaded split of the tasks.
 
     Returns the manifest's ``predictions`` and ``metrics`` sections. ``known`` holds
@@ -68,7 +69,7 @@ def predict_into(stage: Path, model, tokenizer, tasks, splits: dict, device, pre
         else:
             progress.start(f"predict {t} {s}", len(split))
             ids, values = predict_split(model, tokenizer, split, device=device, precision=precision,
-                                        cache=cache, progress=progress)
+                                        cache=cache, progress=progress, compile=compile)
         write_predictions(stage / "predictions" / f"{t}-{s}.csv", t, ids, values)
         preds_manifest.setdefault(t, {})[s] = prediction_entry(t, s, split.path, split.sha256, len(ids))
         if split.labelled:
@@ -91,7 +92,8 @@ def copy_model_dir(src: Path, dst: Path) -> None:
 
 
 def register_model(registry: Registry, path: Path, data_dir: Path, name: str | None = None,
-                   device=None, precision: str = "fp32", progress: Progress = NULL, cache=None) -> Candidate:
+                   device=None, precision: str = "fp32", progress: Progress = NULL, cache=None,
+                   compile: bool = False) -> Candidate:
     """Register a model folder (this tool's format) or a candidate exported from another registry,
     running batched inference over the dev and test files of its tasks."""
     import json
@@ -120,7 +122,7 @@ def register_model(registry: Registry, path: Path, data_dir: Path, name: str | N
     def build(stage: Path) -> dict[str, Any]:
         copy_model_dir(model_src, stage / "model")
         preds, metrics = predict_into(stage, model, tokenizer, tasks, splits, device, precision, cache,
-                                      progress=progress)
+                                      progress=progress, compile=compile)
         return {
             "name": name or old.get("name") or path.name,
             "kind": "model",
@@ -188,7 +190,8 @@ def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir
 
 
 def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, device=None,
-            precision: str = "fp32", progress: Progress = NULL, force: bool = False) -> list[tuple[Candidate, list[str]]]:
+            precision: str = "fp32", progress: Progress = NULL, force: bool = False,
+            compile: bool = False) -> list[tuple[Candidate, list[str]]]:
     """Recompute the cached predictions of stale model candidates (or all named ones with force)."""
     from .infer import TokenCache, check_precision, pick_device
     from .model import load_model
@@ -215,7 +218,7 @@ def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, d
             for f in (stage / "predictions").glob("*.csv"):
                 f.unlink()
             preds, metrics = predict_into(stage, model, tokenizer, cand.tasks, splits, device, precision,
-                                          cache, progress=progress)
+                                          cache, progress=progress, compile=compile)
             manifest["predictions"], manifest["metrics"] = preds, metrics
             manifest["precision"] = precision
             return manifest

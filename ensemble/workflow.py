@@ -248,7 +248,7 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
 
 
 def predict_input(registry: Registry, input_file: Path, task: str, out: Path, ensemble: str | None = None,
-                  device=None, precision: str = "fp32", progress=None) -> dict[str, Any]:
+                  device=None, precision: str = "fp32", progress=None, compile: bool = False) -> dict[str, Any]:
     """Run the ensemble's members on a new file in the course format and write its leaderboard file."""
     from .infer import TokenCache, check_precision, pick_device, predict_split
     from .model import load_model
@@ -275,7 +275,7 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
         model, tokenizer = load_model(c.model_dir, dev)
         if progress is not None:
             progress.start(f"{c.name} on {Path(input_file).name}", len(split))
-        loaded[cid] = predict_split(model, tokenizer, split, dev, precision, cache, progress=progress)
+        loaded[cid] = predict_split(model, tokenizer, split, dev, precision, cache, progress=progress, compile=compile)
         if progress is not None:
             progress.stop()
         del model

@@ -94,6 +94,9 @@ def test_model_flops_formula(tiny_model):
     expected = n_layers * per_layer + 2 * (2 * h * h) + 2 * (2 * h * 5)
     assert bench.model_flops(model, "sst", lengths) == pytest.approx(expected)
     assert bench.model_flops(model, "para", lengths) == pytest.approx(expected - 2 * (2 * h * 4))  # 1 output
+    # the linear layers alone: the attention products (4 L^2 H per layer) left out
+    attention = n_layers * sum(4 * L * L * h for L in lengths)
+    assert bench.model_flops(model, "sst", lengths, attention=False) == pytest.approx(expected - attention)
 
 
 def test_model_flops_counts_every_stream(tiny_base):
@@ -130,9 +133,29 @@ def test_bench_inference_keys_and_accuracy(tiny_base, tiny_data):
     prof = r["profile"]["fp32"]
     assert prof["total_ms"] > 0 and "other" in prof["share"]
     assert sum(prof["share"].values()) == pytest.approx(1.0)
-    ops = bench.profile_ops(lambda: torch.randn(64, 64) @ torch.randn(64, 64), torch.device("cpu"), top=2)
+    tgt = r["targets"]
+    fp32_row = next(x for x in r["rows"] if x["input"] == "sst dev" and x["system"] == "ensemble predict_encoded"
+                    and x["precision"] == "fp32")
+    assert tgt["sst fp32 fraction of matmul peak"] == {"value": fp32_row["peak_fraction"], "target": ">= 0.85",
+                                                       "met": fp32_row["peak_fraction"] >= 0.85}
+    assert tgt["sst fp32 speed-up over pipeline defaults"]["value"] == fp32_row["speedup"]
+    assert tgt["sst fp32 max abs diff vs unbatched"]["met"] is True
+    assert (tgt["sst fp32 max abs diff vs unbatched"]["target"]) == "<= 0.0001"
+    # the linear layers' own rate: their FLOPs over their profiled time, against the peak
+    assert 0 < prof["linear_share"] < 1 and prof["linear_ms"] > 0
+    assert prof["linear_gflops"] == pytest.approx(prof["linear_gflop"] / (prof["linear_ms"] / 1000))
+    assert prof["linear_peak_fraction"] == pytest.approx(prof["linear_gflops"] / r["matmul"]["fp32"]["gflops"])
+    assert prof["linear_gflop"] < r["inputs"]["sst"]["gflop"]
+    w = torch.randn(64, 64)
+    ops = bench.profile_ops(lambda: torch.nn.functional.linear(torch.randn(64, 64), w, torch.randn(64)).relu(),
+                            torch.device("cpu"), top=2)
+    lin = ops.pop()
     assert ops[-1]["op"] == "other" and len(ops) <= 3 and sum(o["share"] for o in ops) == pytest.approx(1.0)
     assert all(o["ms"] >= 0 and o["calls"] >= 0 for o in ops)
+    assert lin["op"] == "linear layers" and lin["calls"] == 1 and 0 < lin["share"] < 1
+    assert bench.is_linear_op("aten::addmm", torch.device("cpu")) and not bench.is_linear_op("aten::relu", torch.device("cpu"))
+    assert bench.is_linear_op("sm90_xmma_gemm_bf16bf16_bf16f32", torch.device("cuda"))
+    assert not bench.is_linear_op("pytorch_flash::flash_fwd_kernel", torch.device("cuda"))
     systems = {(row["input"], row["system"], row["precision"], row["batch"]) for row in r["rows"]}
     for t in ("sst", "para"):
         assert (f"{t} dev", "transformers pipeline", "fp32", "1 (default)") in systems
@@ -182,6 +205,21 @@ def test_bench_train_keys(tiny_base, tiny_data):
     assert r["tool_vs_plain"] == pytest.approx(r["rows"][1]["tokens_per_s"] / r["rows"][0]["tokens_per_s"])
     assert r["smart_overhead"] == pytest.approx(r["rows"][2]["seconds"] / r["rows"][1]["seconds"])
     assert r["precision"] == "fp32"
+    assert r["targets"]["SMART step / plain step"] == {"value": pytest.approx(r["smart_overhead"]), "target": "<= 2.5",
+                                                       "met": r["smart_overhead"] <= 2.5}
+    assert r["targets"]["tool tokens/s vs plain loop"]["met"] == (r["tool_vs_plain"] >= 1)
+    floor = r["smart_floor"]
+    assert all(floor[k] > 0 for k in bench.PHASES) and floor["ascent_steps"] == 1
+    assert floor["floor_ratio"] == pytest.approx(bench.smart_floor({k: floor[k] for k in bench.PHASES})["floor_ratio"])
+    assert r["smart_vs_floor"] == pytest.approx(r["smart_overhead_median"] / floor["floor_ratio"])
+
+
+def test_smart_floor_by_hand():
+    # F = 10, B_in = 8, B = 20, O = 2: a plain step costs 32; SMART 10 + (10 + 8) + 10 + 40 + 2 = 80
+    phases = {"forward_ms": 10.0, "input_backward_ms": 8.0, "backward_ms": 20.0, "optimizer_ms": 2.0}
+    assert bench.smart_floor(phases)["floor_ratio"] == pytest.approx(80 / 32)
+    # each further ascent step adds a forward and an input backward: 98 / 32
+    assert bench.smart_floor(phases, steps=2)["floor_ratio"] == pytest.approx(98 / 32)
 
 
 def test_fit_probe_head_fits_the_head(tiny_base):
@@ -237,6 +275,108 @@ def test_packed_linears_same_values_and_restored(tiny_base):
         assert patched is False
     with infer.packed_linears(model, torch.device("meta"), "fp32") as patched:
         assert patched is False
+
+
+def test_cpu_attention_is_attention_with_padding_masked():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from ensemble import infer
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 5, 8, generator=g) for _ in range(3))
+    mask = torch.ones(3, 1, 5, 5, dtype=torch.bool)
+    mask[0, ..., 3:] = False                                                   # row 0: two padded keys
+    module = torch.nn.Module().eval()
+    # by hand in float64 from the bf16-rounded inputs: softmax(q k^T / sqrt(8)) v over the real keys
+    q16, k16, v16 = (t.bfloat16() for t in (q, k, v))
+    scores = q16.double() @ k16.double().transpose(-1, -2) / 8 ** 0.5
+    scores = scores.masked_fill(~mask, float("-inf"))
+    expected = (torch.softmax(scores, -1) @ v16.double()).transpose(1, 2)
+    out, weights = infer._cpu_attention(module, q16, k16, v16, mask, scaling=8 ** -0.5)
+    assert weights is None and out.dtype == torch.bfloat16 and out.shape == (3, 5, 2, 8)
+    assert torch.max(torch.abs(out.double() - expected)) < 3e-2                 # bf16 rounding of p and of the output
+    # padded keys take no part: changing their values changes nothing
+    v2 = v16.clone()
+    v2[0, :, 3:] = 100.0
+    assert torch.equal(infer._cpu_attention(module, q16, k16, v2, mask, scaling=8 ** -0.5)[0], out)
+    # an additive mask (0 / large negative) gives the same result as the boolean one
+    additive = torch.zeros(3, 1, 5, 5).masked_fill(~mask, torch.finfo(torch.float32).min)
+    assert torch.equal(infer._cpu_attention(module, q16, k16, v16, additive, scaling=8 ** -0.5)[0], out)
+    # fp32 goes to transformers' SDPA function unchanged
+    ref = sdpa_attention_forward(module, q, k, v, mask, scaling=8 ** -0.5)[0]
+    assert torch.equal(infer._cpu_attention(module, q, k, v, mask, scaling=8 ** -0.5)[0], ref)
+
+
+def test_cpu_attention_switched_only_inside_and_restored(tiny_base, monkeypatch):
+    from ensemble import infer
+
+    calls = []
+    real = infer._cpu_attention
+    monkeypatch.setattr(infer, "_cpu_attention", lambda *a, **kw: calls.append(a[1].dtype) or real(*a, **kw))
+
+    base, tok = load_base(str(tiny_base), 0.1)
+    model = MultitaskModel.from_base(ModelConfig("triple", ("sst", "para")), base).eval()
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None), "_attn_implementation")}
+    assert len(configs) >= 2 and all(c._attn_implementation == "sdpa" for c in configs.values())
+    cpu = torch.device("cpu")
+    with infer.cpu_attention(model, cpu, "bf16") as switched:
+        assert switched
+        assert all(c._attn_implementation == infer.CPU_ATTENTION for c in configs.values())
+        assert model.encoder_config._attn_implementation == infer.CPU_ATTENTION
+    assert all(c._attn_implementation == "sdpa" for c in configs.values())
+    with pytest.raises(RuntimeError):
+        with infer.cpu_attention(model, cpu, "bf16"):
+            raise RuntimeError("boom")
+    assert all(c._attn_implementation == "sdpa" for c in configs.values())
+    for device, precision in ((cpu, "fp32"), (torch.device("meta"), "bf16")):
+        with infer.cpu_attention(model, device, precision) as switched:
+            assert switched is False
+            assert all(c._attn_implementation == "sdpa" for c in configs.values())
+    # through the whole path, with padded batches: bf16 follows fp32
+    enc = encode(tok, mixed_split("para", 40, seed=3), 64)
+    assert any(b.attention_mask.min() == 0 for b in budget_batches(enc, max_tokens=256))
+    p32 = predict_encoded(model, enc, cpu, "fp32", max_tokens=256)
+    assert not calls
+    p16 = predict_encoded(model, enc, cpu, "bf16", max_tokens=256)
+    assert calls and set(calls) == {torch.bfloat16}                            # every layer of every stream
+    assert np.max(np.abs(p16 - p32)) < 5e-2
+    assert all(c._attn_implementation == "sdpa" for c in configs.values())
+
+
+def test_compile_matches_eager_and_is_made_once(tiny_base, monkeypatch):
+    from ensemble import infer
+    from ensemble.errors import EnsembleError
+
+    base, tok = load_base(str(tiny_base), 0.1)
+    model = MultitaskModel.from_base(ModelConfig("multi", ("sst",)), base).eval()
+    enc = encode(tok, mixed_split("sst", 24, seed=4), 64)
+    cpu = torch.device("cpu")
+    eager = predict_encoded(model, enc, cpu, "fp32", max_tokens=128)
+    made = []
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: made.append(kw) or real_compile(m, **kw))
+    try:
+        first = predict_encoded(model, enc, cpu, "fp32", max_tokens=128, compile=True)
+        np.testing.assert_allclose(first, eager, atol=1e-5, rtol=0)
+        assert made == [{"dynamic": True}]
+        assert "_ensemble_compiled" not in dict(model.named_modules())           # not saved, not a submodule
+        np.testing.assert_allclose(predict_encoded(model, enc, cpu, "fp32", max_tokens=128, compile=True), eager,
+                                   atol=1e-5, rtol=0)
+        assert len(made) == 1                                                      # compiled once per model
+        # weights are graph inputs, not constants: a changed model is still predicted correctly
+        with torch.no_grad():
+            model.heads["sst"][-1].bias.add_(1.0)
+        np.testing.assert_allclose(predict_encoded(model, enc, cpu, "fp32", max_tokens=128, compile=True),
+                                   predict_encoded(model, enc, cpu, "fp32", max_tokens=128), atol=1e-5, rtol=0)
+    finally:
+        torch._dynamo.reset()
+    # a compiler that fails (say, no C++ compiler) is a clear error, not a traceback
+    def broken(*a, **kw):
+        raise RuntimeError("InductorError: no working C++ compiler found")
+    model.__dict__["_ensemble_compiled"] = broken
+    with pytest.raises(EnsembleError, match="--compile: torch.compile failed .*no working C\\+\\+ compiler.*without --compile"):
+        predict_encoded(model, enc, cpu, "fp32", compile=True)
+    assert model.training is False
 
 
 def test_predict_encoded_keeps_input_order_and_train_mode(tiny_model):

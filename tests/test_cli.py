@@ -173,6 +173,17 @@ def test_bench_select_json():
     assert all(res["identical"] for res in d["results"].values())   # fast and plain pick the same ensemble
 
 
+def test_bench_train_prints_the_targets(tiny_base_dir):
+    r = invoke("bench", "train", "--data", SAMPLE, "--base", tiny_base_dir, "--steps", "2", "--batch-size", "2")
+    assert r.exit_code == 0, r.output
+    assert "targets" in r.output and "SMART step / plain step" in r.output and "<= 2.5" in r.output
+    assert "met" in r.output and "smart_floor.floor_ratio" in r.output
+    r = invoke("bench", "train", "--data", SAMPLE, "--base", tiny_base_dir, "--steps", "2", "--batch-size", "2", "--json")
+    d = json.loads(r.stdout)                                                # the sample banner goes to stderr
+    ratio = d["targets"]["SMART step / plain step"]
+    assert ratio["met"] == (ratio["value"] <= 2.5) and d["smart_floor"]["floor_ratio"] > 1
+
+
 def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_dir):
     """`ensemble run` end to end on the packaged sample; a second run skips every finished configuration."""
     monkeypatch.chdir(tmp_path)
@@ -226,6 +237,14 @@ def test_predict_input_runs_the_members(tmp_path, tiny_base_dir):
     members = json.loads((reg / "ensembles" / "ensemble-greedy.json").read_text())["tasks"]["sts"]["weights"]
     (cid,) = members   # one epoch: one candidate
     assert res["score"] == pytest.approx(next(c for c in cand if c["id"] == cid)["dev"]["sts"], abs=1e-6)
+    # --compile runs the same members through torch.compile: the same ids, the same raw scores to float noise
+    r = invoke("predict", "--input", SAMPLE / "sts-dev.csv", "--task", "sts", "--registry", reg, "--out",
+               tmp_path / "compiled", "--compile", "--json")
+    assert r.exit_code == 0, r.output
+    rows = [line.split(" , ") for line in lines[1:]]
+    crows = [line.split(" , ") for line in (tmp_path / "compiled" / written.name).read_text().splitlines()[1:]]
+    assert [c[0] for c in crows] == [x[0] for x in rows]
+    np.testing.assert_allclose([float(c[1]) for c in crows], [float(x[1]) for x in rows], atol=1e-5, rtol=0)
 
 
 def test_select_scores_labelled_test_data_without_using_it(tmp_path):
