@@ -17,7 +17,9 @@ the same keys) and further sections. No typer/rich here.
     (:func:`matmul_peak`) for its precision, the speed-up over the pipeline's defaults and the
     peak memory (see :class:`PeakMemory`). Accuracy checks: fp32 predictions against a plain
     unbatched forward (one input at a time, no padding; :func:`unbatched_predictions`) to 1e-4,
-    bf16 argmax agreement with fp32 (>= 99.5% on SST dev), pipeline against tool.
+    bf16 argmax agreement with fp32 (>= 99.5% on SST dev), pipeline against tool. The tool is
+    timed twice per precision: tokenising included (as the pipeline does), and on tokens already
+    cached (what every further model on the same file costs: the model's work alone).
 
 :func:`bench_train`
     One training step of the tool (:func:`ensemble.train.training_step` with the optimizer that
@@ -238,6 +240,45 @@ def _load() -> list[float] | None:
         return None
 
 
+# -- a random encoder of a given size ------------------------------------------------------------
+def make_random_base(out: str | Path, layers: int = 12, hidden: int = 768, heads: int = 12,
+                     intermediate: int | None = None, tokenizer_from: str = "minilm", seed: int = 0) -> Path:
+    """Write a randomly initialised BERT encoder (safetensors) with ``tokenizer_from``'s tokenizer
+    into ``out``: a ``--base`` of any size with no download (the defaults are BERT-base's shape;
+    MiniLM's tokenizer is bert-base-uncased's WordPiece vocabulary). For speed measurements only:
+    random weights predict nothing. Refuses a non-empty ``out``; written to a temporary folder first
+    and renamed into place."""
+    import shutil
+    import tempfile
+
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise EnsembleError(f"{out}: exists and is not an empty folder; expected a new folder for the model")
+    if layers < 1 or hidden < 1 or heads < 1 or hidden % heads:
+        raise EnsembleError(f"--layers {layers}, --hidden {hidden}, --heads {heads}: expected positive sizes "
+                            "with hidden divisible by heads")
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(resolve_base(tokenizer_from), use_fast=True)
+        cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                         num_attention_heads=heads, intermediate_size=intermediate or 4 * hidden,
+                         max_position_embeddings=512, type_vocab_size=2)
+        torch.manual_seed(seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            BertModel(cfg, add_pooling_layer=True).save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
+            if out.exists():
+                out.rmdir()
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return out
+
+
 # -- FLOPs ---------------------------------------------------------------------------------------
 def model_flops(model: MultitaskModel, task: str, lengths, attention: bool = True) -> float:
     """Useful FLOPs of ``model`` on sequences of the given (real, unpadded) lengths for ``task``.
@@ -442,7 +483,7 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
                     progress=None, quora_limit: int | None = None, pipeline_repeats: int = 1,
                     device: str | None = None, max_tokens: int | None = None, threads: int | None = None,
                     compile: bool = False, probe_rows: int = 1000, check_rows: int = 500,
-                    profile: bool = True, matmul_sizes: tuple[int, ...] = (1024, 2048),
+                    profile: bool = True, matmul_sizes: tuple[int, ...] | None = None,
                     seed: int = 0) -> dict[str, Any]:
     """Time ``transformers.pipeline`` against the tool's batched inference on SST dev (and Quora dev).
 
@@ -454,11 +495,14 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     :func:`ensemble.infer.compiled`); the first call, which compiles, is reported apart in ``compile_s``.
     ``probe_rows``: train rows per task to fit the linear-probe heads on (0: random heads).
     ``check_rows``: Quora rows checked against the unbatched forward (SST: all).
-    ``matmul_sizes``: the square sizes :func:`matmul_peak` tries.
+    ``matmul_sizes``: the square sizes :func:`matmul_peak` tries (default: 1024 and 2048 on a CPU;
+    2048, 4096 and 8192 on CUDA, where small products do not fill the GPU).
     ``profile``: one more untimed pass of the tool on SST per precision under ``torch.profiler``
     (:func:`profile_ops`): where the time goes besides the matmuls.
 
-    Returns ``title``, ``targets`` (:func:`inference_targets`), ``rows`` (``input``, ``system``,
+    Returns ``title``, ``targets`` (:func:`inference_targets`), ``rows`` (one per system: the
+    pipeline's defaults, its batch of 32, the tool per precision with tokenising timed and
+    :data:`TOKENISED_ONCE`, the compiled tool where asked; each with ``input``, ``system``,
     ``precision``, ``batch``, ``inputs``,
     ``tokens``, ``seconds`` (best), ``median_s``, ``inputs_per_s`` (a pair counts once),
     ``gflops`` (useful GFLOP/s), ``peak_fraction`` (of ``matmul[precision].gflops``), ``speedup``
@@ -491,6 +535,7 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     for p in precisions:
         check_precision(p, dev)
     budget = max_tokens or default_max_tokens(dev)
+    matmul_sizes = matmul_sizes or ((2048, 4096, 8192) if dev.type == "cuda" else (1024, 2048))
     tasks = ["sst"] + (["para"] if include_quora else [])
 
     with _threads(threads), _quiet_transformers():
@@ -586,6 +631,9 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
             for p in precisions:
                 predict_encoded(model, enc, dev, p, budget)  # warm-up (autocast weight casts, primitives)
                 results[p] = measure("ensemble predict_encoded", p, tool(p), repeats, f"{budget} tokens")
+                # the second and later models on the same file: tokens come from the cache
+                measure(TOKENISED_ONCE, p, lambda p=p: predict_encoded(model, enc, dev, p, budget), repeats,
+                        f"{budget} tokens")
                 if profile and t == "sst":
                     progress.start(f"{t}: profile {p}", None)
                     ops = profile_ops(lambda: predict_encoded(model, enc, dev, p, budget), dev)
@@ -662,7 +710,7 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     return {
         "title": f"inference: {base} on {machine['device']}",
         "rows": rows,
-        "targets": inference_targets(rows, accuracy),
+        "targets": inference_targets(rows, accuracy, str(dev)),
         "machine": machine,
         "matmul": matmul,
         "model": {"base": base, "path": base_path, "architecture": "multi", "layers": model.n_layers,
@@ -680,18 +728,23 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     }
 
 
+TOKENISED_ONCE = "ensemble predict_encoded, tokenised once"
+
+
 def _target(value: float | None, target: float, at_least: bool = True) -> dict[str, Any]:
     met = None if value is None else (value >= target if at_least else value <= target)
     return {"value": value, "target": f"{'>=' if at_least else '<='} {target:g}", "met": met}
 
 
 PEAK_TARGET = 0.85        # of the measured matmul peak, SST dev, fp32 and bf16
+CUDA_PEAK_TARGET = 0.40   # bf16 on CUDA, a BERT-base-sized model
 SPEEDUP_TARGET = 5.0      # over transformers.pipeline with its defaults, SST dev
 SMART_TARGET = 2.5        # SMART step / plain step
 
 
-def inference_targets(rows: list[dict[str, Any]], accuracy: dict[str, Any]) -> dict[str, Any]:
-    """The issue's inference targets on SST dev, each as ``value``, ``target`` and ``met``."""
+def inference_targets(rows: list[dict[str, Any]], accuracy: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """The issue's inference targets on SST dev, each as ``value``, ``target`` and ``met``; on CUDA
+    also bf16 at 40% of the matmul peak (the best input, tokens cached: the GPU's work alone)."""
     def tool(precision: str) -> dict[str, Any] | None:
         return next((r for r in rows if r["input"] == "sst dev" and r["system"] == "ensemble predict_encoded"
                      and r["precision"] == precision), None)
@@ -707,6 +760,10 @@ def inference_targets(rows: list[dict[str, Any]], accuracy: dict[str, Any]) -> d
         out["sst fp32 max abs diff vs unbatched"] = _target(acc["fp32_max_abs_diff_unbatched"], FP32_TOLERANCE, False)
     if "bf16_agreement" in acc:
         out["sst bf16 argmax agreement with fp32"] = _target(acc["bf16_agreement"], BF16_MIN_AGREEMENT)
+    cuda = [r for r in rows if r["system"] == TOKENISED_ONCE and r["precision"] == "bf16"]
+    if device.startswith("cuda") and cuda:
+        out["CUDA bf16 fraction of matmul peak, tokenised once"] = _target(max(r["peak_fraction"] for r in cuda),
+                                                                          CUDA_PEAK_TARGET)
     return out
 
 

@@ -630,6 +630,23 @@ def bench_inference(base: str = typer.Option("minilm"), data: Optional[Path] = D
     _print_bench(result)
 
 
+@bench_app.command("random-base")
+def bench_random_base(out: Path = typer.Argument(..., help="New folder for the model."),
+                      layers: int = typer.Option(12), hidden: int = typer.Option(768), heads: int = typer.Option(12),
+                      intermediate: Optional[int] = typer.Option(None, help="Default: 4 x hidden."),
+                      seed: int = typer.Option(0)) -> None:
+    """Write a random BERT encoder of any size (default: BERT-base's) with MiniLM's uncased WordPiece
+    tokenizer: a --base for speed measurements with no download (random weights predict nothing)."""
+    from . import bench
+
+    try:
+        path = bench.make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
+    except EnsembleError as e:
+        fail(e)
+    console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {path}; measure it with "
+                  f"`ensemble bench inference --base {path}`")
+
+
 @bench_app.command("train")
 def bench_train(base: str = typer.Option("minilm"), data: Optional[Path] = DATA, steps: int = typer.Option(20),
                 batch_size: int = typer.Option(16), as_json: bool = JSON) -> None:

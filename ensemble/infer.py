@@ -211,15 +211,39 @@ def default_max_tokens(device: torch.device) -> int:
     return CUDA_MAX_TOKENS if device.type == "cuda" else CPU_MAX_TOKENS
 
 
+def _weights_key(model) -> tuple:
+    """Changes whenever a parameter or buffer is replaced or updated in place (optimizer steps)."""
+    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+
+
 def compiled(model):
     """``torch.compile(model, dynamic=True)``, made once per model and kept with it (not as a
-    submodule: saving and ``modules()`` do not see it). Weights stay inputs of the compiled graph
-    (no freezing), so a model trained further is still compiled correctly."""
-    c = model.__dict__.get("_ensemble_compiled")
-    if c is None:
-        c = torch.compile(model, dynamic=True)
-        model.__dict__["_ensemble_compiled"] = c
-    return c
+    submodule: saving and ``modules()`` do not see it).
+
+    On a CPU it is run with inductor's freezing (see :func:`compiled_context`): the weights become
+    constants of the graph, pre-packed for oneDNN, which is what makes compiled code as fast as
+    :func:`packed_linears` there (without it, fp32 linears go to MKL's sgemm at half the rate).
+    Constants go stale when the weights change, so the compiled model is made anew whenever a
+    parameter or buffer has been replaced or updated in place since; and since dynamo's cache of
+    compiled code is keyed by code object and guarded by object identity (not by weight values, and
+    a freed model's id can be reused by the next one), that cache is cleared
+    (``torch._dynamo.reset()``) whenever a compiled model is made: other compiled models then
+    compile again on their next call, never reuse stale constants.
+    """
+    key = _weights_key(model)
+    entry = model.__dict__.get("_ensemble_compiled")
+    if entry is None or entry[0] != key:
+        torch._dynamo.reset()
+        entry = (key, torch.compile(model, dynamic=True))
+        model.__dict__["_ensemble_compiled"] = entry
+    return entry[1]
+
+
+def compiled_context(device: torch.device):
+    """Inductor settings for :func:`compiled` models: freezing on a CPU, the defaults elsewhere."""
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(freezing=device.type == "cpu")
 
 
 @torch.inference_mode()
@@ -228,11 +252,11 @@ def predict_encoded(model, enc: Encoded, device: torch.device | None = None, pre
     """Unrounded predictions (n, k) float64 for every row of ``enc``, in ``enc``'s row order.
 
     ``max_tokens``: padded tokens per batch; ``None`` picks :func:`default_max_tokens` for the device.
-    ``compile``: run the model through :func:`compiled` (``torch.compile``); its first batches of
-    each length range and task compile (seconds to tens of seconds), so it pays only on large
-    inputs, and measured on a 2-core CPU it did not pay at all (see ``ensemble bench inference
-    --compile``). The CPU-only rewrites (:func:`packed_linears`, :func:`cpu_attention`) are left to
-    the compiler then.
+    ``compile``: run the model through :func:`compiled` (``torch.compile``); the first batches of
+    each task compile (seconds to tens of seconds), so it can pay only on large inputs; measured on
+    a 2-core CPU it ran no faster than the CPU rewrites (``ensemble bench inference --compile``).
+    The CPU-only rewrites (:func:`packed_linears`, :func:`cpu_attention`) are left to the compiler
+    then.
     """
     device = device or next(model.parameters()).device
     device = torch.device(device)
@@ -246,11 +270,14 @@ def predict_encoded(model, enc: Encoded, device: torch.device | None = None, pre
         return out
     batches = budget_batches(enc, max_tokens=max_tokens)
     results = []
-    runner = compiled(model) if compile else model
-    rewrites = (contextlib.nullcontext(), contextlib.nullcontext()) if compile else (
-        packed_linears(model, device, precision), cpu_attention(model, device, precision))
+    if compile:
+        runner, settings = compiled(model), [compiled_context(device)]
+    else:
+        runner, settings = model, [packed_linears(model, device, precision), cpu_attention(model, device, precision)]
     try:
-        with autocast(device, precision), rewrites[0], rewrites[1]:
+        with autocast(device, precision), contextlib.ExitStack() as stack:
+            for setting in settings:
+                stack.enter_context(setting)
             for batch in batches:
                 if cuda:  # pinned host memory: the copy overlaps the previous batch's compute
                     batch = batch.pin_memory()

@@ -173,6 +173,14 @@ def test_bench_select_json():
     assert all(res["identical"] for res in d["results"].values())   # fast and plain pick the same ensemble
 
 
+def test_bench_random_base(tmp_path):
+    r = invoke("bench", "random-base", tmp_path / "rb", "--layers", "1", "--hidden", "32", "--heads", "2")
+    assert r.exit_code == 0, r.output
+    assert "ensemble bench inference --base" in r.output and (tmp_path / "rb" / "model.safetensors").is_file()
+    r = invoke("bench", "random-base", tmp_path / "rb", "--layers", "1", "--hidden", "32", "--heads", "2")
+    assert r.exit_code == 1 and "exists and is not an empty folder" in r.output
+
+
 def test_bench_train_prints_the_targets(tiny_base_dir):
     r = invoke("bench", "train", "--data", SAMPLE, "--base", tiny_base_dir, "--steps", "2", "--batch-size", "2")
     assert r.exit_code == 0, r.output
