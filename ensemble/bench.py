@@ -256,9 +256,9 @@ def make_random_base(out: str | Path, layers: int = 12, hidden: int = 768, heads
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EnsembleError(f"{out}: exists and is not an empty folder; expected a new folder for the model")
-    if layers < 1 or hidden < 1 or heads < 1 or hidden % heads:
-        raise EnsembleError(f"--layers {layers}, --hidden {hidden}, --heads {heads}: expected positive sizes "
-                            "with hidden divisible by heads")
+    if layers < 1 or hidden < 1 or heads < 1 or hidden % heads or (intermediate is not None and intermediate < 1):
+        raise EnsembleError(f"--layers {layers}, --hidden {hidden}, --heads {heads}, --intermediate {intermediate}: "
+                            "expected positive sizes with hidden divisible by heads")
     with _quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(resolve_base(tokenizer_from), use_fast=True)
         cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,

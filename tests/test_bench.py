@@ -229,11 +229,16 @@ def test_random_base_has_the_asked_shape_and_loads(tmp_path):
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size) == (2, 64, 4, 96)
     assert len(tok) == cfg.vocab_size == 30522                          # MiniLM's = bert-base-uncased's WordPiece
     assert tok("the film")["input_ids"] == [101, 1996, 2143, 102]
-    # the default shape is BERT-base's: 12 x 768, 3,072 wide, 12 heads (checked on the config, not written)
+    # the default shape is BERT-base's: 12 layers, hidden 768, 12 heads, 4 x 768 = 3,072 wide (not written here)
+    import inspect
+    defaults = {k: v.default for k, v in inspect.signature(bench.make_random_base).parameters.items()}
+    assert (defaults["layers"], defaults["hidden"], defaults["heads"], defaults["intermediate"]) == (12, 768, 12, None)
     with pytest.raises(EnsembleError, match="exists and is not an empty folder"):
         bench.make_random_base(out, layers=1, hidden=8, heads=2)
     with pytest.raises(EnsembleError, match="hidden divisible by heads"):
         bench.make_random_base(tmp_path / "bad", layers=1, hidden=10, heads=4)
+    with pytest.raises(EnsembleError, match="--intermediate 0: expected positive sizes"):
+        bench.make_random_base(tmp_path / "bad", layers=1, hidden=8, heads=2, intermediate=0)
     assert not (tmp_path / "bad").exists()
 
 
