@@ -451,11 +451,12 @@ def is_linear_op(name: str, device: torch.device) -> bool:
     return name in LINEAR_OPS
 
 
-def profile_ops(fn: Callable[[], Any], device: torch.device, top: int = 8) -> list[dict[str, Any]]:
-    """Where one call of ``fn`` spends its time: the ``top`` operators by self time (CPU time on a
-    CPU, device time on CUDA), each with ``op``, ``calls``, ``ms``, ``share`` of the total and
-    ``linear`` (:func:`is_linear_op`), then one ``other`` row for the rest, then one ``linear
-    layers`` row: all linear-layer matmuls together (``share`` of the total; not part of the sum)."""
+def profile_ops(fn: Callable[[], Any], device: torch.device,
+                top: int = 8) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Where one call of ``fn`` spends its time, as ``(ops, linear)``: ``ops`` the ``top``
+    operators by self time (CPU time on a CPU, device time on CUDA), each with ``op``, ``calls``,
+    ``ms``, ``share`` of the total and ``linear`` (:func:`is_linear_op`), then one ``other`` row for
+    the rest (the shares sum to 1); ``linear`` all linear-layer matmuls together, in the same keys."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -473,9 +474,8 @@ def profile_ops(fn: Callable[[], Any], device: torch.device, top: int = 8) -> li
                 "share": rest / total, "linear": False})
     lin = [e for e in events if is_linear_op(e.key, device)]
     lin_us = sum(getattr(e, attr) for e in lin)
-    out.append({"op": "linear layers", "calls": sum(int(e.count) for e in lin), "ms": lin_us / 1000,
-                "share": lin_us / total, "linear": True})
-    return out
+    return out, {"op": "linear layers", "calls": sum(int(e.count) for e in lin), "ms": lin_us / 1000,
+                 "share": lin_us / total, "linear": True}
 
 
 # -- inference ------------------------------------------------------------------------------------
@@ -636,8 +636,7 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
                         f"{budget} tokens")
                 if profile and t == "sst":
                     progress.start(f"{t}: profile {p}", None)
-                    ops = profile_ops(lambda: predict_encoded(model, enc, dev, p, budget), dev)
-                    lin = ops.pop()
+                    ops, lin = profile_ops(lambda: predict_encoded(model, enc, dev, p, budget), dev)
                     profiles[p] = {"total_ms": sum(o["ms"] for o in ops), "share": {o["op"]: o["share"] for o in ops},
                                    "linear_ms": lin["ms"], "linear_share": lin["share"],
                                    "linear_gflop": model_flops(model, t, lengths, attention=False) / 1e9}
@@ -868,12 +867,16 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
             raise EnsembleError(f"{task} train file has no rows")
         batches = [batches[i % len(batches)] for i in range(n_batches)]
 
-        def tool_system(tc: TrainConfig):
+        def tool_model(tc: TrainConfig):
+            """A fresh tool model from the base weights, in train mode, with the optimizer ``train`` builds."""
             torch.manual_seed(seed)
             bm, _ = load_base(base_path, tc.hidden_dropout)
             m = MultitaskModel.from_base(ModelConfig("multi", TASK_NAMES, 0, tc.head_dropout, tc.hidden_dropout,
                                                      base=base), bm).to(dev)
-            opt = make_optimizer(m, tc, dev)
+            return m.train(), make_optimizer(m, tc)
+
+        def tool_system(tc: TrainConfig):
+            m, opt = tool_model(tc)
             gen = torch.Generator().manual_seed(seed)
 
             def step(batch):
@@ -881,7 +884,6 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 opt.step()
-            m.train()
             return step
 
         def plain_system():
@@ -907,12 +909,7 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
 
         def phase_system():
             """The tool's plain step cut into its phases (see :func:`smart_floor`)."""
-            torch.manual_seed(seed)
-            bm, _ = load_base(base_path, cfg.hidden_dropout)
-            m = MultitaskModel.from_base(ModelConfig("multi", TASK_NAMES, 0, cfg.head_dropout, cfg.hidden_dropout,
-                                                     base=base), bm).to(dev)
-            opt = make_optimizer(m, cfg, dev)
-            m.train()
+            m, opt = tool_model(cfg)
 
             def step(batch, record: bool):
                 clock = [time.perf_counter()]

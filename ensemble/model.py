@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .errors import EnsembleError
-from .files import PICKLE_SUFFIXES, refuse_pickles  # noqa: F401  (re-exported)
+from .files import refuse_pickles
 from .tasks import TASKS
 
 ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")
@@ -90,10 +90,6 @@ def quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-
-check_no_pickle = refuse_pickles
-
-
 def load_base(base: str, hidden_dropout: float, offline: bool | None = None):
     """Load a pretrained encoder and its fast tokenizer from a local directory or a hub name."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -102,7 +98,7 @@ def load_base(base: str, hidden_dropout: float, offline: bool | None = None):
     if path.exists():
         if not path.is_dir():
             raise EnsembleError(f"--base {base}: expected a model directory (config.json + safetensors)")
-        check_no_pickle(path)
+        refuse_pickles(path)
         if not (path / "config.json").exists():
             raise EnsembleError(f"--base {base}: no config.json in this directory; expected a transformers model")
     if offline is None:
@@ -352,7 +348,7 @@ def load_model(directory: Path, device: str | torch.device = "cpu"):
     from transformers import AutoTokenizer
 
     directory = Path(directory)
-    check_no_pickle(directory)
+    refuse_pickles(directory)
     cfg_path = directory / CONFIG_FILE
     if not cfg_path.exists():
         raise EnsembleError(f"{directory}: no {CONFIG_FILE}; expected a model saved by ensemble")

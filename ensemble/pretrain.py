@@ -56,7 +56,8 @@ from . import data as data_mod
 from .batches import max_length_for
 from .errors import EnsembleError
 from .infer import pick_device
-from .model import check_no_pickle, resolve_base
+from .files import refuse_pickles
+from .model import resolve_base
 from .model import quiet_transformers as _quiet_transformers
 from .register import NULL, Progress
 from .tasks import TASK_NAMES, TASKS
@@ -192,7 +193,7 @@ def _check_base_dir(base: str, base_path: str) -> None:
     if p.exists():
         if not p.is_dir():
             raise EnsembleError(f"--base {base}: expected a model directory (config.json + safetensors)")
-        check_no_pickle(p)
+        refuse_pickles(p)
         if not (p / "config.json").is_file():
             raise EnsembleError(f"--base {base}: no config.json in {p}; expected a transformers model directory")
 
@@ -547,7 +548,7 @@ def _export(out: Path, mlm, tokenizer, pooler_sd: dict, provenance: dict[str, An
         mlm.save_pretrained(str(staging), state_dict=state)
         tokenizer.save_pretrained(str(staging))
     (staging / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
-    check_no_pickle(staging)
+    refuse_pickles(staging)
     files = sorted(p for p in staging.iterdir() if p.is_file() and p.name != PROVENANCE_FILE)
     if (out / PROVENANCE_FILE).exists():  # the directory is incomplete until the provenance is back
         (out / PROVENANCE_FILE).unlink()

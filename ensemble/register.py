@@ -9,12 +9,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-
 from . import data as data_mod
 from .errors import EnsembleError
+from .files import refuse_pickles
 from .metrics import score
 from .predfile import align_predictions, check_ids, read_predictions, write_predictions
-from .files import refuse_pickles
 from .registry import MANIFEST, Candidate, Registry, _check_inside, prediction_entry
 from .tasks import TASKS
 

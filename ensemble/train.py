@@ -115,7 +115,7 @@ def param_groups(model: MultitaskModel, cfg: TrainConfig) -> list[dict[str, Any]
     return [groups[k] for k in sorted(groups)]
 
 
-def make_optimizer(model: MultitaskModel, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(model: MultitaskModel, cfg: TrainConfig) -> torch.optim.AdamW:
     """PyTorch's AdamW over :func:`param_groups`; the fused kernel (one pass over all parameters,
     about 10x faster than the per-tensor loop on a CPU) wherever this torch build has it."""
     groups = [{k: v for k, v in g.items() if k != "names"} for g in param_groups(model, cfg)]
@@ -200,7 +200,7 @@ def train(cfg: TrainConfig, data_dir: Path, registry: Registry, device: str | No
     cache = TokenCache()   # dev and test are tokenised once for the whole run
     dev_enc = {t: cache.get(tokenizer, splits[(t, "dev")], max_len) for t in cfg.tasks}
 
-    optimizer = make_optimizer(model, cfg, dev)
+    optimizer = make_optimizer(model, cfg)
     run_id = Registry.new_id()
     fingerprint = cfg.fingerprint(data_hashes)
     best: dict[str, float] = {t: -np.inf for t in cfg.tasks}

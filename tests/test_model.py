@@ -11,8 +11,9 @@ import torch
 from ensemble.batches import budget_batches, collate, encode, training_batches
 from ensemble.data import Example, read_split
 from ensemble.errors import EnsembleError
+from ensemble.files import refuse_pickles
 from ensemble.model import (
-    CONFIG_FILE, WEIGHTS_FILE, ModelConfig, check_no_pickle, load_base, load_model, save_model,
+    CONFIG_FILE, WEIGHTS_FILE, ModelConfig, load_base, load_model, save_model,
 )
 from fixtures_torch import ALL_TASKS, build_model, sample_data, tiny_base, torch_one_thread  # noqa: F401
 
@@ -211,7 +212,7 @@ def test_pickle_files_refused(tiny_base, tmp_path, name):
     bad = tmp_path / "m" / name
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_bytes(b"\x80\x04not really a pickle")
-    for call in (check_no_pickle, load_model):
+    for call in (refuse_pickles, load_model):
         with pytest.raises(EnsembleError, match="safetensors") as e:
             call(tmp_path / "m")
         assert name.split("/")[-1] in str(e.value)
