@@ -12,9 +12,12 @@ from typing import Any
 import numpy as np
 
 from . import data as data_mod
+from . import selector
 from .errors import EnsembleError
 from .metrics import score
+from .predfile import align_predictions
 from .registry import Candidate, Registry, now_iso, sha256_file
+from .selector import ensemble_predictions, score_on
 from .tasks import TASK_NAMES, TASKS
 
 PACKAGE_SAMPLE = Path(__file__).resolve().parent / "sample_data"
@@ -63,8 +66,6 @@ def stale_candidates(cands: list[Candidate], data_dir: Path) -> dict[str, list[s
 def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "greedy", max_size: int | None = None,
            steps: int = 50, repeats: int = 20, seed: int = 0, name: str | None = None, save: bool = True,
            sample: bool = False) -> SelectionReport:
-    from . import selector
-
     cands = registry.candidates()
     if not cands:
         raise EnsembleError(f"the registry {registry.root} holds no candidates yet: train some with "
@@ -124,8 +125,6 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
 
 
 def _aligned(cand: Candidate, task: str, split: str, ids: list[str]) -> np.ndarray | None:
-    from .predfile import align_predictions
-
     if not cand.has_predictions(task, split):
         return None
     c_ids, values = cand.predictions(task, split)
@@ -139,8 +138,6 @@ def labelled_test_scores(selections: dict[str, Any], by_id: dict[str, Candidate]
                          notes: list[str]) -> dict[str, dict[str, float]]:
     """Where a task's test file carries labels (never used for selection), score the ensemble and the
     best single candidate on it. The course's test-student files have no labels: nothing to show."""
-    from .selector import score_on
-
     out: dict[str, dict[str, float]] = {}
     for task, sel in selections.items():
         path = Path(data_dir) / TASKS[task].file_name("test")
@@ -194,16 +191,23 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
 
 
 # -- prediction ---------------------------------------------------------------------------------
+def _members(doc: dict[str, Any], task: str) -> dict[str, int]:
+    """The task's weights in selection order (the saved ``members`` list), which is the order
+    :func:`ensemble.selector.ensemble_predictions` summed them in when ``select`` scored the ensemble.
+    Ensembles saved before ``members`` existed fall back to id order."""
+    entry = doc["tasks"][task]
+    weights = {k: int(v) for k, v in entry["weights"].items()}
+    order = [cid for cid in entry.get("members", []) if cid in weights]
+    order += sorted(cid for cid in weights if cid not in order)
+    return {cid: weights[cid] for cid in order}
+
+
 def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[str], np.ndarray]],
               ids: list[str], where: str) -> np.ndarray:
-    """Weighted average of members' predictions joined by id onto ``ids``."""
-    from .predfile import align_predictions
-
-    total = np.zeros((len(ids), TASKS[task].n_outputs), dtype=np.float64)
-    for cid, w in sorted(members.items()):
-        m_ids, values = loaded[cid]
-        total += w * align_predictions(f"{where} (member {cid}'s cached {task} predictions)", m_ids, values, ids)
-    return total / sum(members.values())
+    """Members' predictions joined by id onto ``ids``, averaged by the selector's one weighted average."""
+    aligned = {cid: align_predictions(f"{where} (member {cid}'s cached {task} predictions)", *loaded[cid], ids)
+               for cid in members}
+    return ensemble_predictions(aligned, members)
 
 
 def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None = None,
@@ -216,7 +220,7 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
     outputs = {}
     notes = []
     for task, entry in doc["tasks"].items():
-        members = {k: int(v) for k, v in entry["weights"].items()}
+        members = _members(doc, task)
         for split in splits:
             path = Path(data_dir) / TASKS[task].file_name(split)
             if not path.exists():
@@ -260,7 +264,7 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     doc = registry.load_ensemble(ensemble)
     if task not in doc["tasks"]:
         raise EnsembleError(f"ensemble {doc['name']} has no members for {task}")
-    members = {k: int(v) for k, v in doc["tasks"][task]["weights"].items()}
+    members = _members(doc, task)
     split = data_mod.read_file(input_file, task)
     dev = pick_device(device)
     check_precision(precision, dev)

@@ -293,3 +293,28 @@ def test_inference_uses_the_training_truncation(tmp_path, tiny_base_dir):
     assert r.exit_code == 0, r.output
     after = {p.name: p.read_bytes() for p in (cand / "predictions").iterdir()}
     assert after == before
+
+
+@pytest.mark.parametrize("mode", ["greedy", "caruana"])
+def test_predict_dev_scores_equal_select_scores_exactly(tmp_path, monkeypatch, mode):
+    """`predict` writes what `select` scored: one weighted average, summed in the selection's order,
+    so the dev scores of the written files equal the selection's ensemble dev scores bit for bit."""
+    from ensemble.registry import Registry
+
+    ids = iter(f"{k:032x}" for k in range(99, 0, -1))    # the best candidate gets the largest id:
+    monkeypatch.setattr(Registry, "new_id", staticmethod(lambda: next(ids)))   # selection order != id order
+    reg = tmp_path / "reg"
+    for i, q in enumerate((0.62, 0.61, 0.6, 0.59, 0.58, 0.57, 0.56, 0.55)):
+        d = fake_predictions(tmp_path / f"p{i}", {"sst": q, "para": q, "sts": q}, seed=10 + i)
+        assert invoke("register", "--predictions", d, "--name", f"ext{i}", "--data", SAMPLE,
+                      "--registry", reg).exit_code == 0
+    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--mode", mode, "--repeats", "0", "--json")
+    assert r.exit_code == 0, r.output
+    sel = json.loads(r.output[r.output.index("{"):])
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", tmp_path / "out", "--json")
+    assert r.exit_code == 0, r.output
+    pred = json.loads(r.output[r.output.index("{"):])
+    sts = sel["tasks"]["sts"]
+    assert len(sts["members"]) >= 3 and sts["members"] != sorted(sts["members"])   # order matters here
+    for task, entry in sel["tasks"].items():
+        assert pred["dev_scores"][task] == entry["ensemble_dev_score"], task

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -320,14 +319,3 @@ def test_real_files_counts_and_course_equivalence(shared_data):
             assert y.min() >= TASKS[task].label_min and y.max() <= TASKS[task].label_max
             if task != "sts":
                 assert set(np.unique(y).tolist()) == set(range(int(TASKS[task].label_max) + 1))
-
-
-def test_real_files_read_fast(shared_data):
-    best = float("inf")
-    for _ in range(2):
-        t0 = time.perf_counter()
-        for task in TASKS:
-            for split in SPLITS:
-                read_split(shared_data, task, split)
-        best = min(best, time.perf_counter() - t0)
-    assert best < 1.0, f"reading the nine files took {best:.2f} s"

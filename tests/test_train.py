@@ -119,6 +119,7 @@ class Constant(nn.Module):
 
 @pytest.mark.parametrize("task", ALL_TASKS)
 def test_smart_zero_for_a_model_that_ignores_its_input(task):
+    torch.manual_seed(0)
     model = Constant(TASKS[task].n_outputs)
     embedded = [torch.randn(4, 6, 8, requires_grad=True)]
     clean = model.forward_embedded(embedded)
@@ -126,7 +127,8 @@ def test_smart_zero_for_a_model_that_ignores_its_input(task):
                    torch.Generator().manual_seed(0))
     assert r.item() == 0.0
     r.backward()                                            # differentiable, with zero gradient
-    assert model.c.grad is not None and torch.all(model.c.grad == 0)
+    # analytically zero; float32 log-softmax leaves rounding of order 1e-8 (3e-8 was seen unseeded)
+    assert model.c.grad is not None and torch.allclose(model.c.grad, torch.zeros_like(model.c.grad), atol=1e-6)
 
 
 @pytest.mark.parametrize("task", ALL_TASKS)
