@@ -318,3 +318,17 @@ def test_predict_dev_scores_equal_select_scores_exactly(tmp_path, monkeypatch, m
     assert len(sts["members"]) >= 3 and sts["members"] != sorted(sts["members"])   # order matters here
     for task, entry in sel["tasks"].items():
         assert pred["dev_scores"][task] == entry["ensemble_dev_score"], task
+    # the written STS values are the selection's average, member order included, bit for bit
+    from ensemble.selector import ensemble_predictions
+
+    dev = read_split(SAMPLE, "sts", "dev")
+    cands = {c.id: c for c in Registry(reg).candidates()}
+    aligned = {}
+    for cid in sts["members"]:
+        c_ids, values = cands[cid].predictions("sts", "dev")
+        pos = {i: k for k, i in enumerate(c_ids)}
+        aligned[cid] = values[[pos[i] for i in dev.ids]]
+    want = ensemble_predictions(aligned, {cid: sts["weights"][cid] for cid in sts["members"]})[:, 0]
+    rows = (tmp_path / "out" / "sts-dev-output.csv").read_text().splitlines()[1:]
+    written = {line.split(" , ")[0]: float(line.split(" , ")[1]) for line in rows}
+    assert np.array_equal(np.array([written[i] for i in dev.ids]), want)
