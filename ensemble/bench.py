@@ -54,17 +54,11 @@ from .infer import autocast, check_precision, cpu_has_bf16, default_max_tokens, 
 from .metrics import round_predictions
 from .model import quiet_transformers as _quiet_transformers
 from .model import ModelConfig, MultitaskModel, load_base, outputs_to_predictions, resolve_base, task_loss
-from .tasks import TASK_NAMES, TASKS
+from .progress import NULL
+from .tasks import TASK_NAMES, TASKS, get_task
 
 FP32_TOLERANCE = 1e-4        # fp32 batched vs unbatched, max abs difference of the predictions
 BF16_MIN_AGREEMENT = 0.995   # bf16 vs fp32 argmax agreement on SST dev
-
-
-class _NullProgress:
-    def start(self, description: str, total: int | None = None) -> None: ...
-    def advance(self, n: int = 1, **fields: Any) -> None: ...
-    def stop(self) -> None: ...
-    def note(self, text: str) -> None: ...
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -522,7 +516,7 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
     """
     from transformers import pipeline as hf_pipeline
 
-    progress = progress or _NullProgress()
+    progress = progress or NULL
     dev = pick_device(device)
     data_dir = Path(data_dir)
     notes: list[str] = []
@@ -844,9 +838,8 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
 
     from .train import TrainConfig, make_optimizer, training_step
 
-    if task not in TASKS:
-        raise EnsembleError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
-    progress = progress or _NullProgress()
+    get_task(task)
+    progress = progress or NULL
     dev = pick_device(device)
     prec = precision if precision != "auto" else ("bf16" if dev.type == "cuda" else "fp32")
     check_precision(prec, dev)

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .data import resolve_data
 from .errors import EnsembleError
 from .tasks import TASK_NAMES, TASKS, parse_tasks
 
@@ -131,7 +132,6 @@ def train(
     """Fine-tune a multitask model; register every epoch that is best on dev for some task."""
     from .train import TrainConfig
     from .train import train as run_train
-    from .workflow import resolve_data
 
     try:
         data_dir, sample = resolve_data(data)
@@ -306,7 +306,6 @@ def register(
 ) -> None:
     """Add a model (its dev and test predictions are computed now) or predictions made elsewhere."""
     from . import register as reg_mod
-    from .workflow import resolve_data
 
     try:
         data_dir, sample = resolve_data(data)
@@ -372,7 +371,7 @@ def select_cmd(
     try:
         if mode not in ("greedy", "caruana"):
             raise EnsembleError(f"--mode {mode}: expected greedy or caruana")
-        data_dir, sample = workflow.resolve_data(data)
+        data_dir, sample = resolve_data(data)
         _sample_banner(sample)
         report = workflow.select(_registry(registry), data_dir, parse_tasks(tasks), mode, max_size, steps, repeats,
                                  seed, name, sample=sample)
@@ -446,7 +445,7 @@ def predict(
             result = workflow.predict_input(reg, input, task, out, ensemble, device, precision, RichProgress(as_json),
                                             compile=compile)
         else:
-            data_dir, sample = workflow.resolve_data(data)
+            data_dir, sample = resolve_data(data)
             _sample_banner(sample)
             result = workflow.predict(reg, data_dir, out, ensemble)
     except EnsembleError as e:
@@ -474,7 +473,6 @@ def predict(
 def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder of leaderboard files."),
              data: Optional[Path] = DATA, as_json: bool = JSON) -> None:
     """Check leaderboard files against the data: header, ids, duplicates, values. Exit 1 on any problem."""
-    from .workflow import resolve_data
     from .writer import format_problems, validate_dir
 
     try:
@@ -501,7 +499,6 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
            include_source: Optional[Path] = typer.Option(None, help="Also zip this source tree's code, as the course zip does."),
            registry: Path = REGISTRY) -> None:
     """Validate, then zip the predictions with a manifest; never overwrites an earlier submission."""
-    from .workflow import resolve_data
     from .writer import make_submission, score_dir
 
     try:
@@ -541,7 +538,6 @@ def pretrain(
 ) -> None:
     """Further masked-language-model pretraining on the tasks' own text."""
     from .pretrain import pretrain as run_pretrain
-    from .workflow import resolve_data
 
     try:
         data_dir, sample = resolve_data(data)
@@ -615,7 +611,6 @@ def bench_inference(base: str = typer.Option("minilm"), data: Optional[Path] = D
                     as_json: bool = JSON) -> None:
     """pipeline (default, batch 32) vs this tool's batched inference (fp32, bf16), with matmul peak and FLOPs."""
     from . import bench
-    from .workflow import resolve_data
 
     try:
         data_dir, sample = resolve_data(data)
@@ -652,7 +647,6 @@ def bench_train(base: str = typer.Option("minilm"), data: Optional[Path] = DATA,
                 batch_size: int = typer.Option(16), as_json: bool = JSON) -> None:
     """A training step of the tool (plain, SMART) vs a plain transformers loop on the same batches."""
     from . import bench
-    from .workflow import resolve_data
 
     try:
         data_dir, sample = resolve_data(data)

@@ -35,22 +35,22 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EnsembleError
-from .tasks import SPLITS, TASK_NAMES, TASKS
+from .files import file_sha256
+from .tasks import NUMBER, SPLITS, TASK_NAMES, TASKS, get_task
 
 __all__ = [
     "Example",
     "Split",
     "read_split",
     "read_file",
-    "file_sha256",
     "preprocess_single",
     "preprocess_pair",
     "input_path",
+    "PACKAGE_SAMPLE",
+    "resolve_data",
+    "load_splits",
+    "split_hashes",
 ]
-
-# A plain decimal number: what the course files hold ("3", "3.0", "0.667", "4.6").
-# float() alone would also take "nan", "inf", "1_0" and surrounding whitespace.
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
 
 
 @dataclass(frozen=True)
@@ -113,29 +113,12 @@ def preprocess_pair(s: str) -> str:
     )
 
 
-def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fp:
-            while True:
-                chunk = fp.read(chunk_size)
-                if not chunk:
-                    break
-                h.update(chunk)
-    except OSError as exc:
-        raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    return h.hexdigest()
 
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise EnsembleError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}")
 
 
 def input_path(data_dir: str | Path, task: str, split: str) -> Path:
     """Path of the course input file for ``task`` and ``split`` inside ``data_dir``."""
-    _check_task(task)
+    get_task(task)
     if split not in SPLITS:
         raise EnsembleError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     return Path(data_dir) / TASKS[task].file_name(split)
@@ -169,7 +152,7 @@ def _parse_label(text: str, task: str, where: str) -> int | float:
         expected = "0 or 1 (e.g. 0.0 or 1.0)"
     else:
         expected = f"a number from {t.label_min:g} to {t.label_max:g}"
-    if not _NUMBER.match(s):
+    if not NUMBER.match(s):
         raise EnsembleError(f"{where}: label {t.label_column!r} is {text!r}, not a number; expected {expected}")
     v = float(s)
     if not math.isfinite(v) or v < t.label_min or v > t.label_max:
@@ -194,7 +177,7 @@ def read_file(
     ``True`` requires the label column; ``False`` ignores it. ``split`` defaults to the split
     the course file name implies, else the file's stem.
     """
-    _check_task(task)
+    get_task(task)
     t = TASKS[task]
     path = Path(path)
     try:
@@ -304,3 +287,37 @@ def read_file(
 
 def _text_columns(task: str) -> list[str]:
     return ["sentence1", "sentence2"] if TASKS[task].pair else ["sentence"]
+
+
+# -- the data folder -------------------------------------------------------------------------
+PACKAGE_SAMPLE = Path(__file__).resolve().parent / "sample_data"
+
+
+def resolve_data(data: Path | None) -> tuple[Path, bool]:
+    """``--data`` or, without it, ./data when present, else the sample shipped in the package.
+    Returns (folder, is_sample)."""
+    if data is not None:
+        d = Path(data)
+        if not d.is_dir():
+            raise EnsembleError(f"--data {d}: no such folder; expected the course's data folder (ids-sst-dev.csv, ...)")
+        return d, d.resolve() == PACKAGE_SAMPLE.resolve()
+    if Path("data").is_dir() and any(Path("data").glob("*-dev.csv")):
+        return Path("data"), False
+    return PACKAGE_SAMPLE, True
+
+
+def load_splits(data_dir: Path, tasks, splits) -> dict[tuple[str, str], Any]:
+    """Read the course files that exist for (task, split); the dev files must exist."""
+    out = {}
+    for t in tasks:
+        for s in splits:
+            path = Path(data_dir) / TASKS[t].file_name(s)
+            if not path.exists() and s == "test":
+                continue
+            out[(t, s)] = read_split(data_dir, t, s)
+    return out
+
+
+def split_hashes(splits: dict[tuple[str, str], Any]) -> dict[str, str]:
+    """{file name: sha256} of the loaded course files (recorded with a training run, and its fingerprint)."""
+    return {sp.path.name: sp.sha256 for sp in splits.values()}

@@ -1,6 +1,14 @@
-"""File safety shared by every stage: no pickle weights, ever."""
+"""File safety and durable writes shared by every stage.
+
+No pickle weights, ever; no path that leaves its root; every write that matters is atomic (a
+temporary file in the same folder, fsync, ``os.replace``, fsync of the folder) and keeps the
+user's umask.
+"""
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from pathlib import Path
 
 from .errors import EnsembleError
@@ -19,3 +27,87 @@ def refuse_pickles(directory: Path) -> None:
                 "(for a transformers model: `AutoModel.from_pretrained(DIR).save_pretrained(DIR)`), "
                 "then delete the pickle file."
             )
+
+
+def check_inside(root: Path, path: Path, what: str) -> None:
+    """Refuse symlinks and paths that leave ``root``."""
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root.resolve()):
+            raise EnsembleError(f"{path}: symlink to {target} leaves {root}; refused ({what})")
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise EnsembleError(f"{path}: leaves {root}; refused ({what})")
+
+
+def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fp:
+            while True:
+                chunk = fp.read(chunk_size)
+                if not chunk:
+                    break
+                h.update(chunk)
+    except OSError as exc:
+        raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return h.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def stage_bytes(folder: Path, name: str, data: bytes) -> Path:
+    """Write ``data`` to a new hidden temporary file in ``folder`` (fsynced, umask permissions);
+    the caller renames it into place or removes it. Used for all-or-nothing folder updates."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+            fp.flush()
+            os.fchmod(fp.fileno(), 0o666 & ~_umask())
+            os.fsync(fp.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return Path(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stage_bytes(path.parent, path.name, data)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: some filesystems refuse)."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)

@@ -16,14 +16,14 @@ Pure Python + numpy; a 20k-row file parses in a few tens of milliseconds.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from .errors import EnsembleError
-from .tasks import TASK_NAMES, TASKS
+from .files import atomic_write_bytes
+from .tasks import NUMBER, TASK_NAMES, TASKS, get_task, is_plain_id
 
 __all__ = [
     "SUM_TOLERANCE",
@@ -33,64 +33,23 @@ __all__ = [
     "read_predictions",
     "check_ids",
     "align_predictions",
-    "atomic_write_bytes",
 ]
 
 SUM_TOLERANCE = 1e-3   # sst probability rows must sum to 1 within this
 _SHOW = 5              # ids shown in a missing/extra listing
 
-_BAD_ID_CHARS = frozenset(',"\'\t\n\r \x0b\x0c')
 
 
 def prediction_file_name(task: str, split: str) -> str:
     """``sst-dev.csv``, ``para-test.csv``, ..."""
-    _task(task)
+    get_task(task)
     return f"{task}-{split}.csv"
 
 
 def header_for(task: str) -> str:
     """The exact header line (without newline): ``id,p0,...`` / ``id,prob`` / ``id,score``."""
-    return ",".join(("id", *_task(task).prediction_columns))
+    return ",".join(("id", *get_task(task).prediction_columns))
 
-
-def _task(task: str):
-    try:
-        return TASKS[task]
-    except KeyError:
-        raise EnsembleError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}") from None
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(data)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def _check_values(where: str, task: str, values: np.ndarray, first_line: int) -> None:
@@ -128,7 +87,7 @@ def write_predictions(path: str | Path, task: str, ids: Sequence[str], values: n
     Refuses (EnsembleError) anything :func:`read_predictions` would refuse, so a written file
     always reads back.
     """
-    t = _task(task)
+    t = get_task(task)
     path = Path(path)
     k = len(t.prediction_columns)
     arr = np.asarray(values, dtype=np.float64)
@@ -142,7 +101,7 @@ def write_predictions(path: str | Path, task: str, ids: Sequence[str], values: n
     seen: dict[str, int] = {}
     for n, i in enumerate(ids):
         line = n + 2
-        if not i or not _BAD_ID_CHARS.isdisjoint(i):
+        if not is_plain_id(i):
             raise EnsembleError(
                 f"{path}:{line}: id {i!r} is empty or holds a comma, quote or whitespace; expected a plain id"
             )
@@ -168,7 +127,7 @@ def read_predictions(path: str | Path, task: str) -> tuple[list[str], np.ndarray
     task's range (sst rows summing to 1), and that no id is empty or repeated; every error
     names the file and line.
     """
-    t = _task(task)
+    t = get_task(task)
     path = Path(path)
     header = header_for(task)
     try:

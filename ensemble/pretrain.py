@@ -59,7 +59,7 @@ from .infer import pick_device
 from .files import refuse_pickles
 from .model import resolve_base
 from .model import quiet_transformers as _quiet_transformers
-from .register import NULL, Progress
+from .progress import NULL, Progress
 from .tasks import TASK_NAMES, TASKS
 
 __all__ = [

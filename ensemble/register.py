@@ -10,40 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from . import data as data_mod
+from .data import load_splits
 from .errors import EnsembleError
-from .files import refuse_pickles
 from .metrics import score
 from .predfile import align_predictions, check_ids, read_predictions, write_predictions
-from .registry import MANIFEST, Candidate, Registry, _check_inside, prediction_entry
+from .files import check_inside, refuse_pickles
+from .progress import NULL, Progress
+from .registry import MANIFEST, Candidate, Registry, prediction_entry
 from .tasks import TASKS
-
-
-class Progress:
-    """No-op progress hooks; the CLI passes a rich implementation."""
-    def start(self, description: str, total: int | None = None) -> None: ...
-    def advance(self, n: int = 1, **fields: Any) -> None: ...
-    def stop(self) -> None: ...
-    def note(self, text: str) -> None: ...
-
-
-NULL = Progress()
-
-
-def load_splits(data_dir: Path, tasks, splits) -> dict[tuple[str, str], Any]:
-    """Read the course files that exist for (task, split); the dev files must exist."""
-    out = {}
-    for t in tasks:
-        for s in splits:
-            path = Path(data_dir) / TASKS[t].file_name(s)
-            if not path.exists() and s == "test":
-                continue
-            out[(t, s)] = data_mod.read_split(data_dir, t, s)
-    return out
-
-
-def split_hashes(splits: dict[tuple[str, str], Any]) -> dict[str, str]:
-    """{file name: sha256} of the loaded course files (recorded with a training run, and its fingerprint)."""
-    return {sp.path.name: sp.sha256 for sp in splits.values()}
 
 
 def predict_into(stage: Path, model, tokenizer, tasks, splits: dict, device, precision: str = "fp32",
@@ -81,7 +55,7 @@ def copy_model_dir(src: Path, dst: Path) -> None:
     src = Path(src)
     refuse_pickles(src)
     for p in sorted(src.rglob("*")):
-        _check_inside(src, p, "model folder")
+        check_inside(src, p, "model folder")
         rel = p.relative_to(src)
         if p.is_dir():
             (dst / rel).mkdir(parents=True, exist_ok=True)
@@ -153,7 +127,7 @@ def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir
         for s in ("dev", "test"):
             p = pred_dir / f"{t}-{s}.csv"
             if p.exists():
-                _check_inside(pred_dir, p, "prediction file")
+                check_inside(pred_dir, p, "prediction file")
                 found[(t, s)] = p
     if not found:
         raise EnsembleError(

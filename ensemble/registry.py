@@ -38,31 +38,15 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .data import file_sha256 as sha256_file
 from .errors import EnsembleError
-from .files import PICKLE_SUFFIXES
+from .files import PICKLE_SUFFIXES, atomic_write_bytes, atomic_write_text, check_inside, file_sha256
 
 FORMAT = "ensemble-candidate/1"
 MANIFEST = "candidate.json"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    from .predfile import atomic_write_bytes
-    atomic_write_bytes(path, text.encode())
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def _check_inside(root: Path, path: Path, what: str) -> None:
-    """Refuse symlinks and paths that leave ``root``."""
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(root.resolve()):
-            raise EnsembleError(f"{path}: symlink to {target} leaves {root}; refused ({what})")
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise EnsembleError(f"{path}: leaves {root}; refused ({what})")
 
 
 @dataclass
@@ -113,7 +97,7 @@ class Candidate:
         if entry is None:
             raise EnsembleError(f"candidate {self.id} has no {task} {split} predictions")
         path = self.path / entry["file"]
-        _check_inside(self.path, path, "prediction file")
+        check_inside(self.path, path, "prediction file")
         return read_predictions(path, task)
 
     def stale(self, data_dir: Path, hashes: dict[str, str] | None = None) -> list[str]:
@@ -128,7 +112,7 @@ class Candidate:
                 if hashes is not None and data_file in hashes:
                     current = hashes[data_file]
                 else:
-                    current = sha256_file(p) if p.exists() else None
+                    current = file_sha256(p) if p.exists() else None
                     if hashes is not None:
                         hashes[data_file] = current
                 if current != entry.get("data_sha256"):
@@ -243,7 +227,7 @@ class Registry:
                 raise EnsembleError(f"{p}: symlinks are not stored in the registry")
             if p.is_file() and p.name != MANIFEST:
                 rel = p.relative_to(stage).as_posix()
-                files[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+                files[rel] = {"sha256": file_sha256(p), "size": p.stat().st_size}
         manifest = dict(manifest)
         manifest["format"] = FORMAT
         manifest["files"] = files
@@ -356,7 +340,7 @@ class Registry:
                 if size != info.get("size"):
                     problems.append(Problem(cand.id, rel, f"size {size} bytes, manifest says {info.get('size')}"))
                     continue
-                if sha256_file(p) != info.get("sha256"):
+                if file_sha256(p) != info.get("sha256"):
                     problems.append(Problem(cand.id, rel, "sha256 mismatch (content changed)"))
             for p in sorted(d.rglob("*")):
                 rel = p.relative_to(d).as_posix()

@@ -55,7 +55,8 @@ PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {
 def run(data: Path | None, base: str | None, preset: str, registry: Path, out: Path, submissions: Path,
         device: str | None = None, progress=None, on_trained=None, on_message=None) -> dict[str, Any]:
     from . import workflow
-    from .register import NULL, load_splits, split_hashes
+    from .data import load_splits, resolve_data, split_hashes
+    from .progress import NULL
     from .train import train
     from .writer import format_problems, make_submission, validate_dir
 
@@ -65,7 +66,7 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     if preset not in PRESETS:
         raise EnsembleError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
     make, default_base = PRESETS[preset]
-    data_dir, sample = workflow.resolve_data(data)
+    data_dir, sample = resolve_data(data)
     if sample:
         say(f"[bold magenta]SAMPLE DATA:[/] no --data and no ./data, so using the sample shipped in the package "
             f"({data_dir}); its scores mean nothing")

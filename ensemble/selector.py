@@ -59,7 +59,7 @@ import numpy as np
 from . import metrics
 from .errors import EnsembleError
 from .metrics import pearson_from_sums
-from .tasks import TASKS
+from .tasks import TASKS, get_task
 
 __all__ = [
     "MODES",
@@ -124,9 +124,7 @@ def _examples(items) -> str:
     return shown + (", ..." if len(items) > _EXAMPLES else "")
 
 
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise EnsembleError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
 
 
 def _check_options(mode: str, max_size, steps, repeats=0) -> None:
@@ -378,7 +376,7 @@ class _Pool:
     # -- construction
     @classmethod
     def from_aligned(cls, task: str, preds: Mapping[str, np.ndarray], labels) -> "_Pool":
-        _check_task(task)
+        get_task(task)
         if not preds:
             raise EnsembleError(f"no candidate has dev predictions for task {task}")
         y = _check_labels(task, labels)
@@ -812,7 +810,7 @@ class EnsembleSelector:
     """
 
     def __init__(self, task: str, mode: str = "greedy", max_size: int | None = None, steps: int = 50):
-        _check_task(task)
+        get_task(task)
         _check_options(mode, max_size, steps)
         self.task = task
         self.mode = mode
@@ -897,7 +895,7 @@ def score_on(task: str, preds_test: Mapping[str, np.ndarray], labels_test, weigh
 
     ``preds_test``: member id -> predictions ``(n, k)`` aligned to ``labels_test``.
     """
-    _check_task(task)
+    get_task(task)
     y = _check_labels(task, labels_test)
     missing = [cid for cid in weights if cid not in preds_test]
     if missing:
@@ -983,7 +981,7 @@ def cross_fit(task: str, preds: Mapping[str, np.ndarray], labels, ids: Sequence[
     ``preds``: candidate id -> predictions ``(n, k)`` aligned to ``labels`` and ``ids`` (the row ids,
     which seed the splits independently of row order). See :func:`crossfit_split`.
     """
-    _check_task(task)
+    get_task(task)
     _check_options(mode, max_size, steps, repeats)
     seed = _check_seed(seed)
     pool = _Pool.from_aligned(task, preds, labels)
@@ -1001,7 +999,7 @@ def _align(inp: TaskInput):
     Returns (pool, row ids, rejected, notes).
     """
     task = inp.task
-    _check_task(task)
+    get_task(task)
     k = TASKS[task].n_outputs
     dev_ids = [str(i) for i in inp.dev_ids]
     n = len(dev_ids)
@@ -1121,7 +1119,7 @@ def select(inp: TaskInput, mode: str = "greedy", max_size: int | None = None, st
     Deterministic: the same inputs give the same output, whatever the order of the candidates
     dict or of the candidates' rows; reordering the dev rows changes at most float rounding.
     """
-    _check_task(inp.task)
+    get_task(inp.task)
     _check_options(mode, max_size, steps, repeats)
     seed = _check_seed(seed)
     pool, row_ids, rejected, notes = _align(inp)
@@ -1250,7 +1248,7 @@ def bench_select(candidates: int = 500, rows: int = 20000, task: str | None = No
     timed here, as the data is generated in place).
     """
     if task is not None:
-        _check_task(task)
+        get_task(task)
     if mode not in MODES + ("both",):
         raise EnsembleError(f"unknown mode {mode!r}; expected greedy, caruana or both")
     if candidates < 2 or rows < 4:

@@ -1,12 +1,20 @@
 """The three tasks of the course's multitask project: files, labels, heads, metrics, output format.
 
-Pure data, no torch: every stage imports its task facts from here.
+Pure data, no torch: every stage imports its task facts from here, and checks task names here.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+from .errors import EnsembleError
+
 SPLITS = ("train", "dev", "test")
+
+# A number as the course files and the leaderboard files write one (no inf, nan, or ``1_0``).
+NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+# Characters that an id may not hold: the output format separates fields by " , " and whitespace.
+BAD_ID_CHARS = frozenset(",\"' \t\n\r\x0b\x0c")
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,21 @@ TASKS: dict[str, Task] = {
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 
 
+def get_task(name: str) -> Task:
+    """The task called ``name``; an unknown name is an error that lists the known ones."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise EnsembleError(f"unknown task {name!r}; expected one of {', '.join(TASK_NAMES)}") from None
+
+
+def is_plain_id(value: str) -> bool:
+    """True for a non-empty id without commas, quotes or whitespace."""
+    return bool(value) and BAD_ID_CHARS.isdisjoint(value)
+
+
 def parse_tasks(text: str) -> tuple[str, ...]:
     """``"sst,sts"`` -> ``("sst", "sts")`` in canonical order; unknown names are an error."""
-    from .errors import EnsembleError
-
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
         raise EnsembleError(f"--tasks: expected a comma-separated subset of {','.join(TASK_NAMES)}, got {text!r}")

@@ -24,7 +24,9 @@ from .errors import EnsembleError
 from .infer import TokenCache, autocast, pick_device, predict_encoded
 from .metrics import score
 from .model import ModelConfig, MultitaskModel, load_base, resolve_base, save_model, task_loss
-from .register import NULL, Progress, load_splits, predict_into, split_hashes
+from .data import load_splits, split_hashes
+from .progress import NULL, Progress
+from .register import predict_into
 from .registry import Registry
 from .smart import SmartConfig, smart_loss
 from .tasks import TASK_NAMES, TASKS

@@ -16,25 +16,10 @@ from . import selector
 from .errors import EnsembleError
 from .metrics import score
 from .predfile import align_predictions
-from .registry import Candidate, Registry, now_iso, sha256_file
+from .files import atomic_write_bytes, file_sha256
+from .registry import Candidate, Registry, now_iso
 from .selector import ensemble_predictions, score_on
 from .tasks import TASK_NAMES, TASKS
-
-PACKAGE_SAMPLE = Path(__file__).resolve().parent / "sample_data"
-
-
-def resolve_data(data: Path | None) -> tuple[Path, bool]:
-    """``--data`` or, without it, ./data when present, else the sample shipped in the package.
-    Returns (folder, is_sample)."""
-    if data is not None:
-        d = Path(data)
-        if not d.is_dir():
-            raise EnsembleError(f"--data {d}: no such folder; expected the course's data folder (ids-sst-dev.csv, ...)")
-        return d, d.resolve() == PACKAGE_SAMPLE.resolve()
-    if Path("data").is_dir() and any(Path("data").glob("*-dev.csv")):
-        return Path("data"), False
-    return PACKAGE_SAMPLE, True
-
 
 # -- selection ----------------------------------------------------------------------------------
 @dataclass
@@ -114,7 +99,7 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
     if save:
         doc = {
             "name": name, "created": now_iso(), "mode": mode, "sample": sample,
-            "data": {TASKS[t].file_name("dev"): sha256_file(Path(data_dir) / TASKS[t].file_name("dev")) for t in selections},
+            "data": {TASKS[t].file_name("dev"): file_sha256(Path(data_dir) / TASKS[t].file_name("dev")) for t in selections},
             "tasks": {t: {"members": list(s.members), "weights": dict(s.weights),
                           "dev_score": s.ensemble_dev_score, "prediction_sha256": pred_hashes[t]}
                       for t, s in selections.items()},
@@ -256,7 +241,6 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     """Run the ensemble's members on a new file in the course format and write its leaderboard file."""
     from .infer import TokenCache, check_precision, pick_device, predict_split
     from .model import load_model
-    from .predfile import atomic_write_bytes
     from .writer import leaderboard_bytes
 
     if task not in TASKS:

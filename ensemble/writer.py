@@ -32,9 +32,10 @@ import numpy as np
 
 from . import data as data_mod
 from .errors import EnsembleError
+from .files import fsync_dir, stage_bytes
 from .metrics import pearson, round_predictions
 from .predfile import _listing
-from .tasks import TASK_NAMES, TASKS
+from .tasks import NUMBER, TASK_NAMES, TASKS, get_task, is_plain_id
 
 __all__ = [
     "Problem",
@@ -51,16 +52,8 @@ __all__ = [
 OUTPUT_SPLITS = ("dev", "test")
 SOURCE_SKIP_DIRS = frozenset({".venv", "venv", "checkpoints", "predictions", "submissions", ".git", "__pycache__"})
 _ROW = re.compile(r"([^\s,]+) , ([^\s,]+) ")
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
-_BAD_ID_CHARS = frozenset(",\"' \t\n\r\x0b\x0c")
 _LIST = 5
 
-
-def _task(task: str):
-    try:
-        return TASKS[task]
-    except KeyError:
-        raise EnsembleError(f"unknown task {task!r}; expected one of {', '.join(TASK_NAMES)}") from None
 
 
 def _split(split: str) -> None:
@@ -78,7 +71,7 @@ def leaderboard_bytes(task: str, ids: Sequence[str], values_unrounded: np.ndarra
     (argmax, first maximum on ties), para probability (rounded half to even: 0.5 -> ``0.0``),
     sts raw score (written as ``str(float)``, not clipped).
     """
-    t = _task(task)
+    t = get_task(task)
     vals = np.asarray(values_unrounded, dtype=np.float64)
     if vals.ndim == 1 and t.n_outputs == 1:
         vals = vals.reshape(-1, 1)
@@ -89,7 +82,7 @@ def leaderboard_bytes(task: str, ids: Sequence[str], values_unrounded: np.ndarra
         raise EnsembleError(f"{task}: {len(ids)} ids for {vals.shape[0]} prediction rows; expected one id per row")
     seen: set[str] = set()
     for i in ids:
-        if not i or not _BAD_ID_CHARS.isdisjoint(i):
+        if not is_plain_id(i):
             raise EnsembleError(f"{task}: id {i!r} is empty or holds a comma, quote or whitespace; expected a plain id")
         if i in seen:
             raise EnsembleError(f"{task}: id {i!r} appears twice; expected each id once")
@@ -109,32 +102,6 @@ def leaderboard_bytes(task: str, ids: Sequence[str], values_unrounded: np.ndarra
     parts = [t.output_header, "\n"]
     parts.extend(f"{i} , {v} \n" for i, v in zip(ids, texts))
     return "".join(parts).encode("utf-8")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
-def _stage(folder: Path, name: str, payload: bytes) -> str:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            fp.write(payload)
-            fp.flush()
-            os.fsync(fp.fileno())
-    except BaseException:
-        _unlink_quiet(tmp)
-        raise
-    return tmp
 
 
 def _unlink_quiet(p: str | Path) -> None:
@@ -159,14 +126,14 @@ def write_leaderboard(
     payloads: list[tuple[Path, bytes]] = []
     for (task, split), (ids, values) in outputs.items():
         _split(split)
-        payloads.append((out / _task(task).output_name(split), leaderboard_bytes(task, ids, values)))
+        payloads.append((out / get_task(task).output_name(split), leaderboard_bytes(task, ids, values)))
     out.mkdir(parents=True, exist_ok=True)
 
     staged: list[tuple[Path, str]] = []
     backups: dict[Path, str] = {}
     try:
         for target, payload in payloads:
-            staged.append((target, _stage(out, target.name, payload)))
+            staged.append((target, stage_bytes(out, target.name, payload)))
         for target, _ in staged:
             if target.exists():
                 bak = str(out / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.bak")
@@ -218,7 +185,7 @@ def write_leaderboard(
         ) from exc
     for bak in backups.values():
         _unlink_quiet(bak)
-    _fsync_dir(out)
+    fsync_dir(out)
     return [target for target, _ in payloads]
 
 
@@ -246,7 +213,7 @@ def _value_problem(task: str, text: str) -> tuple[str | None, float | None]:
         expected = "0.0 or 1.0"
     else:
         expected = "a finite number"
-    if not _NUMBER.match(text):
+    if not NUMBER.match(text):
         return f"value {text!r} is not a number; expected {expected}", None
     v = float(text)
     if not math.isfinite(v):
@@ -334,7 +301,7 @@ def _check_folder(
     for s in split_list:
         _split(s)
     for task in task_list:
-        t = _task(task)
+        t = get_task(task)
         for s in split_list:
             path = pred_dir / t.output_name(s)
             label = str(path)
@@ -445,7 +412,7 @@ def _source_files(root: Path) -> list[Path]:
 def _publish_exclusive(out: Path, base: str, payload: bytes) -> Path:
     """Create ``out/base`` (or ``-2``, ``-3``, ... before ``.zip``) holding ``payload``; never overwrite."""
     stem, ext = os.path.splitext(base)
-    tmp = _stage(out, base, payload)
+    tmp = stage_bytes(out, base, payload)
     try:
         for n in range(1, 10_000):
             target = out / (base if n == 1 else f"{stem}-{n}{ext}")
@@ -463,7 +430,7 @@ def _publish_exclusive(out: Path, base: str, payload: bytes) -> Path:
                     fp.write(payload)
                     fp.flush()
                     os.fsync(fp.fileno())
-            _fsync_dir(out)
+            fsync_dir(out)
             return target
         raise EnsembleError(f"{out}: could not find a free name for {base}")
     finally:

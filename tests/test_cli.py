@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from ensemble.cli import app
 from ensemble.data import read_split
 from ensemble.predfile import write_predictions
-from ensemble.workflow import PACKAGE_SAMPLE
+from ensemble.data import PACKAGE_SAMPLE
 
 runner = CliRunner()
 SAMPLE = PACKAGE_SAMPLE

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from ensemble import data
-from ensemble.data import Example, file_sha256, read_file, read_split
+from ensemble.data import Example, read_file, read_split
+from ensemble.files import file_sha256
 from ensemble.errors import EnsembleError
 from ensemble.tasks import SPLITS, TASKS
 

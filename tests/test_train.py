@@ -12,12 +12,13 @@ from torch import nn
 from ensemble import register as register_mod
 from ensemble import train as train_mod
 from ensemble.batches import collate, encode
-from ensemble.data import file_sha256, read_split
+from ensemble.data import read_split
+from ensemble.files import file_sha256
 from ensemble.errors import EnsembleError
 from ensemble.metrics import score
 from ensemble.model import WEIGHTS_FILE, load_model, outputs_to_predictions, task_loss
 from ensemble.register import register_model
-from ensemble.registry import Registry, sha256_file
+from ensemble.registry import Registry
 from ensemble.smart import SmartConfig, divergence, smart_loss
 from ensemble.tasks import TASKS
 from ensemble.train import TrainConfig, param_groups, train, training_step
@@ -264,7 +265,7 @@ def test_train_manifest_contents(trained, tiny_base):
         assert m["name"] == f"multi-sst+para+sts-s{cfg.seed}-e{m['training']['epoch']}"
         # weights are safetensors, listed and hashed in the manifest; no pickle anywhere
         w = c.model_dir / WEIGHTS_FILE
-        assert m["files"][f"model/{WEIGHTS_FILE}"]["sha256"] == sha256_file(w)
+        assert m["files"][f"model/{WEIGHTS_FILE}"]["sha256"] == file_sha256(w)
         with safe_open(str(w), framework="pt") as f:
             assert set(f.keys()) == set(model.state_dict())
         assert not [p for p in c.path.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
