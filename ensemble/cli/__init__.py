@@ -18,9 +18,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .data import resolve_data
-from .errors import EnsembleError
-from .tasks import TASK_NAMES, TASKS, parse_tasks
+from ..data import resolve_data
+from ..errors import EnsembleError
+from ..tasks import TASK_NAMES, TASKS, parse_tasks
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train multitask BERT candidates, keep them in a verified registry, build greedy per-task "
@@ -78,7 +78,7 @@ def fail(e: EnsembleError) -> None:
 
 
 def _registry(path: Path, create: bool = True):
-    from .registry import Registry
+    from ..registry import Registry
     return Registry(path, create=create)
 
 
@@ -130,8 +130,8 @@ def train(
     as_json: bool = JSON,
 ) -> None:
     """Fine-tune a multitask model; register every epoch that is best on dev for some task."""
-    from .train import TrainConfig
-    from .train import train as run_train
+    from ..train import TrainConfig
+    from ..train import train as run_train
 
     try:
         data_dir, sample = resolve_data(data)
@@ -305,7 +305,7 @@ def register(
     registry: Path = REGISTRY,
 ) -> None:
     """Add a model (its dev and test predictions are computed now) or predictions made elsewhere."""
-    from . import register as reg_mod
+    from .. import register as reg_mod
 
     try:
         data_dir, sample = resolve_data(data)
@@ -330,7 +330,7 @@ def register(
         else:
             if name and len(paths) > 1:
                 raise EnsembleError("--name applies to one PATH; several were given")
-            from .infer import TokenCache
+            from ..infer import TokenCache
             cache = TokenCache()   # each input file is tokenised once for all models sharing a tokenizer
             added = []
             for path in paths:     # one model in memory at a time
@@ -366,7 +366,7 @@ def select_cmd(
     as_json: bool = JSON,
 ) -> None:
     """Build each task's ensemble; show what each member adds and how much gain survives held out."""
-    from . import workflow
+    from .. import workflow
 
     try:
         if mode not in ("greedy", "caruana"):
@@ -435,7 +435,7 @@ def predict(
     as_json: bool = JSON,
 ) -> None:
     """Write the six leaderboard files from the ensemble's cached predictions (or run it on --input)."""
-    from . import workflow
+    from .. import workflow
 
     try:
         reg = _registry(registry)
@@ -473,7 +473,7 @@ def predict(
 def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder of leaderboard files."),
              data: Optional[Path] = DATA, as_json: bool = JSON) -> None:
     """Check leaderboard files against the data: header, ids, duplicates, values. Exit 1 on any problem."""
-    from .writer import format_problems, validate_dir
+    from ..writer import format_problems, validate_dir
 
     try:
         data_dir, sample = resolve_data(data)
@@ -499,7 +499,7 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
            include_source: Optional[Path] = typer.Option(None, help="Also zip this source tree's code, as the course zip does."),
            registry: Path = REGISTRY) -> None:
     """Validate, then zip the predictions with a manifest; never overwrites an earlier submission."""
-    from .writer import make_submission, score_dir
+    from ..writer import make_submission, score_dir
 
     try:
         data_dir, sample = resolve_data(data)
@@ -537,7 +537,7 @@ def pretrain(
     as_json: bool = JSON,
 ) -> None:
     """Further masked-language-model pretraining on the tasks' own text."""
-    from .pretrain import pretrain as run_pretrain
+    from ..pretrain import pretrain as run_pretrain
 
     try:
         data_dir, sample = resolve_data(data)
@@ -567,7 +567,7 @@ def bench_select(candidates: int = typer.Option(500), rows: int = typer.Option(2
                  steps: int = typer.Option(50, help="caruana: selection steps."),
                  as_json: bool = JSON) -> None:
     """Time selection on synthetic predictions against a plain re-averaging implementation."""
-    from .selector import bench_select as run
+    from ..selector import bench_select as run
 
     if mode not in ("greedy", "caruana", "both"):
         fail(EnsembleError(f"--mode {mode}: expected greedy, caruana or both"))
@@ -610,7 +610,7 @@ def bench_inference(base: str = typer.Option("minilm"), data: Optional[Path] = D
                                                                           "reported apart)."),
                     as_json: bool = JSON) -> None:
     """pipeline (default, batch 32) vs this tool's batched inference (fp32, bf16), with matmul peak and FLOPs."""
-    from . import bench
+    from .. import bench
 
     try:
         data_dir, sample = resolve_data(data)
@@ -632,7 +632,7 @@ def bench_random_base(out: Path = typer.Argument(..., help="New folder for the m
                       seed: int = typer.Option(0)) -> None:
     """Write a random BERT encoder of any size (default: BERT-base's) with MiniLM's uncased WordPiece
     tokenizer: a --base for speed measurements with no download (random weights predict nothing)."""
-    from . import bench
+    from .. import bench
 
     try:
         path = bench.make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
@@ -646,7 +646,7 @@ def bench_random_base(out: Path = typer.Argument(..., help="New folder for the m
 def bench_train(base: str = typer.Option("minilm"), data: Optional[Path] = DATA, steps: int = typer.Option(20),
                 batch_size: int = typer.Option(16), as_json: bool = JSON) -> None:
     """A training step of the tool (plain, SMART) vs a plain transformers loop on the same batches."""
-    from . import bench
+    from .. import bench
 
     try:
         data_dir, sample = resolve_data(data)
@@ -700,7 +700,7 @@ def run(
     as_json: bool = JSON,
 ) -> None:
     """Train the preset's candidates (resuming), select per task, write, validate and zip a submission."""
-    from . import runner
+    from .. import runner
 
     try:
         progress = RichProgress(as_json)

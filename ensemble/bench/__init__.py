@@ -47,15 +47,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .batches import Encoded, budget_batches, collate, encode, max_length_for, training_batches
-from .data import read_split
-from .errors import EnsembleError
-from .infer import autocast, check_precision, cpu_has_bf16, default_max_tokens, pick_device, predict_encoded
-from .metrics import round_predictions
-from .model import quiet_transformers as _quiet_transformers
-from .model import ModelConfig, MultitaskModel, load_base, outputs_to_predictions, resolve_base, task_loss
-from .progress import NULL
-from .tasks import TASK_NAMES, TASKS, get_task
+from ..batches import Encoded, budget_batches, collate, encode, max_length_for, training_batches
+from ..data import read_split
+from ..errors import EnsembleError
+from ..infer import autocast, check_precision, cpu_has_bf16, default_max_tokens, pick_device, predict_encoded
+from ..metrics import round_predictions
+from ..model import quiet_transformers as _quiet_transformers
+from ..model import ModelConfig, MultitaskModel, load_base, outputs_to_predictions, resolve_base, task_loss
+from ..progress import NULL
+from ..tasks import TASK_NAMES, TASKS, get_task
 
 FP32_TOLERANCE = 1e-4        # fp32 batched vs unbatched, max abs difference of the predictions
 BF16_MIN_AGREEMENT = 0.995   # bf16 vs fp32 argmax agreement on SST dev
@@ -80,7 +80,7 @@ def matmul_peak(device: torch.device | str = "cpu", precision: str = "fp32", siz
     Returns ``gflops``, ``n``, ``seconds``, ``method`` (of the best), ``torch_matmul_gflops`` and
     ``onednn_gflops`` (None where not measured).
     """
-    from .infer import _onednn_linear_ops
+    from ..infer import _onednn_linear_ops
 
     device = torch.device(device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -763,7 +763,7 @@ def inference_targets(rows: list[dict[str, Any]], accuracy: dict[str, Any], devi
 # -- training -------------------------------------------------------------------------------------
 def _optimizer_step_ms(base_path: str, cfg, device: torch.device, steps: int = 5) -> dict[str, float]:
     """Median AdamW step (ms) over the tool's parameter groups: as ``train`` builds it, and fused."""
-    from .train import param_groups
+    from ..train import param_groups
 
     bm, _ = load_base(base_path, cfg.hidden_dropout)
     m = MultitaskModel.from_base(ModelConfig("multi", TASK_NAMES, base=cfg.base), bm).to(device)
@@ -836,7 +836,7 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
     """
     from transformers import AutoModelForSequenceClassification
 
-    from .train import TrainConfig, make_optimizer, training_step
+    from ..train import TrainConfig, make_optimizer, training_step
 
     get_task(task)
     progress = progress or NULL
