@@ -1,0 +1,73 @@
+"""The ``bench`` commands: selection, inference and training speed, and random encoders to time."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..data import resolve_data
+from ..errors import EnsembleError
+from .options import CaruanaStepsOpt, DataOpt, JsonOpt
+from .progress import RichProgress
+from .render import console, print_bench, print_bench_select, print_json, sample_banner
+
+
+def select(candidates: int = 500, rows: int = 20000, seed: int = 0,
+           mode: str = typer.Option("greedy", help="greedy, caruana or both."),
+           steps: CaruanaStepsOpt = 50, as_json: JsonOpt = False) -> None:
+    """Time selection on synthetic predictions against a plain re-averaging implementation."""
+    from ..selector import bench_select  # lazy: keeps select/list/validate fast (bench code is loaded only here)
+
+    if mode not in ("greedy", "caruana", "both"):
+        raise EnsembleError(f"--mode {mode}: expected greedy, caruana or both")
+    result = bench_select(candidates, rows, seed=seed, mode=mode, steps=steps)
+    if as_json:
+        print_json(result, default=float)
+        return
+    print_bench_select(result, candidates, rows)
+
+
+def inference(base: str = "minilm", data: DataOpt = None,
+              quora_limit: Optional[int] = typer.Option(None, help="Use a seeded sample of N Quora dev pairs."),
+              compile: bool = typer.Option(False, "--compile", help="Also time torch.compile (compile time "
+                                                                    "reported apart)."),
+              as_json: JsonOpt = False) -> None:
+    """pipeline (default, batch 32) vs this tool's batched inference (fp32, bf16), with matmul peak and FLOPs."""
+    from .. import bench  # lazy: keeps select/list/validate fast
+
+    data_dir, sample = resolve_data(data)
+    sample_banner(sample)
+    result = bench.bench_inference(base=base, data_dir=data_dir, quora_limit=quora_limit, compile=compile,
+                                   progress=RichProgress(as_json))
+    if as_json:
+        print_json(result, default=float)
+        return
+    print_bench(result)
+
+
+def random_base(out: Path = typer.Argument(..., help="New folder for the model."),
+                layers: int = 12, hidden: int = 768, heads: int = 12,
+                intermediate: Optional[int] = typer.Option(None, help="Default: 4 x hidden."),
+                seed: int = 0) -> None:
+    """Write a random BERT encoder of any size (default: BERT-base's) with MiniLM's uncased WordPiece
+    tokenizer: a --base for speed measurements with no download (random weights predict nothing)."""
+    from .. import bench  # lazy: keeps select/list/validate fast
+
+    path = bench.make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
+    console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {path}; measure it with "
+                  f"`ensemble bench inference --base {path}`")
+
+
+def train(base: str = "minilm", data: DataOpt = None, steps: int = 20, batch_size: int = 16,
+          as_json: JsonOpt = False) -> None:
+    """A training step of the tool (plain, SMART) vs a plain transformers loop on the same batches."""
+    from .. import bench  # lazy: keeps select/list/validate fast
+
+    data_dir, sample = resolve_data(data)
+    sample_banner(sample)
+    result = bench.bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size)
+    if as_json:
+        print_json(result, default=float)
+        return
+    print_bench(result)

@@ -1,0 +1,70 @@
+"""Ensemble commands: ``select`` (build and save each task's ensemble) and ``predict`` (write its files)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import workflow
+from ..data import resolve_data
+from ..errors import EnsembleError
+from ..registry import Registry
+from ..tasks import parse_tasks
+from .options import ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt
+from .progress import RichProgress
+from .render import print_json, print_predicted, print_selection, sample_banner
+
+
+def select(
+    data: DataOpt = None,
+    registry: RegistryOpt = Path("checkpoints"),
+    mode: str = typer.Option("greedy", help="greedy (SPEC: best-first, join if dev does not drop) or caruana (with replacement)."),
+    max_size: Optional[int] = typer.Option(None, help="At most this many members per task."),
+    steps: CaruanaStepsOpt = 50,
+    repeats: int = typer.Option(20, help="Cross-fit repeats for the held-out estimate."),
+    seed: int = typer.Option(0, help="Seed of the cross-fit splits."),
+    tasks: str = ALL_TASKS,
+    name: Optional[str] = typer.Option(None, help="Name of the saved ensemble (default: ensemble-<mode>)."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Build each task's ensemble; show what each member adds and how much gain survives held out."""
+    if mode not in ("greedy", "caruana"):
+        raise EnsembleError(f"--mode {mode}: expected greedy or caruana")
+    data_dir, sample = resolve_data(data)
+    sample_banner(sample)
+    report = workflow.select(Registry(registry), data_dir, parse_tasks(tasks), mode, max_size, steps, repeats,
+                             seed, name, sample=sample)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    print_selection(report)
+
+
+def predict(
+    data: DataOpt = None,
+    out: Path = typer.Option(Path("predictions"), help="Folder for the leaderboard files."),
+    ensemble: Optional[str] = typer.Option(None, help="Saved ensemble name (default: the latest)."),
+    input: Optional[Path] = typer.Option(None, "--input", help="A new file in the course format to predict."),
+    task: Optional[str] = typer.Option(None, help="--input: its task (sst, para, sts)."),
+    precision: PrecisionOpt = "fp32",
+    compile: CompileOpt = False,
+    device: DeviceOpt = "auto",
+    registry: RegistryOpt = Path("checkpoints"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the six leaderboard files from the ensemble's cached predictions (or run it on --input)."""
+    reg = Registry(registry)
+    if input is not None:
+        if task is None:
+            raise EnsembleError("--input needs --task (sst, para or sts)")
+        result = workflow.predict_input(reg, input, task, out, ensemble, device, precision, RichProgress(as_json),
+                                        compile=compile)
+    else:
+        data_dir, sample = resolve_data(data)
+        sample_banner(sample)
+        result = workflow.predict(reg, data_dir, out, ensemble)
+    if as_json:
+        print_json(result)
+        return
+    print_predicted(result)

@@ -1,0 +1,61 @@
+"""Fixtures of the CLI tests: ``invoke`` (the app through typer's CliRunner), ``fake_predictions``
+(prediction files for the packaged sample) and ``registry_with_imports`` (three imported candidates)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ensemble.cli import app
+from ensemble.data import PACKAGE_SAMPLE as SAMPLE
+from ensemble.data import read_split
+from ensemble.predfile import write_predictions
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def _fake_predictions(folder: Path, quality: dict[str, float], seed: int, shuffle: bool = True) -> Path:
+    """Prediction files for the sample's dev and test ids: the truth blended with noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for task, q in quality.items():
+        for split in ("dev", "test"):
+            sp = read_split(SAMPLE, task, split)
+            n = len(sp)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            if task == "sst":
+                onehot = np.eye(5)[sp.labels] if sp.labelled else rng.dirichlet(np.ones(5), n)
+                v = q * onehot + (1 - q) * rng.dirichlet(np.ones(5), n)
+            elif task == "para":
+                y = sp.labels.astype(float) if sp.labelled else rng.random(n)
+                v = (q * y + (1 - q) * rng.random(n))[:, None]
+            else:
+                y = sp.labels if sp.labelled else rng.random(n) * 5
+                v = (q * y + (1 - q) * rng.random(n) * 5)[:, None]
+            write_predictions(folder / f"{task}-{split}.csv", task, [sp.ids[i] for i in order], v[order])
+    return folder
+
+
+@pytest.fixture
+def invoke():
+    """``invoke(*args)``: run ``ensemble ARGS`` (arguments str()-ed), exceptions not caught."""
+    return _invoke
+
+
+@pytest.fixture
+def fake_predictions():
+    return _fake_predictions
+
+
+@pytest.fixture
+def registry_with_imports(tmp_path):
+    reg = tmp_path / "reg"
+    for i, q in enumerate((0.6, 0.5, 0.4)):
+        d = _fake_predictions(tmp_path / f"p{i}", {"sst": q, "para": q, "sts": q}, seed=i)
+        r = _invoke("register", "--predictions", d, "--name", f"ext{i}", "--data", SAMPLE, "--registry", reg)
+        assert r.exit_code == 0, r.output
+    return reg

@@ -1,0 +1,41 @@
+"""train, pretrain and run on the packaged sample with a tiny model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ensemble.data import PACKAGE_SAMPLE as SAMPLE
+
+
+def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_dir, invoke):
+    """`ensemble run` end to end on the packaged sample; a second run skips every finished configuration."""
+    monkeypatch.chdir(tmp_path)
+    r = invoke("run", "--base", tiny_base_dir, "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output[r.output.index("{"):])
+    assert res["sample"] is True
+    assert len(res["trained"]) == 4 and res["skipped"] == []
+    assert Path(res["submission"]).exists()
+    assert invoke("validate", "predictions").exit_code == 0
+    n_cands = len(list((tmp_path / "checkpoints" / "candidates").iterdir()))
+    assert n_cands >= 4
+    r2 = invoke("run", "--base", tiny_base_dir, "--json")
+    res2 = json.loads(r2.output[r2.output.index("{"):])
+    assert res2["trained"] == [] and len(res2["skipped"]) == 4
+    assert len(list((tmp_path / "checkpoints" / "candidates").iterdir())) == n_cands
+    assert len(list((tmp_path / "submissions").glob("*.zip"))) == 2
+
+
+def test_pretrain_then_train_from_it_shows_provenance(tmp_path, tiny_base_dir, invoke):
+    """`ensemble pretrain` writes an encoder that `ensemble train --base` takes; `list` shows where it came from."""
+    out = tmp_path / "adapted"
+    r = invoke("pretrain", "--data", SAMPLE, "--base", tiny_base_dir, "--tasks", "sst", "--steps", "3",
+               "--batch-size", "8", "--checkpoint-every", "2", "--out", out, "--json")
+    assert r.exit_code == 0, r.output
+    prov = json.loads((out / "ensemble_pretrain.json").read_text())
+    assert prov["steps"] == 3 and "ids-sst-train.csv" in prov["data"]
+    reg = tmp_path / "reg"
+    r = invoke("train", "--data", SAMPLE, "--base", out, "--tasks", "sst", "--epochs", "1", "--registry", reg, "--json")
+    assert r.exit_code == 0, r.output
+    listed = json.loads(invoke("list", "--registry", reg, "--json").output)
+    assert listed[0]["base_provenance"]["steps"] == 3
