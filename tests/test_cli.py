@@ -319,7 +319,7 @@ def test_predict_dev_scores_equal_select_scores_exactly(tmp_path, monkeypatch, m
     for task, entry in sel["tasks"].items():
         assert pred["dev_scores"][task] == entry["ensemble_dev_score"], task
     # the written STS values are the selection's average, member order included, bit for bit
-    from ensemble.selector import ensemble_predictions
+    from ensemble.selection import ensemble_predictions
 
     dev = read_split(SAMPLE, "sts", "dev")
     cands = {c.id: c for c in Registry(reg).candidates()}

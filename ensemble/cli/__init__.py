@@ -567,7 +567,7 @@ def bench_select(candidates: int = typer.Option(500), rows: int = typer.Option(2
                  steps: int = typer.Option(50, help="caruana: selection steps."),
                  as_json: bool = JSON) -> None:
     """Time selection on synthetic predictions against a plain re-averaging implementation."""
-    from ..selector import bench_select as run
+    from ..bench.selection import bench_select as run
 
     if mode not in ("greedy", "caruana", "both"):
         fail(EnsembleError(f"--mode {mode}: expected greedy, caruana or both"))
