@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 
 from . import data as data_mod
-from . import selector
+from . import selection
 from .errors import EnsembleError
 from .metrics import score
 from .predfile import align_predictions
 from .files import atomic_write_bytes, file_sha256
 from .registry import Candidate, Registry, now_iso
-from .selector import ensemble_predictions, score_on
+from .selection import ensemble_predictions, score_on
 from .tasks import TASK_NAMES, TASKS
 
 # -- selection ----------------------------------------------------------------------------------
@@ -78,9 +78,9 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
         if not cand_preds:
             notes.append(f"{task}: no candidate has dev predictions; task left out of the ensemble")
             continue
-        inp = selector.TaskInput(task=task, dev_ids=split.ids, dev_labels=split.labels, candidates=cand_preds,
+        inp = selection.TaskInput(task=task, dev_ids=split.ids, dev_labels=split.labels, candidates=cand_preds,
                                  params=params)
-        sel = selector.select(inp, mode=mode, max_size=max_size, steps=steps, repeats=repeats, seed=seed)
+        sel = selection.select(inp, mode=mode, max_size=max_size, steps=steps, repeats=repeats, seed=seed)
         selections[task] = sel
         pred_hashes[task] = {}
         for cid in sel.weights:
@@ -178,7 +178,7 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
 # -- prediction ---------------------------------------------------------------------------------
 def _members(doc: dict[str, Any], task: str) -> dict[str, int]:
     """The task's weights in selection order (the saved ``members`` list), which is the order
-    :func:`ensemble.selector.ensemble_predictions` summed them in when ``select`` scored the ensemble.
+    :func:`ensemble.selection.ensemble_predictions` summed them in when ``select`` scored the ensemble.
     Ensembles saved before ``members`` existed fall back to id order."""
     entry = doc["tasks"][task]
     weights = {k: int(v) for k, v in entry["weights"].items()}

@@ -1,0 +1,52 @@
+"""Greedy selection (the SerBERTus report's method, the default mode).
+
+Candidates come best-first (own dev score; ties by secondary loss, then id). The first is the
+ensemble; each next candidate joins (weight 1) only if the equal-weight average with it scores
+``>=`` the current ensemble. ``max_size`` bounds the number of members; once reached, the rest are
+recorded as "max size reached".
+"""
+from __future__ import annotations
+
+from .checks import Budget
+from .keys import fmt_change, score_key
+from .pool import Pool
+from .results import Picked, Step
+
+
+def _verdict(key: float, cur_key: float, change: float) -> tuple[str, bool]:
+    if key > cur_key:
+        return f"improves by {fmt_change(change)}", True
+    if key == cur_key:
+        return "ties (kept: >=)", True
+    return f"lowers by {fmt_change(change)}", False
+
+
+def greedy(pool: Pool, order: list[int], budget: Budget) -> Picked:
+    """Greedy selection over ``order`` (pool indices, best-first)."""
+    own = pool.own_scores()
+    st = pool.empty_state()
+    members: list[int] = []
+    traj: list[Step] = []
+    cur = cur_key = None
+    for step, i in enumerate(order, 1):
+        cid, own_i = pool.ids[i], float(own[i])
+        if step == 1:
+            pool.add(st, i)
+            members.append(i)
+            cur, cur_key = own_i, score_key(pool.task, own_i)
+            traj.append(Step(step, cid, own_i, own_i, None, True, "best own score: starts the ensemble"))
+            continue
+        if budget.max_size is not None and len(members) >= budget.max_size:
+            traj.append(Step(step, cid, own_i, None, None, False, "max size reached"))
+            continue
+        s = pool.score_with(st, i)
+        key = score_key(pool.task, s)
+        change = 0.0 if key == cur_key else s - cur
+        reason, ok = _verdict(key, cur_key, change)
+        traj.append(Step(step, cid, own_i, s, change, ok, reason))
+        if ok:
+            pool.add(st, i)
+            members.append(i)
+            cur, cur_key = s, key
+    ids = [pool.ids[i] for i in members]
+    return Picked(ids, {cid: 1 for cid in ids}, traj, cur)
