@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble import predfile
 from ensemble.errors import EnsembleError
 from ensemble.predfile import (
     align_predictions,
@@ -201,7 +200,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(predfile.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         write_predictions(p, "para", ["a"], np.array([[0.75]]))
     assert p.read_bytes() == old

@@ -130,8 +130,8 @@ def train(
     as_json: bool = JSON,
 ) -> None:
     """Fine-tune a multitask model; register every epoch that is best on dev for some task."""
+    from ..register import train_into
     from ..train import TrainConfig
-    from ..train import train as run_train
 
     try:
         data_dir, sample = resolve_data(data)
@@ -144,7 +144,7 @@ def train(
                           smart_epsilon=smart_epsilon, seed=seed, limit=limit, max_length=max_length,
                           precision=precision)
         t0 = time.perf_counter()
-        result = run_train(cfg, data_dir, _registry(registry), device=device, progress=RichProgress(as_json))
+        result = train_into(_registry(registry), cfg, data_dir, device=device, progress=RichProgress(as_json))
         elapsed = time.perf_counter() - t0
     except EnsembleError as e:
         fail(e)
