@@ -42,6 +42,7 @@ __all__ = [
     "Split",
     "read_split",
     "read_file",
+    "read_utf8",
     "preprocess_single",
     "preprocess_pair",
     "input_path",
@@ -175,7 +176,8 @@ def read_file(
     """
     get_task(task)
     path = Path(path)
-    sha, text = _read_text(path, task)
+    raw, text = read_utf8(path, f"file not found; expected a {task} input file such as {TASKS[task].file_name('dev')}",
+                          "a UTF-8 tab-separated file", show_byte=True)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
     header, columns, labelled = _read_header(reader, path, task, labelled)
     examples, skipped = _read_rows(reader, path, task, header, columns)
@@ -183,7 +185,7 @@ def read_file(
         task=task,
         split=split if split is not None else _split_from_name(path, task),
         path=path,
-        sha256=sha,
+        sha256=hashlib.sha256(raw).hexdigest(),
         examples=examples,
         skipped_empty=len(skipped),
         skipped=skipped,
@@ -191,21 +193,21 @@ def read_file(
     )
 
 
-def _read_text(path: Path, task: str) -> tuple[str, str]:
-    """(sha256 of the bytes, the UTF-8 text without BOM)."""
+def read_utf8(path: Path, not_found: str, expected: str, show_byte: bool = False) -> tuple[bytes, str]:
+    """A text file's bytes and their UTF-8 text (BOM dropped). Errors name the file: ``not_found``
+    when it is missing; for bad UTF-8 the line (and, with ``show_byte``, the byte) and ``expected``."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise EnsembleError(f"{path}: file not found; expected a {task} input file such as "
-                            f"{TASKS[task].file_name('dev')}") from None
+        raise EnsembleError(f"{path}: {not_found}") from None
     except OSError as exc:
         raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     try:
-        text = raw.decode("utf-8-sig")
+        return raw, raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise EnsembleError(f"{path}:{line}: not valid UTF-8 text (byte {exc.start}); expected a UTF-8 tab-separated file") from None
-    return hashlib.sha256(raw).hexdigest(), text
+        byte = f" (byte {exc.start})" if show_byte else ""
+        raise EnsembleError(f"{path}:{line}: not valid UTF-8 text{byte}; expected {expected}") from None
 
 
 def _read_header(reader, path: Path, task: str, labelled: bool | None) -> tuple[list[str], tuple, bool]:

@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .data import read_utf8
 from .errors import EnsembleError
 from .files import atomic_write_bytes
 from .tasks import TASKS, get_task, is_plain_id
@@ -135,17 +136,7 @@ def read_predictions(path: str | Path, task: str) -> tuple[list[str], np.ndarray
 def _read_lines(path: Path, task: str) -> list[str]:
     """The file's lines (the last newline dropped), after checking its header is exactly the task's."""
     header = header_for(task)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise EnsembleError(f"{path}: prediction file not found; expected a CSV with header {header!r}") from None
-    except OSError as exc:
-        raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise EnsembleError(f"{path}:{line}: not valid UTF-8 text; expected a UTF-8 CSV") from None
+    _, text = read_utf8(path, f"prediction file not found; expected a CSV with header {header!r}", "a UTF-8 CSV")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble.errors import EnsembleError
 from ensemble.predfile import (
     align_predictions,
     check_ids,
@@ -16,15 +15,7 @@ from ensemble.predfile import (
     read_predictions,
     write_predictions,
 )
-
-
-def raises(parts: list[str], fn, *args, **kwargs) -> str:
-    with pytest.raises(EnsembleError) as ei:
-        fn(*args, **kwargs)
-    msg = str(ei.value)
-    for part in parts:
-        assert part in msg, f"{part!r} not in {msg!r}"
-    return msg
+from asserts import raises
 
 
 def put(tmp_path: Path, name: str, text: str) -> Path:
