@@ -28,14 +28,13 @@ import csv
 import hashlib
 import io
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .errors import EnsembleError
-from .files import file_sha256
 from .tasks import NUMBER, SPLITS, TASK_NAMES, TASKS, get_task
 
 __all__ = [
@@ -43,6 +42,7 @@ __all__ = [
     "Split",
     "read_split",
     "read_file",
+    "read_utf8",
     "preprocess_single",
     "preprocess_pair",
     "input_path",
@@ -113,9 +113,6 @@ def preprocess_pair(s: str) -> str:
     )
 
 
-
-
-
 def input_path(data_dir: str | Path, task: str, split: str) -> Path:
     """Path of the course input file for ``task`` and ``split`` inside ``data_dir``."""
     get_task(task)
@@ -178,22 +175,45 @@ def read_file(
     the course file name implies, else the file's stem.
     """
     get_task(task)
-    t = TASKS[task]
     path = Path(path)
+    raw, text = read_utf8(path, f"file not found; expected a {task} input file such as {TASKS[task].file_name('dev')}",
+                          "a UTF-8 tab-separated file", show_byte=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    header, columns, labelled = _read_header(reader, path, task, labelled)
+    examples, skipped = _read_rows(reader, path, task, header, columns)
+    return Split(
+        task=task,
+        split=split if split is not None else _split_from_name(path, task),
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        examples=examples,
+        skipped_empty=len(skipped),
+        skipped=skipped,
+        has_labels=bool(labelled),
+    )
+
+
+def read_utf8(path: Path, not_found: str, expected: str, show_byte: bool = False) -> tuple[bytes, str]:
+    """A text file's bytes and their UTF-8 text (BOM dropped). Errors name the file: ``not_found``
+    when it is missing; for bad UTF-8 the line (and, with ``show_byte``, the byte) and ``expected``."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise EnsembleError(f"{path}: file not found; expected a {task} input file such as {t.file_name('dev')}") from None
+        raise EnsembleError(f"{path}: {not_found}") from None
     except OSError as exc:
         raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    sha = hashlib.sha256(raw).hexdigest()
     try:
-        text = raw.decode("utf-8-sig")
+        return raw, raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise EnsembleError(f"{path}:{line}: not valid UTF-8 text (byte {exc.start}); expected a UTF-8 tab-separated file") from None
+        byte = f" (byte {exc.start})" if show_byte else ""
+        raise EnsembleError(f"{path}:{line}: not valid UTF-8 text{byte}; expected {expected}") from None
 
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+
+def _read_header(reader, path: Path, task: str, labelled: bool | None) -> tuple[list[str], tuple, bool]:
+    """The header row, the column indices (id, text a, text b or None, label or None) and
+    whether the rows are read with labels."""
+    t = TASKS[task]
     try:
         header = next(reader)
     except StopIteration:
@@ -201,7 +221,6 @@ def read_file(
                             + ", ".join(_text_columns(task))) from None
     except csv.Error as exc:
         raise EnsembleError(f"{path}:1: unreadable header ({exc})") from None
-
     names = [h.strip() for h in header]
     wanted = ["id", *_text_columns(task)]
     missing = [c for c in wanted if c not in names]
@@ -223,15 +242,21 @@ def read_file(
             f"{path}:1: header has no label column {t.label_column!r} (found {names!r}); "
             f"expected a labelled {task} file"
         )
+    columns = (names.index("id"), names.index(wanted[1]), names.index(wanted[2]) if t.pair else None,
+               names.index(t.label_column) if labelled else None)
+    return header, columns, labelled
 
+
+def _read_rows(reader, path: Path, task: str, header: list[str], columns: tuple) -> tuple[list[Example], list[tuple[int, str]]]:
+    """The examples, and the (line, id) of Quora rows skipped for an empty label.
+
+    The hot loop of reading (the Quora train file has hundreds of thousands of rows): no call per
+    row but the label parser's, so it stays in one piece."""
+    t = TASKS[task]
+    i_id, i_a, i_b, i_y = columns
     ncol = len(header)
-    i_id = names.index("id")
-    i_a = names.index(wanted[1])
-    i_b = names.index(wanted[2]) if t.pair else None
-    i_y = names.index(t.label_column) if labelled else None
     pre = preprocess_pair if t.pair else preprocess_single
     skip_empty = task == "para"
-
     examples: list[Example] = []
     skipped: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
@@ -242,12 +267,7 @@ def read_file(
             line = prev_end + 1
             prev_end = reader.line_num
             if len(row) != ncol:
-                if not row:
-                    raise EnsembleError(f"{path}:{line}: empty line; expected {ncol} tab-separated fields as in the header")
-                raise EnsembleError(
-                    f"{path}:{line}: {len(row)} tab-separated fields; expected {ncol} as in the header "
-                    f"({'|'.join(header)!r})"
-                )
+                _wrong_width(path, line, row, header)
             sid = row[i_id].lower().strip()
             if i_y is not None:
                 ytext = row[i_y]
@@ -265,23 +285,20 @@ def read_file(
             if not sid:
                 raise EnsembleError(f"{path}:{line}: field 'id' is empty; expected a unique example id")
             if sid in seen:
-                raise EnsembleError(
-                    f"{path}:{line}: id {sid!r} repeats line {seen[sid]}; expected each id once"
-                )
+                raise EnsembleError(f"{path}:{line}: id {sid!r} repeats line {seen[sid]}; expected each id once")
             seen[sid] = line
             append(Example(sid, pre(row[i_a]), pre(row[i_b]) if i_b is not None else None, y))
     except csv.Error as exc:
         raise EnsembleError(f"{path}:{reader.line_num}: malformed quoting ({exc}); expected tab-separated fields") from None
+    return examples, skipped
 
-    return Split(
-        task=task,
-        split=split if split is not None else _split_from_name(path, task),
-        path=path,
-        sha256=sha,
-        examples=examples,
-        skipped_empty=len(skipped),
-        skipped=skipped,
-        has_labels=bool(labelled),
+
+def _wrong_width(path: Path, line: int, row: list[str], header: list[str]) -> None:
+    ncol = len(header)
+    if not row:
+        raise EnsembleError(f"{path}:{line}: empty line; expected {ncol} tab-separated fields as in the header")
+    raise EnsembleError(
+        f"{path}:{line}: {len(row)} tab-separated fields; expected {ncol} as in the header ({'|'.join(header)!r})"
     )
 
 

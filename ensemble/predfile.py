@@ -15,15 +15,15 @@ Pure Python + numpy; a 20k-row file parses in a few tens of milliseconds.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from .data import read_utf8
 from .errors import EnsembleError
 from .files import atomic_write_bytes
-from .tasks import NUMBER, TASK_NAMES, TASKS, get_task, is_plain_id
+from .tasks import TASKS, get_task, is_plain_id
 
 __all__ = [
     "SUM_TOLERANCE",
@@ -39,7 +39,6 @@ SUM_TOLERANCE = 1e-3   # sst probability rows must sum to 1 within this
 _SHOW = 5              # ids shown in a missing/extra listing
 
 
-
 def prediction_file_name(task: str, split: str) -> str:
     """``sst-dev.csv``, ``para-test.csv``, ..."""
     get_task(task)
@@ -49,7 +48,6 @@ def prediction_file_name(task: str, split: str) -> str:
 def header_for(task: str) -> str:
     """The exact header line (without newline): ``id,p0,...`` / ``id,prob`` / ``id,score``."""
     return ",".join(("id", *get_task(task).prediction_columns))
-
 
 
 def _check_values(where: str, task: str, values: np.ndarray, first_line: int) -> None:
@@ -127,20 +125,18 @@ def read_predictions(path: str | Path, task: str) -> tuple[list[str], np.ndarray
     task's range (sst rows summing to 1), and that no id is empty or repeated; every error
     names the file and line.
     """
-    t = get_task(task)
+    get_task(task)
     path = Path(path)
+    lines = _read_lines(path, task)
+    ids, values = _parse_rows(path, task, lines)
+    _check_values(str(path), task, values, 2)
+    return ids, values
+
+
+def _read_lines(path: Path, task: str) -> list[str]:
+    """The file's lines (the last newline dropped), after checking its header is exactly the task's."""
     header = header_for(task)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise EnsembleError(f"{path}: prediction file not found; expected a CSV with header {header!r}") from None
-    except OSError as exc:
-        raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise EnsembleError(f"{path}:{line}: not valid UTF-8 text; expected a UTF-8 CSV") from None
+    _, text = read_utf8(path, f"prediction file not found; expected a CSV with header {header!r}", "a UTF-8 CSV")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -149,44 +145,47 @@ def read_predictions(path: str | Path, task: str) -> tuple[list[str], np.ndarray
     first = lines[0].rstrip("\r")
     if first != header:
         raise EnsembleError(f"{path}:1: header is {first!r}; expected exactly {header!r} (task {task})")
-    k = len(t.prediction_columns)
-    ncol = k + 1
+    return lines
+
+
+def _parse_rows(path: Path, task: str, lines: list[str]) -> tuple[list[str], np.ndarray]:
+    """Ids and values of the rows after the header (the hot loop: one function, no call per row)."""
+    columns = TASKS[task].prediction_columns
+    header = lines[0].rstrip("\r")
+    ncol = len(columns) + 1
     n = len(lines) - 1
     ids: list[str] = []
     rows: list[list[float]] = []
     seen: dict[str, int] = {}
-    append_id = ids.append
-    append_row = rows.append
     for ln in range(1, n + 1):
         parts = lines[ln].rstrip("\r").split(",")
         line = ln + 1
         if len(parts) != ncol:
             if parts == [""]:
                 raise EnsembleError(f"{path}:{line}: empty line; expected {ncol} comma-separated fields ({header})")
-            raise EnsembleError(
-                f"{path}:{line}: {len(parts)} comma-separated fields; expected {ncol} ({header})"
-            )
+            raise EnsembleError(f"{path}:{line}: {len(parts)} comma-separated fields; expected {ncol} ({header})")
         sid = parts[0].strip()
         if not sid:
             raise EnsembleError(f"{path}:{line}: field 'id' is empty; expected an example id")
         if sid in seen:
             raise EnsembleError(f"{path}:{line}: id {sid!r} repeats line {seen[sid]}; expected each id once")
         seen[sid] = line
-        append_id(sid)
+        ids.append(sid)
         try:
-            append_row([float(x) for x in parts[1:]])
+            rows.append([float(x) for x in parts[1:]])
         except ValueError:
-            for c, x in enumerate(parts[1:]):
-                try:
-                    float(x)
-                except ValueError:
-                    raise EnsembleError(
-                        f"{path}:{line}: column {t.prediction_columns[c]!r} is {x!r}; expected a number"
-                    ) from None
-            raise  # pragma: no cover
-    values = np.array(rows, dtype=np.float64).reshape(n, k)
-    _check_values(str(path), task, values, 2)
-    return ids, values
+            _not_a_number(path, line, parts[1:], columns)
+            raise  # pragma: no cover - float() refuses the same field twice
+    return ids, np.array(rows, dtype=np.float64).reshape(n, len(columns))
+
+
+def _not_a_number(path: Path, line: int, fields: list[str], columns) -> None:
+    """Raise naming the first field of the row that is not a number."""
+    for c, x in enumerate(fields):
+        try:
+            float(x)
+        except ValueError:
+            raise EnsembleError(f"{path}:{line}: column {columns[c]!r} is {x!r}; expected a number") from None
 
 
 def _listing(items: list[str]) -> str:

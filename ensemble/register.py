@@ -1,53 +1,89 @@
-"""Putting candidates into the registry: trained models, model folders, imported predictions.
+"""Putting candidates into the registry: trained models, model folders, imported predictions, and
+the keeper that turns training epochs into candidates.
 
 Every model candidate carries unrounded dev and test predictions computed by the one batched
 inference path (:mod:`ensemble.infer`), each bound to the sha256 of the data file it came from.
+torch is imported only where a model runs, so registering imported predictions stays light.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import data as data_mod
-from .data import load_splits
+from .candidate import MANIFEST, Candidate, prediction_entry
+from .data import Split, load_splits, read_split
 from .errors import EnsembleError
-from .metrics import score
-from .predfile import align_predictions, check_ids, read_predictions, write_predictions
 from .files import check_inside, refuse_pickles
+from .metrics import score
+from .predfile import align_predictions, check_ids, prediction_file_name, read_predictions, write_predictions
 from .progress import NULL, Progress
-from .registry import MANIFEST, Candidate, Registry, prediction_entry
+from .registry import Registry
 from .tasks import TASKS
 
+if TYPE_CHECKING:
+    from .model import ModelConfig
+    from .train import EpochOutput, TrainConfig, TrainResult, TrainRun
 
-def predict_into(stage: Path, model, tokenizer, tasks, splits: dict, device, precision: str = "fp32",
-                 cache=None, known: dict | None = None, progress: Progress = NULL,
-                 compile: bool = False) -> tuple[dict, dict]:
-    """Write ``predictions/<task>-<split>.csv`` into ``stage`` for every loaded split of the tasks.
+Loaded = dict[tuple[str, str], tuple[list[str], Any]]   # (task, split) -> (ids, unrounded values)
 
-    Returns the manifest's ``predictions`` and ``metrics`` sections. ``known`` holds
-    predictions already computed (dev evaluation during training), keyed like ``splits``.
-    """
-    from .infer import predict_split
 
-    known = known or {}
+# -- the candidate's contents -------------------------------------------------------------------
+def write_prediction_files(stage: Path, loaded: Loaded, splits: dict[tuple[str, str], Split]) -> tuple[dict, dict]:
+    """Write ``predictions/<task>-<split>.csv`` into ``stage`` for each loaded (task, split);
+    returns the manifest's ``predictions`` and ``metrics`` sections (metrics where labelled)."""
     preds_manifest: dict[str, dict] = {}
     metrics: dict[str, dict] = {}
     (stage / "predictions").mkdir(parents=True, exist_ok=True)
+    for (t, s), (ids, values) in sorted(loaded.items()):
+        write_predictions(stage / "predictions" / prediction_file_name(t, s), t, ids, values)
+        split = splits[(t, s)]
+        preds_manifest.setdefault(t, {})[s] = prediction_entry(t, s, split.path, split.sha256, len(ids))
+        if split.labelled:
+            metrics.setdefault(t, {})[s] = score(t, align_predictions(stage, ids, values, split.ids), split.labels)
+    return preds_manifest, metrics
+
+
+def predict_into(stage: Path, model, tokenizer, tasks, splits: dict, device, precision: str = "fp32",
+                 cache=None, known: Loaded | None = None, progress: Progress = NULL,
+                 compile: bool = False) -> tuple[dict, dict]:
+    """Predict every loaded split of the tasks and write the files (see :func:`write_prediction_files`).
+
+    ``known`` holds predictions already computed (dev evaluation during training), keyed like ``splits``.
+    """
+    from .infer import predict_split  # lazy: torch
+
+    known = known or {}
+    loaded: Loaded = {}
     for (t, s), split in sorted(splits.items()):
         if t not in tasks:
             continue
         if (t, s) in known:
-            ids, values = known[(t, s)]
+            loaded[(t, s)] = known[(t, s)]
         else:
             progress.start(f"predict {t} {s}", len(split))
-            ids, values = predict_split(model, tokenizer, split, device=device, precision=precision,
-                                        cache=cache, progress=progress, compile=compile)
-        write_predictions(stage / "predictions" / f"{t}-{s}.csv", t, ids, values)
-        preds_manifest.setdefault(t, {})[s] = prediction_entry(t, s, split.path, split.sha256, len(ids))
-        if split.labelled:
-            metrics.setdefault(t, {})[s] = score(t, values, split.labels)
-    return preds_manifest, metrics
+            loaded[(t, s)] = predict_split(model, tokenizer, split, device=device, precision=precision,
+                                           cache=cache, progress=progress, compile=compile)
+    return write_prediction_files(stage, loaded, splits)
+
+
+def model_manifest(name: str, config: ModelConfig, parameters: int, training: dict[str, Any] | None,
+                   precision: str, predictions: dict, metrics: dict, **extra: Any) -> dict[str, Any]:
+    """The manifest fields of a model candidate (the registry adds id, created, format, files)."""
+    return {
+        "name": name,
+        "kind": "model",
+        "architecture": config.name,
+        "tasks": list(config.tasks),
+        "parameters": parameters,
+        "model": {k: v for k, v in config.to_dict().items() if k != "encoder"},
+        "training": training,
+        "precision": precision,
+        "metrics": metrics,
+        "predictions": predictions,
+        **extra,
+    }
 
 
 def copy_model_dir(src: Path, dst: Path) -> None:
@@ -64,17 +100,12 @@ def copy_model_dir(src: Path, dst: Path) -> None:
             shutil.copyfile(p, dst / rel)
 
 
-def register_model(registry: Registry, path: Path, data_dir: Path, name: str | None = None,
-                   device=None, precision: str = "fp32", progress: Progress = NULL, cache=None,
-                   compile: bool = False) -> Candidate:
-    """Register a model folder (this tool's format) or a candidate exported from another registry,
-    running batched inference over the dev and test files of its tasks."""
-    import json
+# -- model folders ------------------------------------------------------------------------------
+def _model_source(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The model folder inside ``path`` (itself, or ``model/`` of an exported candidate) and the
+    exported candidate's manifest (empty for a plain model folder)."""
+    from .model import CONFIG_FILE  # lazy: torch
 
-    from .infer import check_precision, pick_device
-    from .model import CONFIG_FILE, load_model
-
-    path = Path(path)
     if not path.is_dir():
         raise EnsembleError(f"{path}: expected a candidate folder or a model folder")
     refuse_pickles(path)
@@ -85,7 +116,19 @@ def register_model(registry: Registry, path: Path, data_dir: Path, name: str | N
             f"{path}: neither a candidate folder (candidate.json + model/) nor a model folder ({CONFIG_FILE} + "
             "model.safetensors + tokenizer files); predictions from other code go in with --predictions"
         )
-    old = json.loads((path / MANIFEST).read_text()) if exported else {}
+    return model_src, json.loads((path / MANIFEST).read_text()) if exported else {}
+
+
+def register_model(registry: Registry, path: Path, data_dir: Path, name: str | None = None,
+                   device=None, precision: str = "fp32", progress: Progress = NULL, cache=None,
+                   compile: bool = False) -> Candidate:
+    """Register a model folder (this tool's format) or a candidate exported from another registry,
+    running batched inference over the dev and test files of its tasks."""
+    from .infer import check_precision, pick_device  # lazy: torch
+    from .model import load_model  # lazy: torch
+
+    path = Path(path)
+    model_src, old = _model_source(path)
     device = pick_device(device)
     check_precision(precision, device)
     model, tokenizer = load_model(model_src, device)
@@ -96,21 +139,35 @@ def register_model(registry: Registry, path: Path, data_dir: Path, name: str | N
         copy_model_dir(model_src, stage / "model")
         preds, metrics = predict_into(stage, model, tokenizer, tasks, splits, device, precision, cache,
                                       progress=progress, compile=compile)
-        return {
-            "name": name or old.get("name") or path.name,
-            "kind": "model",
-            "architecture": model.config.name,
-            "tasks": tasks,
-            "parameters": model.num_parameters(),
-            "model": {k: v for k, v in model.config.to_dict().items() if k != "encoder"},
-            "training": old.get("training"),
-            "source": {"registered_from": str(path.resolve()), "previous_id": old.get("id")},
-            "precision": precision,
-            "metrics": metrics,
-            "predictions": preds,
-        }
+        return model_manifest(name or old.get("name") or path.name, model.config, model.num_parameters(),
+                              old.get("training"), precision, preds, metrics,
+                              source={"registered_from": str(path.resolve()), "previous_id": old.get("id")})
 
     return registry.add(build)
+
+
+# -- predictions made by other code -------------------------------------------------------------
+def _find_prediction_files(pred_dir: Path) -> dict[tuple[str, str], Path]:
+    """The ``<task>-<split>.csv`` files in ``pred_dir``; every task found needs its dev file."""
+    if not pred_dir.is_dir():
+        raise EnsembleError(f"--predictions {pred_dir}: expected a folder of <task>-<split>.csv files")
+    found: dict[tuple[str, str], Path] = {}
+    for t in TASKS:
+        for s in ("dev", "test"):
+            p = pred_dir / prediction_file_name(t, s)
+            if p.exists():
+                check_inside(pred_dir, p, "prediction file")
+                found[(t, s)] = p
+    if not found:
+        raise EnsembleError(
+            f"--predictions {pred_dir}: no prediction files; expected files named <task>-<split>.csv "
+            "(sst-dev.csv, sst-test.csv, para-dev.csv, para-test.csv, sts-dev.csv, sts-test.csv)"
+        )
+    for t in TASKS:
+        if (t, "test") in found and (t, "dev") not in found:
+            raise EnsembleError(f"{found[(t, 'test')]}: has no matching {prediction_file_name(t, 'dev')}; "
+                                "dev predictions are needed to select")
+    return found
 
 
 def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir: Path,
@@ -120,41 +177,17 @@ def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir
     Each file's ids must be exactly those of the matching course file; every task found needs
     its dev file. Errors name the file and line."""
     pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise EnsembleError(f"--predictions {pred_dir}: expected a folder of <task>-<split>.csv files")
-    found: dict[tuple[str, str], Path] = {}
-    for t in TASKS:
-        for s in ("dev", "test"):
-            p = pred_dir / f"{t}-{s}.csv"
-            if p.exists():
-                check_inside(pred_dir, p, "prediction file")
-                found[(t, s)] = p
-    if not found:
-        raise EnsembleError(
-            f"--predictions {pred_dir}: no prediction files; expected files named <task>-<split>.csv "
-            "(sst-dev.csv, sst-test.csv, para-dev.csv, para-test.csv, sts-dev.csv, sts-test.csv)"
-        )
+    found = _find_prediction_files(pred_dir)
     tasks = sorted({t for t, _ in found}, key=list(TASKS).index)
-    for t in tasks:
-        if (t, "dev") not in found:
-            raise EnsembleError(f"{pred_dir / f'{t}-test.csv'}: has no matching {t}-dev.csv; dev predictions are needed to select")
-    splits = {k: data_mod.read_split(data_dir, *k) for k in found}
-    loaded = {}
+    splits = {k: read_split(data_dir, *k) for k in found}
+    loaded: Loaded = {}
     for k, p in found.items():
         ids, values = read_predictions(p, k[0])
         check_ids(p, ids, splits[k].ids)
         loaded[k] = (ids, values)
 
     def build(stage: Path) -> dict[str, Any]:
-        preds_manifest: dict[str, dict] = {}
-        metrics: dict[str, dict] = {}
-        (stage / "predictions").mkdir()
-        for (t, s), (ids, values) in sorted(loaded.items()):
-            write_predictions(stage / "predictions" / f"{t}-{s}.csv", t, ids, values)
-            split = splits[(t, s)]
-            preds_manifest.setdefault(t, {})[s] = prediction_entry(t, s, split.path, split.sha256, len(ids))
-            if split.labelled:
-                metrics.setdefault(t, {})[s] = score(t, align_predictions(stage, ids, values, split.ids), split.labels)
+        preds_manifest, metrics = write_prediction_files(stage, loaded, splits)
         return {"name": name, "kind": "predictions", "architecture": "external", "tasks": tasks,
                 "parameters": parameters, "source": {"registered_from": str(pred_dir.resolve())},
                 "metrics": metrics, "predictions": preds_manifest}
@@ -162,12 +195,13 @@ def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir
     return registry.add(build)
 
 
+# -- stale predictions --------------------------------------------------------------------------
 def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, device=None,
             precision: str = "fp32", progress: Progress = NULL, force: bool = False,
             compile: bool = False) -> list[tuple[Candidate, list[str]]]:
     """Recompute the cached predictions of stale model candidates (or all named ones with force)."""
-    from .infer import TokenCache, check_precision, pick_device
-    from .model import load_model
+    from .infer import TokenCache, check_precision, pick_device  # lazy: torch
+    from .model import load_model  # lazy: torch
 
     device = pick_device(device)
     check_precision(precision, device)
@@ -199,3 +233,64 @@ def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, d
         done.append((registry.update(cand.id, build), stale))
         del model
     return done
+
+
+# -- training epochs into candidates ------------------------------------------------------------
+class EpochKeeper:
+    """Turns training epochs into candidates: an epoch best on dev for some task so far is
+    registered (its model, dev predictions and freshly computed test predictions); a candidate of
+    the run no longer best for any task is removed; :meth:`finish` marks the survivors complete."""
+
+    def __init__(self, registry: Registry, progress: Progress = NULL):
+        self.registry = registry
+        self.progress = progress
+        self.holders: dict[str, str] = {}           # task -> candidate id currently best for it
+
+    def keep(self, run: TrainRun, epoch: EpochOutput) -> None:
+        improved = epoch.result.best_for
+        if not improved:
+            return
+        cand = self.registry.add(lambda stage: self._build(run, epoch, stage))
+        epoch.result.candidate = cand.id
+        superseded = {self.holders[t] for t in improved if t in self.holders}
+        for t in improved:
+            self.holders[t] = cand.id
+        for cid in superseded - set(self.holders.values()):
+            self.registry.remove(cid)   # no longer best for any task of this run
+
+    def _build(self, run: TrainRun, epoch: EpochOutput, stage: Path) -> dict[str, Any]:
+        cfg = run.config
+        epoch.save(stage / "model")
+        preds, metrics = predict_into(stage, epoch.model, epoch.tokenizer, cfg.tasks, run.splits, run.device,
+                                      run.precision, cache=run.cache, known=epoch.dev_predictions,
+                                      progress=self.progress)
+        self.progress.stop()
+        training = {"config": cfg.to_dict(), "epoch": epoch.result.epoch, "run_id": run.run_id,
+                    "fingerprint": run.fingerprint, "data": run.data, "best_for": epoch.result.best_for,
+                    "run_complete": False, "base_provenance": run.base_provenance}
+        return model_manifest(f"{cfg.run_name}-e{epoch.result.epoch}", run.model_config, run.parameters, training,
+                              run.precision, preds, metrics)
+
+    def finish(self, tasks) -> list[str]:
+        """Mark the run's surviving candidates complete, each with the tasks it is best for."""
+        final = sorted(set(self.holders.values()))
+        for cid in final:
+            held = [t for t in tasks if self.holders.get(t) == cid]
+
+            def mark(m: dict[str, Any], held=held) -> None:
+                m["training"]["run_complete"] = True
+                m["training"]["best_for"] = held
+            self.registry.update_manifest(cid, mark)
+        return final
+
+
+def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str | None = None,
+               progress: Progress = NULL) -> TrainResult:
+    """Train ``cfg`` and register every epoch that is best on dev for some task (the CLI's and
+    runner's one entry point to training)."""
+    from .train import train  # lazy: torch
+
+    keeper = EpochKeeper(registry, progress)
+    result = train(cfg, data_dir, keeper.keep, registry.new_id(), device=device, progress=progress)
+    result.candidates = keeper.finish(cfg.tasks)
+    return result

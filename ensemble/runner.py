@@ -11,10 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from . import workflow
+from .data import load_splits, resolve_data, split_hashes
 from .errors import EnsembleError
+from .progress import NULL, Progress
+from .register import train_into
 from .registry import Registry
 from .tasks import TASK_NAMES
 from .train import TrainConfig
+from .writer import format_problems, make_submission, validate_dir
 
 
 def quick_preset(base: str) -> list[TrainConfig]:
@@ -53,13 +58,7 @@ PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {
 
 
 def run(data: Path | None, base: str | None, preset: str, registry: Path, out: Path, submissions: Path,
-        device: str | None = None, progress=None, on_trained=None, on_message=None) -> dict[str, Any]:
-    from . import workflow
-    from .data import load_splits, resolve_data, split_hashes
-    from .progress import NULL
-    from .train import train
-    from .writer import format_problems, make_submission, validate_dir
-
+        device: str | None = None, progress: Progress | None = None, on_trained=None, on_message=None) -> dict[str, Any]:
     t0 = time.perf_counter()
     say = on_message or (lambda m: None)
     progress = progress or NULL
@@ -74,23 +73,7 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     if sample:  # the sample is tiny: train on all of it, for more epochs
         configs = [replace(c, limit=None, epochs=max(c.epochs, 3)) for c in configs]
     reg = Registry(registry)
-    trained, skipped = [], []
-    for i, cfg in enumerate(configs, 1):
-        fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
-        same = [c for c in reg.candidates() if (c.manifest.get("training") or {}).get("fingerprint") == fp]
-        if same and all(c.manifest["training"].get("run_complete") for c in same):
-            skipped.append(cfg.run_name)
-            say(f"[{i}/{len(configs)}] {cfg.run_name}: already in the registry ({', '.join(c.id for c in same)}); skipped")
-            continue
-        for c in same:   # an interrupted run of this configuration: redo it
-            reg.remove(c.id)
-        say(f"[{i}/{len(configs)}] training {cfg.run_name}")
-        t1 = time.perf_counter()
-        result = train(cfg, data_dir, reg, device=device, progress=progress)
-        progress.stop()
-        trained.append(result.to_dict())
-        if on_trained:
-            on_trained(result, time.perf_counter() - t1)
+    trained, skipped = _train_all(reg, configs, data_dir, device, progress, on_trained, say)
     report = workflow.select(reg, data_dir, TASK_NAMES, "greedy", name=f"run-{preset}", sample=sample)
     pred = workflow.predict(reg, data_dir, out, report.name)
     problems = validate_dir(out, data_dir)
@@ -104,3 +87,27 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     return {"selection": report, "trained": trained, "skipped": skipped, "written": pred["written"],
             "dev_scores": pred["dev_scores"], "submission": str(zip_path), "sample": sample,
             "seconds": time.perf_counter() - t0}
+
+
+def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device: str | None, progress: Progress,
+               on_trained, say) -> tuple[list[dict[str, Any]], list[str]]:
+    """Train each configuration into the registry, skipping runs already finished on the same data
+    and redoing interrupted ones; returns (the trained runs' results, the skipped run names)."""
+    trained, skipped = [], []
+    for i, cfg in enumerate(configs, 1):
+        fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
+        same = [c for c in reg.candidates() if (c.manifest.get("training") or {}).get("fingerprint") == fp]
+        if same and all(c.manifest["training"].get("run_complete") for c in same):
+            skipped.append(cfg.run_name)
+            say(f"[{i}/{len(configs)}] {cfg.run_name}: already in the registry ({', '.join(c.id for c in same)}); skipped")
+            continue
+        for c in same:   # an interrupted run of this configuration: redo it
+            reg.remove(c.id)
+        say(f"[{i}/{len(configs)}] training {cfg.run_name}")
+        t1 = time.perf_counter()
+        result = train_into(reg, cfg, data_dir, device=device, progress=progress)
+        progress.stop()
+        trained.append(result.to_dict())
+        if on_trained:
+            on_trained(result, time.perf_counter() - t1)
+    return trained, skipped

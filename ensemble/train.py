@@ -1,5 +1,5 @@
-"""Multitask fine-tuning: every option of the method, each epoch evaluated on dev, the best epochs
-registered as candidates.
+"""Multitask fine-tuning: every option of the method, each epoch evaluated on dev and handed to the
+caller (``on_epoch``); :func:`ensemble.register.train_into` turns the best epochs into candidates.
 
 One batch holds one task; the batches of all tasks are shuffled together (no weighting by dataset
 size). AdamW with layer-wise learning-rate decay: the top encoder layer gets the base rate, each
@@ -14,22 +14,36 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from .batches import encode, max_length_for, training_batches
+from .batches import Encoded, encode, max_length_for, training_batches
+from .data import Split, load_splits, split_hashes
 from .errors import EnsembleError
 from .infer import TokenCache, autocast, pick_device, predict_encoded
 from .metrics import score
 from .model import ModelConfig, MultitaskModel, load_base, resolve_base, save_model, task_loss
-from .data import load_splits, split_hashes
 from .progress import NULL, Progress
-from .register import predict_into
-from .registry import Registry
 from .smart import SmartConfig, smart_loss
 from .tasks import TASK_NAMES, TASKS
+
+
+_CHECKS: tuple[tuple[Callable[["TrainConfig"], bool], str], ...] = (
+    (lambda c: c.lr > 0, "--lr must be > 0"), (lambda c: c.epochs >= 1, "--epochs must be >= 1"),
+    (lambda c: c.batch_size >= 1, "--batch-size must be >= 1"),
+    (lambda c: c.weight_decay >= 0, "--weight-decay must be >= 0"),
+    (lambda c: 0 < c.layer_decay <= 1, "--layer-decay must be in (0, 1]"),
+    (lambda c: c.head_lr_mult > 0, "--head-lr-mult must be > 0"),
+    (lambda c: c.embed_lr_mult >= 0, "--embed-lr-mult must be >= 0"),
+    (lambda c: 0 <= c.head_dropout < 1, "--head-dropout must be in [0, 1)"),
+    (lambda c: 0 <= c.hidden_dropout < 1, "--hidden-dropout must be in [0, 1)"),
+    (lambda c: c.smart_weight >= 0, "--smart-weight must be >= 0"),
+    (lambda c: c.smart_steps >= 1, "--smart-steps must be >= 1"),
+    (lambda c: c.limit is None or c.limit >= 1, "--limit must be >= 1"),
+    (lambda c: c.precision in ("auto", "fp32", "bf16", "fp16"), "--precision: expected auto, fp32, bf16 or fp16"),
+)
 
 
 @dataclass
@@ -59,17 +73,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
-        checks = [
-            (self.lr > 0, "--lr must be > 0"), (self.epochs >= 1, "--epochs must be >= 1"),
-            (self.batch_size >= 1, "--batch-size must be >= 1"), (self.weight_decay >= 0, "--weight-decay must be >= 0"),
-            (0 < self.layer_decay <= 1, "--layer-decay must be in (0, 1]"), (self.head_lr_mult > 0, "--head-lr-mult must be > 0"),
-            (self.embed_lr_mult >= 0, "--embed-lr-mult must be >= 0"), (0 <= self.head_dropout < 1, "--head-dropout must be in [0, 1)"),
-            (0 <= self.hidden_dropout < 1, "--hidden-dropout must be in [0, 1)"), (self.smart_weight >= 0, "--smart-weight must be >= 0"),
-            (self.smart_steps >= 1, "--smart-steps must be >= 1"), (self.limit is None or self.limit >= 1, "--limit must be >= 1"),
-            (self.precision in ("auto", "fp32", "bf16", "fp16"), "--precision: expected auto, fp32, bf16 or fp16"),
-        ]
-        for ok, msg in checks:
-            if not ok:
+        for ok, msg in _CHECKS:
+            if not ok(self):
                 raise EnsembleError(msg)
 
     @property
@@ -144,14 +149,44 @@ class TrainResult:
     run_id: str
     parameters: int
     epochs: list[EpochResult]
-    candidates: list[str]
     skipped_empty: dict[str, int]
     device: str
+    candidates: list[str] = field(default_factory=list)   # filled in by the keeper (ensemble.register)
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "run_id": self.run_id, "parameters": self.parameters,
                 "epochs": [asdict(e) for e in self.epochs], "candidates": self.candidates,
                 "skipped_empty": self.skipped_empty, "device": self.device}
+
+
+@dataclass
+class TrainRun:
+    """What a training run is, fixed before its first epoch: what a keeper records with each epoch."""
+    config: TrainConfig
+    run_id: str
+    model_config: ModelConfig
+    parameters: int
+    fingerprint: str
+    data: dict[str, str]                       # course file name -> sha256
+    base_provenance: dict[str, Any] | None     # the base's ensemble_pretrain.json, if any
+    splits: dict[tuple[str, str], Split]       # the dev and test files (predicted for each kept epoch)
+    device: torch.device
+    precision: str
+    cache: TokenCache                          # dev and test tokenised once for the whole run
+
+
+@dataclass
+class EpochOutput:
+    """What one epoch produced: its result (losses, dev scores, the tasks it is best for so far),
+    its dev predictions keyed ``(task, "dev") -> (ids, values)``, and the model itself, which
+    :meth:`save` writes as a model folder."""
+    result: EpochResult
+    dev_predictions: dict[tuple[str, str], tuple[list[str], np.ndarray]]
+    model: MultitaskModel
+    tokenizer: Any
+
+    def save(self, folder: Path) -> None:
+        save_model(self.model, self.tokenizer, folder)
 
 
 def training_step(model: MultitaskModel, batch, smart_cfg: SmartConfig, device: torch.device, precision: str,
@@ -170,12 +205,40 @@ def training_step(model: MultitaskModel, batch, smart_cfg: SmartConfig, device: 
     return total, float(loss.detach())
 
 
-def train(cfg: TrainConfig, data_dir: Path, registry: Registry, device: str | None = None,
-          progress: Progress = NULL, register: bool = True) -> TrainResult:
-    data_dir = Path(data_dir)
+def train(cfg: TrainConfig, data_dir: Path, on_epoch: Callable[[TrainRun, EpochOutput], None], run_id: str,
+          device: str | None = None, progress: Progress = NULL) -> TrainResult:
+    """Fine-tune for ``cfg.epochs`` epochs, calling ``on_epoch(run, output)`` after each one's dev
+    evaluation (the keeper that registers candidates is :func:`ensemble.register.train_into`)."""
     dev = pick_device(device)
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if dev.type == "cuda" else "fp32")
     torch.manual_seed(cfg.seed)
+    splits, skipped = _load_data(cfg, Path(data_dir), progress)
+    model, tokenizer, provenance = _build_model(cfg, dev)
+    max_len = max_length_for(tokenizer, model.encoder_config, cfg.max_length)
+    train_enc = {t: encode(tokenizer, splits[(t, "train")], max_len, both_orders=TASKS[t].pair) for t in cfg.tasks}
+    cache = TokenCache()   # dev and test are tokenised once for the whole run
+    dev_enc = {t: cache.get(tokenizer, splits[(t, "dev")], max_len) for t in cfg.tasks}
+    optimizer = make_optimizer(model, cfg)
+    data_hashes = split_hashes(splits)
+    run = TrainRun(cfg, run_id, model.config, model.num_parameters(), cfg.fingerprint(data_hashes), data_hashes,
+                   provenance, {k: v for k, v in splits.items() if k[1] in ("dev", "test")}, dev, precision, cache)
+    best: dict[str, float] = {t: -np.inf for t in cfg.tasks}
+    epochs: list[EpochResult] = []
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for epoch in range(1, cfg.epochs + 1):
+        losses, seconds, tokens = _train_epoch(model, optimizer, cfg, epoch, train_enc, dev, precision, gen, progress)
+        dev_preds, dev_scores = _evaluate(model, dev_enc, splits, dev, precision, progress)
+        improved = [t for t in cfg.tasks if dev_scores[t] > best[t]]
+        for t in improved:
+            best[t] = dev_scores[t]
+        result = EpochResult(epoch, losses, dev_scores, seconds, tokens, best_for=improved)
+        on_epoch(run, EpochOutput(result, dev_preds, model, tokenizer))
+        epochs.append(result)
+    return TrainResult(cfg, run_id, run.parameters, epochs, skipped, str(dev))
+
+
+def _load_data(cfg: TrainConfig, data_dir: Path, progress: Progress) -> tuple[dict[tuple[str, str], Split], dict[str, int]]:
+    """The train, dev and test files of the tasks (train cut to ``cfg.limit``), and the rows skipped."""
     splits = load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))
     skipped = {f"{t}-{s}": sp.skipped_empty for (t, s), sp in splits.items() if sp.skipped_empty}
     for k, v in skipped.items():
@@ -184,106 +247,58 @@ def train(cfg: TrainConfig, data_dir: Path, registry: Registry, device: str | No
         for t in cfg.tasks:
             sp = splits[(t, "train")]
             sp.examples = sp.examples[: cfg.limit]
-    data_hashes = split_hashes(splits)
+    return splits, skipped
 
+
+def _build_model(cfg: TrainConfig, dev: torch.device) -> tuple[MultitaskModel, Any, dict[str, Any] | None]:
+    """The model over the pretrained base, on ``dev``; its tokenizer; the base's pretraining record."""
     base_path = resolve_base(cfg.base)
     base_model, tokenizer = load_base(base_path, cfg.hidden_dropout)
     mcfg = ModelConfig(cfg.architecture, cfg.tasks, cfg.task_layers, cfg.head_dropout, cfg.hidden_dropout, base=cfg.base,
                        max_length=cfg.max_length)
     model = MultitaskModel.from_base(mcfg, base_model)
-    provenance = None
     prov_file = Path(base_path) / "ensemble_pretrain.json"
-    if prov_file.is_file():
-        provenance = json.loads(prov_file.read_text())
+    provenance = json.loads(prov_file.read_text()) if prov_file.is_file() else None
     model.to(dev)
-    n_params = model.num_parameters()
-    max_len = max_length_for(tokenizer, model.encoder_config, cfg.max_length)
-    train_enc = {t: encode(tokenizer, splits[(t, "train")], max_len, both_orders=TASKS[t].pair) for t in cfg.tasks}
-    cache = TokenCache()   # dev and test are tokenised once for the whole run
-    dev_enc = {t: cache.get(tokenizer, splits[(t, "dev")], max_len) for t in cfg.tasks}
+    return model, tokenizer, provenance
 
-    optimizer = make_optimizer(model, cfg)
-    run_id = Registry.new_id()
-    fingerprint = cfg.fingerprint(data_hashes)
-    best: dict[str, float] = {t: -np.inf for t in cfg.tasks}
-    holders: dict[str, str] = {}           # task -> candidate id currently best for it
-    epochs: list[EpochResult] = []
-    gen = torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(1, cfg.epochs + 1):
-        rng = np.random.default_rng([cfg.seed, epoch])
-        batches = [b for t in cfg.tasks for b in training_batches(train_enc[t], cfg.batch_size, rng)]
-        order = rng.permutation(len(batches))
-        model.train()
-        t0 = time.perf_counter()
-        sums = {t: 0.0 for t in cfg.tasks}
-        counts = {t: 0 for t in cfg.tasks}
-        tokens = 0
-        progress.start(f"epoch {epoch}/{cfg.epochs}", len(batches))
-        for i in order:
-            batch = batches[i].to(dev, non_blocking=dev.type == "cuda")
-            total, task_l = training_step(model, batch, cfg.smart, dev, precision, gen)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            sums[batch.task] += task_l
-            counts[batch.task] += 1
-            tokens += batch.n_tokens
-            progress.advance(1, task=batch.task, loss=sums[batch.task] / counts[batch.task])
+
+def _train_epoch(model: MultitaskModel, optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int,
+                 train_enc: dict[str, Encoded], dev: torch.device, precision: str, gen: torch.Generator,
+                 progress: Progress) -> tuple[dict[str, float], float, int]:
+    """One pass over every task's batches, shuffled together; returns (mean loss per task, seconds, tokens)."""
+    rng = np.random.default_rng([cfg.seed, epoch])
+    batches = [b for t in cfg.tasks for b in training_batches(train_enc[t], cfg.batch_size, rng)]
+    order = rng.permutation(len(batches))
+    model.train()
+    t0 = time.perf_counter()
+    sums = {t: 0.0 for t in cfg.tasks}
+    counts = {t: 0 for t in cfg.tasks}
+    tokens = 0
+    progress.start(f"epoch {epoch}/{cfg.epochs}", len(batches))
+    for i in order:
+        batch = batches[i].to(dev, non_blocking=dev.type == "cuda")
+        total, task_l = training_step(model, batch, cfg.smart, dev, precision, gen)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        sums[batch.task] += task_l
+        counts[batch.task] += 1
+        tokens += batch.n_tokens
+        progress.advance(1, task=batch.task, loss=sums[batch.task] / counts[batch.task])
+    progress.stop()
+    seconds = time.perf_counter() - t0
+    return {t: sums[t] / max(counts[t], 1) for t in cfg.tasks}, seconds, tokens
+
+
+def _evaluate(model: MultitaskModel, dev_enc: dict[str, Encoded], splits: dict[tuple[str, str], Split],
+              dev: torch.device, precision: str, progress: Progress):
+    """Dev predictions ``(task, "dev") -> (ids, values)`` and dev scores per task."""
+    dev_preds, dev_scores = {}, {}
+    for t, enc in dev_enc.items():
+        progress.start(f"dev {t}", len(enc))
+        p = predict_encoded(model, enc, dev, precision, progress=progress)
         progress.stop()
-        seconds = time.perf_counter() - t0
-        dev_preds, dev_scores = {}, {}
-        for t in cfg.tasks:
-            progress.start(f"dev {t}", len(dev_enc[t]))
-            p = predict_encoded(model, dev_enc[t], dev, precision, progress=progress)
-            progress.stop()
-            dev_preds[(t, "dev")] = (dev_enc[t].ids, p)
-            dev_scores[t] = score(t, p, splits[(t, "dev")].labels)
-        improved = [t for t in cfg.tasks if dev_scores[t] > best[t]]
-        result = EpochResult(epoch, {t: sums[t] / max(counts[t], 1) for t in cfg.tasks}, dev_scores, seconds, tokens,
-                             best_for=improved)
-        for t in improved:
-            best[t] = dev_scores[t]
-        if improved and register:
-            cand = _register_epoch(registry, model, tokenizer, cfg, mcfg, splits, dev_preds, dev, precision, epoch,
-                                   run_id, fingerprint, data_hashes, improved, n_params, provenance, progress, cache)
-            result.candidate = cand.id
-            superseded = {holders[t] for t in improved if t in holders}
-            for t in improved:
-                holders[t] = cand.id
-            for cid in superseded - set(holders.values()):
-                registry.remove(cid)   # no longer best for any task of this run
-        epochs.append(result)
-    final = sorted(set(holders.values()))
-    for cid in final:
-        tasks_held = [t for t in cfg.tasks if holders.get(t) == cid]
-
-        def mark(m: dict[str, Any], tasks_held=tasks_held) -> None:
-            m["training"]["run_complete"] = True
-            m["training"]["best_for"] = tasks_held
-        registry.update_manifest(cid, mark)
-    return TrainResult(cfg, run_id, n_params, epochs, final, skipped, str(dev))
-
-
-def _register_epoch(registry, model, tokenizer, cfg, mcfg, splits, dev_preds, device, precision, epoch, run_id,
-                    fingerprint, data_hashes, improved, n_params, provenance, progress, cache):
-    def build(stage: Path) -> dict[str, Any]:
-        save_model(model, tokenizer, stage / "model")
-        preds, metrics = predict_into(stage, model, tokenizer, cfg.tasks,
-                                      {k: v for k, v in splits.items() if k[1] in ("dev", "test")},
-                                      device, precision, cache=cache, known=dev_preds, progress=progress)
-        progress.stop()
-        return {
-            "name": f"{cfg.run_name}-e{epoch}",
-            "kind": "model",
-            "architecture": mcfg.name,
-            "tasks": list(cfg.tasks),
-            "parameters": n_params,
-            "model": {k: v for k, v in mcfg.to_dict().items() if k != "encoder"},
-            "training": {"config": cfg.to_dict(), "epoch": epoch, "run_id": run_id, "fingerprint": fingerprint,
-                         "data": data_hashes, "best_for": improved, "run_complete": False,
-                         "base_provenance": provenance},
-            "precision": precision,
-            "metrics": metrics,
-            "predictions": preds,
-        }
-    return registry.add(build)
+        dev_preds[(t, "dev")] = (enc.ids, p)
+        dev_scores[t] = score(t, p, splits[(t, "dev")].labels)
+    return dev_preds, dev_scores

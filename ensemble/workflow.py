@@ -15,11 +15,13 @@ from . import data as data_mod
 from . import selection
 from .errors import EnsembleError
 from .metrics import score
-from .predfile import align_predictions
 from .files import atomic_write_bytes, file_sha256
-from .registry import Candidate, Registry, now_iso
+from .predfile import align_predictions
+from .candidate import Candidate, now_iso
+from .registry import Registry
 from .selection import ensemble_predictions, score_on
 from .tasks import TASK_NAMES, TASKS
+from .writer import leaderboard_bytes, score_dir, write_leaderboard
 
 # -- selection ----------------------------------------------------------------------------------
 @dataclass
@@ -48,6 +50,36 @@ def stale_candidates(cands: list[Candidate], data_dir: Path) -> dict[str, list[s
     return out
 
 
+def _usable(cands: list[Candidate], data_dir: Path, notes: list[str]) -> tuple[list[Candidate], dict[str, list[str]]]:
+    """The candidates whose cached predictions match the data files, and the stale ones (noted)."""
+    stale = stale_candidates(cands, data_dir)
+    for cid, what in stale.items():
+        notes.append(f"candidate {cid} has stale cached predictions ({'; '.join(what)}): left out; "
+                     "`ensemble register --refresh` recomputes them")
+    return [c for c in cands if c.id not in stale], stale
+
+
+def _dev_predictions(task: str, usable: list[Candidate], notes: list[str]) -> tuple[dict, dict[str, int]]:
+    """Each usable candidate's dev predictions for ``task`` and its parameter count."""
+    cand_preds = {}
+    params = {}
+    for c in usable:
+        if not c.has_predictions(task, "dev"):
+            if task in c.tasks or c.kind == "predictions":
+                notes.append(f"{task}: candidate {c.id} has no dev predictions for it; skipped")
+            continue
+        cand_preds[c.id] = c.predictions(task, "dev")
+        params[c.id] = c.manifest.get("parameters") or 0
+    return cand_preds, params
+
+
+def _prediction_hashes(task: str, members, by_id: dict[str, Candidate]) -> dict[str, dict[str, str]]:
+    """member -> split -> sha256 of its cached prediction file (checked again by ``predict``)."""
+    return {cid: {s: by_id[cid].manifest["files"][e["file"]]["sha256"]
+                  for s, e in by_id[cid].manifest["predictions"].get(task, {}).items()}
+            for cid in members}
+
+
 def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "greedy", max_size: int | None = None,
            steps: int = 50, repeats: int = 20, seed: int = 0, name: str | None = None, save: bool = True,
            sample: bool = False) -> SelectionReport:
@@ -55,26 +87,14 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
     if not cands:
         raise EnsembleError(f"the registry {registry.root} holds no candidates yet: train some with "
                             "`ensemble train` or register them with `ensemble register`")
-    stale = stale_candidates(cands, data_dir)
     notes: list[str] = []
-    for cid, what in stale.items():
-        notes.append(f"candidate {cid} has stale cached predictions ({'; '.join(what)}): left out; "
-                     "`ensemble register --refresh` recomputes them")
-    usable = [c for c in cands if c.id not in stale]
+    usable, stale = _usable(cands, data_dir, notes)
     by_id = {c.id: c for c in usable}
     selections: dict[str, Any] = {}
     pred_hashes: dict[str, dict[str, dict[str, str]]] = {}
     for task in tasks:
         split = data_mod.read_split(data_dir, task, "dev")
-        cand_preds = {}
-        params = {}
-        for c in usable:
-            if not c.has_predictions(task, "dev"):
-                if task in c.tasks or c.kind == "predictions":
-                    notes.append(f"{task}: candidate {c.id} has no dev predictions for it; skipped")
-                continue
-            cand_preds[c.id] = c.predictions(task, "dev")
-            params[c.id] = c.manifest.get("parameters") or 0
+        cand_preds, params = _dev_predictions(task, usable, notes)
         if not cand_preds:
             notes.append(f"{task}: no candidate has dev predictions; task left out of the ensemble")
             continue
@@ -82,13 +102,7 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
                                  params=params)
         sel = selection.select(inp, mode=mode, max_size=max_size, steps=steps, repeats=repeats, seed=seed)
         selections[task] = sel
-        pred_hashes[task] = {}
-        for cid in sel.weights:
-            c = by_id[cid]
-            pred_hashes[task][cid] = {
-                s: c.manifest["files"][e["file"]]["sha256"]
-                for s, e in c.manifest["predictions"].get(task, {}).items()
-            }
+        pred_hashes[task] = _prediction_hashes(task, sel.weights, by_id)
     if not selections:
         raise EnsembleError("no task has candidates with dev predictions; nothing to select")
     test_scores = labelled_test_scores(selections, by_id, data_dir, notes)
@@ -97,16 +111,22 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
     report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t)} for t, s in selections.items()},
                              summary, notes, stale, sample=sample)
     if save:
-        doc = {
-            "name": name, "created": now_iso(), "mode": mode, "sample": sample,
-            "data": {TASKS[t].file_name("dev"): file_sha256(Path(data_dir) / TASKS[t].file_name("dev")) for t in selections},
-            "tasks": {t: {"members": list(s.members), "weights": dict(s.weights),
-                          "dev_score": s.ensemble_dev_score, "prediction_sha256": pred_hashes[t]}
-                      for t, s in selections.items()},
-            "summary": summary,
-        }
+        doc = _ensemble_doc(name, mode, sample, data_dir, selections, pred_hashes, summary)
         report.path = str(registry.save_ensemble(name, doc))
     return report
+
+
+def _ensemble_doc(name: str, mode: str, sample: bool, data_dir: Path, selections: dict[str, Any],
+                  pred_hashes: dict[str, dict[str, dict[str, str]]], summary: list[dict[str, Any]]) -> dict[str, Any]:
+    """The saved ensemble: members in selection order, weights, dev files' and predictions' hashes."""
+    return {
+        "name": name, "created": now_iso(), "mode": mode, "sample": sample,
+        "data": {TASKS[t].file_name("dev"): file_sha256(Path(data_dir) / TASKS[t].file_name("dev")) for t in selections},
+        "tasks": {t: {"members": list(s.members), "weights": dict(s.weights),
+                      "dev_score": s.ensemble_dev_score, "prediction_sha256": pred_hashes[t]}
+                  for t, s in selections.items()},
+        "summary": summary,
+    }
 
 
 def _aligned(cand: Candidate, task: str, split: str, ids: list[str]) -> np.ndarray | None:
@@ -198,8 +218,6 @@ def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[s
 def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None = None,
             splits=("dev", "test")) -> dict[str, Any]:
     """Write the leaderboard files of a selected ensemble from cached predictions; score dev."""
-    from .writer import score_dir, write_leaderboard
-
     doc = registry.load_ensemble(ensemble)
     by_id = {c.id: c for c in registry.candidates()}   # one read of the manifests, not one per member
     outputs = {}
@@ -239,9 +257,8 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
 def predict_input(registry: Registry, input_file: Path, task: str, out: Path, ensemble: str | None = None,
                   device=None, precision: str = "fp32", progress=None, compile: bool = False) -> dict[str, Any]:
     """Run the ensemble's members on a new file in the course format and write its leaderboard file."""
-    from .infer import TokenCache, check_precision, pick_device, predict_split
-    from .model import load_model
-    from .writer import leaderboard_bytes
+    from .infer import TokenCache, check_precision, pick_device, predict_split  # lazy: torch, only for --input
+    from .model import load_model  # lazy: torch, only for --input
 
     if task not in TASKS:
         raise EnsembleError(f"--task {task}: expected one of {', '.join(TASKS)}")

@@ -107,21 +107,22 @@ def saved_model_dir(tiny_base, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tiny_base, tmp_path_factory):
-    """``train()`` run once: 2 epochs on the sample data, all three tasks, tiny base.
+    """``train_into()`` run once: 2 epochs on the sample data, all three tasks, tiny base.
 
     Returns a dict with ``config``, ``result``, ``registry`` (its root), ``data`` (the data folder
     it was trained on). Read only: tests that change the registry copy it first (``copy_registry``).
     """
     def make():
+        from ensemble.register import train_into
         from ensemble.registry import Registry
-        from ensemble.train import TrainConfig, train
+        from ensemble.train import TrainConfig
 
         root = tmp_path_factory.mktemp("trained")
         data = root / "data"
         shutil.copytree(SAMPLE_DATA, data)
         cfg = TrainConfig(base=str(tiny_base), epochs=2, batch_size=8, lr=3e-3, layer_decay=0.9, seed=3)
         reg = Registry(root / "registry")
-        result = train(cfg, data, reg, device="cpu")
+        result = train_into(reg, cfg, data, device="cpu")
         return {"config": cfg, "result": result, "registry": root / "registry", "data": data}
     return _once("trained", make)
 

@@ -11,8 +11,8 @@ import pytest
 from ensemble import data
 from ensemble.data import Example, read_file, read_split
 from ensemble.files import file_sha256
-from ensemble.errors import EnsembleError
 from ensemble.tasks import SPLITS, TASKS
+from asserts import raises
 
 SST_HEADER = "\tid\tsentence\tsentiment\n"
 PAIR_HEADER = "\tid\tsentence1\tsentence2\t{label}\n"
@@ -34,15 +34,6 @@ def sts(tmp_path: Path, rows: str, name: str = "sts-dev.csv") -> Path:
 
 def sst(tmp_path: Path, rows: str, name: str = "ids-sst-dev.csv") -> Path:
     return write(tmp_path, name, SST_HEADER + rows)
-
-
-def raises(match_parts: list[str], fn, *args, **kwargs) -> str:
-    with pytest.raises(EnsembleError) as ei:
-        fn(*args, **kwargs)
-    msg = str(ei.value)
-    for part in match_parts:
-        assert part in msg, f"{part!r} not in {msg!r}"
-    return msg
 
 
 # --------------------------------------------------------------------------- quirks

@@ -7,8 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble import predfile
-from ensemble.errors import EnsembleError
 from ensemble.predfile import (
     align_predictions,
     check_ids,
@@ -17,15 +15,7 @@ from ensemble.predfile import (
     read_predictions,
     write_predictions,
 )
-
-
-def raises(parts: list[str], fn, *args, **kwargs) -> str:
-    with pytest.raises(EnsembleError) as ei:
-        fn(*args, **kwargs)
-    msg = str(ei.value)
-    for part in parts:
-        assert part in msg, f"{part!r} not in {msg!r}"
-    return msg
+from asserts import raises
 
 
 def put(tmp_path: Path, name: str, text: str) -> Path:
@@ -201,7 +191,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(predfile.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         write_predictions(p, "para", ["a"], np.array([[0.75]]))
     assert p.read_bytes() == old

@@ -17,7 +17,7 @@ def select(candidates: int = 500, rows: int = 20000, seed: int = 0,
            mode: str = typer.Option("greedy", help="greedy, caruana or both."),
            steps: CaruanaStepsOpt = 50, as_json: JsonOpt = False) -> None:
     """Time selection on synthetic predictions against a plain re-averaging implementation."""
-    from ..selector import bench_select  # lazy: keeps select/list/validate fast (bench code is loaded only here)
+    from ..bench.selection import bench_select  # lazy: keeps select/list/validate fast (bench code is loaded only here)
 
     if mode not in ("greedy", "caruana", "both"):
         raise EnsembleError(f"--mode {mode}: expected greedy, caruana or both")

@@ -41,7 +41,8 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Fine-tune a multitask model; register every epoch that is best on dev for some task."""
-    from ..train import TrainConfig, train as run_train  # lazy: keeps select/list/validate fast
+    from ..register import train_into  # lazy: keeps select/list/validate fast
+    from ..train import TrainConfig  # lazy: keeps select/list/validate fast
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
@@ -52,7 +53,7 @@ def train(
                       smart_steps=smart_steps, smart_sigma=smart_sigma, smart_eta=smart_eta,
                       smart_epsilon=smart_epsilon, seed=seed, limit=limit, max_length=max_length, precision=precision)
     t0 = time.perf_counter()
-    result = run_train(cfg, data_dir, Registry(registry), device=device, progress=RichProgress(as_json))
+    result = train_into(Registry(registry), cfg, data_dir, device=device, progress=RichProgress(as_json))
     elapsed = time.perf_counter() - t0
     if as_json:
         print_json({**result.to_dict(), "seconds": elapsed})

@@ -12,7 +12,7 @@ from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.data import read_split
 from ensemble.predfile import write_predictions
 from ensemble.registry import Registry
-from ensemble.selector import ensemble_predictions
+from ensemble.selection import ensemble_predictions
 
 
 def test_predict_averages_by_id_not_position(tmp_path, invoke):

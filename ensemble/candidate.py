@@ -1,0 +1,174 @@
+"""One candidate folder of the registry: its manifest, cached predictions and staleness, how a
+manifest is sealed (format, sha256 + size of every file) and how a folder is verified against it.
+
+Layout of a candidate (see :mod:`ensemble.registry` for the registry around it)::
+
+    candidate.json                  manifest: config, metrics, provenance, sha256 + size of every file
+    model/ensemble_model.json       rebuilds the model (architecture, tasks, encoder config)
+    model/model.safetensors         weights (never pickle)
+    model/tokenizer.json ...        tokenizer files, so the candidate loads offline
+    predictions/<task>-<split>.csv  unrounded predictions keyed by id (see ensemble.predfile)
+
+No torch: the selector and writer read predictions through it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EnsembleError
+from .files import PICKLE_SUFFIXES, atomic_write_text, check_inside, file_sha256
+from .predfile import prediction_file_name, read_predictions
+
+FORMAT = "ensemble-candidate/1"
+MANIFEST = "candidate.json"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+@dataclass
+class Problem:
+    candidate: str
+    file: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.candidate}: {self.file}: {self.message}"
+
+
+@dataclass
+class Candidate:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.manifest["id"]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", self.id)
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.get("kind", "model")
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.manifest.get("tasks", []))
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / "model"
+
+    def has_predictions(self, task: str, split: str) -> bool:
+        return split in self.manifest.get("predictions", {}).get(task, {})
+
+    def dev_metric(self, task: str) -> float | None:
+        return self.manifest.get("metrics", {}).get(task, {}).get("dev")
+
+    def predictions(self, task: str, split: str) -> tuple[list[str], np.ndarray]:
+        entry = self.manifest.get("predictions", {}).get(task, {}).get(split)
+        if entry is None:
+            raise EnsembleError(f"candidate {self.id} has no {task} {split} predictions")
+        path = self.path / entry["file"]
+        check_inside(self.path, path, "prediction file")
+        return read_predictions(path, task)
+
+    def stale(self, data_dir: Path, hashes: dict[str, str] | None = None) -> list[str]:
+        """Cached prediction files whose input data file has changed (or vanished)."""
+        out = []
+        for task, splits in self.manifest.get("predictions", {}).items():
+            for split, entry in splits.items():
+                data_file = entry.get("data_file")
+                if not data_file:
+                    continue
+                p = Path(data_dir) / data_file
+                if hashes is not None and data_file in hashes:
+                    current = hashes[data_file]
+                else:
+                    current = file_sha256(p) if p.exists() else None
+                    if hashes is not None:
+                        hashes[data_file] = current
+                if current != entry.get("data_sha256"):
+                    out.append(f"{task}-{split} ({data_file} {'missing' if current is None else 'changed'})")
+        return out
+
+
+# -- manifests and verification ---------------------------------------------------------------
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """The one writer of ``candidate.json``: sorted keys, atomic replace."""
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def seal_manifest(stage: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """The stored manifest: ``fields`` plus the format and the sha256 + size of every file in
+    ``stage``, written into ``stage``. The one place a manifest gets its file list."""
+    files = {}
+    for p in sorted(stage.rglob("*")):
+        if p.is_symlink():
+            raise EnsembleError(f"{p}: symlinks are not stored in the registry")
+        if p.is_file() and p.name != MANIFEST:
+            files[p.relative_to(stage).as_posix()] = {"sha256": file_sha256(p), "size": p.stat().st_size}
+    manifest = {**fields, "format": FORMAT, "files": files}
+    write_manifest(stage, manifest)
+    return manifest
+
+
+def verify_folder(d: Path) -> tuple[Candidate | None, list[Problem]]:
+    """Rehash one candidate folder against its manifest: mismatched, missing, extra, symlinked."""
+    m = d / MANIFEST
+    if not m.is_file():
+        return None, [Problem(d.name, MANIFEST, "missing manifest")]
+    try:
+        manifest = json.loads(m.read_text())
+    except ValueError as e:
+        return None, [Problem(d.name, MANIFEST, f"not valid JSON ({e})")]
+    cand = Candidate(d, manifest)
+    return cand, _listed_problems(cand) + _unlisted_problems(cand)
+
+
+def _listed_problems(cand: Candidate) -> list[Problem]:
+    """The manifest's files: each inside the folder, present, of its size and sha256."""
+    problems = []
+    d = cand.path
+    for rel, info in sorted(cand.manifest.get("files", {}).items()):
+        p = d / rel
+        if not p.resolve().is_relative_to(d.resolve()) or p.is_symlink():
+            problems.append(Problem(cand.id, rel, "path or symlink leaves the candidate folder"))
+        elif not p.is_file():
+            problems.append(Problem(cand.id, rel, "missing"))
+        elif p.stat().st_size != info.get("size"):
+            problems.append(Problem(cand.id, rel, f"size {p.stat().st_size} bytes, manifest says {info.get('size')}"))
+        elif file_sha256(p) != info.get("sha256"):
+            problems.append(Problem(cand.id, rel, "sha256 mismatch (content changed)"))
+    return problems
+
+
+def _unlisted_problems(cand: Candidate) -> list[Problem]:
+    """What the folder holds beyond its manifest: symlinks, extra files, pickles."""
+    problems = []
+    listed = cand.manifest.get("files", {})
+    for p in sorted(cand.path.rglob("*")):
+        rel = p.relative_to(cand.path).as_posix()
+        if p.is_symlink():
+            if rel not in listed:
+                problems.append(Problem(cand.id, rel, "symlink not in the manifest"))
+        elif p.is_file() and rel != MANIFEST and rel not in listed:
+            problems.append(Problem(cand.id, rel, "extra file not in the manifest"))
+        if p.suffix.lower() in PICKLE_SUFFIXES:
+            problems.append(Problem(cand.id, rel, "pickle file (refused: convert to safetensors)"))
+    return problems
+
+
+def prediction_entry(task: str, split: str, data_file: Path, data_sha256: str, rows: int) -> dict[str, Any]:
+    """A manifest's record of one cached prediction file and the data file it was made from."""
+    return {"file": f"predictions/{prediction_file_name(task, split)}", "data_file": Path(data_file).name,
+            "data_sha256": data_sha256, "rows": rows}

@@ -1,0 +1,43 @@
+"""Helpers shared by the registry and register tests: prediction import folders, tree snapshots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ensemble.data import read_split
+from ensemble.predfile import prediction_file_name, write_predictions
+from ensemble.tasks import TASKS
+
+ALL_TASKS = ("sst", "para", "sts")
+
+
+def tree(root: Path):
+    """Every path under the registry's candidates folder with its bytes."""
+    return sorted((p.relative_to(root).as_posix(), p.read_bytes() if p.is_file() else None)
+                  for p in (root / "candidates").rglob("*"))
+
+
+def staging_empty(root: Path) -> bool:
+    return not list((root / ".staging").iterdir())
+
+
+def fake_values(task, n, rng):
+    if TASKS[task].kind == "classes":
+        x = rng.random((n, 5)) + 0.01
+        return x / x.sum(axis=1, keepdims=True)
+    if TASKS[task].kind == "binary":
+        return rng.random((n, 1))
+    return rng.random((n, 1)) * 5
+
+
+def make_pred_dir(data: Path, dst: Path, tasks=ALL_TASKS, splits=("dev", "test"), seed=0, shuffle=True):
+    """Valid import files <task>-<split>.csv for the data's ids (rows shuffled: joined by id)."""
+    rng = np.random.default_rng(seed)
+    dst.mkdir(parents=True, exist_ok=True)
+    for t in tasks:
+        for s in splits:
+            ids = read_split(data, t, s).ids
+            order = rng.permutation(len(ids)) if shuffle else np.arange(len(ids))
+            write_predictions(dst / prediction_file_name(t, s), t, [ids[i] for i in order], fake_values(t, len(ids), rng))
+    return dst

@@ -1,0 +1,43 @@
+"""One candidate folder: verification against its manifest (through ``Registry.verify``)."""
+from __future__ import annotations
+
+from ensemble.registry import Registry
+from fixtures_torch import copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401
+
+
+def test_verify_names_each_problem(trained, tmp_path):
+    root = copy_registry(trained["registry"], tmp_path / "reg")
+    reg = Registry(root)
+    checked, problems = reg.verify()
+    assert problems == [] and len(checked) == len(reg.candidates())
+    c = reg.candidates()[0]
+    p = c.path / "predictions" / "sst-dev.csv"
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0x01                               # flipped bit, same size
+    p.write_bytes(bytes(raw))
+    w = c.path / "model" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:100])                      # truncated
+    (c.path / "predictions" / "para-test.csv").unlink()      # missing
+    (c.path / "model" / "notes.txt").write_text("hello")     # extra
+    checked, problems = reg.verify()
+    found = {(pr.candidate, pr.file): pr.message for pr in problems}
+    assert set(found) == {(c.id, "predictions/sst-dev.csv"), (c.id, "model/model.safetensors"),
+                          (c.id, "predictions/para-test.csv"), (c.id, "model/notes.txt")}
+    assert found[(c.id, "predictions/sst-dev.csv")] == "sha256 mismatch (content changed)"
+    assert found[(c.id, "model/model.safetensors")].startswith("size 100 bytes")
+    assert found[(c.id, "predictions/para-test.csv")] == "missing"
+    assert found[(c.id, "model/notes.txt")] == "extra file not in the manifest"
+    assert all(str(pr).startswith(f"{c.id}: {pr.file}: ") for pr in problems)
+    # only the damaged candidate is reported; verify of one ref checks just that one
+    assert [x.id for x in reg.verify([c.id])[0]] == [c.id]
+
+
+def test_verify_flags_pickles_and_symlinks(trained, tmp_path):
+    root = copy_registry(trained["registry"], tmp_path / "reg")
+    reg = Registry(root)
+    c = reg.candidates()[0]
+    (c.path / "model" / "pytorch_model.bin").write_bytes(b"x")
+    (c.path / "predictions" / "link.csv").symlink_to(tmp_path)
+    msgs = {pr.file: pr.message for pr in reg.verify([c.id])[1]}
+    assert "pickle" in msgs["model/pytorch_model.bin"]
+    assert msgs["predictions/link.csv"] == "symlink not in the manifest"
