@@ -537,15 +537,15 @@ def pretrain(
     as_json: bool = JSON,
 ) -> None:
     """Further masked-language-model pretraining on the tasks' own text."""
-    from ..pretrain import pretrain as run_pretrain
+    from ..pretrain import PretrainConfig, pretrain as run_pretrain
 
     try:
         data_dir, sample = resolve_data(data)
         _sample_banner(sample)
-        result = run_pretrain(data_dir=data_dir, base=base, tasks=parse_tasks(tasks), steps=steps, out=out, lr=lr,
-                              layer_decay=layer_decay, batch_size=batch_size, seed=seed,
-                              checkpoint_every=checkpoint_every, include_eval_inputs=include_eval_inputs,
-                              resume=resume, device=device, progress=RichProgress(as_json))
+        cfg = PretrainConfig(base=base, tasks=parse_tasks(tasks), steps=steps, lr=lr, layer_decay=layer_decay,
+                             batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
+                             include_eval_inputs=include_eval_inputs)
+        result = run_pretrain(cfg, data_dir, out, resume=resume, device=device, progress=RichProgress(as_json))
     except EnsembleError as e:
         fail(e)
     d = result.to_dict() if hasattr(result, "to_dict") else dict(result.__dict__)
