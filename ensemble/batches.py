@@ -8,11 +8,17 @@ length-sorted inputs. Every batch is padded to its own longest row only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from .tasks import TASKS
+
+
+def lengths_of(input_ids: Sequence[list[int]]) -> np.ndarray:
+    """The length of each token sequence."""
+    return np.fromiter((len(x) for x in input_ids), dtype=np.int64, count=len(input_ids))
 
 
 @dataclass
@@ -32,7 +38,7 @@ class Encoded:
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        return lengths_of(self.input_ids)
 
 
 @dataclass
@@ -73,31 +79,67 @@ def max_length_for(tokenizer, encoder_config=None, requested: int | None = None)
     return min(limits) if limits else 512
 
 
+def texts_of(split) -> list[str | tuple[str, str]]:
+    """The split's inputs: sentences, or ``(a, b)`` pairs for pair tasks."""
+    if TASKS[split.task].pair:
+        return [(e.text_a, e.text_b or "") for e in split.examples]
+    return [e.text_a for e in split.examples]
+
+
+def tokenize(tokenizer, texts: Sequence[str | tuple[str, str]], max_length: int) -> tuple[list, list]:
+    """``(input_ids, token_type_ids)`` of sentences and ``(a, b)`` pairs (mixed), truncated to ``max_length``."""
+    if not texts:
+        return [], []
+    kw = dict(truncation=True, max_length=max_length, return_attention_mask=False, return_token_type_ids=True)
+    singles = [i for i, t in enumerate(texts) if isinstance(t, str)]
+    pairs = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    ids: list = [None] * len(texts)
+    types: list = [None] * len(texts)
+    if singles:
+        enc = tokenizer([texts[i] for i in singles], **kw)
+        for j, i in enumerate(singles):
+            ids[i], types[i] = enc["input_ids"][j], enc["token_type_ids"][j]
+    if pairs:
+        enc = tokenizer([texts[i][0] for i in pairs], [texts[i][1] for i in pairs], **kw)
+        for j, i in enumerate(pairs):
+            ids[i], types[i] = enc["input_ids"][j], enc["token_type_ids"][j]
+    return ids, types
+
+
 def encode(tokenizer, split, max_length: int, both_orders: bool = False) -> Encoded:
     """Tokenise a :class:`ensemble.data.Split` (or anything with ``task``, ``examples``)."""
     task = TASKS[split.task]
     ex = split.examples
-    a = [e.text_a for e in ex]
-    kw = dict(truncation=True, max_length=max_length, return_attention_mask=False,
-              return_token_type_ids=True)
-    if task.pair:
-        b = [e.text_b or "" for e in ex]
-        enc = tokenizer(a, b, **kw) if ex else {"input_ids": [], "token_type_ids": []}
-        swapped = tokenizer(b, a, **kw) if (ex and both_orders) else None
-    else:
-        enc = tokenizer(a, **kw) if ex else {"input_ids": [], "token_type_ids": []}
-        swapped = None
+    texts = texts_of(split)
+    input_ids, token_type_ids = tokenize(tokenizer, texts, max_length)
+    swapped = None
+    if task.pair and ex and both_orders:
+        swapped = tokenize(tokenizer, [(b, a) for a, b in texts], max_length)
     labels = None
     if ex and ex[0].label is not None:
         dtype = np.float32 if task.kind == "regression" else np.int64
         labels = np.array([e.label for e in ex], dtype=dtype)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Encoded(
-        task=split.task, ids=[e.id for e in ex], input_ids=list(enc["input_ids"]),
-        token_type_ids=list(enc["token_type_ids"]), labels=labels, pad_id=pad,
-        swapped_input_ids=list(swapped["input_ids"]) if swapped is not None else None,
-        swapped_token_type_ids=list(swapped["token_type_ids"]) if swapped is not None else None,
+        task=split.task, ids=[e.id for e in ex], input_ids=input_ids, token_type_ids=token_type_ids,
+        labels=labels, pad_id=pad,
+        swapped_input_ids=swapped[0] if swapped is not None else None,
+        swapped_token_type_ids=swapped[1] if swapped is not None else None,
     )
+
+
+def pad(input_ids: Sequence[list[int]], token_type_ids: Sequence[list[int]], pad_id: int):
+    """``(input_ids, attention_mask, token_type_ids)`` tensors, rows padded to the longest."""
+    width = max(len(s) for s in input_ids)
+    n = len(input_ids)
+    ids = np.full((n, width), pad_id, dtype=np.int64)
+    tt = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    for i, (s, t) in enumerate(zip(input_ids, token_type_ids)):
+        ids[i, : len(s)] = s
+        tt[i, : len(t)] = t
+        mask[i, : len(s)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(tt)
 
 
 def collate(enc: Encoded, rows: np.ndarray, swap: np.ndarray | None = None) -> Batch:
@@ -110,37 +152,33 @@ def collate(enc: Encoded, rows: np.ndarray, swap: np.ndarray | None = None) -> B
         else:
             seqs.append(enc.input_ids[r])
             types.append(enc.token_type_ids[r])
-    width = max(len(s) for s in seqs)
-    n = len(seqs)
-    ids = np.full((n, width), enc.pad_id, dtype=np.int64)
-    tt = np.zeros((n, width), dtype=np.int64)
-    mask = np.zeros((n, width), dtype=np.int64)
-    for i, (s, t) in enumerate(zip(seqs, types)):
-        ids[i, : len(s)] = s
-        tt[i, : len(t)] = t
-        mask[i, : len(s)] = 1
+    ids, mask, tt = pad(seqs, types, enc.pad_id)
     labels = None if enc.labels is None else torch.from_numpy(enc.labels[rows])
-    return Batch(enc.task, np.asarray(rows), torch.from_numpy(ids), torch.from_numpy(mask),
-                 torch.from_numpy(tt), labels)
+    return Batch(enc.task, np.asarray(rows), ids, mask, tt, labels)
 
 
-def training_batches(enc: Encoded, batch_size: int, rng: np.random.Generator,
-                     bucket: int = 50, randomise_order: bool = True) -> list[Batch]:
-    """Shuffled batches of similar length: shuffle, sort within buckets of ``bucket`` batches,
-    cut, then shuffle the batches. Pair order is drawn per example (b-a with probability 1/2)."""
-    n = len(enc)
-    if n == 0:
-        return []
-    order = rng.permutation(n)
-    lengths = enc.lengths
+def length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[np.ndarray]:
+    """Row indices cut into batches of similar length: shuffle, sort within buckets of ``bucket``
+    batches, cut, then shuffle the batches. Every row appears once, in ``ceil(n / batch_size)`` batches."""
+    order = rng.permutation(len(lengths))
     span = batch_size * bucket
     batches = []
-    for start in range(0, n, span):
+    for start in range(0, len(lengths), span):
         chunk = order[start:start + span]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         for b in range(0, len(chunk), batch_size):
             batches.append(chunk[b:b + batch_size])
     rng.shuffle(batches)
+    return batches
+
+
+def training_batches(enc: Encoded, batch_size: int, rng: np.random.Generator,
+                     bucket: int = 50, randomise_order: bool = True) -> list[Batch]:
+    """Shuffled batches of similar length (:func:`length_buckets`); pair order is drawn per example
+    (b-a with probability 1/2)."""
+    if len(enc) == 0:
+        return []
+    batches = length_buckets(enc.lengths, batch_size, rng, bucket)
     pair = TASKS[enc.task].pair and randomise_order and enc.swapped_input_ids is not None
     return [collate(enc, rows, rng.random(len(rows)) < 0.5 if pair else None) for rows in batches]
 

