@@ -53,12 +53,12 @@ import torch
 from torch import nn
 
 from . import data as data_mod
+from .bases import quiet_transformers as _quiet_transformers
+from .bases import resolve_base
 from .batches import max_length_for
 from .errors import EnsembleError
 from .infer import pick_device
 from .files import refuse_pickles
-from .model import resolve_base
-from .model import quiet_transformers as _quiet_transformers
 from .progress import NULL, Progress
 from .tasks import TASK_NAMES, TASKS
 

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from .bases import load_base, resolve_base
 from .batches import encode, max_length_for, training_batches
 from .errors import EnsembleError
 from .infer import TokenCache, autocast, pick_device, predict_encoded
 from .metrics import score
-from .model import ModelConfig, MultitaskModel, load_base, resolve_base, save_model, task_loss
+from .model import ModelConfig, MultitaskModel, save_model, task_loss
 from .data import load_splits, split_hashes
 from .progress import NULL, Progress
 from .register import predict_into

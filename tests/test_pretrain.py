@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from ensemble.data import read_split
 from ensemble.errors import EnsembleError
 from ensemble.files import PICKLE_SUFFIXES
-from ensemble.model import load_base
+from ensemble.bases import load_base
 from ensemble.pretrain import (
     CHECKPOINT_DIR,
     PROVENANCE_FILE,

@@ -610,13 +610,13 @@ def bench_inference(base: str = typer.Option("minilm"), data: Optional[Path] = D
                                                                           "reported apart)."),
                     as_json: bool = JSON) -> None:
     """pipeline (default, batch 32) vs this tool's batched inference (fp32, bf16), with matmul peak and FLOPs."""
-    from .. import bench
+    from ..bench import inference
 
     try:
         data_dir, sample = resolve_data(data)
         _sample_banner(sample)
-        result = bench.bench_inference(base=base, data_dir=data_dir, quora_limit=quora_limit, compile=compile,
-                                       progress=RichProgress(as_json))
+        result = inference.bench_inference(base=base, data_dir=data_dir, quora_limit=quora_limit, compile=compile,
+                                           progress=RichProgress(as_json))
     except EnsembleError as e:
         fail(e)
     if as_json:
@@ -632,10 +632,10 @@ def bench_random_base(out: Path = typer.Argument(..., help="New folder for the m
                       seed: int = typer.Option(0)) -> None:
     """Write a random BERT encoder of any size (default: BERT-base's) with MiniLM's uncased WordPiece
     tokenizer: a --base for speed measurements with no download (random weights predict nothing)."""
-    from .. import bench
+    from .. import bases
 
     try:
-        path = bench.make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
+        path = bases.make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
     except EnsembleError as e:
         fail(e)
     console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {path}; measure it with "
@@ -646,12 +646,12 @@ def bench_random_base(out: Path = typer.Argument(..., help="New folder for the m
 def bench_train(base: str = typer.Option("minilm"), data: Optional[Path] = DATA, steps: int = typer.Option(20),
                 batch_size: int = typer.Option(16), as_json: bool = JSON) -> None:
     """A training step of the tool (plain, SMART) vs a plain transformers loop on the same batches."""
-    from .. import bench
+    from ..bench import training
 
     try:
         data_dir, sample = resolve_data(data)
         _sample_banner(sample)
-        result = bench.bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size)
+        result = training.bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size)
     except EnsembleError as e:
         fail(e)
     if as_json:
