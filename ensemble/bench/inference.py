@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification
 from transformers import pipeline as hf_pipeline
 
 from ..bases import load_base, quiet_transformers, resolve_base
@@ -32,46 +31,12 @@ from ..model import ModelConfig, MultitaskModel
 from ..progress import NULL
 from ..tasks import TASKS
 from .accuracy import compiled_accuracy, fit_probe_heads, pipeline_accuracy, tool_accuracy
+from .pipeline import pipeline_inputs, sequence_classifier
 from .machine import PeakMemory, load_average, machine_facts, matmul_peak, time_calls, torch_threads
 from .profiling import inference_profile, linear_rate, model_flops
 from .targets import TOKENISED_ONCE, inference_targets
 
 TOOL = "ensemble predict_encoded"
-
-
-def _sequence_classifier(model: MultitaskModel, base_path: str, task: str, device: torch.device):
-    """``AutoModelForSequenceClassification`` with the tool model's encoder, pooler and head weights.
-
-    Returns (classifier, same_weights): ``same_weights`` is False where the classifier's layout
-    does not match a BERT-style encoder + pooler + linear head (the pipeline then runs the base
-    weights with its own head: the same amount of work, other outputs).
-    """
-    k = TASKS[task].n_outputs
-    clf = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=k, attn_implementation="sdpa",
-                                                             use_safetensors=True)
-    same = False
-    enc_mod = getattr(clf, clf.base_model_prefix, None)
-    head = getattr(clf, "classifier", None)
-    if (model.config.architecture == "multi" and enc_mod is not None and isinstance(head, torch.nn.Linear)
-            and getattr(enc_mod, "pooler", None) is not None):
-        state = {}
-        state.update({f"embeddings.{k_}": v for k_, v in model.embeddings["shared"].state_dict().items()})
-        state.update({f"encoder.layer.{k_}": v for k_, v in model.stacks["shared"].state_dict().items()})
-        state.update({f"pooler.{k_}": v for k_, v in model.poolers["shared"].state_dict().items()})
-        missing, unexpected = enc_mod.load_state_dict(state, strict=False)
-        missing = [m for m in missing if "position_ids" not in m and "token_type_ids" not in m]
-        if not missing and not unexpected:
-            with torch.no_grad():
-                head.weight.copy_(model.heads[task][-1].weight)
-                head.bias.copy_(model.heads[task][-1].bias)
-            same = True
-    return clf.to(device).eval(), same
-
-
-def _texts(split) -> list:
-    if TASKS[split.task].pair:
-        return [{"text": e.text_a, "text_pair": e.text_b or ""} for e in split.examples]
-    return [e.text_a for e in split.examples]
 
 
 def _dev_splits(data_dir: Path, tasks: list[str], quora_limit: int | None, seed: int) -> dict[str, Split]:
@@ -118,6 +83,8 @@ class _Run:
     notes: list[str] = field(default_factory=list)
     profiles: dict[str, Any] = field(default_factory=dict)
     compile_times: dict[str, float] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] = field(default_factory=dict)
     memory_method: str = ""
 
     def measure(self, enc: Encoded, flops: float, system: str, precision: str, fn: Callable[[], Any],
@@ -187,16 +154,16 @@ def _time_compiled(run: _Run, split: Split, enc: Encoded, flops: float, repeats:
 
 
 def _bench_task(run: _Run, split: Split, repeats: int, pipeline_repeats: int, compile: bool, profile: bool,
-                check_rows: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every system on one task's dev split; returns (its ``inputs`` entry, its ``accuracy`` entry)."""
+                check_rows: int) -> None:
+    """Every system on one task's dev split; its ``inputs`` and ``accuracy`` entries into ``run``."""
     t = split.task
-    texts = _texts(split)
+    texts = pipeline_inputs(split)
     enc = encode(run.tokenizer, split, run.max_len)
     flops = model_flops(run.model, t, enc.lengths)
     padded = sum(b.input_ids.numel() for b in budget_batches(enc, run.budget))
-    inputs = {"rows": len(enc), "tokens": int(enc.lengths.sum()), "tool_padded_tokens": int(padded),
+    run.inputs[t] = {"rows": len(enc), "tokens": int(enc.lengths.sum()), "tool_padded_tokens": int(padded),
               "gflop": flops / 1e9}
-    clf, same = _sequence_classifier(run.model, run.base_path, t, run.dev)
+    clf, same = sequence_classifier(run.model, run.base_path, t, run.dev)
     if not same:
         run.notes.append(f"{t}: the pipeline's model could not take the tool's weights; it runs the base "
                          "encoder with its own head (same work, other outputs)")
@@ -215,9 +182,9 @@ def _bench_task(run: _Run, split: Split, repeats: int, pipeline_repeats: int, co
     if same:
         acc.update(pipeline_accuracy(t, pipe_default, clf.config.label2id, results["fp32"]))
     acc.update(compiled_accuracy(results))
+    run.accuracy[t] = acc
     del pipe, clf, pipe_default
     gc.collect()
-    return inputs, acc
 
 
 def _finish(run: _Run, matmul: dict[str, Any]) -> None:
@@ -316,32 +283,33 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
         probe = (fit_probe_heads(run.model, run.tokenizer, data_dir, tasks, probe_rows, run.max_len, dev, progress)
                  if probe_rows else {})
         matmul = _matmul_rates(dev, precisions, matmul_sizes, progress)
-        inputs: dict[str, Any] = {}
-        accuracy: dict[str, Any] = {}
         for t in tasks:
-            inputs[t], accuracy[t] = _bench_task(run, splits[t], repeats, pipeline_repeats, compile, profile,
-                                                 check_rows)
+            _bench_task(run, splits[t], repeats, pipeline_repeats, compile, profile, check_rows)
         matmul = _matmul_rates(dev, precisions, matmul_sizes, progress, before=matmul)
         _finish(run, matmul)
         machine = machine_facts(dev)
+    model = {"base": base, "path": run.base_path, "architecture": "multi", "layers": run.model.n_layers,
+             "hidden": run.model.encoder_config.hidden_size, "intermediate": run.model.encoder_config.intermediate_size,
+             "parameters": run.model.num_parameters(), "heads": ("linear probe" if probe_rows else "random"),
+             "probe": probe, "max_tokens": budget}
+    return _report(run, f"inference: {base} on {machine['device']}", machine, matmul, model, load_before)
 
-    cfg = run.model.encoder_config
+
+def _report(run: _Run, title: str, machine: dict[str, Any], matmul: dict[str, Any], model: dict[str, Any],
+            load_before: list[float] | None) -> dict[str, Any]:
     return {
-        "title": f"inference: {base} on {machine['device']}",
+        "title": title,
         "rows": run.rows,
-        "targets": inference_targets(run.rows, accuracy, str(dev)),
+        "targets": inference_targets(run.rows, run.accuracy, str(run.dev)),
         "machine": machine,
         "matmul": matmul,
-        "model": {"base": base, "path": run.base_path, "architecture": "multi", "layers": run.model.n_layers,
-                  "hidden": cfg.hidden_size, "intermediate": cfg.intermediate_size,
-                  "parameters": run.model.num_parameters(), "heads": ("linear probe" if probe_rows else "random"),
-                  "probe": probe, "max_tokens": budget},
-        "inputs": inputs,
-        "accuracy": accuracy,
+        "model": model,
+        "inputs": run.inputs,
+        "accuracy": run.accuracy,
         "profile": run.profiles,
         "memory_method": run.memory_method,
         "compile_s": run.compile_times,
         "load_before": load_before,
         "load_after": load_average(),
-        "notes": notes,
+        "notes": run.notes,
     }

@@ -158,6 +158,18 @@ def _phase_system(model_opt, task: str, dev: torch.device, prec: str, phases: di
     return step
 
 
+def _systems(base_path: str, base: str, task: str, cfg: TrainConfig, smart_cfg: TrainConfig, dev: torch.device,
+             prec: str, seed: int) -> dict[str, Callable[[Batch], None]]:
+    """The three timed systems by name: the plain loop, the tool's step, the tool's step with SMART."""
+    return {
+        "transformers loop (AutoModelForSequenceClassification + AdamW)": _plain_system(base_path, task, cfg, dev,
+                                                                                        prec, seed),
+        "ensemble training_step": _tool_system(_tool_model(base_path, base, cfg, dev, seed), cfg, dev, prec, seed),
+        f"ensemble training_step + SMART {smart_cfg.smart_weight:g}": _tool_system(
+            _tool_model(base_path, base, smart_cfg, dev, seed), smart_cfg, dev, prec, seed),
+    }
+
+
 def _interleave(systems: dict[str, Callable[[Batch], None]], phase_step, batches: list[Batch], warmup: int,
                 dev: torch.device, progress, label: str) -> dict[str, list[float]]:
     """Batch i for every system (who goes first rotates), then the phase step; seconds per timed
@@ -225,13 +237,7 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
         split = read_split(Path(data_dir), task, "train")
         _, tokenizer = load_base(base_path, cfg.hidden_dropout)
         batches = _train_batches(split, tokenizer, batch_size, warmup + steps, seed)
-        systems = {
-            "transformers loop (AutoModelForSequenceClassification + AdamW)": _plain_system(base_path, task, cfg, dev,
-                                                                                            prec, seed),
-            "ensemble training_step": _tool_system(_tool_model(base_path, base, cfg, dev, seed), cfg, dev, prec, seed),
-            f"ensemble training_step + SMART {smart_weight:g}": _tool_system(
-                _tool_model(base_path, base, smart_cfg, dev, seed), smart_cfg, dev, prec, seed),
-        }
+        systems = _systems(base_path, base, task, cfg, smart_cfg, dev, prec, seed)
         phases: dict[str, list[float]] = {k: [] for k in PHASES}
         phase_step = _phase_system(_tool_model(base_path, base, cfg, dev, seed), task, dev, prec, phases)
         times = _interleave(systems, phase_step, batches, warmup, dev, progress,
@@ -239,13 +245,20 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
         optimizer_ms = _optimizer_step_ms(base_path, cfg, dev)
         machine = machine_facts(dev)
 
-    timed = batches[warmup:]
     floor = smart_floor({k: 1000 * statistics.median(v) for k, v in phases.items()}, smart_cfg.smart_steps)
+    return {"title": f"training step: {base} on {machine['device']}, {task}, batch {batch_size}, {prec}",
+            **_comparison(times, floor, batches[warmup:], warmup),
+            "optimizer_step_ms": optimizer_ms, "precision": prec, "machine": machine,
+            "load_before": load_before, "load_after": load_average()}
+
+
+def _comparison(times: dict[str, list[float]], floor: dict[str, Any], timed: list[Batch],
+                warmup: int) -> dict[str, Any]:
+    """The rows, the ratios between the three systems, the targets and the SMART floor."""
     tokens = sum(b.n_tokens for b in timed)
     rows = _train_rows(times, tokens)
     plain, tool, smart = rows
     return {
-        "title": f"training step: {base} on {machine['device']}, {task}, batch {batch_size}, {prec}",
         "rows": rows,
         "tool_vs_plain": tool["tokens_per_s"] / plain["tokens_per_s"],
         "smart_overhead": smart["seconds"] / tool["seconds"],
@@ -256,9 +269,4 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
         "smart_vs_floor": (smart["step_ms"] / tool["step_ms"]) / floor["floor_ratio"],
         "batches": {"steps": len(timed), "warmup": warmup, "real_tokens": tokens,
                     "padded_tokens": sum(b.input_ids.numel() for b in timed)},
-        "optimizer_step_ms": optimizer_ms,
-        "precision": prec,
-        "machine": machine,
-        "load_before": load_before,
-        "load_after": load_average(),
     }
