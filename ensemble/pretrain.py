@@ -49,7 +49,7 @@ from .mlm import PERPLEXITY_SEED, Corpus, EvalTexts, Masker, MlmRoles, eval_text
 from .mlm import masking_provenance, mlm_loss_sum, perplexity, read_corpus
 from .mlm_files import PROVENANCE_FILE, STATE, checkpoint_to_resume, export, load_checkpoint_weights, load_optimizer
 from .mlm_files import write_checkpoint
-from .model import resolve_base
+from .bases import resolve_base
 from .progress import NULL, Progress
 from .tasks import TASK_NAMES, TASKS, parse_tasks
 from .train import param_groups

@@ -24,7 +24,8 @@ from .data import Split, load_splits, split_hashes
 from .errors import EnsembleError
 from .infer import TokenCache, autocast, pick_device, predict_encoded
 from .metrics import score
-from .model import ModelConfig, MultitaskModel, load_base, resolve_base, save_model, task_loss
+from .bases import load_base, resolve_base
+from .model import ModelConfig, MultitaskModel, save_model, task_loss
 from .progress import NULL, Progress
 from .smart import SmartConfig, smart_loss
 from .tasks import TASK_NAMES, TASKS

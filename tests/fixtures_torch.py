@@ -66,7 +66,7 @@ def tiny_base(tmp_path_factory) -> Path:
 
 def fresh_base(base_dir: Path, hidden_dropout: float = 0.1):
     """A new (model, tokenizer) pair loaded from the tiny base folder (each call a fresh copy)."""
-    from ensemble.model import load_base
+    from ensemble.bases import load_base
 
     return load_base(str(base_dir), hidden_dropout)
 

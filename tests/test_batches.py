@@ -10,7 +10,7 @@ import torch
 
 from ensemble.batches import budget_batches, collate, encode, length_buckets, tokenize, training_batches
 from ensemble.data import Example, read_split
-from ensemble.model import load_base
+from ensemble.bases import load_base
 from fixtures_torch import sample_data, tiny_base, torch_one_thread  # noqa: F401
 
 

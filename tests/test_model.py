@@ -6,10 +6,11 @@ import json
 import pytest
 import torch
 
+from ensemble.bases import load_base
 from ensemble.errors import EnsembleError
 from ensemble.files import refuse_pickles
 from ensemble.model import (
-    CONFIG_FILE, WEIGHTS_FILE, ModelConfig, load_base, load_model, save_model,
+    CONFIG_FILE, WEIGHTS_FILE, ModelConfig, load_model, save_model,
 )
 from fixtures_torch import ALL_TASKS, build_model, tiny_base, torch_one_thread  # noqa: F401
 

@@ -15,7 +15,7 @@ from ensemble.errors import EnsembleError
 from ensemble.files import PICKLE_SUFFIXES
 from ensemble.mlm import mask_tokens, mlm_loss_sum, perplexity
 from ensemble.mlm_files import CHECKPOINT_DIR, PROVENANCE_FILE
-from ensemble.model import load_base
+from ensemble.bases import load_base
 from ensemble.pretrain import PretrainConfig, epoch_batches, pretrain
 from ensemble.progress import NULL
 from ensemble.tasks import TASKS

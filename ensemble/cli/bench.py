@@ -34,12 +34,12 @@ def inference(base: str = "minilm", data: DataOpt = None,
                                                                     "reported apart)."),
               as_json: JsonOpt = False) -> None:
     """pipeline (default, batch 32) vs this tool's batched inference (fp32, bf16), with matmul peak and FLOPs."""
-    from .. import bench  # lazy: keeps select/list/validate fast
+    from ..bench.inference import bench_inference  # lazy: keeps select/list/validate fast
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
-    result = bench.bench_inference(base=base, data_dir=data_dir, quora_limit=quora_limit, compile=compile,
-                                   progress=RichProgress(as_json))
+    result = bench_inference(base=base, data_dir=data_dir, quora_limit=quora_limit, compile=compile,
+                             progress=RichProgress(as_json))
     if as_json:
         print_json(result, default=float)
         return
@@ -52,9 +52,9 @@ def random_base(out: Path = typer.Argument(..., help="New folder for the model."
                 seed: int = 0) -> None:
     """Write a random BERT encoder of any size (default: BERT-base's) with MiniLM's uncased WordPiece
     tokenizer: a --base for speed measurements with no download (random weights predict nothing)."""
-    from .. import bench  # lazy: keeps select/list/validate fast
+    from ..bases import make_random_base  # lazy: keeps select/list/validate fast
 
-    path = bench.make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
+    path = make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
     console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {path}; measure it with "
                   f"`ensemble bench inference --base {path}`")
 
@@ -62,11 +62,11 @@ def random_base(out: Path = typer.Argument(..., help="New folder for the model."
 def train(base: str = "minilm", data: DataOpt = None, steps: int = 20, batch_size: int = 16,
           as_json: JsonOpt = False) -> None:
     """A training step of the tool (plain, SMART) vs a plain transformers loop on the same batches."""
-    from .. import bench  # lazy: keeps select/list/validate fast
+    from ..bench.training import bench_train  # lazy: keeps select/list/validate fast
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
-    result = bench.bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size)
+    result = bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size)
     if as_json:
         print_json(result, default=float)
         return
