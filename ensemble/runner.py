@@ -13,8 +13,10 @@ from typing import Any, Callable
 
 from .errors import EnsembleError
 from .registry import Registry
+from .submission import make_submission
 from .tasks import TASK_NAMES
 from .train import TrainConfig
+from .validate import format_problems, validate_dir
 
 
 def quick_preset(base: str) -> list[TrainConfig]:
@@ -58,7 +60,6 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     from .data import load_splits, resolve_data, split_hashes
     from .progress import NULL
     from .train import train
-    from .writer import format_problems, make_submission, validate_dir
 
     t0 = time.perf_counter()
     say = on_message or (lambda m: None)

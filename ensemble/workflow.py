@@ -17,6 +17,7 @@ from .errors import EnsembleError
 from .metrics import score
 from .predfile import align_predictions
 from .files import atomic_write_bytes, file_sha256
+from .leaderboard import leaderboard_bytes, score_dir, write_leaderboard
 from .registry import Candidate, Registry, now_iso
 from .selector import ensemble_predictions, score_on
 from .tasks import TASK_NAMES, TASKS
@@ -198,8 +199,6 @@ def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[s
 def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None = None,
             splits=("dev", "test")) -> dict[str, Any]:
     """Write the leaderboard files of a selected ensemble from cached predictions; score dev."""
-    from .writer import score_dir, write_leaderboard
-
     doc = registry.load_ensemble(ensemble)
     by_id = {c.id: c for c in registry.candidates()}   # one read of the manifests, not one per member
     outputs = {}
@@ -241,7 +240,6 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     """Run the ensemble's members on a new file in the course format and write its leaderboard file."""
     from .infer import TokenCache, check_precision, pick_device, predict_split
     from .model import load_model
-    from .writer import leaderboard_bytes
 
     if task not in TASKS:
         raise EnsembleError(f"--task {task}: expected one of {', '.join(TASKS)}")

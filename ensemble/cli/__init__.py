@@ -473,7 +473,7 @@ def predict(
 def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder of leaderboard files."),
              data: Optional[Path] = DATA, as_json: bool = JSON) -> None:
     """Check leaderboard files against the data: header, ids, duplicates, values. Exit 1 on any problem."""
-    from ..writer import format_problems, validate_dir
+    from ..validate import format_problems, validate_dir
 
     try:
         data_dir, sample = resolve_data(data)
@@ -499,7 +499,8 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
            include_source: Optional[Path] = typer.Option(None, help="Also zip this source tree's code, as the course zip does."),
            registry: Path = REGISTRY) -> None:
     """Validate, then zip the predictions with a manifest; never overwrites an earlier submission."""
-    from ..writer import make_submission, score_dir
+    from ..leaderboard import score_dir
+    from ..submission import make_submission
 
     try:
         data_dir, sample = resolve_data(data)
