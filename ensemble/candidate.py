@@ -9,7 +9,7 @@ Layout of a candidate (see :mod:`ensemble.registry` for the registry around it):
     model/tokenizer.json ...        tokenizer files, so the candidate loads offline
     predictions/<task>-<split>.csv  unrounded predictions keyed by id (see ensemble.predfile)
 
-No torch: the selector and writer read predictions through it.
+No torch: selection and the leaderboard code read predictions through it.
 """
 from __future__ import annotations
 

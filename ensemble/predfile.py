@@ -32,6 +32,7 @@ __all__ = [
     "write_predictions",
     "read_predictions",
     "check_ids",
+    "id_listing",
     "align_predictions",
 ]
 
@@ -188,7 +189,8 @@ def _not_a_number(path: Path, line: int, fields: list[str], columns) -> None:
             raise EnsembleError(f"{path}:{line}: column {columns[c]!r} is {x!r}; expected a number") from None
 
 
-def _listing(items: list[str]) -> str:
+def id_listing(items: list[str]) -> str:
+    """The first few ``items``, comma-separated, then a count of the rest."""
     shown = ", ".join(items[:_SHOW])
     return shown + (f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else "")
 
@@ -208,15 +210,15 @@ def check_ids(path: str | Path, ids: Iterable[str], expected_ids: Iterable[str])
     missing = [i for i in expected if i not in have]
     extra = [i for i in ids if i not in want]
     if missing:
-        msgs.append(f"{len(missing)} missing id{'s' if len(missing) != 1 else ''}: {_listing(missing)}")
+        msgs.append(f"{len(missing)} missing id{'s' if len(missing) != 1 else ''}: {id_listing(missing)}")
     if extra:
-        msgs.append(f"{len(extra)} extra id{'s' if len(extra) != 1 else ''} not in the input: {_listing(extra)}")
+        msgs.append(f"{len(extra)} extra id{'s' if len(extra) != 1 else ''} not in the input: {id_listing(extra)}")
     if len(ids) != len(have):
         counts: dict[str, int] = {}
         for i in ids:
             counts[i] = counts.get(i, 0) + 1
         dups = [i for i, c in counts.items() if c > 1]
-        msgs.append(f"{len(dups)} repeated id{'s' if len(dups) != 1 else ''}: {_listing(dups)}")
+        msgs.append(f"{len(dups)} repeated id{'s' if len(dups) != 1 else ''}: {id_listing(dups)}")
     raise EnsembleError(
         f"{path}: ids do not match the input ({len(expected)} expected, {len(ids)} found): " + "; ".join(msgs)
     )

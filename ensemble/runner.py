@@ -17,9 +17,10 @@ from .errors import EnsembleError
 from .progress import NULL, Progress
 from .register import train_into
 from .registry import Registry
+from .submission import make_submission
 from .tasks import TASK_NAMES
 from .train import TrainConfig
-from .writer import format_problems, make_submission, validate_dir
+from .validate import format_problems, validate_dir
 
 
 def quick_preset(base: str) -> list[TrainConfig]:

@@ -20,8 +20,8 @@ from .predfile import align_predictions
 from .candidate import Candidate, now_iso
 from .registry import Registry
 from .selection import ensemble_predictions, score_on
+from .leaderboard import leaderboard_bytes, score_dir, write_leaderboard
 from .tasks import TASK_NAMES, TASKS
-from .writer import leaderboard_bytes, score_dir, write_leaderboard
 
 # -- selection ----------------------------------------------------------------------------------
 @dataclass

@@ -9,7 +9,9 @@ import typer
 from ..data import resolve_data
 from ..errors import EnsembleError
 from ..registry import Registry
-from ..writer import format_problems, make_submission, score_dir, validate_dir
+from ..leaderboard import score_dir
+from ..submission import make_submission
+from ..validate import format_problems, validate_dir
 from .options import DataOpt, JsonOpt, RegistryOpt
 from .render import console, print_json, print_validated
 

@@ -1,0 +1,231 @@
+"""What a folder of leaderboard files must hold, and the check of one against the input files.
+
+The six files are ``{task}-{split}-output.csv`` for sst/para/sts and the splits in
+:data:`OUTPUT_SPLITS`; each is the task's header line, then one ``<id> , <value> \\n`` row per
+input id. :func:`check_folder` reads each file once and returns its problems together with the
+very bytes and values it checked, so that scoring and the submission zip use what was validated.
+
+Pure Python; no torch, typer or rich.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from . import data as data_mod
+from .errors import EnsembleError
+from .predfile import id_listing
+from .tasks import NUMBER, TASK_NAMES, TASKS, get_task
+
+__all__ = [
+    "OUTPUT_SPLITS",
+    "Problem",
+    "CheckedFile",
+    "check_split",
+    "check_folder",
+    "validate_dir",
+    "format_problems",
+]
+
+OUTPUT_SPLITS = ("dev", "test")
+_ROW = re.compile(r"([^\s,]+) , ([^\s,]+) ")
+
+
+def check_split(split: str) -> None:
+    """Raise unless ``split`` is one of :data:`OUTPUT_SPLITS`."""
+    if split not in OUTPUT_SPLITS:
+        raise EnsembleError(f"unknown leaderboard split {split!r}; expected one of {', '.join(OUTPUT_SPLITS)}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line is not None else "")
+        return f"{where}: " + (f"{self.column}: " if self.column else "") + self.message
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """One leaderboard file as :func:`check_folder` read it: its bytes, its valid values by id
+    and the input split it was checked against."""
+    path: Path
+    payload: bytes
+    values: dict[str, float]
+    split: data_mod.Split
+
+
+def _value_problem(task: str, text: str) -> tuple[str | None, float | None]:
+    """(problem message or None, parsed value)."""
+    kind = TASKS[task].kind
+    if kind == "classes":
+        expected = "an integer class 0..4 (e.g. 3)"
+    elif kind == "binary":
+        expected = "0.0 or 1.0"
+    else:
+        expected = "a finite number"
+    if not NUMBER.match(text):
+        return f"value {text!r} is not a number; expected {expected}", None
+    v = float(text)
+    if not math.isfinite(v):
+        return f"value {text!r} is not finite; expected {expected}", None
+    if kind == "classes" and (v != int(v) or not 0 <= v <= 4):
+        return f"value {text!r} is not a class; expected {expected}", None
+    if kind == "binary" and v not in (0.0, 1.0):
+        return f"value {text!r} is not a label; expected {expected}", None
+    return None, v
+
+
+def _lines(label: str, payload: bytes, header: str) -> tuple[list[str], list[Problem]]:
+    """The file's lines without their newlines and the problems of its text, last newline and
+    header; no lines when the file is not UTF-8 or empty."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = payload[: exc.start].count(b"\n") + 1
+        return [], [Problem(label, line, None, "not valid UTF-8 text")]
+    if not text:
+        return [], [Problem(label, 1, None, f"empty file; expected the header {header!r}")]
+    problems: list[Problem] = []
+    lines = text.split("\n")
+    last = lines.pop()  # "" when the file ends with a newline
+    if last != "":
+        lines.append(last)
+        problems.append(Problem(label, len(lines), None, "the last line has no newline; expected every line to end with '\\n'"))
+    if lines[0] + "\n" != header:
+        problems.append(Problem(label, 1, None, f"header is {lines[0] + chr(10)!r}; expected exactly {header!r}"))
+    return lines, problems
+
+
+def _shape_message(row: str) -> str:
+    """Why ``row`` is not ``<id> , <value> ``."""
+    if row.endswith("\r"):
+        return "line ends with '\\r\\n'; expected '<id> , <value> ' followed by '\\n' only"
+    if not row.strip():
+        return "empty line; expected '<id> , <value> '"
+    return (
+        f"row is {row!r}; expected '<id> , <value> ' (space, comma, space between id and value, "
+        f"a space before the newline)"
+    )
+
+
+def _check_rows(
+    label: str, rows: list[str], task: str, split: data_mod.Split
+) -> tuple[list[Problem], dict[str, float], dict[str, int]]:
+    """Problems of the rows after the header (line 2 on), the valid values by id, and the line
+    where each id was first seen."""
+    problems: list[Problem] = []
+    values: dict[str, float] = {}
+    expected = set(split.ids)
+    tolerated = {i for _, i in split.skipped}
+    seen: dict[str, int] = {}
+    for line_no, row in enumerate(rows, start=2):
+        m = _ROW.fullmatch(row)
+        if m is None:
+            problems.append(Problem(label, line_no, None, _shape_message(row)))
+            continue
+        sid, vtext = m.group(1), m.group(2)
+        if sid in seen:
+            problems.append(Problem(label, line_no, "id", f"id {sid!r} repeats line {seen[sid]}; expected each id once"))
+            continue
+        seen[sid] = line_no
+        if sid not in expected and sid not in tolerated:
+            problems.append(Problem(label, line_no, "id", f"id {sid!r} is not in {split.path.name}"))
+            continue
+        msg, v = _value_problem(task, vtext)
+        if msg is not None:
+            problems.append(Problem(label, line_no, "value", msg))
+            continue
+        values[sid] = v
+    return problems, values, seen
+
+
+def _check_output(
+    label: str, payload: bytes, task: str, split: data_mod.Split
+) -> tuple[list[Problem], dict[str, float]]:
+    """Problems of one leaderboard file's bytes against its input ``split``, and its values by id."""
+    lines, problems = _lines(label, payload, TASKS[task].output_header + "\n")
+    if not lines:
+        return problems, {}
+    row_problems, values, seen = _check_rows(label, lines[1:], task, split)
+    problems.extend(row_problems)
+    missing = [i for i in split.ids if i not in seen]
+    if missing:
+        problems.append(
+            Problem(label, None, "id",
+                    f"{len(missing)} id{'s' if len(missing) != 1 else ''} of {split.path.name} "
+                    f"without a row: {id_listing(missing)}")
+        )
+    return problems, values
+
+
+def check_folder(
+    pred_dir: str | Path, data_dir: str | Path, tasks: Iterable[str] | None, splits: Iterable[str]
+) -> tuple[list[Problem], dict[tuple[str, str], CheckedFile]]:
+    """The problems of the leaderboard files in ``pred_dir`` (all tasks when ``tasks`` is None)
+    and, by ``(task, split)``, each file that could be read. See :func:`validate_dir`."""
+    pred_dir = Path(pred_dir)
+    problems: list[Problem] = []
+    found: dict[tuple[str, str], CheckedFile] = {}
+    task_list = TASK_NAMES if tasks is None else tuple(tasks)
+    split_list = tuple(splits)
+    for s in split_list:
+        check_split(s)
+    for task in task_list:
+        t = get_task(task)
+        for s in split_list:
+            path = pred_dir / t.output_name(s)
+            label = str(path)
+            split = data_mod.read_split(data_dir, task, s)
+            try:
+                payload = path.read_bytes()
+            except FileNotFoundError:
+                problems.append(Problem(label, None, None,
+                                        f"missing; expected the {task} {s} predictions for {split.path.name}"))
+                continue
+            except OSError as exc:
+                problems.append(Problem(label, None, None, f"cannot read ({exc.strerror or exc})"))
+                continue
+            probs, values = _check_output(label, payload, task, split)
+            problems.extend(probs)
+            found[(task, s)] = CheckedFile(path, payload, values, split)
+    return problems, found
+
+
+def validate_dir(
+    pred_dir: str | Path,
+    data_dir: str | Path,
+    tasks: Iterable[str] | None = None,
+    splits: Sequence[str] = OUTPUT_SPLITS,
+) -> list[Problem]:
+    """Check the leaderboard files in ``pred_dir`` against the input files in ``data_dir``.
+
+    Exact header bytes; each row ``<id> , <value> \\n``; one row per input id and no other
+    (the ids of Quora rows skipped for an empty label are tolerated but not required); no
+    repeated id; values in range (sst integer 0..4 as ``3`` or ``3.0``, para ``0.0``/``1.0``
+    or ``0``/``1``, sts a finite float); missing files. An empty list means all good.
+    A missing or malformed input file is an EnsembleError, not a Problem.
+    """
+    return check_folder(pred_dir, data_dir, tasks, splits)[0]
+
+
+def format_problems(problems: Sequence[Problem], per_file: int = 10) -> str:
+    """One problem per line, at most ``per_file`` per file (then a count of the rest)."""
+    if not problems:
+        return "no problems"
+    by_file: dict[str, list[Problem]] = {}
+    for p in problems:
+        by_file.setdefault(p.file, []).append(p)
+    out: list[str] = []
+    for f, ps in by_file.items():
+        out.extend(str(p) for p in ps[:per_file])
+        if len(ps) > per_file:
+            out.append(f"{f}: ... and {len(ps) - per_file} more problem{'s' if len(ps) - per_file != 1 else ''}")
+    return "\n".join(out)

@@ -1,0 +1,112 @@
+"""The submission zip: contents, manifest, source listing, never overwriting."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+from leaderboard_cases import EXPECTED_BYTES, NOW, edit, preds, raises  # noqa: F401 (fixture)
+
+from ensemble.submission import make_submission
+
+
+def zips(folder: Path) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if n.endswith(".zip"))
+
+
+def test_make_submission_contents(preds, tiny_data, tmp_path):
+    info = {"sst": ["m1", "m3"], "para": ["m2"], "sts": ["m1"]}
+    z = make_submission(preds, tmp_path / "subs", tiny_data, info, 0.78123, now=NOW)
+    assert z == tmp_path / "subs" / "submission-20240301-123456-dev0.7812.zip"
+    with zipfile.ZipFile(z) as zf:
+        names = zf.namelist()
+        assert sorted(names) == sorted([f"predictions/{n}" for n in EXPECTED_BYTES] + ["MANIFEST.json"])
+        for n, b in EXPECTED_BYTES.items():
+            assert zf.read(f"predictions/{n}") == b
+        manifest = json.loads(zf.read("MANIFEST.json"))
+    assert manifest["ensemble"] == info
+    assert manifest["mean_dev"] == 0.78123
+    assert manifest["created"] == "2024-03-01T12:34:56"
+    assert manifest["tool_version"] and manifest["tool"] == "ensemble"
+    assert manifest["code_files"] == []
+    for n, b in EXPECTED_BYTES.items():
+        entry = manifest["predictions"][f"predictions/{n}"]
+        assert entry["sha256"] == hashlib.sha256(b).hexdigest()
+        assert entry["rows"] == b.count(b"\n") - 1
+    assert [n for n in os.listdir(tmp_path / "subs")] == [z.name]  # no temp file left
+
+
+def test_make_submission_never_overwrites(preds, tiny_data, tmp_path):
+    out = tmp_path / "subs"
+    a = make_submission(preds, out, tiny_data, {}, 0.5, now=NOW)
+    first = a.read_bytes()
+    b = make_submission(preds, out, tiny_data, {"second": True}, 0.5, now=NOW)
+    c = make_submission(preds, out, tiny_data, {}, 0.5, now=NOW)
+    assert [a.name, b.name, c.name] == [
+        "submission-20240301-123456-dev0.5000.zip",
+        "submission-20240301-123456-dev0.5000-2.zip",
+        "submission-20240301-123456-dev0.5000-3.zip",
+    ]
+    assert a.read_bytes() == first
+    assert zips(out) == sorted([a.name, b.name, c.name]) and len(os.listdir(out)) == 3
+    with zipfile.ZipFile(b) as zf:
+        assert json.loads(zf.read("MANIFEST.json"))["ensemble"] == {"second": True}
+
+
+def test_make_submission_without_dev_score(preds, tiny_data, tmp_path):
+    z = make_submission(preds, tmp_path, tiny_data, {}, None, now=NOW)
+    assert z.name == "submission-20240301-123456.zip"
+    raises(["mean dev score is nan"], make_submission, preds, tmp_path, tiny_data, {}, float("nan"), now=NOW)
+
+
+def test_make_submission_refuses_a_broken_folder(preds, tiny_data, tmp_path):
+    edit(preds, "sst-dev-output.csv", "id \t Predicted_Sentiment \nsstd1 , 3 \nsstd2 , 7 \n")
+    out = tmp_path / "subs"
+    msg = raises(["refusing", "sst-dev-output.csv:3: value", "'7'", "sstd3"],
+                 make_submission, preds, out, tiny_data, {}, 0.5, now=NOW)
+    assert "2 problems" in msg
+    assert not out.exists() or zips(out) == []
+
+
+def test_make_submission_includes_source(preds, tiny_data, tmp_path):
+    src = tmp_path / "proj"
+    for rel in ["pyproject.toml", "README.md", "ensemble/__init__.py", "ensemble/cli.py", "tests/test_x.py",
+                "notes.txt", "ensemble/data.csv",
+                ".venv/lib/site.py", "checkpoints/m1/model.py", "predictions/x.py", "submissions/y.py",
+                ".git/hooks/pre-commit.py", "ensemble/__pycache__/cli.cpython-311.py", "ensemble.egg-info/README"]:
+        f = src / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(f"# {rel}\n")
+    z = make_submission(preds, tmp_path / "subs", tiny_data, {}, 0.5, include_source=src, now=NOW)
+    with zipfile.ZipFile(z) as zf:
+        code = sorted(n for n in zf.namelist() if n.startswith("code/"))
+        assert zf.read("code/ensemble/cli.py") == b"# ensemble/cli.py\n"
+        manifest = json.loads(zf.read("MANIFEST.json"))
+    assert code == ["code/README.md", "code/ensemble/__init__.py", "code/ensemble/cli.py",
+                    "code/pyproject.toml", "code/tests/test_x.py"]
+    assert sorted(manifest["code_files"]) == code
+    raises(["source folder not found"], make_submission, preds, tmp_path / "subs", tiny_data, {}, 0.5,
+           include_source=tmp_path / "nope", now=NOW)
+
+
+
+def test_make_submission_without_hard_links_still_never_overwrites(preds, tiny_data, tmp_path, monkeypatch):
+    real_link = os.link
+
+    def link(src, dst):
+        if str(dst).endswith(".zip"):
+            raise OSError(1, "Operation not permitted")
+        return real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link)
+    out = tmp_path / "subs"
+    a = make_submission(preds, out, tiny_data, {}, 0.5, now=NOW)
+    first = a.read_bytes()
+    b = make_submission(preds, out, tiny_data, {"second": True}, 0.5, now=NOW)
+    monkeypatch.undo()
+    assert [a.name, b.name] == ["submission-20240301-123456-dev0.5000.zip", "submission-20240301-123456-dev0.5000-2.zip"]
+    assert a.read_bytes() == first and sorted(os.listdir(out)) == sorted([a.name, b.name])  # no temp file left
+    with zipfile.ZipFile(b) as zf:
+        assert json.loads(zf.read("MANIFEST.json"))["ensemble"] == {"second": True}

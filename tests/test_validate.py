@@ -1,0 +1,172 @@
+"""The check of a folder of leaderboard files against the input files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import TINY_IDS
+from leaderboard_cases import edit, preds, raises, tiny_outputs  # noqa: F401 (fixture)
+
+from ensemble.leaderboard import write_leaderboard
+from ensemble.tasks import TASKS
+from ensemble.validate import Problem, format_problems, validate_dir
+
+
+def test_valid_folder_has_no_problems(preds, tiny_data):
+    assert validate_dir(preds, tiny_data) == []
+    assert format_problems([]) == "no problems"
+
+
+def test_rows_in_any_order_are_valid(tmp_path, tiny_data):
+    shuffled = {k: (ids[::-1], vals[::-1]) for k, (ids, vals) in tiny_outputs().items()}
+    write_leaderboard(tmp_path / "p", shuffled)
+    assert validate_dir(tmp_path / "p", tiny_data) == []
+
+
+def only(problems: list[Problem]) -> Problem:
+    assert len(problems) == 1, problems
+    return problems[0]
+
+
+def test_missing_file(preds, tiny_data):
+    (preds / "sts-test-output.csv").unlink()
+    p = only(validate_dir(preds, tiny_data))
+    assert p.file == str(preds / "sts-test-output.csv") and p.line is None
+    assert "missing" in p.message and "sts-test-student.csv" in p.message
+
+
+def test_tasks_and_splits_subset(preds, tiny_data):
+    (preds / "sts-test-output.csv").unlink()
+    assert validate_dir(preds, tiny_data, tasks=["sst", "para"]) == []
+    assert validate_dir(preds, tiny_data, splits=("dev",)) == []
+    assert len(validate_dir(preds, tiny_data, tasks=["sts"], splits=("test",))) == 1
+
+
+@pytest.mark.parametrize("header", [
+    "id \t Predicted_Similarity \n",     # the right spelling is wrong here: the course writes "Similiary"
+    "id \t Predicted_Similiary\n",
+    "id\tPredicted_Similiary\n",
+    "id , Predicted_Similiary \n",
+])
+def test_header_must_be_exact(preds, tiny_data, header):
+    edit(preds, "sts-dev-output.csv", header + "sd1 , 1.0 \nsd2 , 2.0 \nsd3 , 3.0 \n")
+    p = only(validate_dir(preds, tiny_data))
+    assert (p.line, p.file.endswith("sts-dev-output.csv")) == (1, True)
+    assert repr(header) in p.message and "'id \\t Predicted_Similiary \\n'" in p.message
+
+
+@pytest.mark.parametrize("row", ["sstd2,0", "sstd2 , 0", "sstd2 ,0 ", "sstd2, 0 ", "sstd2  , 0 ", "sstd2 , 0 , 1 ",
+                                 "sstd2\t0"])
+def test_row_separators_must_be_exact(preds, tiny_data, row):
+    edit(preds, "sst-dev-output.csv", f"id \t Predicted_Sentiment \nsstd1 , 3 \n{row}\nsstd3 , 2 \n")
+    problems = validate_dir(preds, tiny_data)
+    assert [(p.line, p.column) for p in problems] == [(3, None), (None, "id")]
+    assert "expected '<id> , <value> '" in problems[0].message and repr(row) in problems[0].message
+    assert "sstd2" in problems[1].message and "without a row" in problems[1].message
+
+
+def test_crlf_line_ends(preds, tiny_data):
+    edit(preds, "para-test-output.csv", "id \t Predicted_Is_Paraphrase \nqt1 , 1.0 \r\nqt2 , 0.0 \n")
+    problems = validate_dir(preds, tiny_data)
+    assert (problems[0].line, "'\\r\\n'" in problems[0].message) == (2, True)
+
+
+def test_last_line_without_newline(preds, tiny_data):
+    edit(preds, "para-test-output.csv", "id \t Predicted_Is_Paraphrase \nqt1 , 1.0 \nqt2 , 0.0 ")
+    p = only(validate_dir(preds, tiny_data))
+    assert p.line == 3 and "no newline" in p.message
+
+
+def test_blank_line(preds, tiny_data):
+    edit(preds, "para-test-output.csv", "id \t Predicted_Is_Paraphrase \nqt1 , 1.0 \n\nqt2 , 0.0 \n")
+    p = only(validate_dir(preds, tiny_data))
+    assert p.line == 3 and "empty line" in p.message
+
+
+def test_empty_file(preds, tiny_data):
+    edit(preds, "sts-test-output.csv", "")
+    p = only(validate_dir(preds, tiny_data))
+    assert p.line == 1 and "empty file" in p.message
+
+
+def test_not_utf8(preds, tiny_data):
+    (preds / "sts-test-output.csv").write_bytes(b"id \t Predicted_Similiary \nst1 , 1.0 \nst\xff2 , 1.0 \n")
+    p = only(validate_dir(preds, tiny_data))
+    assert p.line == 3 and "UTF-8" in p.message
+
+
+def test_missing_ids_listed(preds, tiny_data):
+    edit(preds, "sst-dev-output.csv", "id \t Predicted_Sentiment \nsstd2 , 0 \n")
+    p = only(validate_dir(preds, tiny_data))
+    assert (p.line, p.column) == (None, "id")
+    assert "2 ids of ids-sst-dev.csv without a row: sstd1, sstd3" in p.message
+
+
+def test_extra_id_with_its_line(preds, tiny_data):
+    edit(preds, "sst-test-output.csv", "id \t Predicted_Sentiment \nsstt1 , 4 \nnope , 1 \nsstt2 , 1 \n")
+    p = only(validate_dir(preds, tiny_data))
+    assert (p.line, p.column) == (3, "id")
+    assert "'nope' is not in ids-sst-test-student.csv" in p.message
+
+
+def test_duplicate_id_with_its_line(preds, tiny_data):
+    edit(preds, "sst-test-output.csv", "id \t Predicted_Sentiment \nsstt1 , 4 \nsstt2 , 1 \nsstt1 , 4 \n")
+    p = only(validate_dir(preds, tiny_data))
+    assert (p.line, p.column) == (4, "id") and "repeats line 2" in p.message
+
+
+def test_skipped_quora_row_id_is_tolerated(preds, tiny_data):
+    # qd3 has an empty label in quora-dev.csv: the course's loader skips it, so no row is
+    # required, but a row for it is not an error either.
+    edit(preds, "para-dev-output.csv",
+         "id \t Predicted_Is_Paraphrase \nqd1 , 0.0 \nqd2 , 1.0 \nqd3 , 1.0 \nqd4 , 0.0 \n")
+    assert validate_dir(preds, tiny_data) == []
+
+
+@pytest.mark.parametrize("name,value,ok", [
+    ("sst-test-output.csv", "3.0", True),
+    ("sst-test-output.csv", "0", True),
+    ("sst-test-output.csv", "3.5", False),
+    ("sst-test-output.csv", "5", False),
+    ("sst-test-output.csv", "-1", False),
+    ("sst-test-output.csv", "three", False),
+    ("para-test-output.csv", "1", True),
+    ("para-test-output.csv", "0.0", True),
+    ("para-test-output.csv", "0.5", False),
+    ("para-test-output.csv", "2.0", False),
+    ("para-test-output.csv", "0.73", False),
+    ("sts-test-output.csv", "-0.3", True),
+    ("sts-test-output.csv", "1e-05", True),
+    ("sts-test-output.csv", "17", True),
+    ("sts-test-output.csv", "nan", False),
+    ("sts-test-output.csv", "inf", False),
+    ("sts-test-output.csv", "1.2.3", False),
+])
+def test_values(preds, tiny_data, name, value, ok):
+    task = name.split("-")[0]
+    ids = TINY_IDS[(task, "test")]
+    header = TASKS[task].output_header
+    edit(preds, name, f"{header}\n{ids[0]} , {value} \n{ids[1]} , 1 \n")
+    problems = validate_dir(preds, tiny_data)
+    if ok:
+        assert problems == []
+    else:
+        p = only(problems)
+        assert (p.line, p.column) == (2, "value") and repr(value) in p.message and "expected" in p.message
+
+
+def test_missing_input_file_is_an_error(preds, tmp_path):
+    raises(["input file not found", "ids-sst-dev.csv"], validate_dir, preds, tmp_path / "no-data")
+
+
+def test_format_problems_groups_and_truncates():
+    problems = [Problem("a.csv", i, "id", f"bad {i}") for i in range(2, 16)] + [Problem("b.csv", None, None, "missing")]
+    text = format_problems(problems, per_file=3)
+    assert text.splitlines() == [
+        "a.csv:2: id: bad 2",
+        "a.csv:3: id: bad 3",
+        "a.csv:4: id: bad 4",
+        "a.csv: ... and 11 more problems",
+        "b.csv: missing",
+    ]
+
