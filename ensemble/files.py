@@ -54,6 +54,16 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def remove_quiet(*paths: str | Path) -> None:
+    """Remove files of our own that are still there: a clean-up that must not hide the error
+    being handled."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -71,10 +81,7 @@ def stage_bytes(folder: Path, name: str, data: bytes) -> Path:
             os.fchmod(fp.fileno(), 0o666 & ~_umask())
             os.fsync(fp.fileno())
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove_quiet(tmp)
         raise
     return Path(tmp)
 
@@ -87,10 +94,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove_quiet(tmp)
         raise
     fsync_dir(path.parent)
 

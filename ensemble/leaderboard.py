@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from contextlib import suppress
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import EnsembleError
-from .files import fsync_dir, stage_bytes
+from .files import fsync_dir, remove_quiet, stage_bytes
 from .metrics import pearson, round_predictions
 from .tasks import TASKS, get_task, is_plain_id
 from .validate import check_folder, check_split, format_problems
@@ -97,16 +96,9 @@ def write_leaderboard(
     out.mkdir(parents=True, exist_ok=True)
     staged, backups = _stage(out, payloads)
     _swap_in(out, staged, backups)
-    _remove_quiet(backups.values())
+    remove_quiet(*backups.values())
     fsync_dir(out)
     return [target for target, _ in payloads]
-
-
-def _remove_quiet(paths: Iterable[str | Path]) -> None:
-    """Remove each of ``paths`` that is still there."""
-    for p in paths:
-        with suppress(OSError):
-            os.unlink(p)
 
 
 def _backup(out: Path, target: Path) -> str | None:
@@ -133,7 +125,7 @@ def _stage(out: Path, payloads: list[tuple[Path, bytes]]) -> tuple[list[tuple[Pa
             if bak is not None:
                 backups[target] = bak
     except BaseException as exc:
-        _remove_quiet([*(tmp for _, tmp in staged), *backups.values()])
+        remove_quiet(*(tmp for _, tmp in staged), *backups.values())
         if isinstance(exc, OSError):
             raise EnsembleError(
                 f"{out}: cannot write the leaderboard files ({exc.strerror or exc}); the previous files are untouched"
@@ -167,7 +159,7 @@ def _swap_in(out: Path, staged: list[tuple[Path, Path]], backups: dict[Path, str
             replaced.append(target)
     except BaseException as exc:
         not_restored = _roll_back(replaced, backups)
-        _remove_quiet([*(tmp for _, tmp in staged), *backups.values()])
+        remove_quiet(*(tmp for _, tmp in staged), *backups.values())
         if not isinstance(exc, Exception):
             raise
         if not_restored:

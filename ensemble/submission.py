@@ -13,13 +13,12 @@ import json
 import math
 import os
 import zipfile
-from contextlib import suppress
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
 from .errors import EnsembleError
-from .files import fsync_dir, stage_bytes
+from .files import fsync_dir, remove_quiet, stage_bytes
 from .tasks import TASK_NAMES
 from .validate import OUTPUT_SPLITS, CheckedFile, check_folder, format_problems
 
@@ -86,8 +85,7 @@ def _publish_exclusive(out: Path, base: str, payload: bytes) -> Path:
                 return target
         raise EnsembleError(f"{out}: could not find a free name for {base}")
     finally:
-        with suppress(OSError):
-            os.unlink(tmp)
+        remove_quiet(tmp)
 
 
 def _validated(pred_dir: str | Path, data_dir: str | Path) -> dict[tuple[str, str], CheckedFile]:

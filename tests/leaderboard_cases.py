@@ -11,19 +11,9 @@ import numpy as np
 import pytest
 from conftest import TINY_IDS
 
-from ensemble.errors import EnsembleError
 from ensemble.leaderboard import write_leaderboard
 
 NOW = datetime(2024, 3, 1, 12, 34, 56)
-
-
-def raises(parts: list[str], fn, *args, **kwargs) -> str:
-    with pytest.raises(EnsembleError) as ei:
-        fn(*args, **kwargs)
-    msg = str(ei.value)
-    for part in parts:
-        assert part in msg, f"{part!r} not in {msg!r}"
-    return msg
 
 
 # A hand-made case covering the rounding boundaries.

@@ -1,12 +1,14 @@
-"""ensemble.bases: a random BERT of any size, written offline, loads as a base."""
+"""ensemble.bases: a random BERT of any size, written offline, loads as a base; pickles are refused."""
 from __future__ import annotations
 
 import inspect
+import shutil
 
 import pytest
 
 from ensemble.bases import load_base, make_random_base
 from ensemble.errors import EnsembleError
+from fixtures_torch import tiny_base  # noqa: F401 (fixture)
 
 
 def test_random_base_has_the_asked_shape_and_loads(tmp_path):
@@ -28,3 +30,10 @@ def test_random_base_has_the_asked_shape_and_loads(tmp_path):
     with pytest.raises(EnsembleError, match="--intermediate 0: expected positive sizes"):
         make_random_base(tmp_path / "bad", layers=1, hidden=8, heads=2, intermediate=0)
     assert not (tmp_path / "bad").exists()
+
+
+def test_load_base_refuses_pickle(tiny_base, tmp_path):
+    shutil.copytree(tiny_base, tmp_path / "b")
+    (tmp_path / "b" / "pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(EnsembleError, match="safetensors"):
+        load_base(str(tmp_path / "b"), 0.1)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY_IDS
-from leaderboard_cases import EXPECTED_BYTES, NOW, preds, raises, snapshot, tiny_outputs  # noqa: F401 (fixture)
+from asserts import raises
+from leaderboard_cases import EXPECTED_BYTES, NOW, preds, snapshot, tiny_outputs  # noqa: F401 (fixture)
 
 from ensemble.data import read_split
 from ensemble.leaderboard import leaderboard_bytes, score_dir, write_leaderboard

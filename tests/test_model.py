@@ -213,12 +213,3 @@ def test_pickle_files_refused(tiny_base, tmp_path, name):
         with pytest.raises(EnsembleError, match="safetensors") as e:
             call(tmp_path / "m")
         assert name.split("/")[-1] in str(e.value)
-
-
-def test_load_base_refuses_pickle(tiny_base, tmp_path):
-    import shutil
-
-    shutil.copytree(tiny_base, tmp_path / "b")
-    (tmp_path / "b" / "pytorch_model.bin").write_bytes(b"x")
-    with pytest.raises(EnsembleError, match="safetensors"):
-        load_base(str(tmp_path / "b"), 0.1)

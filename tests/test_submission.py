@@ -7,7 +7,8 @@ import os
 import zipfile
 from pathlib import Path
 
-from leaderboard_cases import EXPECTED_BYTES, NOW, edit, preds, raises  # noqa: F401 (fixture)
+from asserts import raises
+from leaderboard_cases import EXPECTED_BYTES, NOW, edit, preds  # noqa: F401 (fixture)
 
 from ensemble.submission import make_submission
 

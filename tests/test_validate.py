@@ -1,11 +1,11 @@
 """The check of a folder of leaderboard files against the input files."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from conftest import TINY_IDS
-from leaderboard_cases import edit, preds, raises, tiny_outputs  # noqa: F401 (fixture)
+from asserts import raises
+from leaderboard_cases import edit, preds, tiny_outputs  # noqa: F401 (fixture)
 
 from ensemble.leaderboard import write_leaderboard
 from ensemble.tasks import TASKS

@@ -29,7 +29,6 @@ from ..infer import check_precision, cpu_has_bf16, default_max_tokens, pick_devi
 from ..kernels import drop_compiled
 from ..model import ModelConfig, MultitaskModel
 from ..progress import NULL
-from ..tasks import TASKS
 from .accuracy import compiled_accuracy, fit_probe_heads, pipeline_accuracy, tool_accuracy
 from .pipeline import pipeline_inputs, sequence_classifier
 from .machine import PeakMemory, load_average, machine_facts, matmul_peak, time_calls, torch_threads
