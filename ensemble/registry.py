@@ -95,11 +95,36 @@ def _linked_copy(src: Path, stage: Path) -> None:
             os.link(p, stage / rel)
 
 
-# -- selected ensembles -------------------------------------------------------------------------
-class _EnsembleFiles:
-    """The ``ensembles/`` folder of a registry: one JSON document per selected ensemble."""
+# -- the registry folder and its selected ensembles ---------------------------------------------
+class _Folder:
+    """The registry's folder: made by the first write, never by a reader."""
 
-    root: Path
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    @property
+    def candidates_dir(self) -> Path:
+        return self.root / "candidates"
+
+    @property
+    def exists(self) -> bool:
+        """Whether a writer has made the registry here yet."""
+        return self.candidates_dir.is_dir()
+
+    def _existing(self) -> None:
+        """Readers: an error naming the path where there is no registry (a typo never makes one)."""
+        if not self.exists:
+            raise EnsembleError(f"{self.root}: no registry here (expected a folder made by `ensemble train` "
+                                "or `ensemble register`)")
+
+    def _ensure(self) -> None:
+        """Writers: the registry's folders, made on the first write."""
+        for d in ("candidates", "ensembles", ".staging", ".trash"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+
+
+class _EnsembleFiles(_Folder):
+    """The ``ensembles/`` folder of a registry: one JSON document per selected ensemble."""
 
     @property
     def ensembles_dir(self) -> Path:
@@ -108,7 +133,7 @@ class _EnsembleFiles:
     def save_ensemble(self, name: str, doc: dict[str, Any]) -> Path:
         if not name or "/" in name or name.startswith("."):
             raise EnsembleError(f"ensemble name {name!r}: expected a plain file name")
-        self.ensembles_dir.mkdir(parents=True, exist_ok=True)
+        self._ensure()
         path = self.ensembles_dir / f"{name}.json"
         atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
         return path
@@ -122,6 +147,7 @@ class _EnsembleFiles:
             raise EnsembleError(f"{path}: not valid JSON ({e})") from e
 
     def _ensemble_path(self, name: str | None) -> Path:
+        self._existing()
         if name is None:
             docs = sorted(self.ensembles_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
             if not docs:
@@ -140,27 +166,20 @@ class Registry(_EnsembleFiles):
     ensembles: :class:`_EnsembleFiles`). Storage only: what goes into a candidate is
     :mod:`ensemble.register`'s business."""
 
-    def __init__(self, root: Path | str, create: bool = True):
-        self.root = Path(root)
-        if not self.root.exists() and not create:
-            raise EnsembleError(f"registry {self.root} does not exist")
-        if create:
-            for d in ("candidates", "ensembles", ".staging", ".trash"):
-                (self.root / d).mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: Path | str):
+        """Nothing is created here: writers make the folders on their first write (:meth:`_ensure`),
+        readers of a folder that holds no registry get an error (:meth:`_existing`)."""
+        super().__init__(root)
         recover(self.root)
 
-    @property
-    def candidates_dir(self) -> Path:
-        return self.root / "candidates"
-
     def lock(self):
+        self._existing()   # a lock is for changing candidates that exist: no registry made by it
         return folder_lock(self.root)
 
     # -- reading ------------------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:
+        self._existing()
         out = []
-        if not self.candidates_dir.exists():
-            return out
         for d in sorted(self.candidates_dir.iterdir()):
             m = d / MANIFEST
             if not m.is_file():
@@ -188,12 +207,11 @@ class Registry(_EnsembleFiles):
 
     def verify(self, refs: list[str] | None = None) -> tuple[list[Candidate], list[Problem]]:
         """Rehash every stored file against its manifest (see :func:`verify_folder`)."""
+        self._existing()
         if refs:
             dirs = [self.get(r).path for r in refs]
-        elif self.candidates_dir.exists():
-            dirs = sorted(d for d in self.candidates_dir.iterdir() if d.is_dir())
         else:
-            dirs = []
+            dirs = sorted(d for d in self.candidates_dir.iterdir() if d.is_dir())
         checked: list[Candidate] = []
         problems: list[Problem] = []
         for d in dirs:
@@ -209,6 +227,7 @@ class Registry(_EnsembleFiles):
         return uuid.uuid4().hex[:10]
 
     def _stage(self) -> Path:
+        self._ensure()
         d = self.root / ".staging" / uuid.uuid4().hex
         d.mkdir(parents=True)
         return d

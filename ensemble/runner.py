@@ -97,7 +97,8 @@ def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device
     trained, skipped = [], []
     for i, cfg in enumerate(configs, 1):
         fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
-        same = [c for c in reg.candidates() if (c.manifest.get("training") or {}).get("fingerprint") == fp]
+        same = [c for c in (reg.candidates() if reg.exists else [])
+                if (c.manifest.get("training") or {}).get("fingerprint") == fp]
         if same and all(c.manifest["training"].get("run_complete") for c in same):
             skipped.append(cfg.run_name)
             say(f"[{i}/{len(configs)}] {cfg.run_name}: already in the registry ({', '.join(c.id for c in same)}); skipped")

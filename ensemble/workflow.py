@@ -53,14 +53,17 @@ def stale_candidates(cands: list[Candidate], data_dir: Path) -> dict[str, list[s
 def _usable(cands: list[Candidate], data_dir: Path, notes: list[str]) -> tuple[list[Candidate], dict[str, list[str]]]:
     """The candidates whose cached predictions match the data files, and the stale ones (noted)."""
     stale = stale_candidates(cands, data_dir)
+    by_id = {c.id: c for c in cands}
     for cid, what in stale.items():
-        notes.append(f"candidate {cid} has stale cached predictions ({'; '.join(what)}): left out; "
-                     "`ensemble register --refresh` recomputes them")
+        fix = (f"`ensemble register --refresh --data {data_dir}` recomputes them" if by_id[cid].kind == "model"
+               else "re-export them from the code that made them and register them again")
+        notes.append(f"candidate {cid} has stale cached predictions ({'; '.join(what)}): left out; {fix}")
     return [c for c in cands if c.id not in stale], stale
 
 
 def _dev_predictions(task: str, usable: list[Candidate], notes: list[str]) -> tuple[dict, dict[str, int]]:
-    """Each usable candidate's dev predictions for ``task`` and its parameter count."""
+    """Each usable candidate's dev predictions for ``task`` and its parameter count; a candidate
+    whose cached file cannot be read is left out with a note naming the file and line."""
     cand_preds = {}
     params = {}
     for c in usable:
@@ -68,7 +71,12 @@ def _dev_predictions(task: str, usable: list[Candidate], notes: list[str]) -> tu
             if task in c.tasks or c.kind == "predictions":
                 notes.append(f"{task}: candidate {c.id} has no dev predictions for it; skipped")
             continue
-        cand_preds[c.id] = c.predictions(task, "dev")
+        try:
+            cand_preds[c.id] = c.predictions(task, "dev")
+        except EnsembleError as e:
+            notes.append(f"{task}: candidate {c.id} left out: its cached dev predictions are damaged ({e}); "
+                         "`ensemble verify` checks every stored file")
+            continue
         params[c.id] = c.manifest.get("parameters") or 0
     return cand_preds, params
 
@@ -92,11 +100,12 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
     by_id = {c.id: c for c in usable}
     selections: dict[str, Any] = {}
     pred_hashes: dict[str, dict[str, dict[str, str]]] = {}
+    left_out = []
     for task in tasks:
         split = data_mod.read_split(data_dir, task, "dev")
         cand_preds, params = _dev_predictions(task, usable, notes)
         if not cand_preds:
-            notes.append(f"{task}: no candidate has dev predictions; task left out of the ensemble")
+            left_out.append(task)
             continue
         inp = selection.TaskInput(task=task, dev_ids=split.ids, dev_labels=split.labels, candidates=cand_preds,
                                  params=params)
@@ -104,7 +113,8 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "gr
         selections[task] = sel
         pred_hashes[task] = _prediction_hashes(task, sel.weights, by_id)
     if not selections:
-        raise EnsembleError("no task has candidates with dev predictions; nothing to select")
+        raise EnsembleError("\n  ".join(["no task has candidates with dev predictions; nothing to select", *notes]))
+    notes += [f"{t}: no candidate has dev predictions; task left out of the ensemble" for t in left_out]
     test_scores = labelled_test_scores(selections, by_id, data_dir, notes)
     summary = summarise(selections, usable, test_scores)
     name = name or f"ensemble-{mode}"
@@ -132,10 +142,9 @@ def _ensemble_doc(name: str, mode: str, sample: bool, data_dir: Path, selections
 def _aligned(cand: Candidate, task: str, split: str, ids: list[str]) -> np.ndarray | None:
     if not cand.has_predictions(task, split):
         return None
-    c_ids, values = cand.predictions(task, split)
     try:
-        return align_predictions(cand.path, c_ids, values, ids)
-    except EnsembleError:
+        return align_predictions(cand.path, *cand.predictions(task, split), ids)
+    except EnsembleError:   # damaged or other ids: no test score (the note names the candidate)
         return None
 
 
@@ -207,6 +216,22 @@ def _members(doc: dict[str, Any], task: str) -> dict[str, int]:
     return {cid: weights[cid] for cid in order}
 
 
+def _present(registry: Registry, doc: dict[str, Any], tasks) -> dict[str, Candidate]:
+    """The registry's candidates by id, after checking that every member of ``doc`` for ``tasks``
+    is still there: a removed member is named with its tasks, and the way out (select again)."""
+    by_id = {c.id: c for c in registry.candidates()}   # one read of the manifests, not one per member
+    lost: dict[str, list[str]] = {}
+    for task in (t for t in TASKS if t in tasks):
+        for cid in _members(doc, task):
+            if cid not in by_id:
+                lost.setdefault(cid, []).append(task)
+    if lost:
+        what = ", ".join(f"{cid} ({', '.join(ts)})" for cid, ts in lost.items())
+        raise EnsembleError(f"ensemble {doc['name']} lost member{'s' if len(lost) > 1 else ''} {what}: removed from "
+                            f"{registry.root}; run `ensemble select` again to choose from the candidates left")
+    return by_id
+
+
 def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[str], np.ndarray]],
               ids: list[str], where: str) -> np.ndarray:
     """Members' predictions joined by id onto ``ids``, averaged by the selector's one weighted average."""
@@ -219,7 +244,7 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
             splits=("dev", "test")) -> dict[str, Any]:
     """Write the leaderboard files of a selected ensemble from cached predictions; score dev."""
     doc = registry.load_ensemble(ensemble)
-    by_id = {c.id: c for c in registry.candidates()}   # one read of the manifests, not one per member
+    by_id = _present(registry, doc, doc["tasks"])
     outputs = {}
     notes = []
     for task, entry in doc["tasks"].items():
@@ -232,7 +257,7 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
             sp = data_mod.read_split(data_dir, task, split)
             loaded = {}
             for cid in members:
-                c = by_id.get(cid) or registry.get(cid)   # get() raises the "no candidate" error
+                c = by_id[cid]
                 if not c.has_predictions(task, split):
                     raise EnsembleError(f"ensemble {doc['name']}: member {cid} has no cached {task} {split} predictions")
                 entry_file = c.manifest["predictions"][task][split]
@@ -269,7 +294,8 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     split = data_mod.read_file(input_file, task)
     dev = pick_device(device)
     check_precision(precision, dev)
-    cands = {cid: registry.get(cid) for cid in members}
+    by_id = _present(registry, doc, [task])
+    cands = {cid: by_id[cid] for cid in members}
     external = [cid for cid, c in cands.items() if c.kind != "model"]
     if external:
         raise EnsembleError(f"members {', '.join(external)} are imported predictions without a model; they cannot "

@@ -155,7 +155,7 @@ def test_register_predictions_bad_input_names_file_and_line(sample_data, tmp_pat
     msg = str(e.value)
     for piece in pieces:
         assert piece.format(f=f, id2=ids[2], id3=ids[3], last=len(_lines(f))) in msg, msg
-    assert reg.candidates() == [] and staging_empty(tmp_path / "reg")
+    assert not reg.exists   # nothing written: no registry made
 
 
 def test_register_predictions_missing_dev_file(sample_data, tmp_path):
@@ -169,7 +169,7 @@ def test_register_predictions_missing_dev_file(sample_data, tmp_path):
     empty.mkdir()
     with pytest.raises(EnsembleError, match="no prediction files"):
         register_predictions(reg, empty, "bad", sample_data)
-    assert reg.candidates() == []
+    assert not reg.exists
 
 
 def test_register_predictions_refuses_symlink_leaving_folder(sample_data, tmp_path):
@@ -180,7 +180,7 @@ def test_register_predictions_refuses_symlink_leaving_folder(sample_data, tmp_pa
     reg = Registry(tmp_path / "reg")
     with pytest.raises(EnsembleError, match="leaves"):
         register_predictions(reg, pdir, "bad", sample_data)
-    assert reg.candidates() == []
+    assert not reg.exists
 
 
 # -- stale caches and refresh ------------------------------------------------------------------
@@ -239,7 +239,7 @@ def test_register_model_refuses_pickle(saved_model_dir, sample_data, tmp_path):
     with pytest.raises(EnsembleError, match="safetensors") as e:
         register_model(reg, m, sample_data, device="cpu")
     assert "pytorch_model.bin" in str(e.value) and "pickle" in str(e.value)
-    assert reg.candidates() == []
+    assert not reg.exists
 
 
 @pytest.mark.parametrize("kind", ["file", "dir"])
@@ -392,3 +392,32 @@ def test_interrupted_training_registration_leaves_registry_empty(tiny_base, tmp_
     assert reg.candidates() == []
     assert list((tmp_path / "reg" / "candidates").iterdir()) == []
     assert list((tmp_path / "reg" / ".staging").iterdir()) == []
+
+
+# -- the same content twice ----------------------------------------------------------------------
+def test_the_same_predictions_twice_are_refused_unless_forced(sample_data, tmp_path):
+    pdir = make_pred_dir(sample_data, tmp_path / "preds")
+    reg = Registry(tmp_path / "reg")
+    first = register_predictions(reg, pdir, "starter", sample_data)
+    again = shutil.copytree(pdir, tmp_path / "again")   # the same files from another folder
+    with pytest.raises(EnsembleError) as e:
+        register_predictions(reg, again, "starter", sample_data)
+    assert str(e.value) == (f"--predictions {again}: already registered as candidate {first.id} (starter), same "
+                            "content (sha256); nothing added (`ensemble register --again` adds a second copy)")
+    assert [c.id for c in reg.candidates()] == [first.id] and staging_empty(reg.root)
+    other = make_pred_dir(sample_data, tmp_path / "other", seed=1)
+    assert register_predictions(reg, other, "other", sample_data).id != first.id
+    second = register_predictions(reg, pdir, "starter", sample_data, force=True)
+    assert len(reg.candidates()) == 3 and second.id != first.id
+
+
+def test_the_same_model_twice_is_refused_before_inference_unless_forced(saved_model_dir, sample_data, tmp_path,
+                                                                         monkeypatch):
+    reg = Registry(tmp_path / "reg")
+    first = register_model(reg, saved_model_dir, sample_data, name="tiny", device="cpu")
+    monkeypatch.setattr(register_mod, "predict_into", lambda *a, **k: pytest.fail("inference ran"))
+    with pytest.raises(EnsembleError, match=f"{saved_model_dir}: already registered as candidate {first.id} "
+                                            r"\(tiny\), same content"):
+        register_model(reg, saved_model_dir, sample_data, device="cpu")
+    monkeypatch.undo()
+    assert register_model(reg, saved_model_dir, sample_data, device="cpu", force=True).id != first.id

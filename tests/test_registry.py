@@ -193,3 +193,29 @@ def test_add_failure_after_writing_leaves_nothing(tmp_path):
         reg.add(build)
     assert reg.candidates() == [] and list((tmp_path / "reg" / ".staging").iterdir()) == []
     assert reg.verify() == ([], [])
+
+
+# -- made by the first write, never by a reader ------------------------------------------------
+def test_readers_never_create_a_registry(tmp_path):
+    root = tmp_path / "chekpoints"
+    reg = Registry(root)
+    no_registry = (f"{root}: no registry here (expected a folder made by `ensemble train` or "
+                   "`ensemble register`)")
+    for read in (reg.candidates, reg.verify, reg.load_ensemble, lambda: reg.get("abc"), lambda: reg.remove("abc")):
+        with pytest.raises(EnsembleError) as e:
+            read()
+        assert str(e.value) == no_registry
+    assert not root.exists() and not reg.exists
+    (tmp_path / "plain").mkdir()                          # an existing folder that is no registry
+    with pytest.raises(EnsembleError, match="no registry here"):
+        Registry(tmp_path / "plain").candidates()
+
+
+def test_the_first_write_creates_the_registry(sample_data, tmp_path):
+    reg = Registry(tmp_path / "a" / "reg")
+    c = reg.add(lambda stage: {"name": "x"})
+    assert reg.exists and [x.id for x in reg.candidates()] == [c.id]
+    assert sorted(p.name for p in reg.root.iterdir()) == [".staging", ".trash", "candidates", "ensembles"]
+    ens = Registry(tmp_path / "b")
+    ens.save_ensemble("e", {"name": "e"})
+    assert ens.load_ensemble()["name"] == "e" and ens.candidates() == []

@@ -45,7 +45,7 @@ def show(candidate: str = typer.Argument(..., help="Candidate id (or unique pref
 def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidates to check (default: all)."),
            registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
     """Rehash every stored file; exit 1 naming each mismatched, missing or extra file."""
-    checked, problems = Registry(registry, create=False).verify(candidates or None)
+    checked, problems = Registry(registry).verify(candidates or None)
     if as_json:
         print_json({"checked": [c.id for c in checked], "problems": [p.__dict__ for p in problems]})
     else:
@@ -57,7 +57,7 @@ def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidat
 def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
     """Delete a candidate from the registry."""
-    reg = Registry(registry, create=False)
+    reg = Registry(registry)
     c = reg.get(candidate)
     if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False):
         console.print("kept")

@@ -39,7 +39,7 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
     data_dir, sample = resolve_data(data)
     info: dict[str, Any] = {"sample_data": sample}
     try:
-        doc = Registry(registry, create=False).load_ensemble(ensemble)
+        doc = Registry(registry).load_ensemble(ensemble)
         info.update(name=doc["name"], created=doc.get("created"), tasks=doc.get("tasks"))
     except EnsembleError:
         if ensemble:   # a named ensemble must exist; without a name, a registry without one is fine

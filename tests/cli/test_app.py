@@ -13,7 +13,9 @@ from ensemble.errors import EnsembleError
 def test_errors_are_red_messages_with_exit_1(tmp_path, invoke):
     r = invoke("select", "--data", SAMPLE, "--registry", tmp_path / "empty")
     assert r.exit_code == 1
-    assert "holds no candidates" in r.output
+    assert "no registry here" in r.output
+    (tmp_path / "empty" / "candidates").mkdir(parents=True)   # a registry whose candidates were all removed
+    assert "holds no candidates" in invoke("select", "--data", SAMPLE, "--registry", tmp_path / "empty").output
     r = invoke("show", "nope", "--registry", tmp_path / "empty")
     assert r.exit_code == 1 and "no candidate 'nope'" in r.output
     r = invoke("train", "--data", tmp_path / "missing", "--base", "minilm")
