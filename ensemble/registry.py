@@ -146,13 +146,18 @@ class _EnsembleFiles(_Folder):
         except ValueError as e:
             raise EnsembleError(f"{path}: not valid JSON ({e})") from e
 
+    def ensemble_names(self) -> list[str]:
+        """The saved ensembles' names, oldest saved first (read only)."""
+        self._existing()
+        return [p.stem for p in sorted(self.ensembles_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)]
+
     def _ensemble_path(self, name: str | None) -> Path:
         self._existing()
         if name is None:
-            docs = sorted(self.ensembles_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
-            if not docs:
+            names = self.ensemble_names()
+            if not names:
                 raise EnsembleError(f"no selected ensemble in {self.ensembles_dir}; run `ensemble select` first")
-            return docs[-1]
+            name = names[-1]
         path = self.ensembles_dir / f"{name}.json"
         if not path.exists():
             have = ", ".join(p.stem for p in sorted(self.ensembles_dir.glob("*.json"))) or "none"

@@ -1,35 +1,92 @@
 """The ``ensemble`` Typer app: every command is registered here, each with the one error path.
 
-Any :class:`EnsembleError` a command raises becomes a red ``error:`` message and exit code 1.
+Any :class:`EnsembleError` a command raises becomes a red ``error:`` message and exit code 1 (with
+``--json``, also a JSON error object on stdout). Any other exception (a bug) becomes a short
+message naming the command, the error and the file holding its traceback; ``ensemble --debug``
+prints the traceback instead.
 """
 from __future__ import annotations
 
 import os
+import tempfile
+import traceback
+from importlib.metadata import PackageNotFoundError, version as package_version
 
 import typer
 from typer.core import TyperCommand
 
 from ..errors import EnsembleError
-from . import bench, registry, select, submit, train
-from .render import error
+from . import bench, ensembles, registry, select, submit, train
+from .render import err, error, print_json
+
+CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
+
+
+def _fail(ctx: typer.Context, message: str, fields: dict) -> None:
+    """The red line on stderr and, when the command was given ``--json``, the error object on stdout."""
+    error(message)
+    if ctx.params.get("as_json"):
+        print_json({"error": message, **fields})
+    raise typer.Exit(1)
+
+
+def _unexpected(ctx: typer.Context, e: Exception) -> None:
+    """A bug: the traceback (printed under ``--debug``, else written to a file) and a short message."""
+    text = traceback.format_exc()
+    if ctx.find_root().params.get("debug"):
+        err.print(text, markup=False, highlight=False, end="")
+        where, hint = None, "the traceback is above"
+    else:
+        fd, where = tempfile.mkstemp(prefix="ensemble-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        hint = f"the full traceback is in {where} (`ensemble --debug ...` prints it instead)"
+    first = str(e).splitlines()[0] if str(e) else ""
+    _fail(ctx, f"`{ctx.command_path}` failed unexpectedly: {type(e).__name__}: {first}\n  {hint}; please report it",
+          {"type": type(e).__name__, "unexpected": True, "traceback": where})
 
 
 class Command(TyperCommand):
-    """A command whose :class:`EnsembleError`, wherever raised, is a red message and exit code 1."""
+    """A command whose errors, wherever raised, go through :func:`_fail` (exit code 1)."""
 
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except EnsembleError as e:
-            error(str(e))
-            raise typer.Exit(1) from None
+            _fail(ctx, str(e), {"type": type(e).__name__})
+        except CLICK_EXITS:   # click's own exits and usage errors keep their codes
+            raise
+        except Exception as e:
+            _unexpected(ctx, e)
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train multitask BERT candidates, keep them in a verified registry, build greedy per-task "
-                       "ensembles and write CS224N leaderboard submissions.")
+def _version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"ensemble {package_version('ensemble')}")
+        except PackageNotFoundError:   # run from a source tree that was never installed
+            typer.echo("ensemble (not installed: no version)")
+        raise typer.Exit()
+
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the installed version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="On an unexpected error, print the full traceback."),
+) -> None:
+    """Train multitask BERT candidates, keep them in a verified registry, build greedy per-task ensembles and
+    write CS224N leaderboard submissions."""   # --debug is read where an error is handled (_unexpected)
+
+
 bench_app = typer.Typer(no_args_is_help=True, help="Measure selection, inference and training speed.")
 app.add_typer(bench_app, name="bench")
+ensembles_app = typer.Typer(no_args_is_help=True, help="List, show and remove the ensembles `select` saved.")
+app.add_typer(ensembles_app, name="ensembles")
 
 COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists them
     (app, "train", train.train), (app, "list", registry.list_), (app, "show", registry.show),
@@ -38,6 +95,8 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "submit", submit.submit), (app, "pretrain", train.pretrain),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
+    (ensembles_app, "list", ensembles.list_), (ensembles_app, "show", ensembles.show),
+    (ensembles_app, "remove", ensembles.remove),
     (app, "run", train.run),
 )
 for group, name, function in COMMANDS:

@@ -7,20 +7,22 @@ from typing import Optional
 import typer
 
 from ..data import resolve_data
-from ..errors import EnsembleError
-from .options import CaruanaStepsOpt, DataOpt, JsonOpt
+from .options import BenchMode, CaruanaStepsOpt, DataOpt, JsonOpt, SeedOpt, plain
 from .progress import RichProgress
 from .render import console, print_bench, print_bench_select, print_json, sample_banner
 
 
-def select(candidates: int = 500, rows: int = 20000, seed: int = 0,
-           mode: str = typer.Option("greedy", help="greedy, caruana or both."),
+BenchBaseOpt = typer.Option("minilm", help="Encoder to time: hub name, local folder, or 'minilm' (offline stand-in).")
+
+
+def select(candidates: int = typer.Option(500, help="Synthetic candidates per task."),
+           rows: int = typer.Option(20000, help="Synthetic dev rows per task."),
+           seed: SeedOpt = 0,
+           mode: BenchMode = typer.Option("greedy", callback=plain, help="The selection mode to time, or both."),
            steps: CaruanaStepsOpt = 50, as_json: JsonOpt = False) -> None:
     """Time selection on synthetic predictions against a plain re-averaging implementation."""
     from ..bench.selection import bench_select  # lazy: keeps select/list/validate fast (bench code is loaded only here)
 
-    if mode not in ("greedy", "caruana", "both"):
-        raise EnsembleError(f"--mode {mode}: expected greedy, caruana or both")
     result = bench_select(candidates, rows, seed=seed, mode=mode, steps=steps)
     if as_json:
         print_json(result, default=float)
@@ -28,7 +30,7 @@ def select(candidates: int = 500, rows: int = 20000, seed: int = 0,
     print_bench_select(result, candidates, rows)
 
 
-def inference(base: str = "minilm", data: DataOpt = None,
+def inference(base: str = BenchBaseOpt, data: DataOpt = None,
               quora_limit: Optional[int] = typer.Option(None, help="Use a seeded sample of N Quora dev pairs."),
               compile: bool = typer.Option(False, "--compile", help="Also time torch.compile (compile time "
                                                                     "reported apart)."),
@@ -47,9 +49,11 @@ def inference(base: str = "minilm", data: DataOpt = None,
 
 
 def random_base(out: Path = typer.Argument(..., help="New folder for the model."),
-                layers: int = 12, hidden: int = 768, heads: int = 12,
-                intermediate: Optional[int] = typer.Option(None, help="Default: 4 x hidden."),
-                seed: int = 0) -> None:
+                layers: int = typer.Option(12, help="Encoder layers."),
+                hidden: int = typer.Option(768, help="Hidden size."),
+                heads: int = typer.Option(12, help="Attention heads (must divide the hidden size)."),
+                intermediate: Optional[int] = typer.Option(None, help="Feed-forward size (default: 4 x hidden)."),
+                seed: SeedOpt = 0) -> None:
     """Write a random BERT encoder of any size (default: BERT-base's) with MiniLM's uncased WordPiece
     tokenizer: a --base for speed measurements with no download (random weights predict nothing)."""
     from ..bases import make_random_base  # lazy: keeps select/list/validate fast
@@ -59,8 +63,9 @@ def random_base(out: Path = typer.Argument(..., help="New folder for the model."
                   f"`ensemble bench inference --base {path}`")
 
 
-def train(base: str = "minilm", data: DataOpt = None, steps: int = 20, batch_size: int = 16,
-          as_json: JsonOpt = False) -> None:
+def train(base: str = BenchBaseOpt, data: DataOpt = None,
+          steps: int = typer.Option(20, help="Training steps timed per variant."),
+          batch_size: int = typer.Option(16, help="Examples per batch."), as_json: JsonOpt = False) -> None:
     """A training step of the tool (plain, SMART) vs a plain transformers loop on the same batches."""
     from ..bench.training import bench_train  # lazy: keeps select/list/validate fast
 

@@ -11,26 +11,27 @@ from ..data import resolve_data
 from ..errors import EnsembleError
 from ..registry import Registry
 from ..tasks import parse_tasks
-from .options import ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt
+from .options import (ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,
+                      SelectMode, TasksOpt, plain)
 from .progress import RichProgress
-from .render import print_json, print_predicted, print_selection, sample_banner
+from .render import console, print_json, print_predicted, print_selection, sample_banner
 
 
 def select(
     data: DataOpt = None,
     registry: RegistryOpt = Path("checkpoints"),
-    mode: str = typer.Option("greedy", help="greedy (SPEC: best-first, join if dev does not drop) or caruana (with replacement)."),
+    mode: SelectMode = typer.Option("greedy", callback=plain,
+                                    help="greedy (the report's rule: best-first, join if dev does not drop) or caruana "
+                                  "(with replacement)."),
     max_size: Optional[int] = typer.Option(None, help="At most this many members per task."),
     steps: CaruanaStepsOpt = 50,
     repeats: int = typer.Option(20, help="Cross-fit repeats for the held-out estimate."),
     seed: int = typer.Option(0, help="Seed of the cross-fit splits."),
-    tasks: str = ALL_TASKS,
+    tasks: TasksOpt = ALL_TASKS,
     name: Optional[str] = typer.Option(None, help="Name of the saved ensemble (default: ensemble-<mode>)."),
     as_json: JsonOpt = False,
 ) -> None:
     """Build each task's ensemble; show what each member adds and how much gain survives held out."""
-    if mode not in ("greedy", "caruana"):
-        raise EnsembleError(f"--mode {mode}: expected greedy or caruana")
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
     report = workflow.select(Registry(registry), data_dir, parse_tasks(tasks), mode, max_size, steps, repeats,
@@ -55,16 +56,20 @@ def predict(
 ) -> None:
     """Write the six leaderboard files from the ensemble's cached predictions (or run it on --input)."""
     reg = Registry(registry)
+    doc = reg.load_ensemble(ensemble)   # resolved once: the ensemble named below is the one that predicts
+    name = ensemble or doc["name"]
     if input is not None:
         if task is None:
             raise EnsembleError("--input needs --task (sst, para or sts)")
-        result = workflow.predict_input(reg, input, task, out, ensemble, device, precision, RichProgress(as_json),
+        result = workflow.predict_input(reg, input, task, out, name, device, precision, RichProgress(as_json),
                                         compile=compile)
     else:
         data_dir, sample = resolve_data(data)
         sample_banner(sample)
-        result = workflow.predict(reg, data_dir, out, ensemble)
+        result = workflow.predict(reg, data_dir, out, name)
+    result["ensemble_saved"] = doc.get("created")
     if as_json:
         print_json(result)
         return
+    console.print(f"ensemble: {name} (saved {doc.get('created') or 'at an unknown time'})")
     print_predicted(result)

@@ -10,35 +10,48 @@ import typer
 from ..data import resolve_data
 from ..registry import Registry
 from ..tasks import parse_tasks
-from .options import ALL_TASKS, DataOpt, DeviceOpt, JsonOpt, RegistryOpt
+from .options import (ALL_TASKS, BASE_HELP, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, TASKS_HELP, Architecture,
+                      DataOpt, DeviceOpt, JsonOpt, Preset, RegistryOpt, SeedOpt, TasksOpt, TrainPrecision, plain)
 from .progress import RichProgress
 from .render import err, print_epochs, print_fields, print_json, print_run, sample_banner
 
+MODEL, OPTIM, SMART, DATA, OUTPUT = "Model", "Optimisation", "SMART", "Data", "Output and run"
+
+
+def _opt(default, help: str, panel: str, *names: str, **kw):
+    """An option of ``train`` with its help text and its help panel."""
+    return typer.Option(default, *names, help=help, rich_help_panel=panel, **kw)
+
 
 def train(
-    data: DataOpt = None,
-    base: str = typer.Option("bert-base-uncased", help="Encoder: hub name, local folder, or 'minilm' (offline stand-in)."),
-    architecture: str = typer.Option("multi", "--architecture", "-a", help="multi, cerberus, triple, static, multi+triple."),
-    task_layers: int = typer.Option(0, help="cerberus: top K layers copied per task."),
-    tasks: str = typer.Option(ALL_TASKS, help="Comma-separated subset of sst,para,sts."),
-    lr: float = typer.Option(1e-5, help="Base learning rate (top encoder layer)."),
-    epochs: int = typer.Option(10, help="Epochs; each epoch best for some task becomes a candidate."),
-    batch_size: int = 16,
-    weight_decay: float = typer.Option(1e-4, help="AdamW weight decay (1e-5 suits SST alone)."),
-    layer_decay: float = typer.Option(0.95, help="Learning-rate factor per layer below the top."),
-    head_lr_mult: float = typer.Option(1.0, help="Head learning rate = lr x this."),
-    embed_lr_mult: float = typer.Option(1.0, help="Extra factor on the embeddings' rate; 0 freezes them."),
-    head_dropout: float = 0.0,
-    hidden_dropout: float = 0.1,
-    smart_weight: float = typer.Option(0.0, help="SMART lambda_s (0 = off; 10-15 in the report's best models)."),
-    smart_steps: int = 1, smart_sigma: float = 1e-5, smart_eta: float = 1e-3, smart_epsilon: float = 1e-6,
-    seed: int = 0,
-    limit: Optional[int] = typer.Option(None, help="Use the first N training examples per task."),
-    max_length: Optional[int] = typer.Option(None, help="Truncate inputs to N tokens (default: the model's limit)."),
-    precision: str = typer.Option("auto", help="Training autocast: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16."),
-    device: DeviceOpt = "auto",
-    registry: RegistryOpt = Path("checkpoints"),
-    as_json: JsonOpt = False,
+    base: str = _opt("bert-base-uncased", BASE_HELP, MODEL),
+    architecture: Architecture = _opt("multi", "How the tasks share the encoder.", MODEL, "--architecture", "-a",
+                                      callback=plain),
+    task_layers: int = _opt(0, "cerberus: top K layers copied per task.", MODEL),
+    head_dropout: float = _opt(0.0, "Dropout before each task head.", MODEL),
+    hidden_dropout: float = _opt(0.1, "The encoder's hidden-layer dropout.", MODEL),
+    max_length: Optional[int] = _opt(None, "Truncate inputs to N tokens (default: the model's limit).", MODEL),
+    lr: float = _opt(1e-5, "Base learning rate (top encoder layer).", OPTIM),
+    epochs: int = _opt(10, "Epochs; each epoch best for some task becomes a candidate.", OPTIM),
+    batch_size: int = _opt(16, "Examples per training batch.", OPTIM),
+    weight_decay: float = _opt(1e-4, "AdamW weight decay (1e-5 suits SST alone).", OPTIM),
+    layer_decay: float = _opt(0.95, "Learning-rate factor per layer below the top.", OPTIM),
+    head_lr_mult: float = _opt(1.0, "Head learning rate = lr x this.", OPTIM),
+    embed_lr_mult: float = _opt(1.0, "Extra factor on the embeddings' rate; 0 freezes them.", OPTIM),
+    precision: TrainPrecision = _opt("auto", "Training autocast: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.",
+                                     OPTIM, callback=plain),
+    seed: int = _opt(0, "Seed of initialisation, shuffling and dropout.", OPTIM),
+    smart_weight: float = _opt(0.0, "SMART lambda_s (0 = off; 10-15 in the report's best models).", SMART),
+    smart_steps: int = _opt(1, "Ascent steps on the perturbation.", SMART),
+    smart_sigma: float = _opt(1e-5, "Standard deviation of the initial embedding noise.", SMART),
+    smart_eta: float = _opt(1e-3, "Ascent step size.", SMART),
+    smart_epsilon: float = _opt(1e-6, "Added to the l-inf norm when the noise is normalised.", SMART),
+    data: Optional[Path] = _opt(None, DATA_HELP, DATA, "--data"),
+    tasks: str = _opt(ALL_TASKS, TASKS_HELP, DATA),
+    limit: Optional[int] = _opt(None, "Use the first N training examples per task.", DATA),
+    device: str = _opt("auto", DEVICE_HELP, OUTPUT),
+    registry: Path = _opt(Path("checkpoints"), REGISTRY_HELP, OUTPUT, "--registry"),
+    as_json: bool = _opt(False, JSON_HELP, OUTPUT, "--json"),
 ) -> None:
     """Fine-tune a multitask model; register every epoch that is best on dev for some task."""
     from ..register import train_into  # lazy: keeps select/list/validate fast
@@ -64,13 +77,13 @@ def train(
 def pretrain(
     data: DataOpt = None,
     base: str = typer.Option("bert-base-uncased", help="Encoder to adapt: hub name, local folder, or 'minilm'."),
-    tasks: str = ALL_TASKS,
-    steps: int = 1000,
+    tasks: TasksOpt = ALL_TASKS,
+    steps: int = typer.Option(1000, help="Optimiser steps of masked-language-model training."),
     out: Path = typer.Option(..., help="Output encoder folder (use it as `ensemble train --base OUT`)."),
-    lr: float = 1e-5,
-    layer_decay: float = 1.0,
-    batch_size: int = 32,
-    seed: int = 0,
+    lr: float = typer.Option(1e-5, help="Base learning rate (top encoder layer)."),
+    layer_decay: float = typer.Option(1.0, help="Learning-rate factor per layer below the top."),
+    batch_size: int = typer.Option(32, help="Texts per batch."),
+    seed: SeedOpt = 0,
     checkpoint_every: int = typer.Option(500, help="Save a resumable checkpoint every K steps."),
     include_eval_inputs: bool = typer.Option(False, help="Also use the (unlabelled) dev and test inputs' text."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUT."),
@@ -95,11 +108,13 @@ def pretrain(
 
 def run(
     data: DataOpt = None,
-    base: Optional[str] = typer.Option(None, help="Encoder (default: the preset's: minilm for quick, bert-base-uncased for paper)."),
-    preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (the report's grid, for a GPU)."),
+    base: Optional[str] = typer.Option(None, help="Encoder (default: the preset's: minilm for quick, bert-base-uncased "
+                                                  "for paper)."),
+    preset: Preset = typer.Option("quick", callback=plain,
+                                  help="quick (CPU, minutes) or paper (the report's grid, for a GPU)."),
     registry: RegistryOpt = Path("checkpoints"),
-    out: Path = Path("predictions"),
-    submissions: Path = Path("submissions"),
+    out: Path = typer.Option(Path("predictions"), help="Folder for the leaderboard files."),
+    submissions: Path = typer.Option(Path("submissions"), help="Folder for the submission zips."),
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:

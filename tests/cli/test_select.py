@@ -129,3 +129,19 @@ def test_predict_dev_scores_equal_select_scores_exactly(tmp_path, monkeypatch, m
     rows = (tmp_path / "out" / "sts-dev-output.csv").read_text().splitlines()[1:]
     written = {line.split(" , ")[0]: float(line.split(" , ")[1]) for line in rows}
     assert np.array_equal(np.array([written[i] for i in dev.ids]), want)
+
+
+def test_predict_names_the_ensemble_it_uses(tmp_path, registry_with_imports, invoke):
+    """`predict` without --ensemble uses the newest saved one, and says which, with when it was saved."""
+    reg = registry_with_imports
+    for name in ("first", "newest"):
+        assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", name).exit_code == 0
+    saved = json.loads((reg / "ensembles" / "newest.json").read_text())["created"]
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0] == f"ensemble: newest (saved {saved})"
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", tmp_path / "out", "--ensemble", "first",
+               "--json")
+    d = json.loads(r.stdout)
+    assert d["ensemble"] == "first"
+    assert d["ensemble_saved"] == json.loads((reg / "ensembles" / "first.json").read_text())["created"]

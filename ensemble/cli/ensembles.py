@@ -1,0 +1,105 @@
+"""The ``ensembles`` commands: list, show and remove the ensembles that ``select`` saved."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from ..errors import EnsembleError
+from ..registry import Registry
+from .options import JsonOpt, RegistryOpt
+from .render import console, fmt, note, print_json
+
+NameArg = typer.Argument(..., help="The saved ensemble's name (`ensemble ensembles list` shows them).")
+FIXED = ("members", "weights", "dev_score", "prediction_sha256")   # a task entry's fields shown in their own columns
+
+
+def summary(name: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """One saved ensemble in a line: mode, tasks, distinct members, mean dev score, when saved."""
+    tasks = doc.get("tasks", {})
+    scores = [e["dev_score"] for e in tasks.values() if e.get("dev_score") is not None]
+    members = {cid for e in tasks.values() for cid in e.get("weights", {})}
+    return {"name": name, "mode": doc.get("mode"), "tasks": list(tasks), "members": len(members),
+            "mean_dev": float(np.mean(scores)) if scores else None, "saved": doc.get("created"),
+            "sample": bool(doc.get("sample"))}
+
+
+def details(name: str, doc: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """A saved ensemble's members and weights per task (``names``: candidate id -> name; a member no
+    longer in the registry has none), its dev score, held-out estimate and any interval fields."""
+    held = next((row["heldout"] for row in doc.get("summary", []) if row.get("heldout")), {})
+    tasks = {}
+    for task, entry in doc.get("tasks", {}).items():
+        members = [{"id": cid, "name": names.get(cid), "weight": int(w)} for cid, w in entry.get("weights", {}).items()]
+        extra = {k: v for k, v in entry.items() if k not in FIXED}
+        tasks[task] = {"members": members, "dev_score": entry.get("dev_score"), "heldout": held.get(task), **extra}
+    return {**summary(name, doc), "tasks": tasks}
+
+
+def list_(registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
+    """List the saved ensembles: mode, tasks, members, mean dev score, when saved."""
+    reg = Registry(registry)
+    rows = []
+    for name in reg.ensemble_names():
+        try:
+            rows.append(summary(name, reg.load_ensemble(name)))
+        except EnsembleError as e:   # one damaged document does not hide the others
+            note(f"{e}; left out")
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print(f"no saved ensembles in {reg.ensembles_dir}; `ensemble select` saves one")
+        return
+    t = Table(title=f"saved ensembles in {reg.ensembles_dir}")
+    for col in ("name", "mode", "tasks"):
+        t.add_column(col, overflow="fold")
+    for col in ("members", "mean dev", "saved"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["name"], r["mode"] or "-", ",".join(r["tasks"]), str(r["members"]), fmt(r["mean_dev"]),
+                  r["saved"] or "-")
+    console.print(t)
+
+
+def show(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
+    """Show a saved ensemble: each task's members and weights, dev score and held-out estimate."""
+    reg = Registry(registry)
+    d = details(name, reg.load_ensemble(name), {c.id: c.name for c in reg.candidates()})
+    if as_json:
+        print_json(d)
+        return
+    console.print(f"[bold]{name}[/]  mode {d['mode'] or '-'}, saved {d['saved'] or '-'}"
+                  + (" (SAMPLE DATA)" if d["sample"] else ""))
+    for task, entry in d["tasks"].items():
+        console.print(f"{task}: dev {fmt(entry['dev_score'])}, held-out estimate {fmt(entry['heldout'])}")
+        t = Table()
+        t.add_column("member", no_wrap=True)
+        t.add_column("name", overflow="fold")
+        t.add_column("weight", justify="right", no_wrap=True)
+        for m in entry["members"]:
+            t.add_row(m["id"], m["name"] or "(no longer in the registry)", str(m["weight"]))
+        console.print(t)
+        for key, value in entry.items():
+            if key not in ("members", "dev_score", "heldout"):
+                console.print(f"  {key}: {fmt(value)}")
+
+
+def remove(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"),
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."), as_json: JsonOpt = False) -> None:
+    """Delete a saved ensemble (its members stay in the registry)."""
+    reg = Registry(registry)
+    if name not in reg.ensemble_names():   # a saved name, never a path out of the folder
+        raise EnsembleError(f"no saved ensemble {name!r} in {reg.ensembles_dir} (`ensemble ensembles list` shows them)")
+    if not yes and not typer.confirm(f"remove saved ensemble {name}?", default=False):
+        console.print("kept")
+        raise typer.Exit(1)
+    path = reg.ensembles_dir / f"{name}.json"
+    path.unlink()
+    if as_json:
+        print_json({"removed": name, "path": str(path)})
+        return
+    console.print(f"removed ensemble {name} ({path})")
