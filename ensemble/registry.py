@@ -96,6 +96,18 @@ def _linked_copy(src: Path, stage: Path) -> None:
 
 
 # -- selected ensembles -------------------------------------------------------------------------
+def _names_member(path: Path, cid: str) -> bool:
+    """Whether the saved ensemble at ``path`` has ``cid`` among some task's members (a damaged
+    document names nobody: ``load_ensemble`` reports it when it is used)."""
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError:
+        return False
+    tasks = doc.get("tasks") if isinstance(doc, dict) else None
+    return any(cid in (t.get("weights") or {}) or cid in (t.get("members") or [])
+               for t in (tasks or {}).values() if isinstance(t, dict))
+
+
 class _EnsembleFiles:
     """The ``ensembles/`` folder of a registry: one JSON document per selected ensemble."""
 
@@ -120,6 +132,10 @@ class _EnsembleFiles:
             return json.loads(path.read_text())
         except ValueError as e:
             raise EnsembleError(f"{path}: not valid JSON ({e})") from e
+
+    def ensembles_naming(self, cid: str) -> list[str]:
+        """The saved ensembles that have candidate ``cid`` as a member of some task (read only)."""
+        return [p.stem for p in sorted(self.ensembles_dir.glob("*.json")) if _names_member(p, cid)]
 
     def _ensemble_path(self, name: str | None) -> Path:
         if name is None:

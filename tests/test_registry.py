@@ -193,3 +193,13 @@ def test_add_failure_after_writing_leaves_nothing(tmp_path):
         reg.add(build)
     assert reg.candidates() == [] and list((tmp_path / "reg" / ".staging").iterdir()) == []
     assert reg.verify() == ([], [])
+
+
+def test_ensembles_naming_lists_the_saved_ensembles_with_a_member(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    reg.save_ensemble("a", {"tasks": {"sst": {"members": ["c1"], "weights": {"c1": 1}}}})
+    reg.save_ensemble("b", {"tasks": {"sst": {"members": ["c2"], "weights": {"c2": 1}},
+                                      "sts": {"members": ["c1"], "weights": {"c1": 2}}}})
+    (reg.ensembles_dir / "broken.json").write_text("{not json")
+    assert reg.ensembles_naming("c1") == ["a", "b"]
+    assert reg.ensembles_naming("c2") == ["b"] and reg.ensembles_naming("c3") == []
