@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import sys
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Any, Callable
 
 from ..candidate import Candidate
@@ -98,12 +99,14 @@ def _matches(raw: Any, want: str) -> bool:
             return float(want) == float(raw)
         except ValueError:
             return False
-    return machine(raw) == want
+    text = machine(raw)
+    return text == want or fnmatchcase(text, want) or text.startswith(want + "-")
 
 
 def filtered(cands: list[Candidate], where: list[str], task: str | None) -> list[Candidate]:
-    """The candidates with every ``KEY=VALUE`` of ``where`` (lists: each given item present) and,
-    with ``task``, dev predictions for it."""
+    """The candidates with every ``KEY=VALUE`` of ``where`` and, with ``task``, dev predictions for it.
+    Numbers match by value (``lr=3e-5``), lists when each given item is in them (``tasks=sst,sts``),
+    text whole, as a glob (``name=*-e1``) or up to a dash (``arch=cerberus`` matches cerberus-1)."""
     if task is not None and task not in TASKS:
         raise EnsembleError(f"--task {task}: expected one of {', '.join(TASKS)}")
     tests = []
@@ -136,7 +139,8 @@ def compare_fields(cands: list[Candidate]) -> list[dict[str, Any]]:
     """``compare``'s rows: the list columns, then every training setting any of them has (imported
     candidates have none), each with the raw values, as shown, and whether they differ."""
     keys = [k for k in FIELDS if k not in ("id", "lr", "smart", "layer_decay", "seed", "task_layers")]
-    rows = [(FIELDS[k].header, [FIELDS[k].value(c) for c in cands], FIELDS[k].show) for k in keys]
+    rows = [(FIELDS[k].header, [FIELDS[k].value(c) for c in cands], machine if k == "created" else FIELDS[k].show)
+            for k in keys]   # the whole time: the list's minutes may be equal where the times differ
     settings = sorted({k for c in cands for k in (_training(c).get("config") or {})})
     rows += [(f"config {k}", [_config(k)(c) for c in cands], _setting) for k in settings]
     return [{"field": label, "values": values, "shown": [show(v) for v in values],

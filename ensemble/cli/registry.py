@@ -24,7 +24,7 @@ def list_(registry: RegistryOpt = Path("checkpoints"),
           columns: Optional[str] = typer.Option(None, "--columns", help=f"Columns to show, comma-separated, or all "
                                                 f"(known: {', '.join(FIELDS)}; default: {','.join(DEFAULT_COLUMNS)})."),
           where: Optional[list[str]] = typer.Option(None, "--where", help="Only candidates with KEY=VALUE (a column "
-                                                    "key, e.g. arch=cerberus, seed=0); repeatable."),
+                                                    "key: arch=cerberus, seed=0, lr=3e-5, name='*-e1'); repeatable."),
           task: Optional[str] = typer.Option(None, help="Only candidates with dev predictions for this task."),
           no_truncate: bool = typer.Option(False, "--no-truncate", help="Keep every column, however wide the table."),
           as_csv: bool = typer.Option(False, "--csv", help="Comma-separated values, all columns, full precision."),

@@ -45,6 +45,8 @@ def test_quiet_where_and_task_filter(mixed_registry, invoke):
     assert listed(invoke, mixed_registry, "-q").split() == [r["id"] for r in rows]
     cerberus = [r["id"] for r in rows if r["architecture"].startswith("cerberus")]
     assert listed(invoke, mixed_registry, "-q", "--where", "arch=cerberus-1").split() == cerberus
+    assert listed(invoke, mixed_registry, "-q", "--where", "arch=cerberus").split() == cerberus
+    assert listed(invoke, mixed_registry, "-q", "--where", "name=*-s1-e1").split() == cerberus
     seed0 = [r["id"] for r in rows if r["seed"] == 0]
     assert listed(invoke, mixed_registry, "-q", "--where", "seed=0").split() == seed0
     assert listed(invoke, mixed_registry, "-q", "--where", "lr=0.00003", "--where", "seed=1").split() == cerberus
