@@ -96,6 +96,18 @@ def _linked_copy(src: Path, stage: Path) -> None:
 
 
 # -- the registry folder and its selected ensembles ---------------------------------------------
+def _names_member(path: Path, cid: str) -> bool:
+    """Whether the saved ensemble at ``path`` has ``cid`` among some task's members (a damaged
+    document names nobody: ``load_ensemble`` reports it when it is used)."""
+    try:
+        doc = json.loads(path.read_text())
+    except ValueError:
+        return False
+    tasks = doc.get("tasks") if isinstance(doc, dict) else None
+    return any(cid in (t.get("weights") or {}) or cid in (t.get("members") or [])
+               for t in (tasks or {}).values() if isinstance(t, dict))
+
+
 class _Folder:
     """The registry's folder: made by the first write, never by a reader."""
 
@@ -150,6 +162,11 @@ class _EnsembleFiles(_Folder):
         """The saved ensembles' names, oldest saved first (read only)."""
         self._existing()
         return [p.stem for p in sorted(self.ensembles_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)]
+
+    def ensembles_naming(self, cid: str) -> list[str]:
+        """The saved ensembles that have candidate ``cid`` as a member of some task (read only)."""
+        self._existing()
+        return [p.stem for p in sorted(self.ensembles_dir.glob("*.json")) if _names_member(p, cid)]
 
     def _ensemble_path(self, name: str | None) -> Path:
         self._existing()

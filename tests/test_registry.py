@@ -219,3 +219,13 @@ def test_the_first_write_creates_the_registry(sample_data, tmp_path):
     ens = Registry(tmp_path / "b")
     ens.save_ensemble("e", {"name": "e"})
     assert ens.load_ensemble()["name"] == "e" and ens.candidates() == []
+
+
+def test_ensembles_naming_lists_the_saved_ensembles_with_a_member(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    reg.save_ensemble("a", {"tasks": {"sst": {"members": ["c1"], "weights": {"c1": 1}}}})
+    reg.save_ensemble("b", {"tasks": {"sst": {"members": ["c2"], "weights": {"c2": 1}},
+                                      "sts": {"members": ["c1"], "weights": {"c1": 2}}}})
+    (reg.ensembles_dir / "broken.json").write_text("{not json")
+    assert reg.ensembles_naming("c1") == ["a", "b"]
+    assert reg.ensembles_naming("c2") == ["b"] and reg.ensembles_naming("c3") == []

@@ -89,7 +89,8 @@ ensembles_app = typer.Typer(no_args_is_help=True, help="List, show and remove th
 app.add_typer(ensembles_app, name="ensembles")
 
 COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists them
-    (app, "train", train.train), (app, "list", registry.list_), (app, "show", registry.show),
+    (app, "train", train.train), (app, "list", registry.list_), (app, "compare", registry.compare),
+    (app, "show", registry.show),
     (app, "verify", registry.verify), (app, "remove", registry.remove), (app, "register", registry.register),
     (app, "select", select.select), (app, "predict", select.predict), (app, "validate", submit.validate),
     (app, "submit", submit.submit), (app, "pretrain", train.pretrain),

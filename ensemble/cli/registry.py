@@ -1,4 +1,4 @@
-"""Registry commands: ``list``, ``show``, ``verify``, ``remove`` and ``register``."""
+"""Registry commands: ``list``, ``compare``, ``show``, ``verify``, ``remove`` and ``register``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,28 +8,63 @@ import typer
 
 from .. import register as reg_mod
 from ..data import resolve_data
+from ..candidate import Candidate
 from ..errors import EnsembleError
 from ..registry import Registry
 from ..tasks import TASKS
 from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt
 from .progress import RichProgress
-from .render import (candidate_row, console, print_candidate, print_candidates, print_json, print_refreshed,
-                     print_registered, print_verify, sample_banner)
+from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
+from .render import (candidate_row, console, print_candidate, print_candidates, print_compare, print_json,
+                     print_refreshed, print_registered, print_verify, sample_banner, warn)
 
 
 def list_(registry: RegistryOpt = Path("checkpoints"),
           sort: Optional[str] = typer.Option(None, help="Sort by a task's dev metric (sst, para, sts)."),
+          columns: Optional[str] = typer.Option(None, "--columns", help=f"Columns to show, comma-separated, or all "
+                                                f"(known: {', '.join(FIELDS)}; default: {','.join(DEFAULT_COLUMNS)})."),
+          where: Optional[list[str]] = typer.Option(None, "--where", help="Only candidates with KEY=VALUE (a column "
+                                                    "key: arch=cerberus, seed=0, lr=3e-5, name='*-e1'); repeatable."),
+          task: Optional[str] = typer.Option(None, help="Only candidates with dev predictions for this task."),
+          no_truncate: bool = typer.Option(False, "--no-truncate", help="Keep every column, however wide the table."),
+          as_csv: bool = typer.Option(False, "--csv", help="Comma-separated values, all columns, full precision."),
+          as_tsv: bool = typer.Option(False, "--tsv", help="Tab-separated values, all columns, full precision."),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the ids, one a line."),
           as_json: JsonOpt = False) -> None:
     """The candidates in the registry."""
-    cands = Registry(registry).candidates()
+    keys = parse_columns(columns)
     if sort is not None and sort not in TASKS:
         raise EnsembleError(f"--sort {sort}: expected one of {', '.join(TASKS)}")
+    everything = Registry(registry).candidates()
+    cands = filtered(everything, where or [], task)
     if sort:
         cands.sort(key=lambda c: (c.dev_metric(sort) is None, -(c.dev_metric(sort) or 0.0), c.id))
     if as_json:
         print_json([candidate_row(c) for c in cands])
+    elif as_csv or as_tsv:
+        write_delimited(cands, keys if columns else list(FIELDS), "," if as_csv else "\t")
+    elif quiet:
+        for c in cands:
+            print(c.id)
+    elif everything and not cands:
+        console.print(f"no candidate of the {len(everything)} in {registry} matches")
+    else:
+        print_candidates(cands, registry, keys, keep_all=no_truncate)
+
+
+def compare(candidates: list[str] = typer.Argument(..., help="Two or more candidates (id, unique prefix or name)."),
+            registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
+    """Candidates' configs and dev scores side by side; the rows that differ are marked."""
+    reg = Registry(registry)
+    cands = [reg.get(ref) for ref in candidates]
+    if len(cands) < 2:
+        raise EnsembleError("compare needs two or more candidates")
+    fields = compare_fields(cands)
+    if as_json:
+        print_json({"candidates": [c.id for c in cands],
+                    "fields": [{k: f[k] for k in ("field", "values", "differs")} for f in fields]})
         return
-    print_candidates(cands, registry)
+    print_compare(cands, fields)
 
 
 def show(candidate: str = typer.Argument(..., help="Candidate id (or unique prefix, or name)."),
@@ -55,14 +90,22 @@ def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidat
 
 
 def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
-           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")) -> None:
-    """Delete a candidate from the registry."""
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."), as_json: JsonOpt = False) -> None:
+    """Delete a candidate from the registry (warning first when saved ensembles use it)."""
     reg = Registry(registry)
     c = reg.get(candidate)
-    if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False):
+    used_by = reg.ensembles_naming(c.id)
+    if used_by:
+        warn(f"candidate {c.id} ({c.name}) is a member of the saved ensemble{'s' if len(used_by) > 1 else ''} "
+             f"{', '.join(used_by)}: `ensemble predict` with {'them' if len(used_by) > 1 else 'it'} fails once it "
+             "is removed; run `ensemble select` again")
+    if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
         console.print("kept")
         raise typer.Exit(1)
     reg.remove(c.id)
+    if as_json:
+        print_json({"removed": candidate_row(c), "ensembles": used_by})
+        return
     console.print(f"removed {c.id} ({c.name})")
 
 
@@ -72,6 +115,7 @@ def register(
     predictions: Optional[Path] = typer.Option(None, help="Folder of <task>-<split>.csv prediction files from other code."),
     name: Optional[str] = typer.Option(None, help="Name shown in tables."),
     parameters: Optional[int] = typer.Option(None, help="--predictions: the model's parameter count, for the tables."),
+    as_json: JsonOpt = False,
     refresh: bool = typer.Option(False, "--refresh", help="Recompute the cached predictions of stale candidates."),
     force: bool = typer.Option(False, help="--refresh: recompute even when not stale (named candidates or all)."),
     candidates: Optional[list[str]] = typer.Option(None, "--candidate", "-c", help="--refresh: only these."),
@@ -84,31 +128,47 @@ def register(
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
     reg = Registry(registry)
-    progress = RichProgress()
+    progress = RichProgress(as_json)
     if refresh:
         done = reg_mod.refresh(reg, data_dir, candidates, device=device, precision=precision, progress=progress,
                                force=force, compile=compile)
         progress.stop()
-        print_refreshed(done)
+        print_done(done, as_json)
         return
     if bool(paths) == (predictions is not None):
         raise EnsembleError("give either PATH... (models or exported candidates) or --predictions DIR --name NAME")
     if predictions is not None:
         if not name:
             raise EnsembleError("--predictions needs --name NAME")
-        print_registered(reg_mod.register_predictions(reg, predictions, name, data_dir, parameters))
-        return
-    if name and len(paths) > 1:
-        raise EnsembleError("--name applies to one PATH; several were given")
-    register_models(reg, paths, data_dir, name, progress, device=device, precision=precision, compile=compile)
+        added = [reg_mod.register_predictions(reg, predictions, name, data_dir, parameters)]
+        if not as_json:
+            print_registered(added[0])
+    else:
+        if name and len(paths) > 1:
+            raise EnsembleError("--name applies to one PATH; several were given")
+        added = register_models(reg, paths, data_dir, name, progress, not as_json, device=device, precision=precision,
+                                compile=compile)
+    if as_json:
+        print_json({"registered": [candidate_row(c) for c in added]})
+
+
+def print_done(done: list, as_json: bool) -> None:
+    """What ``register --refresh`` recomputed: each candidate and why (its stale files, or forced)."""
+    if as_json:
+        print_json({"refreshed": [{**candidate_row(c), "stale": stale} for c, stale in done]})
+    else:
+        print_refreshed(done)
 
 
 def register_models(reg: Registry, paths: list[Path], data_dir: Path, name: Optional[str], progress: RichProgress,
-                    **run: Any) -> None:
-    """Register model folders one at a time (one model in memory), printing each as it lands."""
+                    say: bool, **run: Any) -> list[Candidate]:
+    """Register model folders one at a time (one model in memory), printing each as it lands when ``say``."""
     from ..infer import TokenCache  # lazy: keeps select/list/validate fast
     cache = TokenCache()   # each input file is tokenised once for all models sharing a tokenizer
+    added = []
     for path in paths:
-        added = reg_mod.register_model(reg, path, data_dir, name, progress=progress, cache=cache, **run)
+        added.append(reg_mod.register_model(reg, path, data_dir, name, progress=progress, cache=cache, **run))
         progress.stop()
-        print_registered(added)
+        if say:
+            print_registered(added[-1])
+    return added

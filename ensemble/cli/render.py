@@ -1,17 +1,59 @@
-"""Everything the commands print: the two consoles, JSON, messages and the rich tables."""
+"""Everything the commands print: the two consoles, JSON, messages and the tables (laid out by
+:mod:`.tables`, so that no number is ever cut)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
-from rich.table import Table
 
 from ..tasks import TASKS
+from .listing import FIELDS, params
+from .tables import Col, fit
 
-console = Console()
+PIPED_WIDTH = 200   # stdout that is no terminal (a pipe, a log) and no COLUMNS: wide enough for every table
+
+
+class Stdout(Console):
+    """stdout: COLUMNS when set, else the terminal's width, else (piped, a log) :data:`PIPED_WIDTH`.
+
+    COLUMNS, FORCE_COLOR and TTY_COMPATIBLE are read at each print (rich reads them once, when
+    the console is made, which would freeze whatever they were when this module was imported)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._forced = kwargs.get("force_terminal")
+        super().__init__(**kwargs)
+        self._fixed_width = kwargs.get("width")
+        self._width = self._fixed_width
+
+    @property
+    def is_terminal(self) -> bool:
+        if self._forced is not None:
+            return self._forced
+        tty_compatible = os.environ.get("TTY_COMPATIBLE", "")
+        if tty_compatible in ("0", "1"):
+            return tty_compatible == "1"
+        if os.environ.get("FORCE_COLOR"):
+            return True
+        isatty = getattr(self.file, "isatty", None)
+        return bool(isatty and isatty())
+
+    def _size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        columns = os.environ.get("COLUMNS", "")
+        if self._fixed_width is not None or self.is_terminal and not columns.isdigit():
+            return size
+        if columns.isdigit():
+            return ConsoleDimensions(int(columns), size.height)
+        return ConsoleDimensions(PIPED_WIDTH, size.height)
+
+    size = property(_size, Console.size.fset)
+
+
+console = Stdout()
 err = Console(stderr=True)
 
 
@@ -31,6 +73,10 @@ def note(text: str) -> None:
     err.print(f"[yellow]{escape(text)}[/]", soft_wrap=True)
 
 
+def warn(text: str) -> None:
+    err.print(f"[bold yellow]warning:[/] [yellow]{escape(text)}[/]", soft_wrap=True, highlight=False)
+
+
 def sample_banner(sample: bool) -> None:
     if sample:
         err.print("[bold magenta]SAMPLE DATA:[/] [magenta]the packaged sample (not course data); scores mean nothing.[/]")
@@ -44,47 +90,37 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
-def params(n: Any) -> str:
-    if not n:
-        return "-"
-    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n:,}"
-
-
-def columns(table: Table, names: tuple[str, ...] | list[str], left: tuple[str, ...]) -> None:
-    """Add the named columns: those in ``left`` left-justified, the others right-justified."""
-    for name in names:
-        table.add_column(name, justify="left" if name in left else "right")
+def print_table(title: str, cols: list[Col], rows: list[list[str]], keep_all: bool = False, hint: str = "") -> None:
+    """Print a table fitted to the console (see :func:`.tables.fit`), naming the columns it left out."""
+    fitted = fit(title, cols, rows, console.width, keep_all)
+    if fitted.dropped:
+        fitted.table.caption = (f"left out to fit {console.width} columns: {', '.join(fitted.dropped)}"
+                                + (f" ({hint})" if hint else ""))
+    console.print(fitted.table, crop=False)
 
 
 # -- training ------------------------------------------------------------------------------------
 def print_epochs(result, elapsed: float) -> None:
+    """The training table; on a narrow terminal tokens/s, time and the losses (last task first) drop."""
     cfg = result.config
-    table = Table(title=f"{cfg.run_name}  ({params(result.parameters)} parameters, {result.device}, {elapsed:.1f} s)")
-    table.add_column("epoch", justify="right")
-    for t in cfg.tasks:
-        table.add_column(f"{t} loss", justify="right")
-    for t in cfg.tasks:
-        table.add_column(f"{t} dev {TASKS[t].metric[:3]}", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("tokens/s", justify="right")
-    table.add_column("candidate")
+    n = len(cfg.tasks)
+    cols = [Col("epoch", True), *[Col(f"{t} loss", True, 2 + i) for i, t in enumerate(cfg.tasks)],
+            *[Col(f"{t} dev {TASKS[t].metric[:3]}", True) for t in cfg.tasks],
+            Col("time", True, 3 + n), Col("tokens/s", True, 4 + n), Col("candidate", drop=1)]
+    rows = []
     for e in result.epochs:
         best = set(e.best_for)
         devs = [f"[bold green]{e.dev[t]:.4f}[/]" if t in best else f"{e.dev[t]:.4f}" for t in cfg.tasks]
         kept = e.candidate if e.candidate in result.candidates else (f"[dim]{e.candidate} (superseded)[/]" if e.candidate else "")
-        table.add_row(str(e.epoch), *[f"{e.train_loss[t]:.4f}" for t in cfg.tasks], *devs, f"{e.seconds:.1f}s",
-                      f"{e.tokens / max(e.seconds, 1e-9):,.0f}", kept)
-    console.print(table)
+        rows.append([str(e.epoch), *[f"{e.train_loss[t]:.4f}" for t in cfg.tasks], *devs, f"{e.seconds:.1f}s",
+                     f"{e.tokens / max(e.seconds, 1e-9):,.0f}", kept])
+    print_table(f"{cfg.run_name}  ({params(result.parameters)} parameters, {result.device}, {elapsed:.1f} s)", cols, rows)
     console.print(f"registered: {', '.join(result.candidates) or 'none'}")
 
 
 def print_fields(title: str, d: dict[str, Any]) -> None:
-    t = Table(title=title)
-    t.add_column("field")
-    t.add_column("value")
-    for k, v in d.items():
-        t.add_row(k, fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v, default=str)[:120])
-    console.print(t)
+    rows = [[k, fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v, default=str)] for k, v in d.items()]
+    print_table(title, [Col("field"), Col("value")], rows)
 
 
 def print_run(result: dict[str, Any], out: Path) -> None:
@@ -99,34 +135,27 @@ def print_run(result: dict[str, Any], out: Path) -> None:
 # -- registry ------------------------------------------------------------------------------------
 def candidate_row(c) -> dict[str, Any]:
     """A candidate as ``list --json`` prints it."""
+    training = c.manifest.get("training") or {}
     return {
         "id": c.id, "name": c.name, "kind": c.kind, "architecture": c.manifest.get("architecture"),
         "tasks": c.tasks, "parameters": c.manifest.get("parameters"),
         "dev": {t: c.dev_metric(t) for t in TASKS if c.dev_metric(t) is not None},
-        "epoch": (c.manifest.get("training") or {}).get("epoch"), "created": c.manifest.get("created"),
-        "base": (c.manifest.get("model") or {}).get("base"),
-        "base_provenance": (c.manifest.get("training") or {}).get("base_provenance"),
+        "epoch": training.get("epoch"), "created": c.manifest.get("created"),
+        "base": (c.manifest.get("model") or {}).get("base"), "base_provenance": training.get("base_provenance"),
+        **{k: FIELDS[f].value(c) for k, f in (("lr", "lr"), ("smart_weight", "smart"), ("layer_decay", "layer_decay"),
+                                              ("seed", "seed"), ("task_layers", "task_layers"))},
     }
 
 
-def print_candidates(cands: list, registry: Path) -> None:
+def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: bool = False) -> None:
+    """``list``'s table of the ``keys`` columns (see :data:`.listing.FIELDS`)."""
     if not cands:
         console.print(f"no candidates in {registry} yet: `ensemble train` or `ensemble register` adds some")
         return
-    table = Table(title=f"{len(cands)} candidates in {registry}")
-    for col in ("id", "name", "architecture", "tasks", "params", *(f"{t} dev" for t in TASKS), "epoch", "base", "created"):
-        table.add_column(col, justify="right" if col in ("params", "epoch") or col.endswith("dev") else "left",
-                         no_wrap=col in ("id", "created"), min_width=10 if col == "id" else None)
-    for c in cands:
-        tr = c.manifest.get("training") or {}
-        prov = tr.get("base_provenance")
-        base = (c.manifest.get("model") or {}).get("base") or "-"
-        if prov:
-            base += f" (+MLM {prov.get('steps', '?')} steps)"
-        table.add_row(c.id, c.name, c.manifest.get("architecture", "-"), ",".join(c.tasks),
-                      params(c.manifest.get("parameters")), *[fmt(c.dev_metric(t)) for t in TASKS],
-                      fmt(tr.get("epoch")), base, (c.manifest.get("created") or "")[:16].replace("T", " "))
-    console.print(table)
+    fields = [FIELDS[k] for k in keys]
+    print_table(f"{len(cands)} candidates in {registry}", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
+                [[escape(f.show(f.value(c))) for f in fields] for c in cands], keep_all,
+                hint="--no-truncate or --columns shows them")
 
 
 def print_candidate(c) -> None:
@@ -139,21 +168,23 @@ def print_candidate(c) -> None:
         tr = dict(m["training"])
         console.print("training: " + json.dumps(tr.pop("config", {}), sort_keys=True))
         console.print("run: " + json.dumps(tr, sort_keys=True))
-    t = Table(title="dev metrics and cached predictions")
-    for col in ("task", "split", "metric", "rows", "data file", "data sha256"):
-        t.add_column(col)
-    for task, splits in m.get("predictions", {}).items():
-        for split, e in splits.items():
-            t.add_row(task, split, fmt(m.get("metrics", {}).get(task, {}).get(split)), str(e.get("rows")),
-                      e.get("data_file", "-"), (e.get("data_sha256") or "-")[:16])
-    console.print(t)
-    f = Table(title="files")
-    f.add_column("file")
-    f.add_column("size", justify="right")
-    f.add_column("sha256")
-    for rel, info in sorted(m.get("files", {}).items()):
-        f.add_row(rel, f"{info['size']:,}", info["sha256"])
-    console.print(f)
+    rows = [[task, split, fmt(m.get("metrics", {}).get(task, {}).get(split)), str(e.get("rows")),
+             e.get("data_file", "-"), (e.get("data_sha256") or "-")[:16]]
+            for task, splits in m.get("predictions", {}).items() for split, e in splits.items()]
+    print_table("dev metrics and cached predictions", [Col("task"), Col("split"), Col("metric", True), Col("rows", True),
+                                                       Col("data file"), Col("data sha256", drop=1)], rows)
+    files = [[rel, f"{info['size']:,}", info["sha256"]] for rel, info in sorted(m.get("files", {}).items())]
+    print_table("files", [Col("file"), Col("size", True), Col("sha256")], files)
+
+
+def print_compare(cands: list, fields: list[dict[str, Any]]) -> None:
+    """``compare``: one column per candidate; rows whose values differ are bold and marked ``*``."""
+    cols = [Col("*"), Col("field"), *[Col(c.id) for c in cands]]
+    rows = []
+    for f in fields:
+        row = ["*" if f["differs"] else "", escape(f["field"]), *[escape(x) for x in f["shown"]]]
+        rows.append([f"[bold]{x}[/]" if x else x for x in row] if f["differs"] else row)
+    print_table(f"{len(cands)} candidates compared (* marks the rows that differ)", cols, rows)
 
 
 def print_verify(checked: list, found: list) -> None:
@@ -178,31 +209,30 @@ def print_refreshed(done: list) -> None:
 
 # -- selection and leaderboard files -------------------------------------------------------------
 def print_selection(report) -> None:
+    """Each task's trajectory, then the summary (params, then the held-out estimate drop first)."""
     for text in report.notes:
         note(text)
     for task, sel in report.tasks.items():
         print_trajectory(task, report.mode, sel)
-    s = Table(title="summary" + (" (SAMPLE DATA)" if report.sample else ""))
     tasks = list(report.tasks)
-    columns(s, ("system", "params", *[f"{t} dev" for t in tasks], "mean dev", "mean held-out est."), left=("system",))
-    for row in report.summary:
-        s.add_row(row["system"], params(row["parameters"]), *[fmt(row["dev"].get(t)) for t in tasks],
-                  fmt(row["mean_dev"]), fmt(row.get("mean_heldout")))
-    console.print(s)
+    cols = [Col("system"), Col("params", True, 2), *[Col(f"{t} dev", True) for t in tasks], Col("mean dev", True),
+            Col("mean held-out est.", True, 1)]
+    rows = [[escape(row["system"]), params(row["parameters"]), *[fmt(row["dev"].get(t)) for t in tasks],
+             fmt(row["mean_dev"]), fmt(row.get("mean_heldout"))] for row in report.summary]
+    print_table("summary" + (" (SAMPLE DATA)" if report.sample else ""), cols, rows)
     if report.path:
         console.print(f"saved ensemble [bold]{report.name}[/] to {report.path}")
 
 
 def print_trajectory(task: str, mode: str, sel: dict[str, Any]) -> None:
     """One task's selection steps, then its gain in sample, held out and on labelled test data."""
-    t = Table(title=f"{task}: {mode} selection ({TASKS[task].metric} on dev)")
-    columns(t, ("step", "candidate", "own dev", "ensemble dev", "change", "", "why"), left=("candidate", "", "why"))
-    for s in sel["trajectory"]:
-        ok = s.get("accepted")
-        t.add_row(str(s.get("step")), str(s.get("candidate")), fmt(s.get("own_score")), fmt(s.get("ensemble_score")),
-                  (f"{s['change']:+.4f}" if s.get("change") is not None else "-"),
-                  "[green]added[/]" if ok else "[dim]rejected[/]", str(s.get("reason", "")))
-    console.print(t)
+    cols = [Col("step", True), Col("candidate"), Col("own dev", True, 1), Col("ensemble dev", True),
+            Col("change", True), Col(""), Col("why", drop=2)]
+    rows = [[str(s.get("step")), escape(str(s.get("candidate"))), fmt(s.get("own_score")), fmt(s.get("ensemble_score")),
+             (f"{s['change']:+.4f}" if s.get("change") is not None else "-"),
+             "[green]added[/]" if s.get("accepted") else "[dim]rejected[/]", escape(str(s.get("reason", "")))]
+            for s in sel["trajectory"]]
+    print_table(f"{task}: {mode} selection ({TASKS[task].metric} on dev)", cols, rows)
     line = (f"  {task}: {len(sel['weights'])} members, dev {sel['ensemble_dev_score']:.4f}; gain over the best "
             f"single candidate: in-sample {sel['in_sample_gain']:+.4f}")
     if sel.get("heldout_gain_mean") is not None:
@@ -223,13 +253,10 @@ def print_predicted(result: dict[str, Any]) -> None:
     for p in result["written"]:
         console.print(f"wrote {p}")
     if result.get("dev_scores"):
-        t = Table(title=f"dev scores of {result['ensemble']} (from the rounded files)")
-        for k in result["dev_scores"]:
-            t.add_column(k, justify="right")
-        t.add_column("mean", justify="right")
         vals = list(result["dev_scores"].values())
-        t.add_row(*[f"{v:.4f}" for v in vals], f"{sum(vals) / len(vals):.4f}")
-        console.print(t)
+        print_table(f"dev scores of {result['ensemble']} (from the rounded files)",
+                    [Col(k, True) for k in [*result["dev_scores"], "mean"]],
+                    [[*[f"{v:.4f}" for v in vals], f"{sum(vals) / len(vals):.4f}"]])
     if "score" in result:
         console.print(f"score on the labelled input: {result['score']:.4f}")
 
@@ -245,43 +272,41 @@ def print_validated(found: list, text: str, pred_dir: Path, data_dir: Path) -> N
 
 # -- bench ---------------------------------------------------------------------------------------
 def print_bench_select(result: dict[str, Any], candidates: int, rows: int) -> None:
-    t = Table(title=f"selection on synthetic predictions: {candidates} candidates x {rows} rows "
-                    f"({result.get('cpu_count')} CPUs, load {result.get('load_avg_1min')})")
-    columns(t, ("task/mode", "members", "fast (s)", "plain re-averaging (s)", "speed-up", "same ensemble", "note"),
-            left=("task/mode", "note"))
+    cols = [Col("task/mode"), Col("members", True, 1), Col("fast (s)", True), Col("plain re-averaging (s)", True),
+            Col("speed-up", True), Col("same ensemble", drop=2), Col("note", drop=3)]
+    table = []
     for key, r in result["results"].items():
         prefix = r.get("plain_on_prefix")
-        t.add_row(key, str(r.get("ensemble_size")), f"{r['fast_s']:.3f}", f"{r['plain_s']:.3f}", f"{r['speedup']:.1f}x",
-                  str(r.get("identical")), "" if not prefix else f"both timed on a prefix: {prefix}")
-    console.print(t)
+        table.append([key, str(r.get("ensemble_size")), f"{r['fast_s']:.3f}", f"{r['plain_s']:.3f}",
+                      f"{r['speedup']:.1f}x", str(r.get("identical")),
+                      "" if not prefix else f"both timed on a prefix: {prefix}"])
+    print_table(f"selection on synthetic predictions: {candidates} candidates x {rows} rows "
+                f"({result.get('cpu_count')} CPUs, load {result.get('load_avg_1min')})", cols, table)
     console.print(f"fast greedy, all tasks: {result['fast_greedy_total_s']:.3f} s "
                   f"(target under 1 s: {'met' if result.get('target_met') else 'NOT met'})")
 
 
 def print_flat(title: str, d: dict[str, Any]) -> None:
-    t = Table(title=title)
-    t.add_column("measure")
-    t.add_column("value", justify="right")
+    rows: list[list[str]] = []
 
     def walk(prefix: str, v: Any) -> None:
         if isinstance(v, dict):
             for k, x in v.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), x)
         else:
-            t.add_row(prefix, fmt(v) if isinstance(v, float) else str(v))
+            rows.append([escape(prefix), escape(fmt(v) if isinstance(v, float) else str(v))])
     walk("", d)
-    console.print(t)
+    print_table(title, [Col("measure"), Col("value")], rows)
 
 
 def print_bench(result: dict[str, Any]) -> None:
     rows = result.get("rows")
     if isinstance(rows, list) and rows:
-        cols = list(rows[0].keys())
-        t = Table(title=result.get("title", "benchmark"))
-        columns(t, cols, left=("system", "name", "input"))
-        for r in rows:
-            t.add_row(*[fmt(r.get(c), 3) if isinstance(r.get(c), float) else str(r.get(c, "-")) for c in cols])
-        console.print(t)
+        keys = list(rows[0].keys())
+        numeric = {k for k in keys if all(isinstance(r.get(k), (int, float)) for r in rows)}
+        cells = [[fmt(r.get(k), 3) if isinstance(r.get(k), float) else escape(str(r.get(k, "-"))) for k in keys]
+                 for r in rows]
+        print_table(result.get("title", "benchmark"), [Col(k, k in numeric) for k in keys], cells)
         rest = {k: v for k, v in result.items() if k not in ("rows", "title", "targets")}
         if rest:
             print_flat("details", rest)
@@ -292,10 +317,9 @@ def print_bench(result: dict[str, Any]) -> None:
 
 
 def print_targets(targets: dict[str, Any]) -> None:
-    t = Table(title="targets")
-    columns(t, ("measure", "value", "target", "met"), left=("measure",))
+    rows = []
     for name, x in targets.items():
         met = x.get("met")
-        t.add_row(name, f"{x['value']:.4g}" if isinstance(x["value"], float) else str(x["value"]), x["target"],
-                  "-" if met is None else ("[green]met[/]" if met else "[red]NOT met[/]"))
-    console.print(t)
+        rows.append([escape(name), f"{x['value']:.4g}" if isinstance(x["value"], float) else str(x["value"]),
+                     escape(str(x["target"])), "-" if met is None else ("[green]met[/]" if met else "[red]NOT met[/]")])
+    print_table("targets", [Col("measure"), Col("value", True), Col("target"), Col("met")], rows)

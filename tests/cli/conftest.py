@@ -1,5 +1,7 @@
 """Fixtures of the CLI tests: ``invoke`` (the app through typer's CliRunner), ``fake_predictions``
-(prediction files for the packaged sample) and ``registry_with_imports`` (three imported candidates)."""
+(prediction files for the packaged sample), ``registry_with_imports`` (three imported candidates)
+and ``mixed_registry`` (two trained runs that differ in lr, seed and architecture, and one import:
+shared by the session, so copy it before changing it)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +16,13 @@ from ensemble.data import read_split
 from ensemble.predfile import write_predictions
 
 
+# Output as a pipe or a log gets it, whatever the environment of the test run: no COLUMNS/LINES
+# (some test runners set them), no forced terminal.
+PIPED_ENV = {"COLUMNS": None, "LINES": None, "TTY_COMPATIBLE": None, "FORCE_COLOR": None}
+
+
 def _invoke(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(app, [str(a) for a in args], env=PIPED_ENV, catch_exceptions=False)
 
 
 def _fake_predictions(folder: Path, quality: dict[str, float], seed: int, shuffle: bool = True) -> Path:
@@ -58,4 +65,20 @@ def registry_with_imports(tmp_path):
         d = _fake_predictions(tmp_path / f"p{i}", {"sst": q, "para": q, "sts": q}, seed=i)
         r = _invoke("register", "--predictions", d, "--name", f"ext{i}", "--data", SAMPLE, "--registry", reg)
         assert r.exit_code == 0, r.output
+    return reg
+
+
+@pytest.fixture(scope="session")
+def mixed_registry(tmp_path_factory, tiny_base_dir) -> Path:
+    root = tmp_path_factory.mktemp("mixed")
+    reg = root / "reg"
+    for extra in (("--architecture", "cerberus", "--task-layers", "1", "--lr", "3e-5", "--seed", "1"),
+                  ("--smart-weight", "1", "--seed", "0", "--tasks", "sst,sts")):
+        r = _invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--registry", reg,
+                    "--json", *extra)
+        assert r.exit_code == 0, r.output
+    d = _fake_predictions(root / "p", {"sst": 0.6, "para": 0.6, "sts": 0.6}, seed=0)
+    r = _invoke("register", "--predictions", d, "--name", "starter-predictions-imported-from-another-machine",
+                "--data", SAMPLE, "--registry", reg)
+    assert r.exit_code == 0, r.output
     return reg

@@ -1,4 +1,5 @@
-"""Registry commands: remove asks, verify's exit code, register --refresh recomputes what training cached."""
+"""Registry commands: remove asks (and warns when saved ensembles use the candidate), verify's exit code,
+register and remove --json, register --refresh recomputes what training cached."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,38 @@ def test_remove_asks_unless_yes(tmp_path, registry_with_imports, invoke):
     assert len(json.loads(invoke("list", "--registry", reg, "--json").output)) == 3
     assert invoke("remove", cid, "--registry", reg, "--yes").exit_code == 0
     assert len(json.loads(invoke("list", "--registry", reg, "--json").output)) == 2
+
+
+def test_remove_of_an_ensemble_member_warns_and_names_the_ensembles(registry_with_imports, invoke):
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "first").exit_code == 0
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "second").exit_code == 0
+    member = next(iter(json.loads((reg / "ensembles" / "first.json").read_text())["tasks"]["sst"]["weights"]))
+    r = runner.invoke(app, ["remove", member, "--registry", str(reg)], input="n\n")
+    assert r.exit_code == 1 and "kept" in r.stdout
+    assert "warning:" in r.stderr and "first, second" in r.stderr and "ensemble select" in r.stderr
+    r = runner.invoke(app, ["remove", member, "--registry", str(reg), "--yes", "--json"])
+    assert r.exit_code == 0 and "first, second" in r.stderr
+    assert json.loads(r.stdout) == {"removed": json.loads(r.stdout)["removed"], "ensembles": ["first", "second"]}
+    assert json.loads(r.stdout)["removed"]["id"] == member
+    r = runner.invoke(app, ["remove", "--yes", member, "--registry", str(reg)])
+    assert r.exit_code == 1 and "no candidate" in r.output
+
+
+def test_remove_of_no_ensembles_member_has_no_warning(registry_with_imports, invoke):
+    cid = json.loads(invoke("list", "--registry", registry_with_imports, "--json").output)[0]["id"]
+    r = runner.invoke(app, ["remove", cid, "--registry", str(registry_with_imports), "--yes"])
+    assert r.exit_code == 0 and "warning" not in r.output and f"removed {cid}" in r.stdout
+
+
+def test_register_json_says_what_was_registered(tmp_path, fake_predictions, invoke):
+    d = fake_predictions(tmp_path / "p", {"sst": 0.5, "sts": 0.5}, seed=3)
+    r = runner.invoke(app, ["register", "--predictions", str(d), "--name", "mine", "--data", str(SAMPLE),
+                            "--registry", str(tmp_path / "reg"), "--json"])
+    assert r.exit_code == 0, r.output
+    (added,) = json.loads(r.stdout)["registered"]
+    assert added["name"] == "mine" and added["tasks"] == ["sst", "sts"] and set(added["dev"]) == {"sst", "sts"}
+    assert [c["id"] for c in json.loads(invoke("list", "--registry", tmp_path / "reg", "--json").output)] == [added["id"]]
 
 
 def test_verify_exit_code(tmp_path, registry_with_imports, invoke):
