@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import EnsembleError
-from . import bench, registry, select, submit, train
+from . import bench, registry, select, submissions, submit, train
 from .render import error
 
 
@@ -36,6 +36,7 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "verify", registry.verify), (app, "remove", registry.remove), (app, "register", registry.register),
     (app, "select", select.select), (app, "predict", select.predict), (app, "validate", submit.validate),
     (app, "submit", submit.submit), (app, "pretrain", train.pretrain),
+    (app, "submissions", submissions.submissions),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
     (app, "run", train.run),
