@@ -1,7 +1,8 @@
 """Leaderboard files: writing them byte for byte, all six or none, and scoring the dev files.
 
 The six files (``{task}-{split}-output.csv`` for sst/para/sts and dev/test) are exactly what the
-course's code writes::
+course's code writes (and, when ``predict`` writes them, a stamp :data:`~ensemble.validate.STAMP_NAME`
+saying what made them)::
 
     id \\t Predicted_Sentiment \\n          header (TASKS[task].output_header + "\\n")
     <id> , <prediction> \\n                 one row per input id
@@ -14,6 +15,8 @@ Pure Python + numpy; no torch, typer or rich.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import secrets
 from pathlib import Path
@@ -22,12 +25,12 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import EnsembleError
-from .files import fsync_dir, remove_quiet, stage_bytes
+from .files import atomic_write_text, fsync_dir, remove_quiet, stage_bytes
 from .metrics import pearson, round_predictions
 from .tasks import TASKS, get_task, is_plain_id
-from .validate import check_folder, check_split, format_problems
+from .validate import STAMP_FORMAT, STAMP_NAME, CheckedFile, check_folder, check_split, report
 
-__all__ = ["leaderboard_bytes", "write_leaderboard", "score_dir"]
+__all__ = ["leaderboard_bytes", "write_leaderboard", "score_checked", "score_dir"]
 
 
 def _check_ids(task: str, ids: list[str]) -> None:
@@ -78,7 +81,8 @@ def leaderboard_bytes(task: str, ids: Sequence[str], values_unrounded: np.ndarra
 
 
 def write_leaderboard(
-    out_dir: str | Path, outputs: Mapping[tuple[str, str], tuple[Sequence[str], np.ndarray]]
+    out_dir: str | Path, outputs: Mapping[tuple[str, str], tuple[Sequence[str], np.ndarray]],
+    stamp: Mapping[str, object] | None = None,
 ) -> list[Path]:
     """Write ``{task}-{split}-output.csv`` for each ``(task, split) -> (ids, unrounded values)``.
 
@@ -87,6 +91,10 @@ def write_leaderboard(
     its target. A failure before the replace loop leaves every previous file untouched; a failure
     inside it puts back the files already replaced (from hard-link backups taken before the loop).
     Returns the written paths in the order given.
+
+    With ``stamp`` (what made the files: ensemble, members' prediction hashes, data hashes),
+    :data:`~ensemble.validate.STAMP_NAME` is written atomically after the files, holding it and
+    the sha256 of each file written. A folder changed later no longer matches its stamp.
     """
     out = Path(out_dir)
     payloads: list[tuple[Path, bytes]] = []
@@ -98,6 +106,10 @@ def write_leaderboard(
     _swap_in(out, staged, backups)
     remove_quiet(*backups.values())
     fsync_dir(out)
+    if stamp is not None:
+        files = {target.name: hashlib.sha256(payload).hexdigest() for target, payload in payloads}
+        atomic_write_text(out / STAMP_NAME, json.dumps({"format": STAMP_FORMAT, **stamp, "files": files},
+                                                       indent=2, sort_keys=True) + "\n")
     return [target for target, _ in payloads]
 
 
@@ -183,12 +195,16 @@ def score_dir(pred_dir: str | Path, data_dir: str | Path, tasks: Iterable[str] |
     """
     problems, found = check_folder(pred_dir, data_dir, tasks, ("dev",))
     if problems:
-        raise EnsembleError(
-            f"{pred_dir}: cannot score the dev files, {len(problems)} problem{'s' if len(problems) != 1 else ''}:\n"
-            + format_problems(problems)
-        )
+        raise EnsembleError(f"{pred_dir}: cannot score the dev files:\n" + report(problems, found))
+    return score_checked(found)
+
+
+def score_checked(found: Mapping[tuple[str, str], CheckedFile]) -> dict[str, float]:
+    """The dev metric of each task of the dev files among ``found`` (checked, without problems)."""
     scores: dict[str, float] = {}
-    for (task, _), checked in found.items():
+    for (task, s), checked in found.items():
+        if s != "dev":
+            continue
         split = checked.split
         preds = np.fromiter((checked.values[i] for i in split.ids), dtype=np.float64, count=len(split))
         labels = split.labels

@@ -1,7 +1,9 @@
 """The submission zip: the six validated leaderboard files, a manifest and, if asked, the code.
 
 A zip is published under a new name (``submission-YYYYmmdd-HHMMSS-dev0.7908.zip``, then ``-2``,
-``-3``, ... when taken) and never overwrites an earlier one.
+``-3``, ... when taken) and never overwrites an earlier one. Its manifest names the ensemble that
+made the files, from the stamp ``predict`` left beside them (:func:`ensemble_record`), and the
+user's message; :func:`list_submissions` reads the manifests back, like Kaggle's history.
 
 Pure Python; no torch, typer or rich.
 """
@@ -20,11 +22,13 @@ from pathlib import Path
 from .errors import EnsembleError
 from .files import fsync_dir, remove_quiet, stage_bytes
 from .tasks import TASK_NAMES
-from .validate import OUTPUT_SPLITS, CheckedFile, check_folder, format_problems
+from .validate import OUTPUT_SPLITS, CheckedFile, check_folder, check_stamp, made_from_sample, report
 
-__all__ = ["SOURCE_SKIP_DIRS", "make_submission", "submission_name", "source_files"]
+__all__ = ["SOURCE_SKIP_DIRS", "UNSTAMPED", "checked_files", "ensemble_record", "make_submission", "pack",
+           "submission_name", "source_files", "list_submissions"]
 
 SOURCE_SKIP_DIRS = frozenset({".venv", "venv", "checkpoints", "predictions", "submissions", ".git", "__pycache__"})
+UNSTAMPED = "unknown (no stamp)"
 
 
 def _tool_version() -> str:
@@ -88,14 +92,43 @@ def _publish_exclusive(out: Path, base: str, payload: bytes) -> Path:
         remove_quiet(tmp)
 
 
-def _validated(pred_dir: str | Path, data_dir: str | Path) -> dict[tuple[str, str], CheckedFile]:
+def checked_files(pred_dir: str | Path, data_dir: str | Path) -> dict[tuple[str, str], CheckedFile]:
+    """The six files of ``pred_dir`` as validated against ``data_dir``; raises with every problem."""
     problems, found = check_folder(pred_dir, data_dir, None, OUTPUT_SPLITS)
     if problems:
-        raise EnsembleError(
-            f"{pred_dir}: refusing to build a submission, {len(problems)} problem"
-            f"{'s' if len(problems) != 1 else ''} in the leaderboard files:\n" + format_problems(problems)
-        )
+        raise EnsembleError(f"{pred_dir}: refusing to build a submission, in the leaderboard files:\n"
+                            + report(problems, found))
     return found
+
+
+def ensemble_record(pred_dir: str | Path, found: dict[tuple[str, str], CheckedFile], sample: bool,
+                    force: bool = False, claimed: dict | None = None) -> dict[str, object]:
+    """The manifest's ``ensemble``: the one named by the stamp ``predict`` left in ``pred_dir``,
+    checked against ``found``; ``name`` :data:`UNSTAMPED` for a folder without a stamp (or the
+    ``claimed`` saved ensemble, unverified). Files that disagree with their stamp are refused
+    unless ``force``, which records them as unverified with the disagreements."""
+    check = check_stamp(pred_dir, found)
+    if check.mismatches and not force:
+        raise EnsembleError(f"{pred_dir}: the files do not match the stamp `ensemble predict` left:\n"
+                            + "\n".join(check.mismatches)
+                            + "\nrun `ensemble predict` again, or pass --force to submit them marked as unverified")
+    stamp = check.stamp
+    if stamp is None:
+        record: dict[str, object] = {"name": UNSTAMPED}
+        if claimed is not None:
+            record = {"name": claimed["name"], "created": claimed.get("created"), "tasks": claimed.get("tasks"),
+                      "named_by": "--ensemble (no stamp)"}
+    else:
+        if claimed is not None and claimed["name"] != stamp.get("ensemble"):
+            raise EnsembleError(f"{pred_dir}: written by ensemble {stamp.get('ensemble')} (its stamp says), "
+                                f"not {claimed['name']}; leave out --ensemble or predict with it again")
+        record = {"name": stamp.get("ensemble"), "created": stamp.get("ensemble_created"),
+                  "tasks": stamp.get("tasks"), "data": stamp.get("data"), "predicted": stamp.get("created")}
+    record["verified"] = stamp is not None and not check.mismatches
+    if check.mismatches:
+        record["stamp_mismatches"] = check.mismatches
+    record["sample_data"] = sample or made_from_sample(stamp)
+    return record
 
 
 def _source_code(include_source: Path | None) -> list[tuple[str, bytes]]:
@@ -138,27 +171,33 @@ def _prediction_entries(
     return entries, predictions
 
 
-def make_submission(
-    pred_dir: str | Path,
+def make_submission(pred_dir: str | Path, out_dir: str | Path, data_dir: str | Path, ensemble_info: dict,
+                    mean_dev: float | None, **options) -> Path:
+    """Validate ``pred_dir`` (:func:`checked_files`) and :func:`pack` it into a new zip in
+    ``out_dir`` (``options``: its ``include_source``, ``now``, ``message``); returns the zip's path."""
+    return pack(checked_files(pred_dir, data_dir), out_dir, ensemble_info, mean_dev, **options)
+
+
+def pack(
+    found: dict[tuple[str, str], CheckedFile],
     out_dir: str | Path,
-    data_dir: str | Path,
     ensemble_info: dict,
     mean_dev: float | None,
     include_source: Path | None = None,
     now: datetime | None = None,
+    message: str | None = None,
 ) -> Path:
-    """Validate ``pred_dir`` and pack it into a new zip in ``out_dir``; returns the zip's path.
+    """Pack the validated files :func:`checked_files` returned into a new zip in ``out_dir``.
 
     The zip holds ``predictions/<the six files>`` (the very bytes validated),
     ``MANIFEST.json`` (sha256 and row count of each file, ``ensemble_info``, ``mean_dev``,
-    creation time, tool version) and, when ``include_source`` is a folder, its ``*.py``,
+    ``message``, creation time, tool version) and, when ``include_source`` is a folder, its ``*.py``,
     README and ``pyproject.toml`` files under ``code/`` (skipping .venv, checkpoints,
     predictions, submissions, .git, __pycache__ and other hidden folders). An existing zip is
     never overwritten: a taken name gets ``-2``, ``-3``, ...
     """
     if mean_dev is not None and not math.isfinite(mean_dev):
         raise EnsembleError(f"mean dev score is {mean_dev!r}; expected a finite number or none")
-    found = _validated(pred_dir, data_dir)
     code = _source_code(include_source)
     now = now or datetime.now().astimezone()
     entries, predictions = _prediction_entries(found)
@@ -168,6 +207,7 @@ def make_submission(
         "tool_version": _tool_version(),
         "created": now.isoformat(timespec="seconds"),
         "mean_dev": mean_dev,
+        "message": message,
         "ensemble": ensemble_info,
         "predictions": predictions,
         "code_files": [name for name, _ in code],
@@ -177,3 +217,31 @@ def make_submission(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return _publish_exclusive(out, submission_name(now, mean_dev), _zip_bytes(entries, now))
+
+
+def _listed(path: Path) -> dict[str, object]:
+    """One zip's row of :func:`list_submissions`; ``damaged`` says why when it cannot be read."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            manifest = json.loads(zf.read("MANIFEST.json"))
+    except KeyError:
+        return {"file": path.name, "damaged": "no MANIFEST.json"}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        return {"file": path.name, "damaged": f"not a readable zip ({exc})"}
+    if not isinstance(manifest, dict):
+        return {"file": path.name, "damaged": "MANIFEST.json is not an object"}
+    ens = manifest.get("ensemble")
+    ens = ens if isinstance(ens, dict) else {}
+    return {"file": path.name, "created": manifest.get("created"), "message": manifest.get("message"),
+            "ensemble": ens.get("name"), "verified": ens.get("verified"), "mean_dev": manifest.get("mean_dev"),
+            "sample_data": ens.get("sample_data"), "damaged": None}
+
+
+def list_submissions(out_dir: str | Path) -> list[dict[str, object]]:
+    """Each ``*.zip`` of ``out_dir``, oldest first (by when it was written), with its manifest's
+    time, message, ensemble and mean dev score; a zip that cannot be read is listed with ``damaged`` set."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise EnsembleError(f"{out}: no such folder; expected the folder `ensemble submit --out` writes zips to")
+    zips = [p for p in out.glob("*.zip") if p.is_file()]
+    return [_listed(p) for p in sorted(zips, key=lambda p: (p.stat().st_mtime_ns, p.name))]

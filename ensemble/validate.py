@@ -5,32 +5,46 @@ The six files are ``{task}-{split}-output.csv`` for sst/para/sts and the splits 
 input id. :func:`check_folder` reads each file once and returns its problems together with the
 very bytes and values it checked, so that scoring and the submission zip use what was validated.
 
+``predict`` also leaves a stamp, :data:`STAMP_NAME`, saying what made the files (the ensemble, its
+members' prediction hashes, the data files' hashes and each file's sha256); the check ignores it,
+and :func:`check_stamp` compares it with the files.
+
 Pure Python; no torch, typer or rich.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from . import data as data_mod
 from .errors import EnsembleError
+from .files import file_sha256
 from .predfile import id_listing
 from .tasks import NUMBER, TASK_NAMES, TASKS, get_task
 
 __all__ = [
     "OUTPUT_SPLITS",
+    "STAMP_NAME",
     "Problem",
     "CheckedFile",
+    "StampCheck",
     "check_split",
     "check_folder",
     "validate_dir",
     "format_problems",
+    "report",
+    "check_stamp",
+    "made_from_sample",
 ]
 
 OUTPUT_SPLITS = ("dev", "test")
+STAMP_NAME = ".ensemble-stamp.json"
+STAMP_FORMAT = "ensemble-leaderboard-stamp"
 _ROW = re.compile(r"([^\s,]+) , ([^\s,]+) ")
 
 
@@ -54,12 +68,14 @@ class Problem:
 
 @dataclass(frozen=True)
 class CheckedFile:
-    """One leaderboard file as :func:`check_folder` read it: its bytes, its valid values by id
-    and the input split it was checked against."""
+    """One leaderboard file as :func:`check_folder` read it: its bytes, its valid values by id,
+    the input split it was checked against, its rows and how many of their ids the split holds."""
     path: Path
     payload: bytes
     values: dict[str, float]
     split: data_mod.Split
+    rows: int = 0
+    matched: int = 0
 
 
 def _value_problem(task: str, text: str) -> tuple[str | None, float | None]:
@@ -149,12 +165,14 @@ def _check_rows(
 
 def _check_output(
     label: str, payload: bytes, task: str, split: data_mod.Split
-) -> tuple[list[Problem], dict[str, float]]:
-    """Problems of one leaderboard file's bytes against its input ``split``, and its values by id."""
+) -> tuple[list[Problem], dict[str, float], int, int]:
+    """Problems of one leaderboard file's bytes against its input ``split``, its values by id,
+    its row count and how many of its ids ``split`` holds."""
     lines, problems = _lines(label, payload, TASKS[task].output_header + "\n")
     if not lines:
-        return problems, {}
+        return problems, {}, 0, 0
     row_problems, values, seen = _check_rows(label, lines[1:], task, split)
+    known = set(split.ids) | {i for _, i in split.skipped}
     problems.extend(row_problems)
     missing = [i for i in split.ids if i not in seen]
     if missing:
@@ -163,15 +181,19 @@ def _check_output(
                     f"{len(missing)} id{'s' if len(missing) != 1 else ''} of {split.path.name} "
                     f"without a row: {id_listing(missing)}")
         )
-    return problems, values
+    return problems, values, len(lines) - 1, sum(1 for i in seen if i in known)
 
 
 def check_folder(
     pred_dir: str | Path, data_dir: str | Path, tasks: Iterable[str] | None, splits: Iterable[str]
 ) -> tuple[list[Problem], dict[tuple[str, str], CheckedFile]]:
     """The problems of the leaderboard files in ``pred_dir`` (all tasks when ``tasks`` is None)
-    and, by ``(task, split)``, each file that could be read. See :func:`validate_dir`."""
+    and, by ``(task, split)``, each file that could be read. See :func:`validate_dir`. A missing
+    ``pred_dir`` is an EnsembleError ("no such folder")."""
     pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise EnsembleError(f"{pred_dir}: no such folder; expected the folder of leaderboard files "
+                            "that `ensemble predict` writes")
     problems: list[Problem] = []
     found: dict[tuple[str, str], CheckedFile] = {}
     task_list = TASK_NAMES if tasks is None else tuple(tasks)
@@ -193,9 +215,9 @@ def check_folder(
             except OSError as exc:
                 problems.append(Problem(label, None, None, f"cannot read ({exc.strerror or exc})"))
                 continue
-            probs, values = _check_output(label, payload, task, split)
+            probs, values, rows, matched = _check_output(label, payload, task, split)
             problems.extend(probs)
-            found[(task, s)] = CheckedFile(path, payload, values, split)
+            found[(task, s)] = CheckedFile(path, payload, values, split, rows, matched)
     return problems, found
 
 
@@ -229,3 +251,74 @@ def format_problems(problems: Sequence[Problem], per_file: int = 10) -> str:
         if len(ps) > per_file:
             out.append(f"{f}: ... and {len(ps) - per_file} more problem{'s' if len(ps) - per_file != 1 else ''}")
     return "\n".join(out)
+
+
+def _per_file(problems: Sequence[Problem]) -> str:
+    """``18 problems: sst-dev-output.csv 3, ...`` (the count of problems of each file)."""
+    counts: dict[str, int] = {}
+    for p in problems:
+        counts[Path(p.file).name] = counts.get(Path(p.file).name, 0) + 1
+    return (f"{len(problems)} problem{'s' if len(problems) != 1 else ''}: "
+            + ", ".join(f"{name} {n}" for name, n in counts.items()))
+
+
+def report(problems: Sequence[Problem], found: dict[tuple[str, str], CheckedFile]) -> str:
+    """The problems for a person: one line per problem (:func:`format_problems`), then the count per
+    file. A file none of whose ids is in the data gets one line instead of a line per row, and when
+    that is so of every file read, one line says so for all."""
+    if not problems:
+        return "no problems"
+    strangers = {str(c.path): c for c in found.values() if c.rows and not c.matched}
+    if strangers and len(strangers) == sum(1 for c in found.values() if c.rows):
+        return "no id matches: were these made from other data?\n" + _per_file(problems)
+    lines = [f"{label}: no id matches {c.split.path.name}: were these made from other data?"
+             for label, c in strangers.items()]
+    rest = [p for p in problems if p.file not in strangers]
+    return "\n".join(lines + ([format_problems(rest)] if rest else []) + [_per_file(problems)])
+
+
+@dataclass(frozen=True)
+class StampCheck:
+    """What :func:`check_stamp` found: the stamp (None when absent or unreadable) and how it
+    disagrees with the files (empty when it matches, or when there is none)."""
+    stamp: dict | None
+    mismatches: list[str] = field(default_factory=list)
+
+
+def _read_stamp(pred_dir: Path) -> StampCheck:
+    path = pred_dir / STAMP_NAME
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return StampCheck(None)
+    except (OSError, ValueError) as exc:
+        return StampCheck(None, [f"{path}: unreadable stamp ({exc}); expected the JSON that `ensemble predict` writes"])
+    if not isinstance(doc, dict) or doc.get("format") != STAMP_FORMAT or not isinstance(doc.get("files"), dict):
+        return StampCheck(None, [f"{path}: not a stamp written by `ensemble predict`"])
+    return StampCheck(doc)
+
+
+def check_stamp(pred_dir: str | Path, found: dict[tuple[str, str], CheckedFile]) -> StampCheck:
+    """Compare the stamp in ``pred_dir`` with the files :func:`check_folder` read: each file's
+    sha256 and the sha256 of the data file it was checked against."""
+    read = _read_stamp(Path(pred_dir))
+    if read.stamp is None:
+        return read
+    files, data = read.stamp["files"], read.stamp.get("data") or {}
+    mismatches: list[str] = []
+    for checked in found.values():
+        name, data_name = checked.path.name, checked.split.path.name
+        if name not in files:
+            mismatches.append(f"{name}: not written by `ensemble predict` (not in its stamp)")
+        elif files[name] != hashlib.sha256(checked.payload).hexdigest():
+            mismatches.append(f"{name}: changed after `ensemble predict` wrote it (sha256 differs from its stamp)")
+        elif data.get(data_name) not in (None, checked.split.sha256):
+            mismatches.append(f"{name}: made from another version of {data_name} than the one checked against")
+    return StampCheck(read.stamp, mismatches)
+
+
+def made_from_sample(stamp: dict | None) -> bool:
+    """Whether the stamp's data files are the packaged sample's (same names, same sha256)."""
+    data = (stamp or {}).get("data") or {}
+    sample = data_mod.PACKAGE_SAMPLE
+    return bool(data) and all((sample / n).is_file() and file_sha256(sample / n) == h for n, h in data.items())

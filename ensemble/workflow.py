@@ -273,10 +273,24 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
             outputs[(task, split)] = (sp.ids, _weighted(task, members, loaded, sp.ids, str(path)))
     if not outputs:
         raise EnsembleError(f"no input files found in {data_dir}")
-    written = write_leaderboard(out, outputs)
+    written = write_leaderboard(out, outputs, _stamp(doc, by_id, data_dir, list(outputs)))
     scores = score_dir(out, data_dir, tasks=[t for t, s in outputs if s == "dev"]) if "dev" in splits else {}
     return {"ensemble": doc["name"], "written": [str(p) for p in written], "dev_scores": scores, "notes": notes,
             "sample": bool(doc.get("sample"))}
+
+
+def _stamp(doc: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
+           written: list[tuple[str, str]]) -> dict[str, Any]:
+    """What made the leaderboard files, for the folder's stamp: the ensemble, each task's weights
+    and members' prediction hashes, and the sha256 of each data file a written file answers."""
+    return {
+        "ensemble": doc["name"], "ensemble_created": doc.get("created"), "created": now_iso(),
+        "sample": bool(doc.get("sample")),
+        "tasks": {t: {"weights": dict(_members(doc, t)), "dev_score": doc["tasks"][t].get("dev_score"),
+                      "prediction_sha256": _prediction_hashes(t, _members(doc, t), by_id)}
+                  for t in sorted({t for t, _ in written})},
+        "data": {TASKS[t].file_name(s): file_sha256(Path(data_dir) / TASKS[t].file_name(s)) for t, s in written},
+    }
 
 
 def predict_input(registry: Registry, input_file: Path, task: str, out: Path, ensemble: str | None = None,

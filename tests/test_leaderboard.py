@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from ensemble.data import read_split
 from ensemble.leaderboard import leaderboard_bytes, score_dir, write_leaderboard
 from ensemble.submission import make_submission
 from ensemble.tasks import TASKS
-from ensemble.validate import validate_dir
+from ensemble.validate import STAMP_NAME, validate_dir
 
 
 # --------------------------------------------------------------------------- bytes
@@ -27,6 +29,22 @@ def test_the_six_files_byte_for_byte(tmp_path, tiny_data):
     assert snapshot(tmp_path / "out") == EXPECTED_BYTES  # and nothing else in the folder
     for (task, split), (ids, vals) in tiny_outputs().items():
         assert leaderboard_bytes(task, ids, vals) == EXPECTED_BYTES[f"{task}-{split}-output.csv"]
+
+
+def test_a_stamp_is_written_after_the_files_with_their_sha256(tmp_path, tiny_data):
+    out = tmp_path / "out"
+    write_leaderboard(out, tiny_outputs(), stamp={"ensemble": "A", "data": {"ids-sst-dev.csv": "abc"}})
+    stamp = json.loads((out / STAMP_NAME).read_text())
+    assert stamp["format"] == "ensemble-leaderboard-stamp" and stamp["ensemble"] == "A"
+    assert stamp["data"] == {"ids-sst-dev.csv": "abc"}
+    assert stamp["files"] == {n: hashlib.sha256(b).hexdigest() for n, b in EXPECTED_BYTES.items()}
+    assert {p.name for p in out.iterdir()} == set(EXPECTED_BYTES) | {STAMP_NAME}
+
+
+def test_no_stamp_when_a_write_fails(tmp_path, tiny_data):
+    bad = {**tiny_outputs(), ("sts", "dev"): (TINY_IDS[("sts", "dev")], np.array([[np.nan]] * 3))}
+    raises(["finite"], write_leaderboard, tmp_path / "out", bad, stamp={"ensemble": "A"})
+    assert not (tmp_path / "out" / STAMP_NAME).exists()
 
 
 def test_para_rounding_boundaries():

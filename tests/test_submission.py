@@ -8,9 +8,12 @@ import zipfile
 from pathlib import Path
 
 from asserts import raises
-from leaderboard_cases import EXPECTED_BYTES, NOW, edit, preds  # noqa: F401 (fixture)
+from conftest import TINY_IDS
+from leaderboard_cases import EXPECTED_BYTES, NOW, edit, preds, tiny_outputs  # noqa: F401 (fixture)
 
-from ensemble.submission import make_submission
+from ensemble.leaderboard import write_leaderboard
+from ensemble.submission import UNSTAMPED, checked_files, ensemble_record, list_submissions, make_submission
+from ensemble.tasks import TASKS
 
 
 def zips(folder: Path) -> list[str]:
@@ -111,3 +114,67 @@ def test_make_submission_without_hard_links_still_never_overwrites(preds, tiny_d
     assert a.read_bytes() == first and sorted(os.listdir(out)) == sorted([a.name, b.name])  # no temp file left
     with zipfile.ZipFile(b) as zf:
         assert json.loads(zf.read("MANIFEST.json"))["ensemble"] == {"second": True}
+
+
+# --------------------------------------------------------------------------- what made the files
+
+
+def test_every_problem_of_a_broken_folder_is_reported(preds, tiny_data):
+    for (task, split), ids in TINY_IDS.items():   # a header, a value and missing ids in each file: 18
+        edit(preds, TASKS[task].output_name(split), f"id , x\n{ids[0]} , bad \n")
+    msg = raises(["refusing", "18 problems: sst-dev-output.csv 3, sst-test-output.csv 3"], checked_files,
+                 preds, tiny_data)
+    for name in EXPECTED_BYTES:
+        assert f"{name}:1: header" in msg
+
+
+def test_a_missing_folder_is_no_such_folder(tmp_path, tiny_data):
+    raises([str(tmp_path / "nope"), "no such folder"], checked_files, tmp_path / "nope", tiny_data)
+
+
+def _stamp(preds):
+    write_leaderboard(preds, tiny_outputs(), stamp={"ensemble": "A", "ensemble_created": "t0",
+                                                    "tasks": {"sst": {"weights": {"m1": 1}}}})
+
+
+def test_the_record_names_the_ensemble_of_the_stamp(preds, tiny_data):
+    _stamp(preds)
+    record = ensemble_record(preds, checked_files(preds, tiny_data), sample=False)
+    assert record["name"] == "A" and record["verified"] is True and record["sample_data"] is False
+    assert record["tasks"] == {"sst": {"weights": {"m1": 1}}} and record["created"] == "t0"
+    raises(["written by ensemble A", "not B"], ensemble_record, preds, checked_files(preds, tiny_data), False,
+           claimed={"name": "B"})
+
+
+def test_files_changed_after_predict_are_refused_unless_forced(preds, tiny_data):
+    _stamp(preds)
+    edit(preds, "sts-dev-output.csv", EXPECTED_BYTES["sts-dev-output.csv"].decode().replace("5.7", "5.8"))
+    found = checked_files(preds, tiny_data)
+    raises(["do not match the stamp", "sts-dev-output.csv: changed after", "--force"], ensemble_record,
+           preds, found, False)
+    record = ensemble_record(preds, found, False, force=True)
+    assert record["name"] == "A" and record["verified"] is False
+    assert record["stamp_mismatches"] == ["sts-dev-output.csv: changed after `ensemble predict` wrote it "
+                                          "(sha256 differs from its stamp)"]
+
+
+def test_a_folder_without_stamp_is_unknown(preds, tiny_data):
+    found = checked_files(preds, tiny_data)
+    assert ensemble_record(preds, found, True) == {"name": UNSTAMPED, "verified": False, "sample_data": True}
+    claimed = ensemble_record(preds, found, False, claimed={"name": "B", "created": "t1", "tasks": {}})
+    assert claimed["name"] == "B" and claimed["verified"] is False and claimed["named_by"] == "--ensemble (no stamp)"
+
+
+def test_message_and_the_list_of_submissions(preds, tiny_data, tmp_path):
+    out = tmp_path / "subs"
+    a = make_submission(preds, out, tiny_data, {"name": "A", "verified": True}, 0.5, now=NOW, message="first")
+    with zipfile.ZipFile(a) as zf:
+        assert json.loads(zf.read("MANIFEST.json"))["message"] == "first"
+    (out / "submission-20990101-000000.zip").write_bytes(b"not a zip")
+    with zipfile.ZipFile(out / "submission-20990102-000000.zip", "w") as zf:
+        zf.writestr("predictions/x.csv", "x")
+    rows = list_submissions(out)
+    assert rows[0] == {"file": a.name, "created": "2024-03-01T12:34:56", "message": "first", "ensemble": "A",
+                       "verified": True, "mean_dev": 0.5, "sample_data": None, "damaged": None}
+    assert rows[1]["damaged"].startswith("not a readable zip") and rows[2]["damaged"] == "no MANIFEST.json"
+    raises(["no such folder"], list_submissions, tmp_path / "none")

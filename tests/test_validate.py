@@ -1,15 +1,18 @@
 """The check of a folder of leaderboard files against the input files."""
 from __future__ import annotations
-
+from pathlib import Path
 
 import pytest
 from conftest import TINY_IDS
 from asserts import raises
 from leaderboard_cases import edit, preds, tiny_outputs  # noqa: F401 (fixture)
 
+from ensemble.data import PACKAGE_SAMPLE
+from ensemble.files import file_sha256
 from ensemble.leaderboard import write_leaderboard
 from ensemble.tasks import TASKS
-from ensemble.validate import Problem, format_problems, validate_dir
+from ensemble.validate import (STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, format_problems,
+                               made_from_sample, report, validate_dir)
 
 
 def test_valid_folder_has_no_problems(preds, tiny_data):
@@ -170,3 +173,70 @@ def test_format_problems_groups_and_truncates():
         "b.csv: missing",
     ]
 
+
+
+# --------------------------------------------------------------------------- report and stamp
+
+
+def test_report_counts_problems_per_file(preds, tiny_data):
+    edit(preds, "sst-dev-output.csv", "id \t Predicted_Sentiment \nsstd1 , 3 \nsstd2 , 7 \n")
+    problems, found = check_folder(preds, tiny_data, None, ("dev", "test"))
+    text = report(problems, found)
+    assert "sst-dev-output.csv:3: value" in text
+    assert text.splitlines()[-1] == "2 problems: sst-dev-output.csv 2"
+    assert report([], found) == "no problems"
+
+
+def test_report_of_files_from_other_data_is_one_line_and_a_summary(preds, tiny_data):
+    for (task, split), ids in TINY_IDS.items():
+        name = TASKS[task].output_name(split)
+        rows = "".join(f"x{i} , 1.0 \n" if task == "para" else f"x{i} , 1 \n" for i in ids)
+        edit(preds, name, TASKS[task].output_header + "\n" + rows)
+    problems, found = check_folder(preds, tiny_data, None, ("dev", "test"))
+    assert all(c.rows and not c.matched for c in found.values())
+    lines = report(problems, found).splitlines()
+    assert lines[0] == "no id matches: were these made from other data?"
+    assert len(lines) == 2 and lines[1].startswith(f"{len(problems)} problems: sst-dev-output.csv ")
+
+
+def test_report_folds_one_foreign_file_into_one_line(preds, tiny_data):
+    edit(preds, "sts-dev-output.csv", "id \t Predicted_Similiary \nzz1 , 1.0 \nzz2 , 2.0 \n")
+    problems, found = check_folder(preds, tiny_data, None, ("dev", "test"))
+    lines = report(problems, found).splitlines()
+    assert lines == [f"{preds / 'sts-dev-output.csv'}: no id matches sts-dev.csv: were these made from other data?",
+                     "3 problems: sts-dev-output.csv 3"]
+
+
+def _stamped(preds: Path) -> None:
+    write_leaderboard(preds, tiny_outputs(), stamp={"ensemble": "A"})
+
+
+def test_check_stamp_matches_and_tells_changed_files(preds, tiny_data):
+    found = check_folder(preds, tiny_data, None, ("dev", "test"))[1]
+    assert check_stamp(preds, found) == StampCheck(None, [])          # no stamp: nothing to say
+    _stamped(preds)
+    found = check_folder(preds, tiny_data, None, ("dev", "test"))[1]
+    assert check_stamp(preds, found).stamp["ensemble"] == "A" and check_stamp(preds, found).mismatches == []
+    edit(preds, "sst-dev-output.csv", "id \t Predicted_Sentiment \nsstd1 , 3 \nsstd2 , 0 \nsstd3 , 3 \n")
+    found = check_folder(preds, tiny_data, None, ("dev", "test"))[1]
+    assert check_stamp(preds, found).mismatches == [
+        "sst-dev-output.csv: changed after `ensemble predict` wrote it (sha256 differs from its stamp)"]
+    assert validate_dir(preds, tiny_data) == []   # the stamp is not a leaderboard file
+
+
+def test_check_stamp_of_an_unreadable_stamp(preds, tiny_data):
+    (preds / STAMP_NAME).write_text("{not json")
+    found = check_folder(preds, tiny_data, None, ("dev", "test"))[1]
+    check = check_stamp(preds, found)
+    assert check.stamp is None and "unreadable stamp" in check.mismatches[0]
+
+
+def test_made_from_sample(tmp_path):
+    name = "sts-dev.csv"
+    assert made_from_sample({"data": {name: file_sha256(PACKAGE_SAMPLE / name)}})
+    assert not made_from_sample({"data": {name: "0" * 64}})
+    assert not made_from_sample(None) and not made_from_sample({"data": {}})
+
+
+def test_a_missing_folder_is_no_such_folder(tmp_path, tiny_data):
+    raises([str(tmp_path / "nope"), "no such folder"], validate_dir, tmp_path / "nope", tiny_data)

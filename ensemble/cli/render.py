@@ -18,7 +18,7 @@ PIPED_WIDTH = 200   # stdout that is no terminal (a pipe, a log) and no COLUMNS:
 
 
 class Stdout(Console):
-    """stdout: COLUMNS when set, else the terminal's width, else (piped, a log) :data:`PIPED_WIDTH`.
+    """stdout (or stderr): COLUMNS when set, else the terminal's width, else (piped, a log) :data:`PIPED_WIDTH`.
 
     COLUMNS, FORCE_COLOR and TTY_COMPATIBLE are read at each print (rich reads them once, when
     the console is made, which would freeze whatever they were when this module was imported)."""
@@ -54,7 +54,7 @@ class Stdout(Console):
 
 
 console = Stdout()
-err = Console(stderr=True)
+err = Stdout(stderr=True)
 
 
 def print_json(obj: Any, **kwargs: Any) -> None:

@@ -7,24 +7,50 @@ from typing import Any, Optional
 import typer
 
 from ..data import resolve_data
-from ..errors import EnsembleError
+from ..leaderboard import score_checked
 from ..registry import Registry
-from ..leaderboard import score_dir
-from ..submission import make_submission
-from ..validate import format_problems, validate_dir
+from ..submission import UNSTAMPED, checked_files, ensemble_record, pack
+from ..tasks import TASK_NAMES, TASKS
+from ..validate import OUTPUT_SPLITS, Problem, StampCheck, check_folder, check_stamp, made_from_sample, report
 from .options import DataOpt, JsonOpt, RegistryOpt
-from .render import console, print_json, print_validated
+from .render import console, note, print_json, print_validated, sample_banner
+
+
+def _checked_json(pred_dir: Path, data_dir: Path, sample: bool, problems: list[Problem], found: dict,
+                  stamp: StampCheck) -> dict[str, Any]:
+    """What ``validate`` checked: the folders, each of the six files (rows read, problems) and the stamp."""
+    files = []
+    for task in TASK_NAMES:
+        for s in OUTPUT_SPLITS:
+            name = TASKS[task].output_name(s)
+            checked = found.get((task, s))
+            files.append({"file": name, "data_file": TASKS[task].file_name(s), "found": checked is not None,
+                          "rows": checked.rows if checked else None,
+                          "problems": sum(1 for p in problems if Path(p.file).name == name)})
+    return {"folder": str(pred_dir), "data": str(data_dir), "sample_data": sample, "valid": not problems,
+            "files": files, "problems": [p.__dict__ for p in problems],
+            "stamp": None if stamp.stamp is None and not stamp.mismatches else
+            {"ensemble": (stamp.stamp or {}).get("ensemble"), "matches": not stamp.mismatches,
+             "mismatches": stamp.mismatches}}
 
 
 def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder of leaderboard files."),
              data: DataOpt = None, as_json: JsonOpt = False) -> None:
-    """Check leaderboard files against the data: header, ids, duplicates, values. Exit 1 on any problem."""
-    data_dir, _ = resolve_data(data)
-    problems = validate_dir(pred_dir, data_dir)
+    """Check leaderboard files against the data: header, ids, duplicates, values. Exit 1 on any problem.
+
+    The stamp `predict` leaves in the folder is not checked as a file, but a stamp that does not
+    match the files is reported."""
+    data_dir, sample = resolve_data(data)
+    problems, found = check_folder(pred_dir, data_dir, None, OUTPUT_SPLITS)
+    stamp = check_stamp(pred_dir, found)
+    sample = sample or made_from_sample(stamp.stamp)
     if as_json:
-        print_json([p.__dict__ for p in problems])
+        print_json(_checked_json(pred_dir, data_dir, sample, problems, found, stamp))
     else:
-        print_validated(problems, format_problems(problems), pred_dir, data_dir)
+        sample_banner(sample)
+        print_validated(problems, report(problems, found), pred_dir, data_dir)
+        for m in stamp.mismatches:
+            note(f"stamp: {m}")
     if problems:
         raise typer.Exit(1)
 
@@ -32,19 +58,28 @@ def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder o
 def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of leaderboard files."),
            out: Path = typer.Option(Path("submissions"), help="Folder for the zip."),
            data: DataOpt = None,
-           ensemble: Optional[str] = typer.Option(None, help="Ensemble the files came from (recorded in the manifest)."),
+           message: Optional[str] = typer.Option(None, "--message", "-m",
+                                                 help="A note kept in the manifest (shown by `ensemble submissions`)."),
+           ensemble: Optional[str] = typer.Option(
+               None, help="Ensemble the files came from, for a folder without predict's stamp (checked against "
+                          "the stamp when there is one)."),
+           force: bool = typer.Option(False, "--force", help="Submit files that no longer match predict's stamp, "
+                                                             "recorded in the manifest as unverified."),
            include_source: Optional[Path] = typer.Option(None, help="Also zip this source tree's code, as the course zip does."),
            registry: RegistryOpt = Path("checkpoints")) -> None:
-    """Validate, then zip the predictions with a manifest; never overwrites an earlier submission."""
+    """Validate, then zip the predictions with a manifest naming the ensemble that wrote them (from
+    predict's stamp); never overwrites an earlier submission."""
     data_dir, sample = resolve_data(data)
-    info: dict[str, Any] = {"sample_data": sample}
-    try:
-        doc = Registry(registry).load_ensemble(ensemble)
-        info.update(name=doc["name"], created=doc.get("created"), tasks=doc.get("tasks"))
-    except EnsembleError:
-        if ensemble:   # a named ensemble must exist; without a name, a registry without one is fine
-            raise
-    scores = score_dir(predictions, data_dir)
+    found = checked_files(predictions, data_dir)
+    claimed = Registry(registry).load_ensemble(ensemble) if ensemble else None
+    record = ensemble_record(predictions, found, sample, force, claimed)
+    sample_banner(bool(record["sample_data"]))
+    scores = score_checked(found)
     mean = sum(scores.values()) / len(scores) if scores else None
-    path = make_submission(predictions, out, data_dir, info, mean, include_source)
-    console.print(f"[green]wrote {path}[/]")
+    path = pack(found, out, record, mean, include_source, message=message)
+    for m in record.get("stamp_mismatches", []):
+        note(f"unverified: {m}")
+    if record["name"] == UNSTAMPED:
+        note(f"{predictions} has no stamp from `ensemble predict`: the manifest says ensemble {UNSTAMPED}")
+    console.print(f"[green]wrote {path}[/] (ensemble {record['name']}"
+                  + ("" if record["verified"] or record["name"] == UNSTAMPED else ", unverified") + ")")
