@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import EnsembleError
-from . import bench, registry, select, submit, train
+from . import bench, honesty, registry, select, submit, train
 from .render import error
 
 
@@ -38,6 +38,7 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "submit", submit.submit), (app, "pretrain", train.pretrain),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
+    (bench_app, "honesty", honesty.honesty),
     (app, "run", train.run),
 )
 for group, name, function in COMMANDS:
