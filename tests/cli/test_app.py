@@ -38,7 +38,7 @@ COMMANDS = dict(_leaves(typer.main.get_command(app)))
 def test_every_command_is_registered():
     assert sorted(" ".join(p) for p in COMMANDS) == sorted([
         "train", "list", "show", "verify", "remove", "register", "select", "predict", "validate", "submit",
-        "pretrain", "run", "bench select", "bench inference", "bench random-base", "bench train"])
+        "pretrain", "run", "bench select", "bench inference", "bench random-base", "bench train", "bench honesty"])
 
 
 @pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
