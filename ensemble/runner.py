@@ -20,6 +20,7 @@ from .registry import Registry
 from .submission import make_submission
 from .tasks import TASK_NAMES
 from .train import TrainConfig
+from .selection import DEFAULT_MODE
 from .validate import format_problems, validate_dir
 
 
@@ -59,7 +60,11 @@ PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {
 
 
 def run(data: Path | None, base: str | None, preset: str, registry: Path, out: Path, submissions: Path,
-        device: str | None = None, progress: Progress | None = None, on_trained=None, on_message=None) -> dict[str, Any]:
+        device: str | None = None, progress: Progress | None = None, on_trained=None, on_message=None,
+        mode: str = DEFAULT_MODE, system: str = "auto") -> dict[str, Any]:
+    """Train the preset (skipping what is done), select with ``mode``, write, validate and zip.
+    ``system="auto"`` submits, per task, the better system by the held-out estimate (the choice and
+    its reason are printed and recorded in the submission's manifest); "ensemble" always the ensemble."""
     t0 = time.perf_counter()
     say = on_message or (lambda m: None)
     progress = progress or NULL
@@ -75,7 +80,9 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
         configs = [replace(c, limit=None, epochs=max(c.epochs, 3)) for c in configs]
     reg = Registry(registry)
     trained, skipped = _train_all(reg, configs, data_dir, device, progress, on_trained, say)
-    report = workflow.select(reg, data_dir, TASK_NAMES, "greedy", name=f"run-{preset}", sample=sample)
+    report = workflow.select(reg, data_dir, TASK_NAMES, mode, name=f"run-{preset}", sample=sample, system=system)
+    for task, sel in report.tasks.items():
+        say(f"{task}: {sel['reason']}")
     pred = workflow.predict(reg, data_dir, out, report.name)
     problems = validate_dir(out, data_dir)
     if problems:
@@ -83,7 +90,8 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     mean = sum(pred["dev_scores"].values()) / len(pred["dev_scores"]) if pred["dev_scores"] else None
     doc = reg.load_ensemble(report.name)
     zip_path = make_submission(out, submissions, data_dir,
-                               {"name": report.name, "preset": preset, "sample_data": sample, "tasks": doc["tasks"]},
+                               {"name": report.name, "preset": preset, "mode": mode, "system": system,
+                                "sample_data": sample, "tasks": doc["tasks"]},
                                mean)
     return {"selection": report, "trained": trained, "skipped": skipped, "written": pred["written"],
             "dev_scores": pred["dev_scores"], "submission": str(zip_path), "sample": sample,

@@ -21,6 +21,8 @@ from .candidate import Candidate, now_iso
 from .registry import Registry
 from .selection import ensemble_predictions, score_on
 from .leaderboard import leaderboard_bytes, score_dir, write_leaderboard
+from .saved import (SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes,
+                    saved_system)
 from .tasks import TASK_NAMES, TASKS
 
 # -- selection ----------------------------------------------------------------------------------
@@ -50,7 +52,7 @@ def stale_candidates(cands: list[Candidate], data_dir: Path) -> dict[str, list[s
     return out
 
 
-def _usable(cands: list[Candidate], data_dir: Path, notes: list[str]) -> tuple[list[Candidate], dict[str, list[str]]]:
+def usable_candidates(cands: list[Candidate], data_dir: Path, notes: list[str]) -> tuple[list[Candidate], dict[str, list[str]]]:
     """The candidates whose cached predictions match the data files, and the stale ones (noted)."""
     stale = stale_candidates(cands, data_dir)
     by_id = {c.id: c for c in cands}
@@ -61,7 +63,7 @@ def _usable(cands: list[Candidate], data_dir: Path, notes: list[str]) -> tuple[l
     return [c for c in cands if c.id not in stale], stale
 
 
-def _dev_predictions(task: str, usable: list[Candidate], notes: list[str]) -> tuple[dict, dict[str, int]]:
+def dev_predictions(task: str, usable: list[Candidate], notes: list[str]) -> tuple[dict, dict[str, int]]:
     """Each usable candidate's dev predictions for ``task`` and its parameter count; a candidate
     whose cached file cannot be read is left out with a note naming the file and line."""
     cand_preds = {}
@@ -81,62 +83,50 @@ def _dev_predictions(task: str, usable: list[Candidate], notes: list[str]) -> tu
     return cand_preds, params
 
 
-def _prediction_hashes(task: str, members, by_id: dict[str, Candidate]) -> dict[str, dict[str, str]]:
-    """member -> split -> sha256 of its cached prediction file (checked again by ``predict``)."""
-    return {cid: {s: by_id[cid].manifest["files"][e["file"]]["sha256"]
-                  for s, e in by_id[cid].manifest["predictions"].get(task, {}).items()}
-            for cid in members}
+def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = selection.DEFAULT_MODE,
+           max_size: int | None = None, steps: int = 50, repeats: int = 2, seed: int = 0, name: str | None = None,
+           save: bool = True, sample: bool = False, system: str = "ensemble", **settings: Any) -> SelectionReport:
+    """Select each task's ensemble over the registry's candidates and save it as ``name``.
 
-
-def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = "greedy", max_size: int | None = None,
-           steps: int = 50, repeats: int = 20, seed: int = 0, name: str | None = None, save: bool = True,
-           sample: bool = False) -> SelectionReport:
+    ``settings``: the interval's and the modes' (folds, level, bags, fraction; see
+    :func:`ensemble.selection.select`). ``system``: "ensemble" saves each task's ensemble; "auto"
+    saves the best single candidate instead where the ensemble is not expected to beat it on new
+    rows (:func:`ensemble.selection.verdict`), with the reason recorded."""
+    if system not in SYSTEMS:
+        raise EnsembleError(f"system {system!r}: expected one of {', '.join(SYSTEMS)}")
     cands = registry.candidates()
     if not cands:
         raise EnsembleError(f"the registry {registry.root} holds no candidates yet: train some with "
                             "`ensemble train` or register them with `ensemble register`")
     notes: list[str] = []
-    usable, stale = _usable(cands, data_dir, notes)
+    usable, stale = usable_candidates(cands, data_dir, notes)
     by_id = {c.id: c for c in usable}
     selections: dict[str, Any] = {}
-    pred_hashes: dict[str, dict[str, dict[str, str]]] = {}
     left_out = []
     for task in tasks:
         split = data_mod.read_split(data_dir, task, "dev")
-        cand_preds, params = _dev_predictions(task, usable, notes)
+        cand_preds, params = dev_predictions(task, usable, notes)
         if not cand_preds:
             left_out.append(task)
             continue
         inp = selection.TaskInput(task=task, dev_ids=split.ids, dev_labels=split.labels, candidates=cand_preds,
                                  params=params)
-        sel = selection.select(inp, mode=mode, max_size=max_size, steps=steps, repeats=repeats, seed=seed)
+        sel = selection.select(inp, mode=mode, max_size=max_size, steps=steps, repeats=repeats, seed=seed, **settings)
         selections[task] = sel
-        pred_hashes[task] = _prediction_hashes(task, sel.weights, by_id)
     if not selections:
         raise EnsembleError("\n  ".join(["no task has candidates with dev predictions; nothing to select", *notes]))
     notes += [f"{t}: no candidate has dev predictions; task left out of the ensemble" for t in left_out]
     test_scores = labelled_test_scores(selections, by_id, data_dir, notes)
     summary = summarise(selections, usable, test_scores)
+    choices = choose_systems(selections, system)
     name = name or f"ensemble-{mode}"
-    report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t)} for t, s in selections.items()},
-                             summary, notes, stale, sample=sample)
+    report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t), **choices[t]}
+                                          for t, s in selections.items()}, summary, notes, stale, sample=sample)
     if save:
-        doc = _ensemble_doc(name, mode, sample, data_dir, selections, pred_hashes, summary)
+        pred_hashes = {t: prediction_hashes(t, saved_system(s, choices[t])[1], by_id) for t, s in selections.items()}
+        doc = ensemble_doc(name, mode, sample, data_dir, selections, choices, pred_hashes, summary)
         report.path = str(registry.save_ensemble(name, doc))
     return report
-
-
-def _ensemble_doc(name: str, mode: str, sample: bool, data_dir: Path, selections: dict[str, Any],
-                  pred_hashes: dict[str, dict[str, dict[str, str]]], summary: list[dict[str, Any]]) -> dict[str, Any]:
-    """The saved ensemble: members in selection order, weights, dev files' and predictions' hashes."""
-    return {
-        "name": name, "created": now_iso(), "mode": mode, "sample": sample,
-        "data": {TASKS[t].file_name("dev"): file_sha256(Path(data_dir) / TASKS[t].file_name("dev")) for t in selections},
-        "tasks": {t: {"members": list(s.members), "weights": dict(s.weights),
-                      "dev_score": s.ensemble_dev_score, "prediction_sha256": pred_hashes[t]}
-                  for t, s in selections.items()},
-        "summary": summary,
-    }
 
 
 def _aligned(cand: Candidate, task: str, split: str, ids: list[str]) -> np.ndarray | None:
@@ -173,7 +163,7 @@ def labelled_test_scores(selections: dict[str, Any], by_id: dict[str, Candidate]
 
 def summarise(selections: dict[str, Any], cands: list[Candidate],
               test_scores: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
-    """SPEC's results table: best single model, best single per task, the ensemble."""
+    """The report's results table: best single model, best single per task, the ensemble."""
     tasks = list(selections)
     params = {c.id: c.manifest.get("parameters") or 0 for c in cands}
     names = {c.id: c.name for c in cands}
@@ -194,7 +184,8 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
     held = {t: (None if selections[t].heldout_gain_mean is None
                 else float(selections[t].best_single[1] + selections[t].heldout_gain_mean)) for t in tasks}
     sizes = {t: len(selections[t].weights) for t in tasks}
-    rows.append({"system": "greedy ensemble (" + ", ".join(f"{t} {sizes[t]}" for t in tasks) + " members)",
+    mode = selections[tasks[0]].mode
+    rows.append({"system": f"{mode} ensemble (" + ", ".join(f"{t} {sizes[t]}" for t in tasks) + " members)",
                  "parameters": sum(params.get(i, 0) for i in members), "dev": dev,
                  "mean_dev": float(np.mean(list(dev.values()))), "heldout": held,
                  "mean_heldout": None if None in held.values() else float(np.mean(list(held.values())))})
@@ -205,24 +196,13 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
 
 
 # -- prediction ---------------------------------------------------------------------------------
-def _members(doc: dict[str, Any], task: str) -> dict[str, int]:
-    """The task's weights in selection order (the saved ``members`` list), which is the order
-    :func:`ensemble.selection.ensemble_predictions` summed them in when ``select`` scored the ensemble.
-    Ensembles saved before ``members`` existed fall back to id order."""
-    entry = doc["tasks"][task]
-    weights = {k: int(v) for k, v in entry["weights"].items()}
-    order = [cid for cid in entry.get("members", []) if cid in weights]
-    order += sorted(cid for cid in weights if cid not in order)
-    return {cid: weights[cid] for cid in order}
-
-
 def _present(registry: Registry, doc: dict[str, Any], tasks) -> dict[str, Candidate]:
     """The registry's candidates by id, after checking that every member of ``doc`` for ``tasks``
     is still there: a removed member is named with its tasks, and the way out (select again)."""
     by_id = {c.id: c for c in registry.candidates()}   # one read of the manifests, not one per member
     lost: dict[str, list[str]] = {}
     for task in (t for t in TASKS if t in tasks):
-        for cid in _members(doc, task):
+        for cid in members_in_order(doc, task):
             if cid not in by_id:
                 lost.setdefault(cid, []).append(task)
     if lost:
@@ -248,7 +228,7 @@ def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None 
     outputs = {}
     notes = []
     for task, entry in doc["tasks"].items():
-        members = _members(doc, task)
+        members = members_in_order(doc, task)
         for split in splits:
             path = Path(data_dir) / TASKS[task].file_name(split)
             if not path.exists():
@@ -286,8 +266,8 @@ def _stamp(doc: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
     return {
         "ensemble": doc["name"], "ensemble_created": doc.get("created"), "created": now_iso(),
         "sample": bool(doc.get("sample")),
-        "tasks": {t: {"weights": dict(_members(doc, t)), "dev_score": doc["tasks"][t].get("dev_score"),
-                      "prediction_sha256": _prediction_hashes(t, _members(doc, t), by_id)}
+        "tasks": {t: {"weights": dict(members_in_order(doc, t)), "dev_score": doc["tasks"][t].get("dev_score"),
+                      "prediction_sha256": prediction_hashes(t, members_in_order(doc, t), by_id)}
                   for t in sorted({t for t, _ in written})},
         "data": {TASKS[t].file_name(s): file_sha256(Path(data_dir) / TASKS[t].file_name(s)) for t, s in written},
     }
@@ -304,7 +284,7 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     doc = registry.load_ensemble(ensemble)
     if task not in doc["tasks"]:
         raise EnsembleError(f"ensemble {doc['name']} has no members for {task}")
-    members = _members(doc, task)
+    members = members_in_order(doc, task)
     split = data_mod.read_file(input_file, task)
     dev = pick_device(device)
     check_precision(precision, dev)

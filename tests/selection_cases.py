@@ -64,3 +64,24 @@ CAR = {
     "B": col(0.0, 1.0, 0.25, 0.125),
     "C": col(0.0, 0.0, 1.0, 1.0),
 }
+
+# greedy-strict, caruana and bagged, by hand
+#
+# labels 1 0 1 0 (multiples of 1/16: every sum exact; 0.5 rounds half to even: 0)
+#   A .875 .625  .75   .375 -> 1 1 1 0  acc .75 (wrong on row 2)  log-loss 0.468
+#   B .625 .375  .375  .375 -> 1 0 0 0  acc .75 (wrong on row 3)  log-loss 0.598
+#   D .75  .4375 .4375 .25  -> 1 0 0 0  acc .75                  log-loss 0.494
+# order: A, D, B (all tied at .75: by log-loss)
+# greedy (>=): A; (A+D)/2 = .8125 .53125 .59375 .3125 -> 1 1 1 0 = .75 ties, kept;
+#   (A+D+B)/3 = .75 .479 .521 .333 -> 1 0 1 0 = 1.0, kept: {A, D, B}
+# greedy-strict: A; A+D ties, not kept; (A+B)/2 = .75 .5 .5625 .375 -> 1 0 1 0 = 1.0 > .75: {A, B}
+# caruana: step 1 A; step 2: A+A .75, A+D .75, A+B 1.0 -> B; nothing beats 1.0, the shortest prefix
+#   reaching it is step 2: {A: 1, B: 1}
+# caruana with 2 steps on two-candidate bags: {A, B} -> {A: 1, B: 1}; {A, D} -> A, then A+D ties A+A
+#   at .75: kept prefix step 1, {A: 1}; {B, D} -> D (better loss), D+B ties: {D: 1}
+STRICT_Y = [1, 0, 1, 0]
+STRICT = {
+    "A": col(0.875, 0.625, 0.75, 0.375),
+    "B": col(0.625, 0.375, 0.375, 0.375),
+    "D": col(0.75, 0.4375, 0.4375, 0.25),
+}

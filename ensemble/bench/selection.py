@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import metrics
 from ..errors import EnsembleError
-from ..selection import MODES, EnsembleSelector, ensemble_predictions, score_key
+from ..selection import EnsembleSelector, ensemble_predictions, score_key
 from ..selection.checks import check_budget
 from ..selection.pool import Pool
 from ..tasks import TASKS, get_task
@@ -225,11 +225,11 @@ def bench_select(candidates: int = 500, rows: int = 20000, task: str | None = No
     """
     if task is not None:
         get_task(task)
-    if mode not in (*MODES, "both"):
+    if mode not in ("greedy", "caruana", "both"):
         raise EnsembleError(f"unknown mode {mode!r}; expected greedy, caruana or both")
     if candidates < 2 or rows < 4:
         raise EnsembleError("bench_select needs at least 2 candidates and 4 rows")
-    modes = tuple(MODES) if mode == "both" else (mode,)
+    modes = ("greedy", "caruana") if mode == "both" else (mode,)
     check_budget(None, steps)
     tasks = list(TASKS) if task is None else [task]
     out: dict[str, Any] = {

@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import EnsembleError
-from . import bench, ensembles, registry, select, submissions, submit, train
+from . import bench, ensembles, honesty, registry, select, submissions, submit, train
 from .render import err, error, print_json
 
 CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
@@ -97,6 +97,7 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "submissions", submissions.submissions),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
+    (bench_app, "honesty", honesty.honesty),
     (ensembles_app, "list", ensembles.list_), (ensembles_app, "show", ensembles.show),
     (ensembles_app, "remove", ensembles.remove),
     (app, "run", train.run),

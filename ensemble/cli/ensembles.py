@@ -33,7 +33,7 @@ def details(name: str, doc: dict[str, Any], names: dict[str, str]) -> dict[str, 
     held = next((row["heldout"] for row in doc.get("summary", []) if row.get("heldout")), {})
     tasks = {}
     for task, entry in doc.get("tasks", {}).items():
-        members = [{"id": cid, "name": names.get(cid), "weight": int(w)} for cid, w in entry.get("weights", {}).items()]
+        members = [{"id": cid, "name": names.get(cid), "weight": w} for cid, w in entry.get("weights", {}).items()]
         extra = {k: v for k, v in entry.items() if k not in FIXED}
         tasks[task] = {"members": members, "dev_score": entry.get("dev_score"), "heldout": held.get(task), **extra}
     return {**summary(name, doc), "tasks": tasks}

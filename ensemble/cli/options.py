@@ -42,7 +42,8 @@ TrainPrecision = choice("TrainPrecision", TRAIN_PRECISIONS)
 InferPrecision = choice("InferPrecision", INFER_PRECISIONS)
 Preset = choice("Preset", PRESETS)
 SelectMode = choice("SelectMode", SELECT_MODES)
-BenchMode = choice("BenchMode", (*SELECT_MODES, "both"))
+BenchMode = choice("BenchMode", ("greedy", "caruana", "both"))   # the modes bench select has references for
+System = choice("System", ("auto", "ensemble"))
 
 
 REGISTRY_HELP = "Registry folder."

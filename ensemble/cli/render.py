@@ -208,12 +208,12 @@ def print_refreshed(done: list) -> None:
 
 
 # -- selection and leaderboard files -------------------------------------------------------------
-def print_selection(report) -> None:
+def print_selection(report, verbose: bool = False) -> None:
     """Each task's trajectory, then the summary (params, then the held-out estimate drop first)."""
     for text in report.notes:
         note(text)
     for task, sel in report.tasks.items():
-        print_trajectory(task, report.mode, sel)
+        print_trajectory(task, report.mode, sel, verbose)
     tasks = list(report.tasks)
     cols = [Col("system"), Col("params", True, 2), *[Col(f"{t} dev", True) for t in tasks], Col("mean dev", True),
             Col("mean held-out est.", True, 1)]
@@ -224,23 +224,40 @@ def print_selection(report) -> None:
         console.print(f"saved ensemble [bold]{report.name}[/] to {report.path}")
 
 
-def print_trajectory(task: str, mode: str, sel: dict[str, Any]) -> None:
-    """One task's selection steps, then its gain in sample, held out and on labelled test data."""
+def _kept_steps(mode: str, steps: list[dict[str, Any]], verbose: bool) -> tuple[list[dict[str, Any]], int]:
+    """caruana: the kept prefix (every step under ``verbose``) and how many steps are not shown."""
+    if mode != "caruana" or verbose:
+        return steps, 0
+    kept = [s for s in steps if s.get("accepted")]
+    return kept, len(steps) - len(kept)
+
+
+def print_trajectory(task: str, mode: str, sel: dict[str, Any], verbose: bool = False) -> None:
+    """One task's selection steps, then its gain in sample, held out and on labelled test data,
+    and whether the ensemble is expected to beat the best single candidate, in words."""
+    steps, hidden = _kept_steps(mode, sel["trajectory"], verbose)
     cols = [Col("step", True), Col("candidate"), Col("own dev", True, 1), Col("ensemble dev", True),
             Col("change", True), Col(""), Col("why", drop=2)]
     rows = [[str(s.get("step")), escape(str(s.get("candidate"))), fmt(s.get("own_score")), fmt(s.get("ensemble_score")),
              (f"{s['change']:+.4f}" if s.get("change") is not None else "-"),
              "[green]added[/]" if s.get("accepted") else "[dim]rejected[/]", escape(str(s.get("reason", "")))]
-            for s in sel["trajectory"]]
+            for s in steps]
     print_table(f"{task}: {mode} selection ({TASKS[task].metric} on dev)", cols, rows)
+    if hidden:
+        console.print(f"  {task}: {hidden} later steps not kept (they do not reach the best dev score); "
+                      "--verbose or --json shows them", highlight=False)
     line = (f"  {task}: {len(sel['weights'])} members, dev {sel['ensemble_dev_score']:.4f}; gain over the best "
             f"single candidate: in-sample {sel['in_sample_gain']:+.4f}")
-    if sel.get("heldout_gain_mean") is not None:
-        lo, hi = sel["heldout_gain_ci"]
-        line += f", held-out (cross-fit) {sel['heldout_gain_mean']:+.4f} \\[95% CI {lo:+.4f}, {hi:+.4f}]"
-    else:
-        line += ", held-out: not estimated (too few dev rows or --repeats 0)"
+    held = sel.get("heldout") or {}
+    if held.get("estimate") is not None:
+        line += (f", held-out {held['estimate']:+.4f} \\[{held['level']:.0%} interval {held['low']:+.4f}, "
+                 f"{held['high']:+.4f}] ({held['folds']}-fold x {held['repeats']} cross-fit, corrected t)")
     console.print(line, highlight=False)
+    if sel.get("verdict"):
+        style = "yellow" if sel["verdict"].startswith("not") else "green"
+        console.print(f"  {task}: [{style}]{escape(sel['verdict'])}[/]"
+                      + ("; the best single candidate is saved for it" if sel.get("system") == "best single" else ""),
+                      highlight=False)
     if sel.get("test"):
         console.print(f"  {task}: labelled test data (never used for selection): ensemble "
                       f"{sel['test']['ensemble']:.4f}, best single candidate {sel['test']['best_single']:.4f}",

@@ -10,6 +10,7 @@ from .. import workflow
 from ..data import resolve_data
 from ..errors import EnsembleError
 from ..registry import Registry
+from ..selection import DEFAULT_MODE
 from ..tasks import parse_tasks
 from .options import (ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,
                       SelectMode, TasksOpt, plain)
@@ -20,26 +21,32 @@ from .render import console, print_json, print_predicted, print_selection, sampl
 def select(
     data: DataOpt = None,
     registry: RegistryOpt = Path("checkpoints"),
-    mode: SelectMode = typer.Option("greedy", callback=plain,
-                                    help="greedy (the report's rule: best-first, join if dev does not drop) or caruana "
-                                  "(with replacement)."),
+    mode: SelectMode = typer.Option(DEFAULT_MODE, callback=plain,
+                                    help="caruana (forward selection with replacement), greedy (the report's rule: "
+                                         "best-first, join if dev does not drop), greedy-strict (join only if dev "
+                                         "rises) or bagged (caruana on random halves of the library, averaged)."),
     max_size: Optional[int] = typer.Option(None, help="At most this many members per task."),
     steps: CaruanaStepsOpt = 50,
-    repeats: int = typer.Option(20, help="Cross-fit repeats for the held-out estimate."),
-    seed: int = typer.Option(0, help="Seed of the cross-fit splits."),
+    folds: int = typer.Option(5, help="Cross-fit folds for the held-out estimate."),
+    repeats: int = typer.Option(2, help="Cross-fit repeats (each a new deal of the folds; 0 skips the estimate)."),
+    level: float = typer.Option(0.95, help="Confidence level of the held-out interval."),
+    bags: int = typer.Option(20, help="bagged: selections averaged."),
+    fraction: float = typer.Option(0.5, help="bagged: share of the library each selection sees."),
+    seed: int = typer.Option(0, help="Seed of the cross-fit folds and of bagged's draws."),
     tasks: TasksOpt = ALL_TASKS,
     name: Optional[str] = typer.Option(None, help="Name of the saved ensemble (default: ensemble-<mode>)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every caruana step, not only the kept ones."),
     as_json: JsonOpt = False,
 ) -> None:
     """Build each task's ensemble; show what each member adds and how much gain survives held out."""
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
     report = workflow.select(Registry(registry), data_dir, parse_tasks(tasks), mode, max_size, steps, repeats,
-                             seed, name, sample=sample)
+                             seed, name, sample=sample, folds=folds, level=level, bags=bags, fraction=fraction)
     if as_json:
         print_json(report.to_dict())
         return
-    print_selection(report)
+    print_selection(report, verbose)
 
 
 def predict(

@@ -9,9 +9,11 @@ import typer
 
 from ..data import resolve_data
 from ..registry import Registry
+from ..selection import DEFAULT_MODE
 from ..tasks import parse_tasks
 from .options import (ALL_TASKS, BASE_HELP, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, TASKS_HELP, Architecture,
-                      DataOpt, DeviceOpt, JsonOpt, Preset, RegistryOpt, SeedOpt, TasksOpt, TrainPrecision, plain)
+                      DataOpt, DeviceOpt, JsonOpt, Preset, RegistryOpt, SeedOpt, SelectMode, System, TasksOpt,
+                      TrainPrecision, plain)
 from .progress import RichProgress
 from .render import err, print_epochs, print_fields, print_json, print_run, sample_banner
 
@@ -115,6 +117,10 @@ def run(
     registry: RegistryOpt = Path("checkpoints"),
     out: Path = typer.Option(Path("predictions"), help="Folder for the leaderboard files."),
     submissions: Path = typer.Option(Path("submissions"), help="Folder for the submission zips."),
+    mode: SelectMode = typer.Option(DEFAULT_MODE, callback=plain, help="Selection mode (see `ensemble select -h`)."),
+    system: System = typer.Option("auto", callback=plain,
+                                  help="auto: per task, submit the best single candidate where the ensemble is not "
+                                       "expected to beat it held out; ensemble: always submit the ensemble."),
     device: DeviceOpt = "auto",
     as_json: JsonOpt = False,
 ) -> None:
@@ -123,7 +129,7 @@ def run(
 
     progress = RichProgress(as_json)
     result = runner.run(data=data, base=base, preset=preset, registry=registry, out=out, submissions=submissions,
-                        device=device, progress=progress,
+                        device=device, progress=progress, mode=mode, system=system,
                         on_trained=None if as_json else print_epochs,
                         on_message=None if as_json else err.print)
     progress.stop()

@@ -4,7 +4,7 @@ This package sees arrays and ids, never models: no torch, typer, rich or pandas 
 in the order they import each other: ``checks`` (options, seeds, labels, arrays), ``keys`` (how
 scores compare), ``results`` (what is reported), ``average`` (the one weighted average),
 ``accuracy``, ``workset`` and ``pearson`` (the scorer's pieces), ``pool`` (the scorer),
-``greedy`` and ``caruana`` (the modes), ``modes`` (mode name -> mode), ``estimator``
+``greedy``, ``caruana`` and ``bagged`` (the modes), ``modes`` (mode name -> mode), ``estimator``
 (EnsembleSelector), ``interval``, ``crossfit``, ``inputs`` (TaskInput -> pool) and ``task``
 (``select``).
 
@@ -12,25 +12,34 @@ Conventions
 -----------
 Per task, a candidate's unrounded predictions are a float array of shape ``(n, k)``: ``sst`` class
 probabilities (k=5), ``para`` the paraphrase probability (k=1), ``sts`` the raw score (k=1).
-An ensemble with integer weights ``w_i`` predicts ``sum_i w_i * p_i / sum_i w_i`` (float64), which
-:func:`ensemble_predictions` computes; the metric is :func:`ensemble.metrics.score` on it.
+An ensemble with weights ``w_i`` (integers; bagged: floats) predicts ``sum_i w_i * p_i / sum_i w_i``
+(float64), which :func:`ensemble_predictions` computes; the metric is :func:`ensemble.metrics.score` on it.
 
-Two modes (:data:`MODES`; a new mode is one new file plus one entry there):
+Ties: candidates are ranked best-first by their own dev score, ties by secondary loss
+(:func:`ensemble.metrics.secondary_loss`, lower first), then by the pool's order: the content hash
+of their predictions (:func:`content_hash`, sha256 of the float64 C-order bytes, rows in id order),
+then id. So the order, and every tie a mode breaks, follows the content, not registration.
 
-``greedy`` (default, the SerBERTus report's method)
-    Candidates are ranked best-first by their own dev score; ties by secondary loss
-    (:func:`ensemble.metrics.secondary_loss`, lower first), then by candidate id (ascending
-    string order). The first is the ensemble; each next candidate joins (weight 1) only if the
-    equal-weight average with it scores ``>=`` the current ensemble. ``max_size`` bounds the number
-    of members; once reached, the rest are recorded as "max size reached".
+Four modes (:data:`MODES`, default :data:`DEFAULT_MODE`; a new mode is one new file plus one entry):
+
+``greedy`` (the SerBERTus report's method)
+    The first is the ensemble; each next candidate joins (weight 1) only if the equal-weight
+    average with it scores ``>=`` the current ensemble. ``max_size`` bounds the number of members;
+    once reached, the rest are recorded as "max size reached".
+
+``greedy-strict``
+    The same, but a candidate joins only on a strict improvement (``>``).
 
 ``caruana`` (Caruana et al. 2004)
     Forward selection *with replacement* for ``steps`` steps over all candidates: each step adds
     the candidate whose addition maximises the dev score of the weighted average (ties: lower
-    secondary loss of the resulting ensemble, then candidate id). The shortest prefix of the
+    secondary loss of the resulting ensemble, then the pool's order). The shortest prefix of the
     steps that reaches the best dev score is kept; weights are the counts. ``max_size`` bounds the
-    number of *distinct* members: once that many are in, only current members can be added again
-    (so the total weight is bounded by ``steps``, the distinct members by ``max_size``).
+    number of *distinct* members: once that many are in, only current members can be added again.
+
+``bagged`` (Caruana et al. 2006, "Getting the most out of ensemble selection")
+    ``bags`` random subsets of ``fraction`` of the library (seeded by ``seed``), caruana on each;
+    weights are the mean of the bags' weight vectors, each normalised to sum 1 (floats).
 
 Score comparisons: accuracies compare exactly (they are counts over n); Pearson r is compared
 after rounding to 12 decimals (``np.round(r, 12)``), so two ensembles whose r differ only by
@@ -47,24 +56,30 @@ steps; sst rows are laid out in label order so "argmax == label" is two max-redu
 For Pearson: from sums (:func:`ensemble.metrics.pearson_from_sums`) on centred predictions, with
 ``X @ S`` kept up to date by one cached matrix-vector product per distinct member added.
 
-Honest estimate: :func:`cross_fit` splits the dev rows into two seeded halves (a function of
-``(seed, repeat)`` and the sorted ids only), selects on one half and scores on the other, both
-ways, ``repeats`` times; it reports the in-sample gain, the mean held-out gain and a bootstrap 95%
-interval of that mean.
+Honest estimate: :func:`cross_fit` runs repeated K-fold cross-fitting (``repeats`` x ``folds``,
+splits a function of ``(seed, repeat)`` and the sorted ids only): on each fold, the gain of the
+ensemble selected on the other folds over the best single candidate chosen there. It reports the
+in-sample gain, the mean fold gain and the Nadeau-Bengio (2003) corrected resampled t interval
+with ``folds - 1`` degrees of freedom (:mod:`.interval`): an interval for the gain, on new rows,
+of the ensemble selected on all of dev over the best single candidate chosen on all of dev.
 """
 from __future__ import annotations
 
 from .average import ensemble_predictions, score_on
-from .crossfit import cross_fit, crossfit_split
+from .crossfit import cross_fit, kfold_splits
 from .estimator import EnsembleSelector
 from .inputs import TaskInput
 from .keys import PEARSON_DECIMALS, score_key
-from .modes import MODES
+from .interval import nb_interval
+from .modes import DEFAULT_MODE, MODES
+from .pool import content_hash
 from .results import CrossFit, Fold, Ranked, Step, TaskSelection
 from .task import select
+from .verdict import verdict
 
 __all__ = [
     "MODES",
+    "DEFAULT_MODE",
     "PEARSON_DECIMALS",
     "Ranked",
     "Step",
@@ -74,8 +89,11 @@ __all__ = [
     "TaskSelection",
     "EnsembleSelector",
     "select",
+    "verdict",
     "cross_fit",
-    "crossfit_split",
+    "kfold_splits",
+    "nb_interval",
+    "content_hash",
     "score_on",
     "ensemble_predictions",
     "score_key",

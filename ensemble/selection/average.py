@@ -15,16 +15,18 @@ from .checks import as_2d, check_labels, examples
 
 
 def _check_weight(cid: str, w) -> None:
-    if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 0:
-        raise EnsembleError(f"weight of {cid!r} must be a non-negative integer, got {w!r}")
+    if isinstance(w, bool) or not isinstance(w, (int, np.integer, float, np.floating)) or not w >= 0 \
+            or not np.isfinite(w):
+        raise EnsembleError(f"weight of {cid!r} must be a non-negative finite number, got {w!r}")
 
 
-def ensemble_predictions(preds_by_id: Mapping[str, np.ndarray], weights: Mapping[str, int]) -> np.ndarray:
+def ensemble_predictions(preds_by_id: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
     """Weighted average of aligned predictions, float64: ``sum_i w_i p_i / sum_i w_i``.
 
     Members are summed in ``weights`` order (for greedy ensembles, the order they were added),
     starting from zeros; weight 1 adds the array itself, so the result matches the selection's
-    running sums bit for bit. Weights must be non-negative integers with a positive total.
+    running sums bit for bit. Weights must be non-negative finite numbers with a positive total:
+    integers (greedy, caruana) are summed as integers, floats (bagged) as floats.
     """
     if not weights:
         raise EnsembleError("the ensemble has no members")
@@ -46,13 +48,13 @@ def ensemble_predictions(preds_by_id: Mapping[str, np.ndarray], weights: Mapping
             acc += p
         else:
             acc += w * p
-        total += int(w)
+        total += w if isinstance(w, (float, np.floating)) else int(w)
     if total == 0:
         raise EnsembleError("ensemble weights sum to zero")
     return acc / total
 
 
-def score_on(task: str, preds_test: Mapping[str, np.ndarray], labels_test, weights: Mapping[str, int]) -> float:
+def score_on(task: str, preds_test: Mapping[str, np.ndarray], labels_test, weights: Mapping[str, float]) -> float:
     """The task metric of the weighted ensemble on labelled data (e.g. a labelled test split).
 
     ``preds_test``: member id -> predictions ``(n, k)`` aligned to ``labels_test``.

@@ -2,7 +2,7 @@
 
 For ``steps`` steps over all candidates, each step adds the candidate whose addition maximises
 the dev score of the weighted average (ties: lower secondary loss of the resulting ensemble, then
-candidate id). The shortest prefix of the steps that reaches the best dev score is kept; weights
+the pool's order: content hash of the predictions, then id). The shortest prefix of the steps that reaches the best dev score is kept; weights
 are the counts. ``max_size`` bounds the number of *distinct* members: once that many are in, only
 current members can be added again.
 """
@@ -24,9 +24,9 @@ def _best(pool: Pool, st: State, elig: np.ndarray) -> tuple[int, str | None, flo
     if len(tied) == 1:
         best, tie_note = int(tied[0]), None
     else:
-        cand = sorted((pool.loss_with(st, int(j)), pool.ids[int(j)], int(j)) for j in tied)
-        best = cand[0][2]
-        by = "id" if cand[0][0] == cand[1][0] else "secondary loss"
+        cand = sorted((pool.loss_with(st, int(j)), int(j)) for j in tied)
+        best = cand[0][1]
+        by = "content hash" if cand[0][0] == cand[1][0] else "secondary loss"
         tie_note = f"{by} among {len(tied)} tied"
     return best, tie_note, float(s_all[np.flatnonzero(elig == best)[0]])
 

@@ -28,22 +28,41 @@ def _is_int(x) -> bool:
 
 @dataclass(frozen=True)
 class Budget:
-    """How far a selection mode may go: ``max_size`` members (None: no bound) and ``steps``
-    (the modes that take steps, such as caruana)."""
+    """How far a selection mode may go, and its settings: ``max_size`` members (None: no bound),
+    ``steps`` (the modes that take steps, such as caruana), and bagged's ``bags`` random subsets of
+    ``fraction`` of the library, drawn from ``seed``."""
 
     max_size: int | None
     steps: int
+    bags: int = 20
+    fraction: float = 0.5
+    seed: int = 0
 
 
-def check_budget(max_size, steps, repeats=0) -> Budget:
-    """``max_size`` a positive integer or None, ``steps`` positive, ``repeats`` non-negative."""
+def check_budget(max_size, steps, repeats=0, bags=20, fraction=0.5, seed=0) -> Budget:
+    """``max_size`` a positive integer or None, ``steps`` and ``bags`` positive, ``repeats``
+    non-negative, ``fraction`` in (0, 1], ``seed`` a non-negative integer."""
     if max_size is not None and (not _is_int(max_size) or max_size < 1):
         raise EnsembleError(f"max_size must be a positive integer or None (no bound), got {max_size!r}")
     if not _is_int(steps) or steps < 1:
         raise EnsembleError(f"steps must be a positive integer, got {steps!r}")
     if not _is_int(repeats) or repeats < 0:
         raise EnsembleError(f"repeats must be a non-negative integer, got {repeats!r}")
-    return Budget(None if max_size is None else int(max_size), int(steps))
+    if not _is_int(bags) or bags < 1:
+        raise EnsembleError(f"bags must be a positive integer, got {bags!r}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) or not 0 < fraction <= 1:
+        raise EnsembleError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    return Budget(None if max_size is None else int(max_size), int(steps), int(bags), float(fraction),
+                  check_seed(seed))
+
+
+def check_folds(folds, level) -> tuple[int, float]:
+    """Cross-fit ``folds`` an integer >= 2 and the interval's ``level`` in (0, 1)."""
+    if not _is_int(folds) or folds < 2:
+        raise EnsembleError(f"folds must be an integer >= 2, got {folds!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
+        raise EnsembleError(f"level must be a number in (0, 1), got {level!r}")
+    return int(folds), float(level)
 
 
 def check_seed(seed) -> int:

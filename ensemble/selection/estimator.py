@@ -10,7 +10,7 @@ from ..tasks import get_task
 from .average import ensemble_predictions, score_on
 from .checks import check_budget
 from .keys import score_keys
-from .modes import get_mode
+from .modes import DEFAULT_MODE, get_mode
 from .pool import Pool
 from .results import Ranked
 
@@ -26,7 +26,7 @@ def ranked(pool: Pool, order: list[int]) -> list[Ranked]:
             out.append(Ranked(r, pool.ids[i], float(own[i]), None, None))
             continue
         li = pool.own_loss(i)
-        tb = "id" if any(pool.own_loss(int(j)) == li for j in same if j != i) else "secondary loss"
+        tb = "content hash" if any(pool.own_loss(int(j)) == li for j in same if j != i) else "secondary loss"
         out.append(Ranked(r, pool.ids[i], float(own[i]), float(li), tb))
     return out
 
@@ -34,24 +34,35 @@ def ranked(pool: Pool, order: list[int]) -> list[Ranked]:
 class EnsembleSelector:
     """Ensemble selection for one task (auto-sklearn style: fit, then read ``*_``).
 
-    Parameters: ``task``; ``mode`` (a name in :data:`MODES`: "greedy" or "caruana");
-    ``max_size`` (greedy: members; caruana: distinct members; None = no bound); ``steps``
-    (caruana only).
+    Parameters: ``task``; ``mode`` (a name in :data:`MODES`); ``max_size`` (greedy: members;
+    caruana: distinct members; bagged: distinct members per bag; None = no bound); ``steps``
+    (caruana, bagged); ``bags``, ``fraction``, ``seed`` (bagged).
 
     After :meth:`fit`: ``candidates_`` (ids, ascending), ``order_`` (list of :class:`Ranked`,
     best-first with tie-breaks), ``trajectory_`` (list of :class:`Step`), ``members_`` (ids in
-    order added), ``weights_`` (id -> int), ``score_`` (ensemble dev score, from the running sums),
-    ``best_single_`` and ``best_single_score_``, ``n_rows_``.
+    order added), ``weights_`` (id -> int; bagged: float), ``score_`` (ensemble dev score),
+    ``best_single_`` and ``best_single_score_``, ``n_rows_``. ``settings``: the mode's settings.
     """
 
-    def __init__(self, task: str, mode: str = "greedy", max_size: int | None = None, steps: int = 50):
+    def __init__(self, task: str, mode: str = DEFAULT_MODE, max_size: int | None = None, steps: int = 50,
+                 bags: int = 20, fraction: float = 0.5, seed: int = 0):
         get_task(task)
         self._mode = get_mode(mode)
-        self.budget = check_budget(max_size, steps)
+        self.budget = check_budget(max_size, steps, bags=bags, fraction=fraction, seed=seed)
         self.task = task
         self.mode = mode
         self.max_size = self.budget.max_size
         self.steps = self.budget.steps
+
+    @property
+    def settings(self) -> dict:
+        """The mode's settings (name -> value), e.g. ``{"steps": 50}`` for caruana."""
+        return self._mode.settings_of(self.budget)
+
+    def unfitted(self) -> "EnsembleSelector":
+        """A new, unfitted selector with the same mode and settings (cross-fitting refits it)."""
+        b = self.budget
+        return EnsembleSelector(self.task, self.mode, b.max_size, b.steps, b.bags, b.fraction, b.seed)
 
     def fit(self, preds: Mapping[str, np.ndarray], labels) -> "EnsembleSelector":
         """``preds``: candidate id -> predictions ``(n, k)`` whose rows are aligned to ``labels``."""
@@ -61,7 +72,7 @@ class EnsembleSelector:
         """Fit on a pool already built (``select``, cross-fitting and the benchmark share pools)."""
         order = pool.ranking()
         members, weights, traj, sc = self._mode.pick(pool, order, self.budget)
-        self.candidates_ = list(pool.ids)
+        self.candidates_ = sorted(pool.ids)
         self.order_ = ranked(pool, order)
         self.trajectory_ = traj
         self.members_ = members

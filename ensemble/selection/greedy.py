@@ -1,9 +1,10 @@
-"""Greedy selection (the SerBERTus report's method, the default mode).
+"""Greedy selection: ``greedy`` (the SerBERTus report's method) and ``greedy-strict``.
 
-Candidates come best-first (own dev score; ties by secondary loss, then id). The first is the
-ensemble; each next candidate joins (weight 1) only if the equal-weight average with it scores
-``>=`` the current ensemble. ``max_size`` bounds the number of members; once reached, the rest are
-recorded as "max size reached".
+Candidates come best-first (own dev score; ties by secondary loss, then content hash and id). The
+first is the ensemble; each next candidate joins (weight 1) only if the equal-weight average with
+it scores ``>=`` the current ensemble (``greedy-strict``: strictly ``>``, so a tie is not
+admitted). ``max_size`` bounds the number of members; once reached, the rest are recorded as
+"max size reached".
 """
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ from .pool import Pool
 from .results import Picked, Step
 
 
-def _verdict(key: float, cur_key: float, change: float) -> tuple[str, bool]:
+def _verdict(key: float, cur_key: float, change: float, strict: bool) -> tuple[str, bool]:
     if key > cur_key:
         return f"improves by {fmt_change(change)}", True
     if key == cur_key:
-        return "ties (kept: >=)", True
+        return ("ties (not kept: strict >)", False) if strict else ("ties (kept: >=)", True)
     return f"lowers by {fmt_change(change)}", False
 
 
-def greedy(pool: Pool, order: list[int], budget: Budget) -> Picked:
-    """Greedy selection over ``order`` (pool indices, best-first)."""
+def greedy(pool: Pool, order: list[int], budget: Budget, strict: bool = False) -> Picked:
+    """Greedy selection over ``order`` (pool indices, best-first); ``strict``: join only on a strict
+    improvement (``greedy-strict``)."""
     own = pool.own_scores()
     st = pool.empty_state()
     members: list[int] = []
@@ -42,7 +44,7 @@ def greedy(pool: Pool, order: list[int], budget: Budget) -> Picked:
         s = pool.score_with(st, i)
         key = score_key(pool.task, s)
         change = 0.0 if key == cur_key else s - cur
-        reason, ok = _verdict(key, cur_key, change)
+        reason, ok = _verdict(key, cur_key, change, strict)
         traj.append(Step(step, cid, own_i, s, change, ok, reason))
         if ok:
             pool.add(st, i)

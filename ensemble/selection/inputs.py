@@ -159,4 +159,5 @@ def align(inp: TaskInput) -> Aligned:
         raise EnsembleError(f"no usable candidate for task {task}: all {len(rejected)} rejected ({why})")
     T, y, keep = _stack(task, good, lab, notes)
     row_ids = dev_ids if keep is None else [dev_ids[i] for i in keep]
-    return Aligned(Pool(task, [c for c, _ in good], T, y), row_ids, rejected, notes)
+    pool = Pool.in_content_order(task, [c for c, _ in good], T, y, np.argsort(row_ids, kind="stable"))
+    return Aligned(pool, row_ids, rejected, notes)

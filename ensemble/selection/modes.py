@@ -1,4 +1,4 @@
-"""The selection modes by name: what each selects with, and what its report says.
+"""The selection modes by name: what each selects with, which settings it reports, and its note.
 
 A new mode is one new file with a function ``(pool, order, budget) -> Picked`` plus one entry in
 :data:`MODES`.
@@ -6,29 +6,45 @@ A new mode is one new file with a function ``(pool, order, budget) -> Picked`` p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from ..errors import EnsembleError
-from . import caruana, greedy
+from . import bagged, caruana, greedy
 from .checks import Budget
 from .pool import Pool
 from .results import Picked, Step
 
+# The default: the best mean true held-out gain across `ensemble bench honesty`'s scenarios, and no
+# worse than greedy on the real candidates of its --registry check (README "Honest gains").
+DEFAULT_MODE = "caruana"
+
 
 @dataclass(frozen=True)
 class Mode:
-    """``pick``: the selection over pool indices ranked best-first; ``takes_steps``: whether
-    ``steps`` bounds it (reported as the selection's ``steps``); ``note``: an optional note for
-    the selection's notes, from the budget and the trajectory."""
+    """``pick``: the selection over pool indices ranked best-first; ``settings``: the
+    :class:`Budget` fields the mode uses and reports (besides ``max_size``); ``note``: an
+    optional note for the selection's notes, from the budget and the trajectory."""
 
     pick: Callable[[Pool, list[int], Budget], Picked]
-    takes_steps: bool = False
+    settings: tuple[str, ...] = ()
     note: Callable[[Budget, list[Step]], str] | None = None
+
+    @property
+    def takes_steps(self) -> bool:
+        """Whether ``steps`` bounds the mode (reported as the selection's ``steps``)."""
+        return "steps" in self.settings
+
+    def settings_of(self, budget: Budget) -> dict:
+        """The mode's settings as reported: name -> value."""
+        return {name: getattr(budget, name) for name in self.settings}
 
 
 MODES: dict[str, Mode] = {
     "greedy": Mode(greedy.greedy),
-    "caruana": Mode(caruana.caruana, takes_steps=True, note=caruana.note),
+    "greedy-strict": Mode(partial(greedy.greedy, strict=True)),
+    "caruana": Mode(caruana.caruana, ("steps",), caruana.note),
+    "bagged": Mode(bagged.bagged, ("steps", "bags", "fraction", "seed"), bagged.note),
 }
 
 

@@ -8,6 +8,7 @@ vectorised pass: accuracy in candidate chunks over the rows some candidate could
 """
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from typing import Mapping
 
@@ -22,6 +23,11 @@ from .checks import as_2d, check_labels
 from .keys import score_keys
 from .pearson import PearsonRun, PearsonSums
 from .workset import counts_with, view
+
+
+def content_hash(pred) -> str:
+    """sha256 (hex) of predictions ``(n, k)`` as C-order float64 bytes: the tie-break key of candidates."""
+    return hashlib.sha256(np.ascontiguousarray(pred, dtype=np.float64).tobytes()).hexdigest()
 
 
 class State:
@@ -44,8 +50,10 @@ class State:
 class Pool:
     """Aligned candidate predictions for one task, stored as ``T`` of shape (m, k, n), float64.
 
-    ``ids`` are the candidate ids in ascending order (row i of ``T`` is ``ids[i]``); ``rows`` the
-    original row of each pool row (pools may reorder rows).
+    ``ids``: the candidate ids, row i of ``T`` is ``ids[i]``; pools built by :meth:`in_content_order`
+    hold them ordered by (content hash of the predictions, id), so ties decided by position follow
+    the content, not the registration. ``rows``: the original row of each pool row (pools may
+    reorder rows).
     """
 
     def __init__(self, task: str, ids: list[str], T: np.ndarray, y: np.ndarray):
@@ -75,10 +83,28 @@ class Pool:
             if not np.isfinite(a).all():
                 raise EnsembleError(f"{task}: candidate {cid!r} has non-finite predictions")
             T[i] = a.T
-        pool = cls(task, ids, T, y)
+        pool = cls.in_content_order(task, ids, T, y)
         if TASKS[task].kind == "classes":
             pool = pool.take_rows(np.argsort(y, kind="stable"))
         return pool
+
+    @classmethod
+    def in_content_order(cls, task: str, ids: list[str], T: np.ndarray, y: np.ndarray,
+                         canon: np.ndarray | None = None) -> "Pool":
+        """A pool whose candidates are ordered by (:func:`content_hash`, id); the hash is of each
+        candidate's predictions ``(n, k)`` with rows in ``canon`` order (None: as given; ``select``
+        passes the rows in id order, so the row order of the inputs does not matter)."""
+        keys = [(content_hash(T[i].T if canon is None else T[i].T[canon]), cid) for i, cid in enumerate(ids)]
+        order = sorted(range(len(ids)), key=keys.__getitem__)
+        return cls(task, [ids[i] for i in order], T[order], y)
+
+    def take_candidates(self, cols: np.ndarray) -> "Pool":
+        """A pool of these candidates (``cols`` ascending, so the order is kept), same rows and labels."""
+        sub = Pool(self.task, [self.ids[c] for c in cols], self.T[cols], self.y)
+        sub.rows = self.rows
+        if self._own is not None:
+            sub._own = self._own[cols]
+        return sub
 
     def take_rows(self, rows: np.ndarray) -> "Pool":
         """A pool of these rows (``rows`` index this pool); ``.rows`` maps back to the original rows."""
@@ -149,14 +175,14 @@ class Pool:
         return self._loss[j]
 
     def ranking(self) -> list[int]:
-        """Candidates best-first: own score desc, then secondary loss asc, then id asc."""
+        """Candidates best-first: own score desc, then secondary loss asc, then position (content hash, id)."""
         keys = score_keys(self.task, self.own_scores())
         uniq, counts = np.unique(keys, return_counts=True)
         shared = set(uniq[counts > 1].tolist())
         loss = [self.own_loss(i) if keys[i] in shared else 0.0 for i in range(self.m)]
-        return sorted(range(self.m), key=lambda i: (-keys[i], loss[i], self.ids[i]))
+        return sorted(range(self.m), key=lambda i: (-keys[i], loss[i], i))
 
-    def ensemble(self, weights: Mapping[str, int], rows: np.ndarray | None = None) -> np.ndarray:
+    def ensemble(self, weights: Mapping[str, float], rows: np.ndarray | None = None) -> np.ndarray:
         """Weighted average (n, k) of members given by id, in ``weights`` order (as ensemble_predictions)."""
         pos = {cid: i for i, cid in enumerate(self.ids)}
         preds = {cid: (self.T[pos[cid]] if rows is None else self.T[pos[cid]][:, rows]).T for cid in weights}

@@ -68,23 +68,23 @@ class Picked(NamedTuple):
     the ensemble's dev score from the running sums."""
 
     members: list[str]
-    weights: dict[str, int]
+    weights: dict[str, float]      # integers for greedy and caruana, floats for bagged
     trajectory: list[Step]
     score: float
 
 
 @dataclass
 class Fold(_Plain):
-    """One cross-fit fold: select on one half of dev, score on the other."""
+    """One cross-fit fold: select on the other folds of the repeat, score on this one."""
 
     repeat: int
-    fold: str                      # "a->b" (select on half a, score on b) or "b->a"
+    fold: int
     n_select: int
     n_heldout: int
     members: list[str]
-    weights: dict[str, int]
-    best_single: str               # best single candidate on the selection half
-    selection_gain: float          # ensemble minus best single, both on the selection half
+    weights: dict[str, float]
+    best_single: str               # best single candidate on the selection rows
+    selection_gain: float          # ensemble minus best single, both on the selection rows
     heldout_ensemble_score: float
     heldout_single_score: float
     heldout_gain: float
@@ -92,18 +92,26 @@ class Fold(_Plain):
 
 @dataclass
 class CrossFit(_Plain):
-    """Cross-fitted (honest) estimate of what the ensemble gains over the best single candidate."""
+    """Cross-fitted (honest) estimate of what the ensemble gains over the best single candidate:
+    ``estimate`` (mean of ``fold_gains``) and its ``level`` interval ``[low, high]`` by ``method``
+    (t with ``df`` degrees of freedom; see :mod:`ensemble.selection.interval`)."""
 
     task: str
     mode: str
+    method: str
+    folds: int
     repeats: int
     seed: int
+    level: float
+    df: int
     in_sample_gain: float                          # full-dev ensemble minus best single, on full dev
-    heldout_gain_mean: float | None
-    heldout_gain_ci: tuple[float, float] | None    # bootstrap 95% interval of the mean held-out gain
-    heldout_ensemble_mean: float | None
-    heldout_single_mean: float | None
-    folds: list[Fold] = field(default_factory=list)
+    estimate: float | None = None
+    low: float | None = None
+    high: float | None = None
+    fold_gains: list[float] = field(default_factory=list)
+    heldout_ensemble_mean: float | None = None
+    heldout_single_mean: float | None = None
+    per_fold: list[Fold] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -118,15 +126,16 @@ class TaskSelection(_Plain):
     n_candidates: int
     max_size: int | None
     steps: int | None
+    settings: dict                 # the mode's settings, e.g. {"steps": 50} or bagged's bags, fraction, seed
     members: list[str]
-    weights: dict[str, int]
+    weights: dict[str, float]
     trajectory: list[Step]
     order: list[Ranked]
     best_single: tuple[str, float]
     ensemble_dev_score: float
     in_sample_gain: float
-    heldout_gain_mean: float | None
-    heldout_gain_ci: tuple[float, float] | None
+    heldout_gain_mean: float | None                # = heldout.estimate
+    heldout_gain_ci: tuple[float, float] | None    # = (heldout.low, heldout.high), at heldout.level
     heldout: CrossFit | None
     rejected: list[tuple[str, str]]
     params_total: int | None

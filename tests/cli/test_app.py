@@ -49,7 +49,7 @@ COMMANDS = dict(_leaves(typer.main.get_command(app)))
 def test_every_command_is_registered():
     assert sorted(" ".join(p) for p in COMMANDS) == sorted([
         "train", "list", "compare", "show", "verify", "remove", "register", "select", "predict", "validate", "submit",
-        "pretrain", "run", "submissions", "bench select", "bench inference", "bench random-base", "bench train",
+        "pretrain", "run", "submissions", "bench select", "bench inference", "bench random-base", "bench train", "bench honesty",
         "ensembles list", "ensembles show", "ensembles remove"])
 
 
@@ -166,6 +166,6 @@ def test_fixed_values_are_choices_that_match_the_core(invoke):
     assert "<multi|cerberus|triple|static|multi+triple>" in _help("train")
     assert "<auto|fp32|bf16|fp16>" in _help("train")
     assert "<fp32|bf16|fp16>" in _help("predict") and "<quick|paper>" in _help("run")
-    assert "<greedy|caruana>" in _help("select") and "<greedy|caruana|both>" in _help("bench", "select")
+    assert "<greedy|greedy-strict|caruana|bagged>" in _help("select") and "<greedy|caruana|both>" in _help("bench", "select")
     r = invoke("train", "--architecture", "quad")
     assert r.exit_code == 2 and "'quad' is not one of" in r.output

@@ -49,7 +49,7 @@ def test_predict_input_runs_the_members(tmp_path, tiny_base_dir, invoke):
     reg = tmp_path / "reg"
     r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--registry", reg, "--json")
     assert r.exit_code == 0, r.output
-    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "2", "--json").exit_code == 0
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--mode", "greedy", "--repeats", "2", "--json").exit_code == 0
     out = tmp_path / "out"
     r = invoke("predict", "--input", SAMPLE / "sts-dev.csv", "--task", "sts", "--registry", reg, "--out", out, "--json")
     assert r.exit_code == 0, r.output

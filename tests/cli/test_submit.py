@@ -20,7 +20,7 @@ def test_import_select_predict_validate_submit(tmp_path, registry_with_imports, 
     assert sorted(c["name"] for c in listed) == ["ext0", "ext1", "ext2"]
     assert all(c["kind"] == "predictions" for c in listed)
 
-    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "4", "--json")
+    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--mode", "greedy", "--repeats", "4", "--json")
     assert r.exit_code == 0, r.output
     sel = json.loads(r.output[r.output.index("{"):])
     assert set(sel["tasks"]) == {"sst", "para", "sts"}

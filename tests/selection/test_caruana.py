@@ -1,7 +1,7 @@
 """Caruana selection with replacement, by hand (the case is worked in selection_cases)."""
 from __future__ import annotations
 
-from selection_cases import CAR, CAR_Y, inp
+from selection_cases import CAR, CAR_Y, STRICT, STRICT_Y, inp
 
 from ensemble.selection import select
 
@@ -23,7 +23,7 @@ def test_caruana_with_replacement_by_hand():
     assert sel.steps == 4
     assert any(n.startswith("caruana: 4 steps with replacement, kept the first 3") for n in sel.notes)
     # greedy on the same data cannot weight A twice: (A+B)/2 ties at .75, C lowers
-    assert select(inp("para", CAR, CAR_Y), repeats=0).ensemble_dev_score == 0.75
+    assert select(inp("para", CAR, CAR_Y), mode="greedy", repeats=0).ensemble_dev_score == 0.75
 
 
 def test_caruana_max_size_bounds_distinct_members():
@@ -33,3 +33,10 @@ def test_caruana_max_size_bounds_distinct_members():
     two = select(inp("para", CAR, CAR_Y), mode="caruana", steps=6, max_size=2, repeats=0)
     assert set(s.candidate for s in two.trajectory) == {"A", "B"}
     assert two.weights == {"B": 1, "A": 2}
+
+
+def test_caruana_by_hand_on_the_strict_case():
+    # worked in selection_cases (STRICT): A, then B reaches 1.0 at step 2, the kept prefix
+    sel = select(inp("para", STRICT, STRICT_Y), mode="caruana", steps=5, repeats=0)
+    assert sel.weights == {"A": 1, "B": 1} and sel.ensemble_dev_score == 1.0
+    assert [s.accepted for s in sel.trajectory] == [True, True, False, False, False]

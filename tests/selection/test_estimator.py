@@ -10,7 +10,7 @@ from ensemble.selection import EnsembleSelector
 
 
 def test_selector_estimator_api():
-    est = EnsembleSelector("para")
+    est = EnsembleSelector("para", "greedy")
     with pytest.raises(EnsembleError, match="not fitted"):
         est.predict(PARA)
     est.fit(PARA, PARA_Y)

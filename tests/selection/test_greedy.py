@@ -5,13 +5,13 @@ import math
 
 import numpy as np
 import pytest
-from selection_cases import PARA, PARA_Y, col, inp, traj
+from selection_cases import PARA, PARA_Y, STRICT, STRICT_Y, col, inp, traj
 
 from ensemble.selection import select
 
 
 def test_para_greedy_trajectory_by_hand():
-    sel = select(inp("para", PARA, PARA_Y), repeats=0)
+    sel = select(inp("para", PARA, PARA_Y), mode="greedy", repeats=0)
     assert [r.candidate for r in sel.order] == ["A", "D", "B", "C"]
     assert [r.tie_break for r in sel.order] == ["secondary loss", "secondary loss", "secondary loss", None]
     assert traj(sel) == [
@@ -30,14 +30,14 @@ def test_para_greedy_trajectory_by_hand():
 
 
 def test_greedy_max_size():
-    sel = select(inp("para", PARA, PARA_Y), max_size=2, repeats=0)
+    sel = select(inp("para", PARA, PARA_Y), mode="greedy", max_size=2, repeats=0)
     assert sel.members == ["A", "D"]
     assert [(s.candidate, s.accepted, s.reason, s.ensemble_score) for s in sel.trajectory[2:]] == [
         ("B", False, "max size reached", None),
         ("C", False, "max size reached", None),
     ]
     assert sel.ensemble_dev_score == 0.75
-    one = select(inp("para", PARA, PARA_Y), max_size=1, repeats=0)
+    one = select(inp("para", PARA, PARA_Y), mode="greedy", max_size=1, repeats=0)
     assert one.members == ["A"] and one.in_sample_gain == 0.0
 
 
@@ -60,7 +60,7 @@ SST = {
 
 
 def test_sst_greedy_trajectory_by_hand():
-    sel = select(inp("sst", SST, [0, 1, 2, 3]), repeats=0)
+    sel = select(inp("sst", SST, [0, 1, 2, 3]), mode="greedy", repeats=0)
     assert [r.candidate for r in sel.order] == ["Q", "P", "R"]
     assert [r.tie_break for r in sel.order] == [None, "secondary loss", "secondary loss"]
     assert traj(sel) == [
@@ -85,7 +85,7 @@ def test_sst_greedy_trajectory_by_hand():
 def test_sts_greedy_trajectory_by_hand():
     A = col(0, 4, 2, 6)
     preds = {"A": A, "B": col(2, 0, 6, 4), "C": col(6, 4, 2, 0), "D": 2 * A + 1}
-    sel = select(inp("sts", preds, [0.0, 2.0, 4.0, 6.0]), repeats=0)
+    sel = select(inp("sts", preds, [0.0, 2.0, 4.0, 6.0]), mode="greedy", repeats=0)
     assert [r.candidate for r in sel.order] == ["A", "D", "B", "C"]
     assert [r.secondary_loss for r in sel.order[:2]] == [2.0, 25.0]
     assert [r.secondary_loss for r in sel.order[2:]] == [None, None]   # not tied: never needed
@@ -102,11 +102,11 @@ def test_sts_greedy_trajectory_by_hand():
     assert sel.ensemble_dev_score == pytest.approx(3 / math.sqrt(10), abs=1e-12)
 
 
-def test_equal_everything_breaks_by_id_and_ensemble_tie_is_accepted():
+def test_equal_everything_breaks_by_content_hash_then_id_and_ensemble_tie_is_accepted():
     p = col(0.875, 0.375, 0.125, 0.125)
-    sel = select(inp("para", {"b": p, "a": p.copy(), "c": col(0.125, 0.875, 0.125, 0.875)}, PARA_Y), repeats=0)
+    sel = select(inp("para", {"b": p, "a": p.copy(), "c": col(0.125, 0.875, 0.125, 0.875)}, PARA_Y), mode="greedy", repeats=0)
     assert [r.candidate for r in sel.order] == ["a", "b", "c"]
-    assert [r.tie_break for r in sel.order] == ["id", "id", None]
+    assert [r.tie_break for r in sel.order] == ["content hash", "content hash", None]
     assert traj(sel)[1] == (2, "b", 0.75, 0.75, 0.0, True, "ties (kept: >=)")
     # c (own .5): (a+b+c)/3 = .625 .542 .125 .375 -> 1 1 0 0
     assert traj(sel)[2] == (3, "c", 0.5, 1.0, 0.25, True, "improves by 0.2500")
@@ -117,7 +117,18 @@ def test_equal_own_score_breaks_by_secondary_loss_not_id():
     # "a" and "z" both 3/4 right; "z" is more confident where right: lower log-loss -> first
     a = col(0.625, 0.375, 0.375, 0.375)
     z = col(0.875, 0.375, 0.125, 0.125)
-    sel = select(inp("para", {"a": a, "z": z}, PARA_Y), repeats=0)
+    sel = select(inp("para", {"a": a, "z": z}, PARA_Y), mode="greedy", repeats=0)
     assert [r.candidate for r in sel.order] == ["z", "a"]
     assert sel.order[0].secondary_loss < sel.order[1].secondary_loss
     assert sel.best_single[0] == "z"
+
+
+def test_greedy_strict_by_hand():
+    # worked in selection_cases (STRICT): greedy keeps the tie A+D, strict does not and takes B
+    assert select(inp("para", STRICT, STRICT_Y), mode="greedy", repeats=0).weights == {"A": 1, "D": 1, "B": 1}
+    sel = select(inp("para", STRICT, STRICT_Y), mode="greedy-strict", repeats=0)
+    assert sel.members == ["A", "B"] and sel.weights == {"A": 1, "B": 1} and sel.ensemble_dev_score == 1.0
+    assert [(s.candidate, s.accepted, s.reason) for s in sel.trajectory] == [
+        ("A", True, "best own score: starts the ensemble"), ("D", False, "ties (not kept: strict >)"),
+        ("B", True, "improves by 0.2500")]
+    assert sel.mode == "greedy-strict" and sel.steps is None

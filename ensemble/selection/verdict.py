@@ -1,0 +1,24 @@
+"""Whether a task's ensemble is expected to beat its best single candidate on new rows, in words.
+
+Read from the cross-fitted held-out estimate (:mod:`ensemble.selection.crossfit`): an estimate at
+or below 0 means the ensemble is not expected to beat the best single candidate, whatever its dev
+score says; ``run`` then submits the best single candidate for that task.
+"""
+from __future__ import annotations
+
+from .results import TaskSelection
+
+
+def verdict(sel: TaskSelection) -> tuple[bool | None, str]:
+    """(expected to beat the best single candidate, or None when not estimated; the words)."""
+    cf = sel.heldout
+    if cf is None or cf.estimate is None:
+        return None, "held-out gain not estimated (too few dev rows or --repeats 0)"
+    interval = f"{cf.level:.0%} interval [{cf.low:+.4f}, {cf.high:+.4f}]"
+    if cf.estimate <= 0:
+        return False, (f"not expected to beat the best single candidate: held-out gain {cf.estimate:+.4f}, "
+                       f"{interval}")
+    if cf.low > 0:
+        return True, f"expected to beat the best single candidate: held-out gain {cf.estimate:+.4f}, {interval}"
+    return True, (f"expected to beat the best single candidate, but not surely: held-out gain {cf.estimate:+.4f}, "
+                  f"{interval} includes 0")
