@@ -66,7 +66,8 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
            force: bool = typer.Option(False, "--force", help="Submit files that no longer match predict's stamp, "
                                                              "recorded in the manifest as unverified."),
            include_source: Optional[Path] = typer.Option(None, help="Also zip this source tree's code, as the course zip does."),
-           registry: RegistryOpt = Path("checkpoints")) -> None:
+           registry: RegistryOpt = Path("checkpoints"),
+           as_json: JsonOpt = False) -> None:
     """Validate, then zip the predictions with a manifest naming the ensemble that wrote them (from
     predict's stamp); never overwrites an earlier submission."""
     data_dir, sample = resolve_data(data)
@@ -77,6 +78,10 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
     scores = score_checked(found)
     mean = sum(scores.values()) / len(scores) if scores else None
     path = pack(found, out, record, mean, include_source, message=message)
+    if as_json:
+        print_json({"submission": str(path), "ensemble": record, "dev_scores": scores, "mean_dev": mean,
+                    "message": message}, default=str)
+        return
     for m in record.get("stamp_mismatches", []):
         note(f"unverified: {m}")
     if record["name"] == UNSTAMPED:

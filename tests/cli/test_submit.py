@@ -210,3 +210,14 @@ def test_predict_and_submit_keep_the_umask(tmp_path, registry_with_imports, invo
         os.umask(old)
     written = [*out_a.iterdir(), _only_zip(tmp_path / "subs"), registry_with_imports / "ensembles" / "A.json"]
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in written} == {p.name: expected for p in written}
+
+
+def test_submit_json_names_the_zip_and_the_stamped_ensemble(tmp_path, registry_with_imports, invoke):
+    out_a, _ = _two_ensembles(tmp_path, registry_with_imports, invoke)
+    r = invoke("submit", "--predictions", out_a, "--out", tmp_path / "subs", "--data", SAMPLE,
+               "--registry", registry_with_imports, "-m", "json please", "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["ensemble"]["name"] == "A" and doc["message"] == "json please"
+    assert _manifest(doc["submission"])["ensemble"]["name"] == "A"
+    assert doc["mean_dev"] == pytest.approx(sum(doc["dev_scores"].values()) / 3)

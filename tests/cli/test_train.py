@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
@@ -17,6 +18,17 @@ def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_
     assert len(res["trained"]) == 4 and res["skipped"] == []
     assert Path(res["submission"]).exists()
     assert invoke("validate", "predictions").exit_code == 0
+    # per task the better system by the held-out estimate, its reason kept in the zip's manifest
+    with zipfile.ZipFile(res["submission"]) as z:
+        manifest = json.loads(z.read("MANIFEST.json"))
+    info = manifest["ensemble"]
+    doc = json.loads((tmp_path / "checkpoints" / "ensembles" / "run-quick.json").read_text())
+    for task, entry in doc["tasks"].items():
+        expected = res["selection"]["tasks"][task]["heldout"]["estimate"]
+        assert entry["system"] == ("best single" if expected is not None and expected <= 0 else "ensemble")
+        assert entry["reason"] and entry["interval"]["df"] == 4
+        assert info["tasks"][task]["system"] == entry["system"] and info["tasks"][task]["reason"] == entry["reason"]
+    assert doc["mode"] == "caruana" and info["name"] == "run-quick" and info["system"] == "auto"
     n_cands = len(list((tmp_path / "checkpoints" / "candidates").iterdir()))
     assert n_cands >= 4
     r2 = invoke("run", "--base", tiny_base_dir, "--json")

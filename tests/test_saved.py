@@ -1,0 +1,60 @@
+"""ensemble.saved: the saved ensemble records, per task, the system chosen and why, the mode's
+settings and the held-out interval; with system="auto" a task whose ensemble is not expected to
+beat its best single candidate saves (and so predicts and submits) the best single candidate."""
+from __future__ import annotations
+
+import pytest
+
+from ensemble import workflow
+from ensemble.data import PACKAGE_SAMPLE as SAMPLE
+from ensemble.errors import EnsembleError
+from ensemble.leaderboard import score_dir
+from ensemble.register import register_predictions
+from ensemble.registry import Registry
+from registry_files import make_pred_dir
+
+
+@pytest.fixture
+def twins(tmp_path):
+    """Two candidates with the same predictions: no ensemble of them can beat either, so every
+    held-out gain is exactly 0 and the ensemble is 'not expected to beat the best single'."""
+    reg = Registry(tmp_path / "reg")
+    folder = make_pred_dir(SAMPLE, tmp_path / "p", seed=3)
+    register_predictions(reg, folder, "twin-a", SAMPLE)
+    register_predictions(reg, folder, "twin-b", SAMPLE, force=True)
+    return reg
+
+
+def test_auto_saves_the_best_single_candidate_with_its_reason(twins, tmp_path):
+    report = workflow.select(twins, SAMPLE, name="auto", system="auto")
+    doc = twins.load_ensemble("auto")
+    assert doc["mode"] == "caruana"
+    for task, entry in doc["tasks"].items():
+        sel = report.tasks[task]
+        assert sel["heldout"]["estimate"] == 0.0
+        best = sel["best_single"]["id"]
+        assert entry["system"] == "best single" and entry["members"] == [best] and entry["weights"] == {best: 1}
+        assert entry["dev_score"] == sel["best_single"]["score"]
+        assert entry["reason"].startswith("the best single candidate is submitted: the ensemble is not expected "
+                                          "to beat the best single candidate: held-out gain +0.0000")
+        assert entry["selected"]["members"] == sel["members"] and entry["settings"] == {"steps": 50}
+        assert {k: entry["interval"][k] for k in ("level", "folds", "repeats", "df", "estimate")} == {
+            "level": 0.95, "folds": 5, "repeats": 2, "df": 4, "estimate": 0.0}
+        assert "Nadeau" in entry["interval"]["method"]
+        assert set(entry["prediction_sha256"]) == {best}
+    out = tmp_path / "out"
+    workflow.predict(twins, SAMPLE, out, "auto")
+    assert score_dir(out, SAMPLE) == {t: e["dev_score"] for t, e in doc["tasks"].items()}
+
+
+def test_ensemble_system_keeps_the_ensemble_and_says_why(twins):
+    report = workflow.select(twins, SAMPLE, name="kept", system="ensemble", mode="greedy")
+    for task, entry in twins.load_ensemble("kept")["tasks"].items():
+        assert entry["system"] == "ensemble" and entry["members"] == report.tasks[task]["members"]
+        assert entry["reason"].startswith("the ensemble is submitted (asked for): not expected to beat")
+        assert entry["settings"] == {}
+
+
+def test_an_unknown_system_is_an_error(twins):
+    with pytest.raises(EnsembleError, match="expected one of ensemble, auto"):
+        workflow.select(twins, SAMPLE, system="best")
