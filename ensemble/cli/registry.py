@@ -118,6 +118,7 @@ def register(
     as_json: JsonOpt = False,
     refresh: bool = typer.Option(False, "--refresh", help="Recompute the cached predictions of stale candidates."),
     force: bool = typer.Option(False, help="--refresh: recompute even when not stale (named candidates or all)."),
+    again: bool = typer.Option(False, "--again", help="Register even what is already registered (same content)."),
     candidates: Optional[list[str]] = typer.Option(None, "--candidate", "-c", help="--refresh: only these."),
     precision: PrecisionOpt = "fp32",
     compile: CompileOpt = False,
@@ -140,14 +141,14 @@ def register(
     if predictions is not None:
         if not name:
             raise EnsembleError("--predictions needs --name NAME")
-        added = [reg_mod.register_predictions(reg, predictions, name, data_dir, parameters)]
+        added = [reg_mod.register_predictions(reg, predictions, name, data_dir, parameters, force=again)]
         if not as_json:
             print_registered(added[0])
     else:
         if name and len(paths) > 1:
             raise EnsembleError("--name applies to one PATH; several were given")
         added = register_models(reg, paths, data_dir, name, progress, not as_json, device=device, precision=precision,
-                                compile=compile)
+                                compile=compile, force=again)
     if as_json:
         print_json({"registered": [candidate_row(c) for c in added]})
 

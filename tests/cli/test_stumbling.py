@@ -86,6 +86,9 @@ def test_registering_the_same_predictions_twice_is_refused(invoke, fake_predicti
             "(sha256); nothing added (`ensemble register --again` adds a second copy)\n") in r.output, r.output
     assert len(Registry(reg).candidates()) == 1
     assert invoke("show", "starter", "--registry", reg).exit_code == 0           # not ambiguous
+    r = invoke(*args, "--again")                                                    # asked for: a second copy
+    assert r.exit_code == 0, r.output
+    assert len(Registry(reg).candidates()) == 2
 
 
 def test_a_damaged_prediction_file_leaves_one_candidate_out_of_select(registry_with_imports, invoke):
