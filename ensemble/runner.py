@@ -81,8 +81,6 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     reg = Registry(registry)
     trained, skipped = _train_all(reg, configs, data_dir, device, progress, on_trained, say)
     report = workflow.select(reg, data_dir, TASK_NAMES, mode, name=f"run-{preset}", sample=sample, system=system)
-    for task, sel in report.tasks.items():
-        say(f"{task}: {sel['reason']}")
     pred = workflow.predict(reg, data_dir, out, report.name)
     problems = validate_dir(out, data_dir)
     if problems:

@@ -26,9 +26,9 @@ def twins(tmp_path):
 
 
 def test_auto_saves_the_best_single_candidate_with_its_reason(twins, tmp_path):
-    report = workflow.select(twins, SAMPLE, name="auto", system="auto")
+    report = workflow.select(twins, SAMPLE, name="auto", system="auto", mode="greedy")   # greedy keeps the tie
     doc = twins.load_ensemble("auto")
-    assert doc["mode"] == "caruana"
+    assert doc["mode"] == "greedy"
     for task, entry in doc["tasks"].items():
         sel = report.tasks[task]
         assert sel["heldout"]["estimate"] == 0.0
@@ -37,7 +37,7 @@ def test_auto_saves_the_best_single_candidate_with_its_reason(twins, tmp_path):
         assert entry["dev_score"] == sel["best_single"]["score"]
         assert entry["reason"].startswith("the best single candidate is submitted: the ensemble is not expected "
                                           "to beat the best single candidate: held-out gain +0.0000")
-        assert entry["selected"]["members"] == sel["members"] and entry["settings"] == {"steps": 50}
+        assert entry["selected"]["members"] == sel["members"] and len(sel["members"]) == 2 and entry["settings"] == {}
         assert {k: entry["interval"][k] for k in ("level", "folds", "repeats", "df", "estimate")} == {
             "level": 0.95, "folds": 5, "repeats": 2, "df": 4, "estimate": 0.0}
         assert "Nadeau" in entry["interval"]["method"]
@@ -45,6 +45,14 @@ def test_auto_saves_the_best_single_candidate_with_its_reason(twins, tmp_path):
     out = tmp_path / "out"
     workflow.predict(twins, SAMPLE, out, "auto")
     assert score_dir(out, SAMPLE) == {t: e["dev_score"] for t, e in doc["tasks"].items()}
+
+
+def test_an_ensemble_that_is_the_best_single_candidate_is_kept_as_it_is(twins):
+    report = workflow.select(twins, SAMPLE, name="one", system="auto")     # caruana: one twin, weight 1
+    for task, entry in twins.load_ensemble("one")["tasks"].items():
+        assert entry["members"] == [report.tasks[task]["best_single"]["id"]] and entry["system"] == "ensemble"
+        assert entry["reason"] == "the ensemble is submitted: the ensemble is the best single candidate itself"
+        assert entry["settings"] == {"steps": 50}
 
 
 def test_ensemble_system_keeps_the_ensemble_and_says_why(twins):

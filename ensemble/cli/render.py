@@ -246,7 +246,8 @@ def print_trajectory(task: str, mode: str, sel: dict[str, Any], verbose: bool = 
     if hidden:
         console.print(f"  {task}: {hidden} later steps not kept (they do not reach the best dev score); "
                       "--verbose or --json shows them", highlight=False)
-    line = (f"  {task}: {len(sel['weights'])} members, dev {sel['ensemble_dev_score']:.4f}; gain over the best "
+    n = len(sel["weights"])
+    line = (f"  {task}: {n} member{'s' if n != 1 else ''}, dev {sel['ensemble_dev_score']:.4f}; gain over the best "
             f"single candidate: in-sample {sel['in_sample_gain']:+.4f}")
     held = sel.get("heldout") or {}
     if held.get("estimate") is not None:

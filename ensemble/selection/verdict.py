@@ -12,6 +12,8 @@ from .results import TaskSelection
 def verdict(sel: TaskSelection) -> tuple[bool | None, str]:
     """(expected to beat the best single candidate, or None when not estimated; the words)."""
     cf = sel.heldout
+    if list(sel.weights) == [sel.best_single[0]]:
+        return None, "the ensemble is the best single candidate itself"
     if cf is None or cf.estimate is None:
         return None, "held-out gain not estimated (too few dev rows or --repeats 0)"
     interval = f"{cf.level:.0%} interval [{cf.low:+.4f}, {cf.high:+.4f}]"

@@ -33,3 +33,9 @@ def test_the_three_verdicts_and_no_estimate():
     sel = selection()
     sel.heldout = None
     assert verdict(sel) == (None, "held-out gain not estimated (too few dev rows or --repeats 0)")
+
+
+def test_an_ensemble_of_the_best_single_candidate_alone_says_so():
+    sel = selection()
+    sel.weights = {sel.best_single[0]: 1}
+    assert verdict(sel) == (None, "the ensemble is the best single candidate itself")
