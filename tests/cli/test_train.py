@@ -24,8 +24,9 @@ def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_
     info = manifest["ensemble"]
     doc = json.loads((tmp_path / "checkpoints" / "ensembles" / "run-quick.json").read_text())
     for task, entry in doc["tasks"].items():
-        expected = res["selection"]["tasks"][task]["heldout"]["estimate"]
-        assert entry["system"] == ("best single" if expected is not None and expected <= 0 else "ensemble")
+        sel = res["selection"]["tasks"][task]
+        expected, alone = sel["heldout"]["estimate"], list(sel["weights"]) == [sel["best_single"]["id"]]
+        assert entry["system"] == ("best single" if expected is not None and expected <= 0 and not alone else "ensemble")
         assert entry["reason"] and entry["interval"]["df"] == 4
         assert info["tasks"][task]["system"] == entry["system"] and info["tasks"][task]["reason"] == entry["reason"]
     assert doc["mode"] == "caruana" and info["name"] == "run-quick" and info["system"] == "auto"
