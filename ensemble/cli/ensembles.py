@@ -6,12 +6,14 @@ from typing import Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import EnsembleError
 from ..registry import Registry
 from .options import JsonOpt, RegistryOpt
-from .render import console, fmt, note, print_json
+from .render import console, fmt, note, print_json, print_table
+from .tables import Col
 
 NameArg = typer.Argument(..., help="The saved ensemble's name (`ensemble ensembles list` shows them).")
 FIXED = ("members", "weights", "dev_score", "prediction_sha256")   # a task entry's fields shown in their own columns
@@ -54,15 +56,11 @@ def list_(registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False)
     if not rows:
         console.print(f"no saved ensembles in {reg.ensembles_dir}; `ensemble select` saves one")
         return
-    t = Table(title=f"saved ensembles in {reg.ensembles_dir}")
-    for col in ("name", "mode", "tasks"):
-        t.add_column(col, overflow="fold")
-    for col in ("members", "mean dev", "saved"):
-        t.add_column(col, justify="right", no_wrap=True)
-    for r in rows:
-        t.add_row(r["name"], r["mode"] or "-", ",".join(r["tasks"]), str(r["members"]), fmt(r["mean_dev"]),
-                  r["saved"] or "-")
-    console.print(t)
+    cols = [Col("name"), Col("mode"), Col("tasks", drop=1), Col("members", True), Col("mean dev", True),
+            Col("saved", True, 2)]
+    print_table(f"saved ensembles in {reg.ensembles_dir}", cols,
+                [[escape(r["name"]), r["mode"] or "-", ",".join(r["tasks"]), str(r["members"]), fmt(r["mean_dev"]),
+                  r["saved"] or "-"] for r in rows])
 
 
 def show(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
