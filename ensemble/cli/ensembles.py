@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from ..errors import EnsembleError
 from ..registry import Registry
@@ -74,13 +73,9 @@ def show(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"), as_js
                   + (" (SAMPLE DATA)" if d["sample"] else ""))
     for task, entry in d["tasks"].items():
         console.print(f"{task}: dev {fmt(entry['dev_score'])}, held-out estimate {fmt(entry['heldout'])}")
-        t = Table()
-        t.add_column("member", no_wrap=True)
-        t.add_column("name", overflow="fold")
-        t.add_column("weight", justify="right", no_wrap=True)
-        for m in entry["members"]:
-            t.add_row(m["id"], m["name"] or "(no longer in the registry)", str(m["weight"]))
-        console.print(t)
+        print_table("", [Col("member"), Col("name"), Col("weight", True)],
+                    [[m["id"], escape(m["name"] or "(no longer in the registry)"), fmt(m["weight"])]
+                     for m in entry["members"]])
         for key, value in entry.items():
             if key not in ("members", "dev_score", "heldout"):
                 console.print(f"  {key}: {fmt(value)}")
