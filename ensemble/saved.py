@@ -3,6 +3,7 @@ members in selection order, weights, settings, the held-out interval, the hashes
 checks) and how ``predict`` reads its members back. numpy-free; no torch."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ from .files import file_sha256
 from .tasks import TASKS
 
 SYSTEMS = ("ensemble", "auto")   # what is saved per task: always the ensemble, or the better system
-
 
 
 def prediction_hashes(task: str, members, by_id: dict[str, Candidate]) -> dict[str, dict[str, str]]:
@@ -53,8 +53,8 @@ def _heldout_record(sel: Any) -> dict[str, Any] | None:
 
 
 def ensemble_doc(name: str, mode: str, sample: bool, data_dir: Path, selections: dict[str, Any],
-                  choices: dict[str, dict[str, str]], pred_hashes: dict[str, dict[str, dict[str, str]]],
-                  summary: list[dict[str, Any]]) -> dict[str, Any]:
+                 choices: dict[str, dict[str, str]], pred_hashes: dict[str, dict[str, dict[str, str]]],
+                 summary: list[dict[str, Any]]) -> dict[str, Any]:
     """The saved ensemble: per task the system saved (members in selection order, weights), why,
     the mode's settings and the held-out interval; dev files' and predictions' hashes."""
     tasks = {}
@@ -79,7 +79,8 @@ def members_in_order(doc: dict[str, Any], task: str) -> dict[str, float]:
     Ensembles saved before ``members`` existed fall back to id order."""
     entry = doc["tasks"][task]
     weights = dict(entry["weights"])
-    bad = [cid for cid, w in weights.items() if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0]
+    bad = [cid for cid, w in weights.items()
+           if isinstance(w, bool) or not isinstance(w, (int, float)) or not (0 < w < math.inf)]
     if bad:
         raise EnsembleError(f"ensemble {doc.get('name')!r}, task {task}: weight of {bad[0]} is "
                             f"{weights[bad[0]]!r}; expected a positive number (select again)")

@@ -96,7 +96,7 @@ def test_select_scores_labelled_test_data_without_using_it(tmp_path, invoke):
     assert sts["test"]["best_single"] == pytest.approx(-1.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["greedy", "caruana"])
+@pytest.mark.parametrize("mode", ["greedy", "greedy-strict", "caruana", "bagged"])
 def test_predict_dev_scores_equal_select_scores_exactly(tmp_path, monkeypatch, mode, invoke, fake_predictions):
     """`predict` writes what `select` scored: one weighted average, summed in the selection's order,
     so the dev scores of the written files equal the selection's ensemble dev scores bit for bit."""
