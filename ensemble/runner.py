@@ -1,7 +1,8 @@
 """``ensemble run``: the main job in one call, from a data folder to a validated submission.
 
-Trains the preset's candidates (a configuration whose run already finished on the same data is
-skipped, a half-finished one is redone, so an interrupted run resumes where it stopped), selects
+Trains the preset's candidates (a configuration with a run already finished on the same data is
+skipped; the candidates of its interrupted runs are removed, and a configuration with no finished
+run is trained again, so an interrupted ``ensemble run`` resumes where it stopped), selects
 per task, writes the six leaderboard files, validates them and zips a submission.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import workflow
+from .candidate import Candidate
 from .data import load_splits, resolve_data, split_hashes
 from .errors import EnsembleError
 from .progress import NULL, Progress
@@ -98,19 +100,20 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
 
 def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device: str | None, progress: Progress,
                on_trained, say) -> tuple[list[dict[str, Any]], list[str]]:
-    """Train each configuration into the registry, skipping runs already finished on the same data
-    and redoing interrupted ones; returns (the trained runs' results, the skipped run names)."""
+    """Train each configuration into the registry, skipping one with a run already finished on the
+    same data and cleaning up its interrupted runs (:func:`_clean_interrupted`); returns (the
+    trained runs' results, the skipped run names)."""
     trained, skipped = [], []
     for i, cfg in enumerate(configs, 1):
+        head = f"[{i}/{len(configs)}] {cfg.run_name}"
         fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
-        same = [c for c in (reg.candidates() if reg.exists else [])
-                if (c.manifest.get("training") or {}).get("fingerprint") == fp]
-        if same and all(c.manifest["training"].get("run_complete") for c in same):
+        runs = _runs_of(reg, fp)
+        done = [c for cands in runs.values() if _run_complete(cands) for c in cands]
+        _clean_interrupted(reg, runs, head, say)
+        if done:
             skipped.append(cfg.run_name)
-            say(f"[{i}/{len(configs)}] {cfg.run_name}: already in the registry ({', '.join(c.id for c in same)}); skipped")
+            say(f"{head}: already in the registry ({', '.join(c.id for c in done)}); skipped")
             continue
-        for c in same:   # an interrupted run of this configuration: redo it
-            reg.remove(c.id)
         say(f"[{i}/{len(configs)}] training {cfg.run_name}")
         t1 = time.perf_counter()
         result = train_into(reg, cfg, data_dir, device=device, progress=progress)
@@ -119,3 +122,40 @@ def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device
         if on_trained:
             on_trained(result, time.perf_counter() - t1)
     return trained, skipped
+
+
+def _runs_of(reg: Registry, fingerprint: str) -> dict[str | None, list[Candidate]]:
+    """The registry's candidates trained with ``fingerprint`` (same configuration, same data),
+    grouped by the run that made them (``training.run_id``)."""
+    runs: dict[str | None, list[Candidate]] = {}
+    for c in reg.candidates() if reg.exists else []:
+        training = c.manifest.get("training") or {}
+        if training.get("fingerprint") == fingerprint:
+            runs.setdefault(training.get("run_id"), []).append(c)
+    return runs
+
+
+def _run_complete(cands: list[Candidate]) -> bool:
+    """Whether the run of ``cands`` finished: its end marks its survivors complete one by one, so a
+    single mark means training ended (a kill among the marks leaves a finished run)."""
+    return any((c.manifest.get("training") or {}).get("run_complete") for c in cands)
+
+
+def _clean_interrupted(reg: Registry, runs: dict[str | None, list[Candidate]], head: str, say) -> None:
+    """Remove the candidates of the runs that never finished (an interrupted training leaves the
+    epochs it had kept), saying which and why; a finished run's candidates are never touched, nor
+    one that a saved ensemble has as a member."""
+    for run_id, cands in runs.items():
+        if _run_complete(cands):
+            continue
+        removed = []
+        for c in cands:
+            used_by = reg.ensembles_naming(c.id)
+            if used_by:
+                say(f"{head}: kept {c.id} ({c.name}) of the unfinished run {run_id}: a member of the saved "
+                    f"ensemble{'s' if len(used_by) > 1 else ''} {', '.join(used_by)}")
+            else:
+                removed.append(reg.remove(c.id).id)
+        if removed:
+            say(f"{head}: removed {', '.join(removed)}: the candidates of run {run_id}, which was interrupted "
+                "before it finished (never marked complete)")

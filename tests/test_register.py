@@ -279,6 +279,16 @@ def test_train_registers_the_best_epochs(trained):
             assert c.dev_metric(t) == pytest.approx(res.epochs[epoch - 1].dev[t], abs=1e-12)
 
 
+def test_training_a_configuration_again_removes_only_candidates_of_its_own_run(trained, tmp_path):
+    """The keeper's removal of superseded epochs never reaches another run, even of the same configuration."""
+    reg = Registry(copy_registry(trained["registry"], tmp_path / "reg"))
+    first = sorted(trained["result"].candidates)
+    again = train_into(reg, trained["config"], trained["data"], device="cpu")
+    assert again.run_id != trained["result"].run_id
+    assert sorted(c.id for c in reg.candidates()) == sorted(first + again.candidates)
+    assert reg.verify()[1] == []
+
+
 def test_train_manifest_contents(trained, tiny_base):
     cfg, res, data = trained["config"], trained["result"], trained["data"]
     reg = Registry(trained["registry"])

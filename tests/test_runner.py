@@ -1,0 +1,101 @@
+"""``ensemble run``'s training step: a configuration with a finished run is skipped and its
+candidates kept whatever else the registry holds; only the candidates of interrupted runs are
+removed (and said), never those of a finished run or a saved ensemble's members."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ensemble import register as register_mod
+from ensemble import runner, workflow
+from ensemble.register import train_into
+from ensemble.registry import Registry
+from ensemble.train import TrainConfig
+from fixtures_torch import copy_data, copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401
+
+
+def train_interrupted(monkeypatch, reg: Registry, cfg: TrainConfig, data: Path) -> str:
+    """Start training ``cfg`` and stop it (as Ctrl-C would) once its first candidate has landed;
+    returns that candidate's id."""
+    real = register_mod.EpochKeeper.keep
+
+    def keep_then_stop(self, run, epoch):
+        real(self, run, epoch)
+        if self.holders:
+            raise KeyboardInterrupt("simulated Ctrl-C after the first candidate landed")
+    before = {c.id for c in reg.candidates()} if reg.exists else set()
+    with monkeypatch.context() as m:
+        m.setattr(register_mod.EpochKeeper, "keep", keep_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            train_into(reg, cfg, data, device="cpu")
+    (new,) = {c.id for c in reg.candidates()} - before
+    return new
+
+
+def run_preset(monkeypatch, cfg: TrainConfig, data: Path, reg: Path, tmp_path: Path) -> tuple[dict, list[str]]:
+    """``runner.run`` over a one-configuration preset; returns its result and its messages."""
+    said: list[str] = []
+    monkeypatch.setitem(runner.PRESETS, "one", (lambda base: [cfg], cfg.base))
+    res = runner.run(data, None, "one", reg, tmp_path / "out", tmp_path / "subs", device="cpu", on_message=said.append)
+    return res, said
+
+
+def test_a_finished_run_is_kept_and_only_the_interrupted_one_removed(trained, tmp_path, monkeypatch):
+    root = copy_registry(trained["registry"], tmp_path / "reg")
+    reg, cfg, data = Registry(root), trained["config"], trained["data"]
+    complete = sorted(trained["result"].candidates)
+    assert sorted(c.id for c in reg.candidates()) == complete
+    workflow.select(reg, data, name="mine")
+    interrupted = train_interrupted(monkeypatch, reg, cfg, data)
+    training = reg.get(interrupted).manifest["training"]
+    assert training["run_complete"] is False and training["run_id"] != trained["result"].run_id
+    assert training["fingerprint"] == reg.get(complete[0]).manifest["training"]["fingerprint"]
+
+    res, said = run_preset(monkeypatch, cfg, data, root, tmp_path)
+    assert res["trained"] == [] and res["skipped"] == [cfg.run_name]
+    kept = [c.id for c in reg.candidates()]
+    assert sorted(kept) == complete                                  # every finished candidate kept
+    assert said == [
+        f"[1/1] {cfg.run_name}: removed {interrupted}: the candidates of run {training['run_id']}, which was "
+        "interrupted before it finished (never marked complete)",
+        f"[1/1] {cfg.run_name}: already in the registry ({', '.join(kept)}); skipped",
+    ]
+    # the ensemble saved before still predicts, and the registry is whole
+    written = workflow.predict(reg, data, tmp_path / "mine-out", "mine")["written"]
+    assert len(written) == 6
+    assert reg.verify()[1] == []
+
+
+def small_config(base) -> TrainConfig:
+    return TrainConfig(base=str(base), epochs=1, batch_size=16, limit=8)
+
+
+def test_a_configuration_with_only_an_interrupted_run_is_cleaned_and_trained_again(tiny_base, tmp_path, monkeypatch):
+    data = copy_data(tmp_path / "data")
+    reg, cfg = Registry(tmp_path / "reg"), small_config(tiny_base)
+    interrupted = train_interrupted(monkeypatch, reg, cfg, data)
+    run_id = reg.get(interrupted).manifest["training"]["run_id"]
+    res, said = run_preset(monkeypatch, cfg, data, reg.root, tmp_path)
+    assert res["skipped"] == [] and len(res["trained"]) == 1
+    assert said[:2] == [f"[1/1] {cfg.run_name}: removed {interrupted}: the candidates of run {run_id}, which was "
+                        "interrupted before it finished (never marked complete)",
+                        f"[1/1] training {cfg.run_name}"]
+    cands = reg.candidates()
+    assert interrupted not in {c.id for c in cands}
+    assert cands and all(c.manifest["training"]["run_complete"] for c in cands)
+
+
+def test_an_interrupted_candidate_in_a_saved_ensemble_is_kept(tiny_base, tmp_path, monkeypatch):
+    data = copy_data(tmp_path / "data")
+    reg, cfg = Registry(tmp_path / "reg"), small_config(tiny_base)
+    interrupted = train_interrupted(monkeypatch, reg, cfg, data)
+    workflow.select(reg, data, name="partial")
+    cand = reg.get(interrupted)
+    res, said = run_preset(monkeypatch, cfg, data, reg.root, tmp_path)
+    assert len(res["trained"]) == 1
+    run_id = cand.manifest["training"]["run_id"]
+    assert said[0] == (f"[1/1] {cfg.run_name}: kept {interrupted} ({cand.name}) of the unfinished run {run_id}: "
+                       "a member of the saved ensemble partial")
+    assert interrupted in {c.id for c in reg.candidates()}
+    assert len(workflow.predict(reg, data, tmp_path / "partial-out", "partial")["written"]) == 6
