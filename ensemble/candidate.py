@@ -24,6 +24,7 @@ import numpy as np
 from .errors import EnsembleError
 from .files import PICKLE_SUFFIXES, atomic_write_text, check_inside, file_sha256
 from .predfile import prediction_file_name, read_predictions
+from .tasks import is_plain_id
 
 FORMAT = "ensemble-candidate/1"
 MANIFEST = "candidate.json"
@@ -50,7 +51,9 @@ class Candidate:
 
     @property
     def id(self) -> str:
-        return self.manifest["id"]
+        """The folder's name: every path of a candidate is built from it, never from the
+        manifest's ``"id"`` (checked equal to it on every read: :func:`read_candidate`)."""
+        return self.path.name
 
     @property
     def name(self) -> str:
@@ -122,17 +125,59 @@ def seal_manifest(stage: Path, fields: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def verify_folder(d: Path) -> tuple[Candidate | None, list[Problem]]:
-    """Rehash one candidate folder against its manifest: mismatched, missing, extra, symlinked."""
+def _identity_problem(d: Path, manifest: Any) -> str | None:
+    """Why the manifest read from folder ``d`` does not name it: not an object, an id that is
+    not a plain name, or one that differs from the folder's name (None when it does)."""
+    if not isinstance(manifest, dict):
+        return f"not a JSON object (folder {d.name!r})"
+    cid = manifest.get("id")
+    if not isinstance(cid, str) or not is_plain_id(cid) or any(s in cid for s in ("/", "\\", "..")):
+        return f"manifest id {cid!r} is not a plain name (folder {d.name!r})"
+    if cid != d.name:
+        return f"manifest id {cid!r} differs from its folder name {d.name!r}"
+    return None
+
+
+def _symlink_problem(d: Path) -> str:
+    target = d.resolve()
+    where = "inside" if target.is_relative_to(d.parent.resolve()) else "out of"
+    return f"candidate folder is a symlink to {target} ({where} the registry): refused"
+
+
+def _read_manifest(d: Path) -> tuple[Any, Problem | None]:
+    """Folder ``d``'s parsed manifest, or what keeps it from being read: the folder is a symlink,
+    the manifest is missing or not JSON, or its id does not name the folder."""
     m = d / MANIFEST
+    if d.is_symlink():
+        return None, Problem(d.name, ".", _symlink_problem(d))
     if not m.is_file():
-        return None, [Problem(d.name, MANIFEST, "missing manifest")]
+        return None, Problem(d.name, MANIFEST, "missing manifest")
     try:
         manifest = json.loads(m.read_text())
     except ValueError as e:
-        return None, [Problem(d.name, MANIFEST, f"not valid JSON ({e})")]
+        return None, Problem(d.name, MANIFEST, f"not valid JSON ({e})")
+    problem = _identity_problem(d, manifest)
+    return manifest, Problem(d.name, MANIFEST, problem) if problem else None
+
+
+def read_candidate(d: Path) -> Candidate:
+    """The candidate in folder ``d``, its identity checked (:func:`_read_manifest`); an error
+    naming the folder otherwise."""
+    manifest, problem = _read_manifest(d)
+    if problem:
+        raise EnsembleError(f"{d / problem.file}: {problem.message}; run `ensemble verify`")
+    return Candidate(d, manifest)
+
+
+def verify_folder(d: Path) -> tuple[Candidate | None, list[Problem]]:
+    """Rehash one candidate folder against its manifest: mismatched, missing, extra, symlinked;
+    a symlinked folder, or a manifest id that is not the folder's plain name."""
+    manifest, problem = _read_manifest(d)
+    found = [problem] if problem else []
+    if not isinstance(manifest, dict):
+        return None, found
     cand = Candidate(d, manifest)
-    return cand, _listed_problems(cand) + _unlisted_problems(cand)
+    return cand, found + _listed_problems(cand) + _unlisted_problems(cand)
 
 
 def _listed_problems(cand: Candidate) -> list[Problem]:

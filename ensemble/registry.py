@@ -29,7 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
-from .candidate import MANIFEST, Candidate, Problem, now_iso, seal_manifest, verify_folder, write_manifest
+from .candidate import (
+    MANIFEST, Candidate, Problem, now_iso, read_candidate, seal_manifest, verify_folder, write_manifest,
+)
 from .errors import EnsembleError
 from .files import atomic_write_text
 
@@ -106,6 +108,16 @@ def _names_member(path: Path, cid: str) -> bool:
     tasks = doc.get("tasks") if isinstance(doc, dict) else None
     return any(cid in (t.get("weights") or {}) or cid in (t.get("members") or [])
                for t in (tasks or {}).values() if isinstance(t, dict))
+
+
+def _shared_ids(checked: list[Candidate]) -> list[Problem]:
+    """A problem for each folder whose manifest's id is also another folder's manifest's id."""
+    folders: dict[Any, list[str]] = {}
+    for c in checked:
+        folders.setdefault(json.dumps(c.manifest.get("id")), []).append(c.path.name)
+    return [Problem(name, MANIFEST, f"manifest id {json.loads(key)!r} is also the id in folder(s) "
+                    f"{', '.join(repr(n) for n in names if n != name)}")
+            for key, names in folders.items() if len(names) > 1 for name in names]
 
 
 class _Folder:
@@ -201,16 +213,8 @@ class Registry(_EnsembleFiles):
     # -- reading ------------------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:
         self._existing()
-        out = []
-        for d in sorted(self.candidates_dir.iterdir()):
-            m = d / MANIFEST
-            if not m.is_file():
-                continue
-            try:
-                manifest = json.loads(m.read_text())
-            except ValueError as e:
-                raise EnsembleError(f"{m}: not valid JSON ({e}); run `ensemble verify`") from e
-            out.append(Candidate(d, manifest))
+        out = [read_candidate(d) for d in sorted(self.candidates_dir.iterdir())
+               if d.is_symlink() or (d / MANIFEST).is_file()]
         out.sort(key=lambda c: (c.manifest.get("created", ""), c.id))
         return out
 
@@ -228,12 +232,13 @@ class Registry(_EnsembleFiles):
         raise EnsembleError(f"{ref!r} matches {len(matches)} candidates ({', '.join(c.id for c in matches[:5])}); give more of the id")
 
     def verify(self, refs: list[str] | None = None) -> tuple[list[Candidate], list[Problem]]:
-        """Rehash every stored file against its manifest (see :func:`verify_folder`)."""
+        """Rehash every stored file against its manifest (see :func:`verify_folder`); two
+        folders whose manifests have one id are a problem of each."""
         self._existing()
         if refs:
             dirs = [self.get(r).path for r in refs]
         else:
-            dirs = sorted(d for d in self.candidates_dir.iterdir() if d.is_dir())
+            dirs = sorted(d for d in self.candidates_dir.iterdir() if d.is_dir() or d.is_symlink())
         checked: list[Candidate] = []
         problems: list[Problem] = []
         for d in dirs:
@@ -241,7 +246,7 @@ class Registry(_EnsembleFiles):
             if cand is not None:
                 checked.append(cand)
             problems += found
-        return checked, problems
+        return checked, problems + _shared_ids(checked)
 
     # -- writing ------------------------------------------------------------------------------
     @staticmethod
@@ -285,16 +290,15 @@ class Registry(_EnsembleFiles):
             fields["id"] = cand.id
             manifest = seal_manifest(stage, fields)
             with self.lock():
-                self._swap(cand.id, stage)
+                self._swap(cand.path, stage)
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-        return Candidate(self.candidates_dir / cand.id, manifest)
+        return Candidate(cand.path, manifest)
 
-    def _swap(self, cid: str, stage: Path) -> None:
+    def _swap(self, live: Path, stage: Path) -> None:
         """Replace the live folder by ``stage`` (caller holds the lock)."""
-        live = self.candidates_dir / cid
-        name = f"{cid}.{uuid.uuid4().hex[:8]}"
+        name = f"{live.name}.{uuid.uuid4().hex[:8]}"
         marker = self.root / ".trash" / f"{name}.restore"
         marker.touch()  # if we die between the two renames, recover() puts the old folder back
         os.rename(live, self.root / ".trash" / name)
@@ -314,7 +318,7 @@ class Registry(_EnsembleFiles):
     def remove(self, ref: str) -> Candidate:
         with self.lock():
             cand = self.get(ref)
-            trash = self.root / ".trash" / f"{cand.id}.{uuid.uuid4().hex[:8]}"
+            trash = self.root / ".trash" / f"{cand.path.name}.{uuid.uuid4().hex[:8]}"
             os.rename(cand.path, trash)
         shutil.rmtree(trash, ignore_errors=True)
         return cand

@@ -1,6 +1,8 @@
 """Helpers shared by the registry and register tests: prediction import folders, tree snapshots."""
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +43,24 @@ def make_pred_dir(data: Path, dst: Path, tasks=ALL_TASKS, splits=("dev", "test")
             order = rng.permutation(len(ids)) if shuffle else np.arange(len(ids))
             write_predictions(dst / prediction_file_name(t, s), t, [ids[i] for i in order], fake_values(t, len(ids), rng))
     return dst
+
+
+def crafted_copy(src: Path, folder: Path, cid, stale: bool = False) -> Path:
+    """A copy of candidate folder ``src`` at ``folder`` whose manifest says ``"id": cid`` (its
+    files untouched, so only the id is wrong); ``stale`` also marks a cached prediction stale."""
+    shutil.copytree(src, folder)
+    manifest = json.loads((folder / "candidate.json").read_text())
+    manifest["id"] = cid
+    if stale:
+        entry = next(iter(next(iter(manifest["predictions"].values())).values()))
+        entry["data_sha256"] = "0" * 64
+    (folder / "candidate.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def victim_beside(root: Path) -> Path:
+    """``<registry>/../victim`` holding a file: what an id of ``../../victim`` points at."""
+    victim = root.parent / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    return victim

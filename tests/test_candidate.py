@@ -1,8 +1,12 @@
 """One candidate folder: verification against its manifest (through ``Registry.verify``)."""
 from __future__ import annotations
 
+from ensemble.candidate import MANIFEST
+from ensemble.data import PACKAGE_SAMPLE as SAMPLE
+from ensemble.register import register_predictions
 from ensemble.registry import Registry
 from fixtures_torch import copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401
+from registry_files import crafted_copy, make_pred_dir
 
 
 def test_verify_names_each_problem(trained, tmp_path):
@@ -41,3 +45,29 @@ def test_verify_flags_pickles_and_symlinks(trained, tmp_path):
     msgs = {pr.file: pr.message for pr in reg.verify([c.id])[1]}
     assert "pickle" in msgs["model/pytorch_model.bin"]
     assert msgs["predictions/link.csv"] == "symlink not in the manifest"
+
+
+def _two_imports(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    for i in range(2):
+        register_predictions(reg, make_pred_dir(SAMPLE, tmp_path / f"p{i}", tasks=("sts",), seed=i), f"ext{i}", SAMPLE)
+    return reg, reg.candidates()
+
+
+def test_verify_names_each_folder_whose_identity_is_wrong(tmp_path):
+    """A manifest id that is not a plain name, one that differs from its folder, two folders with
+    one id, and a candidate folder that is a symlink out of the registry: each a problem."""
+    reg, (a, b) = _two_imports(tmp_path)
+    crafted_copy(a.path, reg.candidates_dir / "evil", "../../victim")
+    crafted_copy(a.path, reg.candidates_dir / "renamed", a.id)
+    outside = crafted_copy(b.path, tmp_path / "outside", "linked")
+    (reg.candidates_dir / "linked").symlink_to(outside)
+    checked, problems = reg.verify()
+    assert sorted((p.candidate, p.file, p.message) for p in problems) == sorted([
+        ("evil", MANIFEST, "manifest id '../../victim' is not a plain name (folder 'evil')"),
+        ("renamed", MANIFEST, f"manifest id {a.id!r} differs from its folder name 'renamed'"),
+        ("renamed", MANIFEST, f"manifest id {a.id!r} is also the id in folder(s) {a.id!r}"),
+        (a.id, MANIFEST, f"manifest id {a.id!r} is also the id in folder(s) 'renamed'"),
+        ("linked", ".", f"candidate folder is a symlink to {outside.resolve()} (out of the registry): refused"),
+    ])
+    assert sorted(c.id for c in checked) == sorted([a.id, b.id, "evil", "renamed"])

@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 
 from ensemble.candidate import MANIFEST
+from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
 from ensemble.predfile import read_predictions, write_predictions
+from ensemble.register import register_predictions
 from ensemble.registry import Registry
 from fixtures_torch import (  # noqa: F401
     copy_registry, sample_data, saved_model_dir, tiny_base, torch_one_thread, trained,
 )
-from registry_files import make_pred_dir, staging_empty, tree
+from registry_files import crafted_copy, make_pred_dir, staging_empty, tree, victim_beside
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -229,3 +231,44 @@ def test_ensembles_naming_lists_the_saved_ensembles_with_a_member(tmp_path):
     (reg.ensembles_dir / "broken.json").write_text("{not json")
     assert reg.ensembles_naming("c1") == ["a", "b"]
     assert reg.ensembles_naming("c2") == ["b"] and reg.ensembles_naming("c3") == []
+
+
+# -- a candidate's paths come from its folder, never from its manifest's id --------------------------
+def _with_crafted(tmp_path):
+    """A registry with one import and a folder ``evil`` copied in whose manifest says
+    ``"id": "../../victim"``; ``<registry>/../victim`` holds a file."""
+    reg = Registry(tmp_path / "reg")
+    c = register_predictions(reg, make_pred_dir(SAMPLE, tmp_path / "p", tasks=("sts",)), "ext", SAMPLE)
+    crafted_copy(c.path, reg.candidates_dir / "evil", "../../victim")
+    return reg, victim_beside(reg.root)
+
+
+NOT_PLAIN = r"evil/candidate\.json: manifest id '\.\./\.\./victim' is not a plain name \(folder 'evil'\)"
+
+
+@pytest.mark.parametrize("action", ["remove", "update", "update_manifest"])
+def test_an_id_out_of_the_registry_never_reaches_a_folder(tmp_path, action):
+    reg, victim = _with_crafted(tmp_path)
+    before = tree(reg.root)
+    call = {"remove": lambda ref: reg.remove(ref),
+            "update": lambda ref: reg.update(ref, lambda stage, m: m),
+            "update_manifest": lambda ref: reg.update_manifest(ref, lambda m: m.update(note="x"))}[action]
+    for ref in ("../../victim", "evil"):
+        with pytest.raises(EnsembleError, match=NOT_PLAIN):
+            call(ref)
+    assert (victim / "keep.txt").read_text() == "precious" and tree(reg.root) == before
+    assert sorted(p.name for p in reg.root.parent.iterdir()) == ["p", "reg", "victim"]
+
+
+def test_reading_checks_each_manifest_id_against_its_folder(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    c = register_predictions(reg, make_pred_dir(SAMPLE, tmp_path / "p", tasks=("sts",)), "ext", SAMPLE)
+    crafted_copy(c.path, reg.candidates_dir / "renamed", c.id)
+    with pytest.raises(EnsembleError, match=rf"renamed/candidate\.json: manifest id '{c.id}' differs from its "
+                                            r"folder name 'renamed'; run `ensemble verify`"):
+        reg.candidates()
+    shutil.rmtree(reg.candidates_dir / "renamed")
+    (reg.candidates_dir / "linked").symlink_to(c.path)
+    with pytest.raises(EnsembleError, match=r"linked: candidate folder is a symlink to .* \(inside the registry\): "
+                                            r"refused; run `ensemble verify`"):
+        reg.get(c.id)
