@@ -29,7 +29,8 @@ def choose_systems(selections: dict[str, Any], system: str) -> dict[str, dict[st
     for task, sel in selections.items():
         expected, words = selection.verdict(sel)
         single = system == "auto" and expected is False
-        out[task] = {"system": "best single" if single else "ensemble", "verdict": words,
+        out[task] = {"system": "best single" if single else "ensemble", "expected_to_beat_single": expected,
+                     "verdict": words,
                      "reason": (f"the best single candidate is submitted: the ensemble is {words}" if single
                                 else "the ensemble is submitted" + (" (asked for)" if system == "ensemble" else "")
                                 + f": {words}")}

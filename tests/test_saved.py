@@ -34,6 +34,7 @@ def test_auto_saves_the_best_single_candidate_with_its_reason(twins, tmp_path):
         assert sel["heldout"]["estimate"] == 0.0
         best = sel["best_single"]["id"]
         assert entry["system"] == "best single" and entry["members"] == [best] and entry["weights"] == {best: 1}
+        assert entry["expected_to_beat_single"] is False
         assert entry["dev_score"] == sel["best_single"]["score"]
         assert entry["reason"].startswith("the best single candidate is submitted: the ensemble is not expected "
                                           "to beat the best single candidate: held-out gain +0.0000")

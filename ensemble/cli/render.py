@@ -255,7 +255,7 @@ def print_trajectory(task: str, mode: str, sel: dict[str, Any], verbose: bool = 
                  f"{held['high']:+.4f}] ({held['folds']}-fold x {held['repeats']} cross-fit, corrected t)")
     console.print(line, highlight=False)
     if sel.get("verdict"):
-        style = "yellow" if sel["verdict"].startswith("not") else "green"
+        style = "green" if sel.get("expected_to_beat_single") else "yellow"
         console.print(f"  {task}: [{style}]{escape(sel['verdict'])}[/]"
                       + ("; the best single candidate is saved for it" if sel.get("system") == "best single" else ""),
                       highlight=False)
