@@ -13,7 +13,9 @@ No torch: selection and the leaderboard code read predictions through it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from .data import decode_utf8, read_raw
 from .errors import EnsembleError
 from .files import PICKLE_SUFFIXES, atomic_write_text, check_inside, file_sha256
-from .predfile import prediction_file_name, read_predictions
+from .predfile import UTF8_CSV, parse_predictions, prediction_file_name
 from .tasks import is_plain_id
 
 FORMAT = "ensemble-candidate/1"
@@ -83,7 +86,9 @@ class Candidate:
             raise EnsembleError(f"candidate {self.id} has no {task} {split} predictions")
         path = self.path / entry["file"]
         check_inside(self.path, path, "prediction file")
-        return read_predictions(path, task)
+        raw = read_raw(path, "cached prediction file missing; run `ensemble verify`")
+        check_sha256(self, entry["file"], hashlib.sha256(raw).hexdigest())
+        return parse_predictions(path, task, decode_utf8(path, raw, UTF8_CSV))
 
     def stale(self, data_dir: Path, hashes: dict[str, str] | None = None) -> list[str]:
         """Cached prediction files whose input data file has changed (or vanished)."""
@@ -105,24 +110,65 @@ class Candidate:
         return out
 
 
+# -- stored files checked at the point of use -------------------------------------------------
+def check_sha256(cand: Candidate, rel: str, actual: str) -> None:
+    """Refuse file ``rel`` of ``cand`` whose content hashes to ``actual`` unless its manifest
+    records that sha256: an error naming the file, both sha256s and `ensemble verify`."""
+    recorded = cand.manifest.get("files", {}).get(rel, {}).get("sha256")
+    if actual != recorded:
+        raise EnsembleError(f"{cand.path / rel}: sha256 {actual} differs from the {recorded} recorded in the "
+                            "candidate's manifest: the file changed after it was stored; refused (run "
+                            "`ensemble verify`)")
+
+
+def check_file(cand: Candidate, rel: str) -> None:
+    """Check file ``rel`` of ``cand`` on disk against its manifest's sha256 (:func:`check_sha256`)."""
+    path = cand.path / rel
+    check_inside(cand.path, path, "stored file")
+    if not path.is_file():
+        raise EnsembleError(f"{path}: missing from candidate {cand.id}; run `ensemble verify`")
+    check_sha256(cand, rel, file_sha256(path))
+
+
+def check_model(cand: Candidate) -> None:
+    """Check every stored file of the candidate's model folder before the model is loaded."""
+    for rel in sorted(cand.manifest.get("files", {})):
+        if rel.startswith("model/"):
+            check_file(cand, rel)
+
+
 # -- manifests and verification ---------------------------------------------------------------
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """The one writer of ``candidate.json``: sorted keys, atomic replace."""
     atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def seal_manifest(stage: Path, fields: dict[str, Any]) -> dict[str, Any]:
+def seal_manifest(stage: Path, fields: dict[str, Any], old: Candidate | None = None) -> dict[str, Any]:
     """The stored manifest: ``fields`` plus the format and the sha256 + size of every file in
-    ``stage``, written into ``stage``. The one place a manifest gets its file list."""
+    ``stage``, written into ``stage``. The one place a manifest gets its file list.
+
+    ``old``: the candidate ``stage`` is an updated copy of; a file still hard-linked to its old
+    version must hash to its old record (a tampered file is refused, never re-hashed)."""
     files = {}
     for p in sorted(stage.rglob("*")):
         if p.is_symlink():
             raise EnsembleError(f"{p}: symlinks are not stored in the registry")
         if p.is_file() and p.name != MANIFEST:
-            files[p.relative_to(stage).as_posix()] = {"sha256": file_sha256(p), "size": p.stat().st_size}
+            rel = p.relative_to(stage).as_posix()
+            files[rel] = {"sha256": file_sha256(p), "size": p.stat().st_size}
+            if old is not None and _same_file(p, old.path / rel):
+                check_sha256(old, rel, files[rel]["sha256"])
     manifest = {**fields, "format": FORMAT, "files": files}
     write_manifest(stage, manifest)
     return manifest
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file (a hard link kept unchanged by an update)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _identity_problem(d: Path, manifest: Any) -> str | None:

@@ -43,6 +43,8 @@ __all__ = [
     "read_split",
     "read_file",
     "read_utf8",
+    "read_raw",
+    "decode_utf8",
     "preprocess_single",
     "preprocess_pair",
     "input_path",
@@ -196,14 +198,25 @@ def read_file(
 def read_utf8(path: Path, not_found: str, expected: str, show_byte: bool = False) -> tuple[bytes, str]:
     """A text file's bytes and their UTF-8 text (BOM dropped). Errors name the file: ``not_found``
     when it is missing; for bad UTF-8 the line (and, with ``show_byte``, the byte) and ``expected``."""
+    raw = read_raw(path, not_found)
+    return raw, decode_utf8(path, raw, expected, show_byte)
+
+
+def read_raw(path: Path, not_found: str) -> bytes:
+    """A file's bytes; an error naming the file (``not_found`` when it is missing)."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise EnsembleError(f"{path}: {not_found}") from None
     except OSError as exc:
         raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def decode_utf8(path: Path, raw: bytes, expected: str, show_byte: bool = False) -> str:
+    """``raw`` (the bytes of ``path``) as UTF-8 text, BOM dropped; bad UTF-8 is an error naming
+    the file's line (and, with ``show_byte``, the byte) and ``expected``."""
     try:
-        return raw, raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         byte = f" (byte {exc.start})" if show_byte else ""

@@ -31,12 +31,15 @@ __all__ = [
     "header_for",
     "write_predictions",
     "read_predictions",
+    "parse_predictions",
+    "UTF8_CSV",
     "check_ids",
     "id_listing",
     "align_predictions",
 ]
 
 SUM_TOLERANCE = 1e-3   # sst probability rows must sum to 1 within this
+UTF8_CSV = "a UTF-8 CSV"   # what a prediction file is expected to be, in errors
 _SHOW = 5              # ids shown in a missing/extra listing
 
 
@@ -120,24 +123,30 @@ def write_predictions(path: str | Path, task: str, ids: Sequence[str], values: n
 
 
 def read_predictions(path: str | Path, task: str) -> tuple[list[str], np.ndarray]:
-    """Read a prediction file: ``(ids, values)`` with ``values`` float64 of shape ``(n, k)``.
+    """Read a prediction file: ``(ids, values)`` with ``values`` float64 of shape ``(n, k)``
+    (see :func:`parse_predictions`)."""
+    path = Path(path)
+    _, text = read_utf8(path, f"prediction file not found; expected a CSV with header {header_for(task)!r}",
+                        UTF8_CSV)
+    return parse_predictions(path, task, text)
+
+
+def parse_predictions(path: Path, task: str, text: str) -> tuple[list[str], np.ndarray]:
+    """``(ids, values)`` of ``text``, the contents of prediction file ``path``.
 
     Checks the exact header, the column count, that each value is a finite number in the
     task's range (sst rows summing to 1), and that no id is empty or repeated; every error
     names the file and line.
     """
-    get_task(task)
-    path = Path(path)
-    lines = _read_lines(path, task)
+    lines = _lines(path, task, text)
     ids, values = _parse_rows(path, task, lines)
     _check_values(str(path), task, values, 2)
     return ids, values
 
 
-def _read_lines(path: Path, task: str) -> list[str]:
+def _lines(path: Path, task: str, text: str) -> list[str]:
     """The file's lines (the last newline dropped), after checking its header is exactly the task's."""
     header = header_for(task)
-    _, text = read_utf8(path, f"prediction file not found; expected a CSV with header {header!r}", "a UTF-8 CSV")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .candidate import MANIFEST, Candidate, prediction_entry
+from .candidate import MANIFEST, Candidate, check_model, prediction_entry
 from .data import Split, load_splits, read_split
 from .errors import EnsembleError
 from .files import check_inside, file_sha256, refuse_pickles
@@ -245,6 +245,7 @@ def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, d
                 f"candidate {cand.id} ({cand.name}) holds imported predictions only and is stale "
                 f"({'; '.join(stale)}); re-export them from the code that made them and register again"
             )
+        check_model(cand)
         model, tokenizer = load_model(cand.model_dir, device)
         splits = load_splits(data_dir, cand.tasks, ("dev", "test"))
 

@@ -288,7 +288,7 @@ class Registry(_EnsembleFiles):
             _linked_copy(cand.path, stage)
             fields = build(stage, json.loads(json.dumps(cand.manifest)))
             fields["id"] = cand.id
-            manifest = seal_manifest(stage, fields)
+            manifest = seal_manifest(stage, fields, old=cand)
             with self.lock():
                 self._swap(cand.path, stage)
         except BaseException:

@@ -17,7 +17,7 @@ from .errors import EnsembleError
 from .metrics import score
 from .files import atomic_write_bytes, file_sha256
 from .predfile import align_predictions
-from .candidate import Candidate, now_iso
+from .candidate import Candidate, check_model, now_iso
 from .registry import Registry
 from .selection import ensemble_predictions, score_on
 from .leaderboard import leaderboard_bytes, score_dir, write_leaderboard
@@ -297,6 +297,7 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     cache = TokenCache()
     loaded = {}
     for cid, c in cands.items():   # one model in memory at a time
+        check_model(c)
         model, tokenizer = load_model(c.model_dir, dev)
         if progress is not None:
             progress.start(f"{c.name} on {Path(input_file).name}", len(split))

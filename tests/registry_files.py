@@ -1,6 +1,7 @@
 """Helpers shared by the registry and register tests: prediction import folders, tree snapshots."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -64,3 +65,19 @@ def victim_beside(root: Path) -> Path:
     victim.mkdir()
     (victim / "keep.txt").write_text("precious")
     return victim
+
+
+def flip_last_byte(path: Path) -> tuple[str, str]:
+    """Flip one bit of the file's last byte (same size; for weights, a value, not the header);
+    returns the sha256 before and after."""
+    raw = bytearray(path.read_bytes())
+    before = hashlib.sha256(raw).hexdigest()
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+    return before, hashlib.sha256(raw).hexdigest()
+
+
+def tamper_refusal(path: Path, recorded: str, actual: str) -> str:
+    """The error of a stored file whose content no longer matches its manifest's record."""
+    return (f"{path}: sha256 {actual} differs from the {recorded} recorded in the candidate's manifest: the file "
+            "changed after it was stored; refused (run `ensemble verify`)")

@@ -1,12 +1,16 @@
-"""One candidate folder: verification against its manifest (through ``Registry.verify``)."""
+"""One candidate folder: verification against its manifest (through ``Registry.verify``), and its
+stored files checked against their records when they are used or the manifest is sealed again."""
 from __future__ import annotations
+
+import pytest
 
 from ensemble.candidate import MANIFEST
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
+from ensemble.errors import EnsembleError
 from ensemble.register import register_predictions
 from ensemble.registry import Registry
 from fixtures_torch import copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401
-from registry_files import crafted_copy, make_pred_dir
+from registry_files import crafted_copy, flip_last_byte, make_pred_dir, tamper_refusal
 
 
 def test_verify_names_each_problem(trained, tmp_path):
@@ -71,3 +75,19 @@ def test_verify_names_each_folder_whose_identity_is_wrong(tmp_path):
         ("linked", ".", f"candidate folder is a symlink to {outside.resolve()} (out of the registry): refused"),
     ])
     assert sorted(c.id for c in checked) == sorted([a.id, b.id, "evil", "renamed"])
+
+
+def test_an_update_refuses_to_rehash_a_file_changed_after_it_was_stored(tmp_path):
+    """A file the update keeps (hard-linked unchanged) must still match its old record: the
+    tampered file is refused, the candidate left as it was and verify still reports it."""
+    reg, (a, _) = _two_imports(tmp_path)
+    f = a.path / "predictions" / "sts-test.csv"
+    old, new = flip_last_byte(f)
+    with pytest.raises(EnsembleError) as e:
+        reg.update(a.id, lambda stage, manifest: manifest)
+    assert str(e.value) == tamper_refusal(tmp_path / "reg" / "candidates" / a.id / "predictions" / "sts-test.csv",
+                                          old, new)
+    assert reg.get(a.id).manifest["files"]["predictions/sts-test.csv"]["sha256"] == old
+    assert [(p.candidate, p.file, p.message) for p in reg.verify()[1]] == [
+        (a.id, "predictions/sts-test.csv", "sha256 mismatch (content changed)")]
+

@@ -26,7 +26,7 @@ from fixtures_torch import (  # noqa: F401
     ALL_TASKS, build_model, copy_data, copy_registry, sample_data, saved_model_dir, tiny_base, torch_one_thread,
     trained,
 )
-from registry_files import make_pred_dir, staging_empty, tree
+from registry_files import flip_last_byte, make_pred_dir, staging_empty, tamper_refusal, tree
 from safetensors import safe_open
 
 
@@ -219,6 +219,22 @@ def test_stale_detection_and_refresh(trained, tmp_path):
     assert reg.verify()[1] == []
     assert refresh(reg, data, device="cpu") == []                         # nothing stale any more
     assert not list((root / ".trash").iterdir()) and staging_empty(root)
+
+
+def test_refresh_refuses_weights_changed_after_they_were_stored(trained, tmp_path):
+    """A flipped byte in the weights is refused before they are loaded, never re-hashed: verify
+    still reports the file afterwards."""
+    reg = Registry(copy_registry(trained["registry"], tmp_path / "reg"))
+    c = reg.candidates()[0]
+    w = c.path / "model" / WEIGHTS_FILE
+    old, new = flip_last_byte(w)
+    with pytest.raises(EnsembleError) as e:
+        refresh(reg, trained["data"], [c.id], device="cpu", force=True)
+    assert str(e.value) == tamper_refusal(w, old, new)
+    assert reg.get(c.id).manifest["files"][f"model/{WEIGHTS_FILE}"]["sha256"] == old
+    assert [(p.candidate, p.file, p.message) for p in reg.verify()[1]] == [
+        (c.id, f"model/{WEIGHTS_FILE}", "sha256 mismatch (content changed)")]
+    assert staging_empty(reg.root)
 
 
 def test_stale_missing_file_and_imported_predictions(sample_data, tmp_path):

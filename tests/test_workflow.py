@@ -1,5 +1,7 @@
 """ensemble.workflow: select says why nothing could be selected, leaves out candidates whose cached
-predictions are damaged, and predict names the members an ensemble lost."""
+predictions are damaged or rewritten after they were stored, and predict names the members an
+ensemble lost and refuses members' rewritten prediction files; predict --input refuses tampered
+weights."""
 from __future__ import annotations
 
 import shutil
@@ -9,9 +11,11 @@ import pytest
 from ensemble import workflow
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
+from ensemble.files import file_sha256
 from ensemble.register import register_predictions
 from ensemble.registry import Registry
-from registry_files import make_pred_dir
+from fixtures_torch import copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401
+from registry_files import flip_last_byte, make_pred_dir, tamper_refusal
 
 
 @pytest.fixture
@@ -48,6 +52,8 @@ def test_a_damaged_prediction_file_leaves_its_candidate_out(two):
     lines = f.read_text().splitlines(keepends=True)
     lines[3] = lines[3].split(",")[0] + ",oops\n"
     f.write_text("".join(lines))
+    sha = file_sha256(f)                          # recorded as stored: the rows themselves are refused
+    reg.update_manifest(b.id, lambda m: m["files"]["predictions/sst-dev.csv"].update(sha256=sha))
     report = workflow.select(reg, SAMPLE, save=False)
     assert list(report.tasks) == ["sst", "para", "sts"]
     assert b.id not in report.tasks["sst"]["weights"] and a.id in report.tasks["sst"]["weights"]
@@ -69,3 +75,52 @@ def test_predict_names_the_members_an_ensemble_lost(two, tmp_path):
     assert str(e.value) == (f"ensemble mine lost member {gone} ({tasks}): removed from {reg.root}; run "
                             "`ensemble select` again to choose from the candidates left")
     assert not (tmp_path / "out").exists()
+
+
+def _rewrite(f):
+    """Rewrite a cached sst prediction file with other, still valid rows (every row's p0 and p4
+    swapped); returns its old and new sha256."""
+    old = file_sha256(f)
+    lines = f.read_text().splitlines(keepends=True)
+    for n in range(1, len(lines)):
+        i, p0, p1, p2, p3, p4 = lines[n].strip().split(",")
+        lines[n] = ",".join((i, p4, p1, p2, p3, p0)) + "\n"
+    f.write_text("".join(lines))
+    return old, file_sha256(f)
+
+
+def test_select_leaves_out_a_candidate_whose_prediction_file_was_rewritten(two):
+    reg, (a, b) = two
+    f = b.path / "predictions" / "sst-dev.csv"
+    old, new = _rewrite(f)
+    report = workflow.select(reg, SAMPLE, save=False)
+    assert b.id not in report.tasks["sst"]["weights"] and a.id in report.tasks["sst"]["weights"]
+    assert [n for n in report.notes if "damaged" in n] == [
+        f"sst: candidate {b.id} left out: its cached dev predictions are damaged ({tamper_refusal(f, old, new)}); "
+        "`ensemble verify` checks every stored file"]
+
+
+def test_predict_refuses_a_member_prediction_file_rewritten_after_select(two, tmp_path):
+    reg, _ = two
+    report = workflow.select(reg, SAMPLE, mode="greedy", name="mine")
+    member = sorted(report.tasks["sst"]["weights"])[0]
+    f = reg.get(member).path / "predictions" / "sst-dev.csv"
+    old, new = _rewrite(f)
+    with pytest.raises(EnsembleError) as e:
+        workflow.predict(reg, SAMPLE, tmp_path / "out", "mine")
+    assert str(e.value) == tamper_refusal(f, old, new)
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_input_refuses_weights_changed_after_they_were_stored(trained, tmp_path):
+    reg = Registry(copy_registry(trained["registry"], tmp_path / "reg"))
+    workflow.select(reg, trained["data"], tasks=["sst"], mode="greedy", name="mine")
+    member = next(iter(reg.load_ensemble("mine")["tasks"]["sst"]["members"]))
+    w = reg.get(member).path / "model" / "model.safetensors"
+    old, new = flip_last_byte(w)
+    with pytest.raises(EnsembleError) as e:
+        workflow.predict_input(reg, trained["data"] / "ids-sst-dev.csv", "sst", tmp_path / "out", "mine", device="cpu")
+    assert str(e.value) == tamper_refusal(w, old, new)
+    assert not (tmp_path / "out").exists()
+    assert [(p.candidate, p.file, p.message) for p in reg.verify()[1]] == [
+        (member, "model/model.safetensors", "sha256 mismatch (content changed)")]

@@ -100,6 +100,7 @@ def test_a_damaged_prediction_file_leaves_one_candidate_out_of_select(registry_w
     f.write_text("".join(lines))
     r = invoke("select", "--data", SAMPLE, "--registry", reg, "--name", "without")
     assert r.exit_code == 0, r.output
-    assert f"para: candidate {bad.id} left out: its cached dev predictions are damaged ({f}:3: " in r.output
+    assert f"para: candidate {bad.id} left out: its cached dev predictions are damaged ({f}: sha256 " in r.output
+    assert "recorded in the candidate's manifest: the file changed after it was stored" in r.output
     assert "`ensemble verify` checks every stored file" in r.output
     assert bad.id not in Registry(reg).load_ensemble("without")["tasks"]["para"]["weights"]
