@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EnsembleError
+from .errors import EnsembleError, shown
 from .tasks import NUMBER, SPLITS, TASK_NAMES, TASKS, get_task
 
 __all__ = [
@@ -132,7 +132,12 @@ def read_split(data_dir: str | Path, task: str, split: str) -> Split:
             f"{path}: input file not found for task {task!r}, split {split!r}; "
             f"the data folder {Path(data_dir)} must hold the course files: {expected}"
         )
-    return read_file(path, task, labelled=(split != "test"), split=split)
+    out = read_file(path, task, labelled=(split != "test"), split=split)
+    if split != "test" and not out.examples:
+        skipped = f" ({out.skipped_empty} rows skipped for an empty label)" if out.skipped_empty else ""
+        raise EnsembleError(f"{path}: no example rows after the header{skipped}; expected at least one "
+                            f"labelled row in the {split} file of task {task!r}")
+    return out
 
 
 def _split_from_name(path: Path, task: str) -> str:
@@ -152,14 +157,14 @@ def _parse_label(text: str, task: str, where: str) -> int | float:
     else:
         expected = f"a number from {t.label_min:g} to {t.label_max:g}"
     if not NUMBER.match(s):
-        raise EnsembleError(f"{where}: label {t.label_column!r} is {text!r}, not a number; expected {expected}")
+        raise EnsembleError(f"{where}: label {t.label_column!r} is {shown(text)}, not a number; expected {expected}")
     v = float(s)
     if not math.isfinite(v) or v < t.label_min or v > t.label_max:
-        raise EnsembleError(f"{where}: label {t.label_column!r} is {text!r}, out of range; expected {expected}")
+        raise EnsembleError(f"{where}: label {t.label_column!r} is {shown(text)}, out of range; expected {expected}")
     if t.kind == "regression":
         return v
     if v != int(v):
-        raise EnsembleError(f"{where}: label {t.label_column!r} is {text!r}, not a whole number; expected {expected}")
+        raise EnsembleError(f"{where}: label {t.label_column!r} is {shown(text)}, not a whole number; expected {expected}")
     return int(v)
 
 
@@ -241,7 +246,7 @@ def _read_header(reader, path: Path, task: str, labelled: bool | None) -> tuple[
         raise EnsembleError(
             f"{path}:1: header has no column {', '.join(map(repr, missing))}; expected tab-separated columns "
             f"named {', '.join(repr(c) for c in wanted)}"
-            f"{' and ' + repr(t.label_column) if labelled is not False else ''} (found {names!r}); "
+            f"{' and ' + repr(t.label_column) if labelled is not False else ''} (found {shown(names)}); "
             f"is this a {task} file?"
         )
     for c in (*wanted, t.label_column):
@@ -252,7 +257,7 @@ def _read_header(reader, path: Path, task: str, labelled: bool | None) -> tuple[
         labelled = has_label
     elif labelled and not has_label:
         raise EnsembleError(
-            f"{path}:1: header has no label column {t.label_column!r} (found {names!r}); "
+            f"{path}:1: header has no label column {t.label_column!r} (found {shown(names)}); "
             f"expected a labelled {task} file"
         )
     columns = (names.index("id"), names.index(wanted[1]), names.index(wanted[2]) if t.pair else None,
@@ -298,7 +303,7 @@ def _read_rows(reader, path: Path, task: str, header: list[str], columns: tuple)
             if not sid:
                 raise EnsembleError(f"{path}:{line}: field 'id' is empty; expected a unique example id")
             if sid in seen:
-                raise EnsembleError(f"{path}:{line}: id {sid!r} repeats line {seen[sid]}; expected each id once")
+                raise EnsembleError(f"{path}:{line}: id {shown(sid)} repeats line {seen[sid]}; expected each id once")
             seen[sid] = line
             append(Example(sid, pre(row[i_a]), pre(row[i_b]) if i_b is not None else None, y))
     except csv.Error as exc:
@@ -311,7 +316,7 @@ def _wrong_width(path: Path, line: int, row: list[str], header: list[str]) -> No
     if not row:
         raise EnsembleError(f"{path}:{line}: empty line; expected {ncol} tab-separated fields as in the header")
     raise EnsembleError(
-        f"{path}:{line}: {len(row)} tab-separated fields; expected {ncol} as in the header ({'|'.join(header)!r})"
+        f"{path}:{line}: {len(row)} tab-separated fields; expected {ncol} as in the header ({shown('|'.join(header))})"
     )
 
 

@@ -39,6 +39,15 @@ def check_inside(root: Path, path: Path, what: str) -> None:
         raise EnsembleError(f"{path}: leaves {root}; refused ({what})")
 
 
+def make_folder(path: Path, what: str) -> None:
+    """Make the output folder ``path`` (``--out``) and its parents; an existing file there is an
+    error naming it and ``what`` the folder is for."""
+    if path.exists() and not path.is_dir():
+        raise EnsembleError(f"--out {path}: is a file, not a folder; expected a folder for {what} "
+                            "(made when missing)")
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

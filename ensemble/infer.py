@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .batches import Encoded, budget_batches, encode, max_length_for
-from .errors import EnsembleError
+from .errors import EnsembleError, shown
 from .kernels import compiled, compiled_context, cpu_attention, packed_linears
 from .model import outputs_to_predictions
 
@@ -26,12 +27,18 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``None``/``auto``: CUDA when present, else CPU."""
+    """``None``/``auto``: CUDA when present, else CPU; ``cpu``, ``cuda`` or ``cuda:N``, checked."""
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    expected = "expected auto, cpu, cuda or cuda:N (N a GPU index)"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise EnsembleError(f"--device {shown(device)}: unknown device; {expected}")
     d = torch.device(device)
     if d.type == "cuda" and not torch.cuda.is_available():
         raise EnsembleError(f"--device {device}: CUDA is not available on this machine")
+    if d.index is not None and d.index >= torch.cuda.device_count():
+        raise EnsembleError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s); "
+                            f"expected an index below that")
     return d
 
 

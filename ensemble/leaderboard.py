@@ -25,7 +25,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import EnsembleError
-from .files import atomic_write_text, fsync_dir, remove_quiet, stage_bytes
+from .files import atomic_write_text, fsync_dir, make_folder, remove_quiet, stage_bytes
 from .metrics import pearson, round_predictions
 from .tasks import TASKS, get_task, is_plain_id
 from .validate import STAMP_FORMAT, STAMP_NAME, CheckedFile, check_folder, check_split, report
@@ -101,7 +101,7 @@ def write_leaderboard(
     for (task, split), (ids, values) in outputs.items():
         check_split(split)
         payloads.append((out / get_task(task).output_name(split), leaderboard_bytes(task, ids, values)))
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "the leaderboard files")
     staged, backups = _stage(out, payloads)
     _swap_in(out, staged, backups)
     remove_quiet(*backups.values())

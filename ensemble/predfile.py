@@ -5,7 +5,7 @@ predictions made by other code (the course starter, a notebook, ...). Format::
 
     id,p0,p1,p2,p3,p4          (sst: class probabilities, each in [0, 1], summing to 1 within 1e-3)
     id,prob                    (para: paraphrase probability in [0, 1])
-    id,score                   (sts: raw similarity score, any finite float)
+    id,score                   (sts: raw similarity score, a finite float within +-1e6)
 
 Comma-separated, UTF-8, ``\\n`` line ends (``\\r\\n`` is accepted on reading), one row per id,
 values written with ``repr(float)`` so they read back bit-for-bit as float64. Ids may not hold
@@ -21,12 +21,13 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .data import read_utf8
-from .errors import EnsembleError
+from .errors import EnsembleError, shown
 from .files import atomic_write_bytes
-from .tasks import TASKS, get_task, is_plain_id
+from .tasks import NUMBER, TASKS, get_task, is_plain_id
 
 __all__ = [
     "SUM_TOLERANCE",
+    "STS_BOUND",
     "prediction_file_name",
     "header_for",
     "write_predictions",
@@ -40,6 +41,7 @@ __all__ = [
 
 SUM_TOLERANCE = 1e-3   # sst probability rows must sum to 1 within this
 UTF8_CSV = "a UTF-8 CSV"   # what a prediction file is expected to be, in errors
+STS_BOUND = 1e6        # |sts score| above this is refused (1e308 overflows the ensemble's average)
 _SHOW = 5              # ids shown in a missing/extra listing
 
 
@@ -64,6 +66,14 @@ def _check_values(where: str, task: str, values: np.ndarray, first_line: int) ->
             f"{where}:{first_line + r}: column {t.prediction_columns[c]!r} is {float(values[r, c])!r}; "
             f"expected a finite number"
         )
+    if t.kind == "regression":
+        big = np.abs(values) > STS_BOUND
+        if big.any():
+            r, c = np.argwhere(big)[0]
+            raise EnsembleError(
+                f"{where}:{first_line + r}: column {t.prediction_columns[c]!r} is {float(values[r, c])!r}; "
+                f"expected a similarity score within +-{STS_BOUND:g}"
+            )
     if t.kind in ("classes", "binary"):
         bad = (values < 0.0) | (values > 1.0)
         if bad.any():
@@ -105,10 +115,10 @@ def write_predictions(path: str | Path, task: str, ids: Sequence[str], values: n
         line = n + 2
         if not is_plain_id(i):
             raise EnsembleError(
-                f"{path}:{line}: id {i!r} is empty or holds a comma, quote or whitespace; expected a plain id"
+                f"{path}:{line}: id {shown(i)} is empty or holds a comma, quote or whitespace; expected a plain id"
             )
         if i in seen:
-            raise EnsembleError(f"{path}:{line}: id {i!r} repeats line {seen[i]}; expected each id once")
+            raise EnsembleError(f"{path}:{line}: id {shown(i)} repeats line {seen[i]}; expected each id once")
         seen[i] = line
     _check_values(str(path), task, arr, 2)
     parts = [header_for(task), "\n"]
@@ -154,7 +164,7 @@ def _lines(path: Path, task: str, text: str) -> list[str]:
         raise EnsembleError(f"{path}:1: empty file; expected the header {header!r}")
     first = lines[0].rstrip("\r")
     if first != header:
-        raise EnsembleError(f"{path}:1: header is {first!r}; expected exactly {header!r} (task {task})")
+        raise EnsembleError(f"{path}:1: header is {shown(first)}; expected exactly {header!r} (task {task})")
     return lines
 
 
@@ -178,30 +188,31 @@ def _parse_rows(path: Path, task: str, lines: list[str]) -> tuple[list[str], np.
         if not sid:
             raise EnsembleError(f"{path}:{line}: field 'id' is empty; expected an example id")
         if sid in seen:
-            raise EnsembleError(f"{path}:{line}: id {sid!r} repeats line {seen[sid]}; expected each id once")
+            raise EnsembleError(f"{path}:{line}: id {shown(sid)} repeats line {seen[sid]}; expected each id once")
         seen[sid] = line
         ids.append(sid)
-        try:
-            rows.append([float(x) for x in parts[1:]])
-        except ValueError:
-            _not_a_number(path, line, parts[1:], columns)
-            raise  # pragma: no cover - float() refuses the same field twice
+        fields = parts[1:]
+        if not all(NUMBER.match(x.strip()) for x in fields):
+            _not_a_number(path, line, fields, columns)
+        rows.append([float(x) for x in fields])
     return ids, np.array(rows, dtype=np.float64).reshape(n, len(columns))
 
 
 def _not_a_number(path: Path, line: int, fields: list[str], columns) -> None:
-    """Raise naming the first field of the row that is not a number."""
+    """Raise naming the first field of the row that is not a number as the course readers read one
+    (``tasks.NUMBER``: no ``1_0``); ``nan`` and ``inf`` pass, for the range check to name them."""
     for c, x in enumerate(fields):
-        try:
-            float(x)
-        except ValueError:
-            raise EnsembleError(f"{path}:{line}: column {columns[c]!r} is {x!r}; expected a number") from None
+        s = x.strip().lower()
+        if NUMBER.match(x.strip()) or (s[1:] if s[:1] in ("+", "-") else s) in ("nan", "inf", "infinity"):
+            continue
+        raise EnsembleError(f"{path}:{line}: column {columns[c]!r} is {shown(x)}; expected a number "
+                            "(digits with an optional sign, decimal point and exponent, e.g. 0.25 or 1e-3)")
 
 
 def id_listing(items: list[str]) -> str:
     """The first few ``items``, comma-separated, then a count of the rest."""
-    shown = ", ".join(items[:_SHOW])
-    return shown + (f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else "")
+    first = ", ".join(items[:_SHOW])
+    return first + (f", ... ({len(items) - _SHOW} more)" if len(items) > _SHOW else "")
 
 
 def check_ids(path: str | Path, ids: Iterable[str], expected_ids: Iterable[str]) -> None:

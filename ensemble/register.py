@@ -200,6 +200,8 @@ def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir
     Each file's ids must be exactly those of the matching course file; every task found needs
     its dev file. Errors name the file and line. Prediction files already in the registry (the
     same stored sha256s) are refused unless ``force``."""
+    if parameters is not None and parameters < 1:
+        raise EnsembleError(f"--parameters {parameters}: expected a positive integer (the model's parameter count)")
     pred_dir = Path(pred_dir)
     found = _find_prediction_files(pred_dir)
     tasks = sorted({t for t, _ in found}, key=list(TASKS).index)

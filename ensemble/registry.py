@@ -125,6 +125,9 @@ class _Folder:
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise EnsembleError(f"{self.root}: is a file, not a registry folder; expected --registry to name a "
+                                "folder (made by `ensemble train` or `ensemble register` when missing)")
 
     @property
     def candidates_dir(self) -> Path:

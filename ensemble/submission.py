@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from .errors import EnsembleError
-from .files import fsync_dir, remove_quiet, stage_bytes
+from .files import fsync_dir, make_folder, remove_quiet, stage_bytes
 from .tasks import TASK_NAMES
 from .validate import OUTPUT_SPLITS, CheckedFile, check_folder, check_stamp, made_from_sample, report
 
@@ -215,7 +215,7 @@ def pack(
     entries += code
     entries.append(("MANIFEST.json", (json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "the submission zips")
     return _publish_exclusive(out, submission_name(now, mean_dev), _zip_bytes(entries, now))
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .batches import Encoded, encode, max_length_for, training_batches
+from .batches import MIN_MAX_LENGTH, Encoded, encode, max_length_for, training_batches
 from .data import Split, load_splits, split_hashes
 from .errors import EnsembleError
 from .infer import TokenCache, autocast, pick_device, predict_encoded
@@ -43,6 +43,9 @@ _CHECKS: tuple[tuple[Callable[["TrainConfig"], bool], str], ...] = (
     (lambda c: c.smart_weight >= 0, "--smart-weight must be >= 0"),
     (lambda c: c.smart_steps >= 1, "--smart-steps must be >= 1"),
     (lambda c: c.limit is None or c.limit >= 1, "--limit must be >= 1"),
+    (lambda c: c.max_length is None or c.max_length >= MIN_MAX_LENGTH,
+     f"--max-length must be >= {MIN_MAX_LENGTH} tokens ([CLS], two [SEP]s and a word piece of each sentence); "
+     "leave it out for the model's own limit"),
     (lambda c: c.precision in ("auto", "fp32", "bf16", "fp16"), "--precision: expected auto, fp32, bf16 or fp16"),
 )
 

@@ -311,3 +311,21 @@ def test_real_files_counts_and_course_equivalence(shared_data):
             assert y.min() >= TASKS[task].label_min and y.max() <= TASKS[task].label_max
             if task != "sts":
                 assert set(np.unique(y).tolist()) == set(range(int(TASKS[task].label_max) + 1))
+
+
+def test_a_huge_label_is_quoted_cut(tmp_path):
+    f = tmp_path / "ids-sst-dev.csv"
+    f.write_text("\tid\tsentence\tsentiment\n0\ta\tgood\t" + "9" * 100_000 + "x\n")
+    msg = raises([f"{f}:2:", "label 'sentiment' is '999", "... (100,003 characters)"], read_file, f, "sst")
+    assert len(msg) < 600
+
+
+def test_a_header_only_dev_file_is_refused(tmp_path):
+    (tmp_path / "ids-sst-dev.csv").write_text("\tid\tsentence\tsentiment\n")
+    raises([f"{tmp_path / 'ids-sst-dev.csv'}: no example rows after the header", "dev file of task 'sst'"],
+           read_split, tmp_path, "sst", "dev")
+
+
+def test_a_header_only_test_file_reads_as_no_rows(tmp_path):
+    (tmp_path / "ids-sst-test-student.csv").write_text("\tid\tsentence\n")
+    assert len(read_split(tmp_path, "sst", "test")) == 0

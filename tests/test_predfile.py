@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ensemble.predfile import (
+    STS_BOUND,
     align_predictions,
     check_ids,
     header_for,
@@ -51,8 +52,8 @@ def test_round_trip_exact_to_the_bit(tmp_path):
     assert p2.dtype == np.float64 and p2.shape == (n, 5)
     assert np.array_equal(bits(p2), bits(p))
 
-    s = np.concatenate([rng.normal(size=n - 4) * 10.0 ** rng.integers(-12, 12, n - 4),
-                        [-0.0, 1e300, -1e-300, 0.1 + 0.2]]).reshape(-1, 1)
+    s = np.concatenate([rng.normal(size=n - 4) * 10.0 ** rng.integers(-12, 5, n - 4),
+                        [-0.0, STS_BOUND, -1e-300, 0.1 + 0.2]]).reshape(-1, 1)
     write_predictions(tmp_path / "sts-test.csv", "sts", ids, s)
     _, s2 = read_predictions(tmp_path / "sts-test.csv", "sts")
     assert np.array_equal(bits(s2), bits(s))

@@ -18,13 +18,14 @@ PIPED_WIDTH = 200   # stdout that is no terminal (a pipe, a log) and no COLUMNS:
 
 
 class Stdout(Console):
-    """stdout (or stderr): COLUMNS when set, else the terminal's width, else (piped, a log) :data:`PIPED_WIDTH`.
+    """stdout (or stderr), rich's emoji codes off: COLUMNS when set, else the terminal's width, else (piped, a log) :data:`PIPED_WIDTH`.
 
     COLUMNS, FORCE_COLOR and TTY_COMPATIBLE are read at each print (rich reads them once, when
     the console is made, which would freeze whatever they were when this module was imported)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self._forced = kwargs.get("force_terminal")
+        kwargs.setdefault("emoji", False)   # a path holding ":smile:" prints as written
         super().__init__(**kwargs)
         self._fixed_width = kwargs.get("width")
         self._width = self._fixed_width

@@ -1,0 +1,133 @@
+"""Input the tool used to accept silently or answer with a traceback (issue 13): each is now exit 1
+with one message naming the file, line or option and what was expected."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ensemble.data import PACKAGE_SAMPLE as SAMPLE
+from ensemble.tasks import TASKS
+
+QUALITY = {"sst": 0.6, "para": 0.6, "sts": 0.6}
+
+
+def refused(r, *parts: str) -> str:
+    """The run ended with exit 1, no traceback, and a message holding every part."""
+    assert r.exit_code == 1, r.output
+    assert "Traceback" not in r.output, r.output
+    for p in parts:
+        assert p in r.output, (p, r.output)
+    return r.output
+
+
+def data_copy(tmp_path: Path, header_only: tuple[str, str] | None = None) -> Path:
+    """The packaged sample, copied; with ``header_only = (task, split)`` that file keeps only its header."""
+    d = tmp_path / "data"
+    shutil.copytree(SAMPLE, d)
+    if header_only is not None:
+        f = d / TASKS[header_only[0]].file_name(header_only[1])
+        f.write_text(f.read_text().split("\n", 1)[0] + "\n")
+    return d
+
+
+def set_value(folder: Path, name: str, row: int, value: str) -> Path:
+    """Replace the last field of data row ``row`` of a prediction file."""
+    f = folder / name
+    lines = f.read_text().split("\n")
+    lines[row] = lines[row].rsplit(",", 1)[0] + "," + value
+    f.write_text("\n".join(lines))
+    return f
+
+
+# -- header-only course files ----------------------------------------------------------------
+def test_register_with_a_header_only_dev_file(tmp_path, invoke, fake_predictions):
+    data = data_copy(tmp_path, ("sts", "dev"))
+    preds = fake_predictions(tmp_path / "p", {"sts": 0.6}, seed=0)
+    r = invoke("register", "--predictions", preds, "--name", "x", "--data", data, "--registry", tmp_path / "reg")
+    refused(r, "sts-dev.csv", "no example rows after the header", "dev file of task 'sts'")
+
+
+def test_select_with_a_header_only_dev_file(tmp_path, invoke, registry_with_imports):
+    data = data_copy(tmp_path, ("para", "dev"))
+    r = invoke("select", "--data", data, "--registry", registry_with_imports)
+    refused(r, "quora-dev.csv", "no example rows after the header")
+
+
+def test_train_with_a_header_only_train_file(tmp_path, invoke, tiny_base_dir):
+    data = data_copy(tmp_path, ("sst", "train"))
+    r = invoke("train", "--data", data, "--base", tiny_base_dir, "--epochs", "1", "--tasks", "sst",
+               "--registry", tmp_path / "reg", "--device", "cpu")
+    refused(r, "ids-sst-train.csv", "no example rows after the header", "train file of task 'sst'")
+    assert not (tmp_path / "reg" / "candidates").exists() or not any((tmp_path / "reg" / "candidates").iterdir())
+
+
+# -- imported prediction values ---------------------------------------------------------------
+@pytest.mark.parametrize("value, expected", [
+    ("1_0", "column 'score' is '1_0'; expected a number"),
+    ("1e308", "column 'score' is 1e+308; expected a similarity score within +-1e+06"),
+    ("-2e6", "column 'score' is -2000000.0; expected a similarity score within +-1e+06"),
+])
+def test_register_refuses_bad_sts_values(tmp_path, invoke, fake_predictions, value, expected):
+    preds = fake_predictions(tmp_path / "p", {"sts": 0.6}, seed=0)
+    set_value(preds, "sts-dev.csv", 3, value)
+    r = invoke("register", "--predictions", preds, "--name", "x", "--data", SAMPLE, "--registry", tmp_path / "reg")
+    refused(r, "sts-dev.csv:4:", expected)
+
+
+def test_a_huge_field_is_shown_cut(tmp_path, invoke, fake_predictions):
+    preds = fake_predictions(tmp_path / "p", {"sts": 0.6}, seed=0)
+    set_value(preds, "sts-dev.csv", 2, "x" * 10_000_000)
+    r = invoke("register", "--predictions", preds, "--name", "x", "--data", SAMPLE, "--registry", tmp_path / "reg")
+    out = refused(r, "sts-dev.csv:3:", "... (10,000,002 characters)", "expected a number")
+    assert len(out) < 1000
+
+
+# -- options ----------------------------------------------------------------------------------
+def test_parameters_must_be_positive(tmp_path, invoke, fake_predictions):
+    preds = fake_predictions(tmp_path / "p", QUALITY, seed=0)
+    r = invoke("register", "--predictions", preds, "--name", "x", "--data", SAMPLE, "--registry", tmp_path / "reg",
+               "--parameters", "-5")
+    refused(r, "--parameters -5: expected a positive integer")
+    assert not (tmp_path / "reg" / "candidates").exists()
+
+
+@pytest.mark.parametrize("n", ["0", "-5", "4"])
+def test_max_length_must_hold_a_pair(tmp_path, invoke, tiny_base_dir, n):
+    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--max-length", n,
+               "--registry", tmp_path / "reg")
+    refused(r, "--max-length must be >= 5 tokens")
+
+
+def test_unknown_device(tmp_path, invoke, tiny_base_dir):
+    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--device", "bogus",
+               "--registry", tmp_path / "reg")
+    refused(r, "--device 'bogus': unknown device; expected auto, cpu, cuda or cuda:N")
+
+
+# -- paths ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", [("list",), ("select", "--data", SAMPLE)])
+def test_registry_that_is_a_file(tmp_path, invoke, command):
+    f = tmp_path / "reg.txt"
+    f.write_text("not a registry\n")
+    refused(invoke(*command, "--registry", f), f"{f}: is a file, not a registry folder")
+
+
+def test_predict_and_submit_out_an_existing_file(tmp_path, invoke, registry_with_imports):
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0").exit_code == 0
+    taken = tmp_path / "taken"
+    taken.write_text("mine\n")
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", taken)
+    refused(r, f"--out {taken}: is a file, not a folder; expected a folder for the leaderboard files")
+    out = tmp_path / "predictions"
+    assert invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", out).exit_code == 0
+    r = invoke("submit", "--predictions", out, "--out", taken, "--data", SAMPLE, "--registry", reg)
+    refused(r, f"--out {taken}: is a file, not a folder; expected a folder for the submission zips")
+    assert taken.read_text() == "mine\n"
+
+
+def test_emoji_codes_in_a_path_print_as_written(tmp_path, invoke):
+    reg = tmp_path / ":smile:" / "reg"
+    refused(invoke("list", "--registry", reg), f"{reg}: no registry here")
