@@ -173,6 +173,16 @@ class _EnsembleFiles(_Folder):
         except ValueError as e:
             raise EnsembleError(f"{path}: not valid JSON ({e})") from e
 
+    def remove_ensemble(self, name: str) -> Path:
+        """Delete the saved ensemble ``name`` (a saved name, never a path), under the lock."""
+        with self.lock():
+            if name not in self.ensemble_names():
+                raise EnsembleError(f"no saved ensemble {name!r} in {self.ensembles_dir} "
+                                    "(`ensemble ensembles list` shows them)")
+            path = self.ensembles_dir / f"{name}.json"
+            path.unlink()
+        return path
+
     def ensemble_names(self) -> list[str]:
         """The saved ensembles' names, oldest saved first (read only)."""
         self._existing()
@@ -223,7 +233,14 @@ class Registry(_EnsembleFiles):
 
     def get(self, ref: str) -> Candidate:
         """A candidate by id, unique id prefix, or unique name."""
+        return self.get_many([ref])[0]
+
+    def get_many(self, refs: list[str]) -> list[Candidate]:
+        """Candidates by id, unique id prefix or unique name, from one read of the manifests."""
         cands = self.candidates()
+        return [self._match(ref, cands) for ref in refs]
+
+    def _match(self, ref: str, cands: list[Candidate]) -> Candidate:
         exact = [c for c in cands if c.id == ref]
         if exact:
             return exact[0]

@@ -11,7 +11,7 @@ from rich.markup import escape
 from ..errors import EnsembleError
 from ..registry import Registry
 from .options import JsonOpt, RegistryOpt
-from .render import console, fmt, note, print_json, print_table
+from .render import console, err, fmt, note, print_json, print_table
 from .tables import Col
 
 NameArg = typer.Argument(..., help="The saved ensemble's name (`ensemble ensembles list` shows them).")
@@ -87,11 +87,10 @@ def remove(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"),
     reg = Registry(registry)
     if name not in reg.ensemble_names():   # a saved name, never a path out of the folder
         raise EnsembleError(f"no saved ensemble {name!r} in {reg.ensembles_dir} (`ensemble ensembles list` shows them)")
-    if not yes and not typer.confirm(f"remove saved ensemble {name}?", default=False):
-        console.print("kept")
+    if not yes and not typer.confirm(f"remove saved ensemble {name}?", default=False, err=as_json):
+        (err if as_json else console).print("kept")
         raise typer.Exit(1)
-    path = reg.ensembles_dir / f"{name}.json"
-    path.unlink()
+    path = reg.remove_ensemble(name)
     if as_json:
         print_json({"removed": name, "path": str(path)})
         return

@@ -15,7 +15,7 @@ from ..tasks import TASKS
 from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
-from .render import (candidate_row, console, print_candidate, print_candidates, print_compare, print_json,
+from .render import (candidate_row, console, err, print_candidate, print_candidates, print_compare, print_json,
                      print_refreshed, print_registered, print_verify, sample_banner, warn)
 
 
@@ -56,7 +56,7 @@ def compare(candidates: list[str] = typer.Argument(..., help="Two or more candid
             registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
     """Candidates' configs and dev scores side by side; the rows that differ are marked."""
     reg = Registry(registry)
-    cands = [reg.get(ref) for ref in candidates]
+    cands = reg.get_many(candidates)
     if len(cands) < 2:
         raise EnsembleError("compare needs two or more candidates")
     fields = compare_fields(cands)
@@ -100,7 +100,7 @@ def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
              f"{', '.join(used_by)}: `ensemble predict` with {'them' if len(used_by) > 1 else 'it'} fails once it "
              "is removed; run `ensemble select` again")
     if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
-        console.print("kept")
+        (err if as_json else console).print("kept")
         raise typer.Exit(1)
     reg.remove(c.id)
     if as_json:

@@ -68,6 +68,7 @@ def test_remove_needs_yes_and_a_saved_name(registry_with_imports, invoke):
     _select(invoke, reg, "g")
     r = invoke("ensembles", "remove", "g", "--registry", reg, "--json")   # no --yes: asks; no answer keeps it
     assert r.exit_code == 1 and (reg / "ensembles" / "g.json").exists()
+    assert r.stdout.strip() == "" and "remove saved ensemble g?" in r.stderr   # the prompt on stderr: stdout is JSON only
     r = invoke("ensembles", "remove", "../g", "--registry", reg, "--yes", "--json")
     assert r.exit_code == 1 and json.loads(r.stdout)["error"].startswith("no saved ensemble '../g'")
     r = invoke("ensembles", "remove", "g", "--registry", reg, "--yes", "--json")

@@ -19,6 +19,9 @@ def test_remove_asks_unless_yes(tmp_path, registry_with_imports, invoke):
     cid = json.loads(invoke("list", "--registry", reg, "--json").output)[0]["id"]
     r = runner.invoke(app, ["remove", cid, "--registry", str(reg)], input="n\n")
     assert r.exit_code == 1 and "kept" in r.output
+    r = runner.invoke(app, ["remove", cid, "--registry", str(reg), "--json"], input="n\n")
+    assert r.exit_code == 1 and "kept" in r.stderr and "kept" not in r.stdout     # --json: prompt and answer on stderr
+    assert "remove candidate" in r.stderr and "remove candidate" not in r.stdout
     assert len(json.loads(invoke("list", "--registry", reg, "--json").output)) == 3
     assert invoke("remove", cid, "--registry", reg, "--yes").exit_code == 0
     assert len(json.loads(invoke("list", "--registry", reg, "--json").output)) == 2
