@@ -31,19 +31,22 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import stats
 
 from .. import data as data_mod
 from .. import metrics
 from ..errors import EnsembleError
 from ..progress import NULL, Progress
 from ..registry import Registry
-from ..selection import MODES, EnsembleSelector, TaskInput, ensemble_predictions, score_on, select
+from ..selection import MODES, EnsembleSelector, TaskInput, ensemble_predictions, score_on
+from ..selection.inputs import align
+from ..selection.modes import get_mode
 from ..selection.crossfit import cross_fit_pool
 from ..selection.pool import Pool
 from ..tasks import TASKS, get_task
 from ..workflow import dev_predictions, usable_candidates
 
-HONESTY_MODES = ("greedy", "greedy-strict", "caruana", "bagged")
+HONESTY_MODES = tuple(MODES)
 COURSE_DEV_ROWS = {"sst": 1101, "para": 3000, "sts": 863}
 TARGETS = {"coverage": (0.90, 0.99), "bias_over_sd": 0.25, "width_ratio": 1.5}
 
@@ -95,12 +98,13 @@ def simulate(sc: Scenario, q: np.ndarray, fam: np.ndarray, n: int, rng) -> tuple
     return y, 2.0 * q[:, None, None] * y[None, :, None] + 2.4 * noise
 
 
-def summarise(err, covered, width, true_gain, estimate) -> dict[str, Any]:
-    """Coverage, bias, RMSE, width against the oracle width (2 x 1.96 x SD of the error)."""
+def summarise(err, covered, width, true_gain, estimate, level: float = 0.95) -> dict[str, Any]:
+    """Coverage, bias, RMSE, width against the oracle width (2 x z x SD of the error, z the normal
+    quantile of ``level``: 1.96 at 95%)."""
     err = np.asarray(err, dtype=np.float64)
     sd = float(err.std(ddof=1)) if len(err) > 1 else float("nan")
     bias = float(err.mean())
-    oracle = 2 * 1.96 * sd
+    oracle = 2 * float(stats.norm.ppf(0.5 + level / 2)) * sd
     out = {
         "coverage": float(np.mean(covered)), "bias": bias, "sd_error": sd,
         "bias_over_sd": bias / sd if sd > 0 else float("nan"),
@@ -125,9 +129,10 @@ def get_scenarios(names: Sequence[str | Scenario] | None) -> list[Scenario]:
 
 
 def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
-    unknown = [m for m in modes if m not in MODES]
-    if unknown or not modes:
-        raise EnsembleError(f"unknown or no mode(s) {', '.join(unknown)}; expected some of {', '.join(MODES)}")
+    if not modes:
+        raise EnsembleError(f"no mode given; expected some of {', '.join(MODES)}")
+    for m in modes:
+        get_mode(m)
     return tuple(modes)
 
 
@@ -165,7 +170,8 @@ def _scenario_rows(sc: Scenario, replications: int, modes: tuple[str, ...], seed
         progress.advance()
     return [{"scenario": sc.name, "task": sc.task, "candidates": sc.candidates, "spread": sc.spread,
              "n_dev": sc.n_dev, "mode": md, "replications": replications,
-             **summarise(rec[md]["err"], rec[md]["cov"], rec[md]["width"], rec[md]["true"], rec[md]["est"])}
+             **summarise(rec[md]["err"], rec[md]["cov"], rec[md]["width"], rec[md]["true"], rec[md]["est"],
+                         settings["level"])}
             for md in modes]
 
 
@@ -215,11 +221,12 @@ def _real_split(task: str, split, cands: dict, held: set[str], modes: tuple[str,
                     candidates={c: _subset([str(i) for i in ids], a, rest) for c, (ids, a) in cands.items()})
     held_preds = {c: _subset([str(i) for i in ids], a, out_ids)[1] for c, (ids, a) in cands.items()}
     y_out = np.asarray([lab[i] for i in out_ids])
+    pool = align(inp).pool            # joined, stacked and hashed once for every mode
     gains = {}
     for md in modes:
-        sel = select(inp, md, None, steps, repeats=0, seed=seed, bags=bags)
-        single = score_on(task, held_preds, y_out, {sel.best_single[0]: 1})
-        gains[md] = score_on(task, held_preds, y_out, sel.weights) - single
+        est = EnsembleSelector(task, md, None, steps, bags, seed=seed).fit_pool(pool)
+        single = score_on(task, held_preds, y_out, {est.best_single_: 1})
+        gains[md] = score_on(task, held_preds, y_out, est.weights_) - single
     return gains
 
 

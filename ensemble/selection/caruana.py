@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import Budget
-from .keys import fmt_change, score_key, score_keys
+from .keys import fmt_change, loss_key, score_key, score_keys
 from .pool import Pool, State
 from .results import Picked, Step
 
@@ -24,7 +24,7 @@ def _best(pool: Pool, st: State, elig: np.ndarray) -> tuple[int, str | None, flo
     if len(tied) == 1:
         best, tie_note = int(tied[0]), None
     else:
-        cand = sorted((pool.loss_with(st, int(j)), int(j)) for j in tied)
+        cand = sorted((loss_key(pool.loss_with(st, int(j))), int(j)) for j in tied)
         best = cand[0][1]
         by = "content hash" if cand[0][0] == cand[1][0] else "secondary loss"
         tie_note = f"{by} among {len(tied)} tied"

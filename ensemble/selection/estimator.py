@@ -9,7 +9,7 @@ from ..errors import EnsembleError
 from ..tasks import get_task
 from .average import ensemble_predictions, score_on
 from .checks import check_budget
-from .keys import score_keys
+from .keys import loss_key, score_keys
 from .modes import DEFAULT_MODE, get_mode
 from .pool import Pool
 from .results import Ranked
@@ -25,8 +25,8 @@ def ranked(pool: Pool, order: list[int]) -> list[Ranked]:
         if len(same) == 1:
             out.append(Ranked(r, pool.ids[i], float(own[i]), None, None))
             continue
-        li = pool.own_loss(i)
-        tb = "content hash" if any(pool.own_loss(int(j)) == li for j in same if j != i) else "secondary loss"
+        li = loss_key(pool.own_loss(i))
+        tb = "content hash" if any(loss_key(pool.own_loss(int(j))) == li for j in same if j != i) else "secondary loss"
         out.append(Ranked(r, pool.ids[i], float(own[i]), float(li), tb))
     return out
 

@@ -1,4 +1,7 @@
-"""How scores are compared: accuracies exactly, Pearson r rounded to :data:`PEARSON_DECIMALS`."""
+"""How scores are compared: accuracies exactly, Pearson r rounded to :data:`PEARSON_DECIMALS`;
+secondary losses (the first tie-break) rounded the same way, so that two candidates whose losses
+differ only by float rounding (the same values summed in another row order) tie and fall through
+to the content hash."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,6 +24,11 @@ def score_keys(task: str, scores: np.ndarray) -> np.ndarray:
     if TASKS[task].metric == "pearson":
         return np.round(scores, PEARSON_DECIMALS)
     return scores
+
+
+def loss_key(loss: float) -> float:
+    """The value secondary losses are compared by: rounded to :data:`PEARSON_DECIMALS` decimals."""
+    return float(np.round(loss, PEARSON_DECIMALS))
 
 
 def fmt_change(x: float) -> str:

@@ -20,7 +20,7 @@ from ..tasks import TASKS, get_task
 from .accuracy import correct_counts, locked_rows
 from .average import ensemble_predictions
 from .checks import as_2d, check_labels
-from .keys import score_keys
+from .keys import loss_key, score_keys
 from .pearson import PearsonRun, PearsonSums
 from .workset import counts_with, view
 
@@ -179,7 +179,7 @@ class Pool:
         keys = score_keys(self.task, self.own_scores())
         uniq, counts = np.unique(keys, return_counts=True)
         shared = set(uniq[counts > 1].tolist())
-        loss = [self.own_loss(i) if keys[i] in shared else 0.0 for i in range(self.m)]
+        loss = [loss_key(self.own_loss(i)) if keys[i] in shared else 0.0 for i in range(self.m)]
         return sorted(range(self.m), key=lambda i: (-keys[i], loss[i], i))
 
     def ensemble(self, weights: Mapping[str, float], rows: np.ndarray | None = None) -> np.ndarray:

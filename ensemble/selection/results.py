@@ -46,7 +46,7 @@ class Ranked(_Plain):
     candidate: str
     own_score: float
     secondary_loss: float | None   # computed only where the own score is tied (it is only a tie-break)
-    tie_break: str | None          # None: no tie on own score; "secondary loss" or "id": what decided it
+    tie_break: str | None          # None: no tie on own score; "secondary loss" or "content hash": what decided it
 
 
 @dataclass

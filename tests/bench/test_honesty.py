@@ -87,3 +87,16 @@ def test_real_check_scores_each_mode_on_the_held_out_ids(tmp_path):
     assert math.isclose(car["mean_gain"], np.mean(gains)) and math.isclose(car["sd_gain"], np.std(gains, ddof=1))
     assert r["rows"][0]["vs_greedy"] == 0.0
     assert math.isclose(car["vs_greedy"], car["mean_gain"] - r["rows"][0]["mean_gain"])
+
+
+def test_summarise_by_hand_and_the_oracle_follows_the_level():
+    # errors +-1 four times: mean 0, SD sqrt(4/3); the oracle interval is 2 z SD wide
+    err, covered, width = [1.0, -1.0, 1.0, -1.0], [True, True, False, True], [2.0, 2.0, 2.0, 2.0]
+    sd = (4 / 3) ** 0.5
+    row = summarise(err, covered, width, [0.1, 0.1, 0.1, 0.1], [0.2, 0.0, 0.2, 0.0])
+    assert row["coverage"] == 0.75 and row["bias"] == 0.0 and row["rmse"] == 1.0
+    assert row["oracle_width"] == pytest.approx(2 * 1.959964 * sd, rel=1e-6)
+    assert row["width_ratio"] == pytest.approx(2.0 / (2 * 1.959964 * sd), rel=1e-6)
+    assert row["true_gain"] == pytest.approx(0.1) and row["estimate"] == pytest.approx(0.1)
+    at90 = summarise(err, covered, width, [0.1] * 4, [0.1] * 4, level=0.90)
+    assert at90["oracle_width"] == pytest.approx(2 * 1.644854 * sd, rel=1e-6)
