@@ -152,9 +152,9 @@ def register_model(registry: Registry, path: Path, data_dir: Path, name: str | N
     model_src, old = _model_source(path)
     device = pick_device(device)
     check_precision(precision, device)
-    model, tokenizer = load_model(model_src, device)
-    if not force:
+    if not force and (model_src / WEIGHTS_FILE).is_file():   # before the model is loaded: a hash is cheap
         refuse_twice(registry, {f"model/{WEIGHTS_FILE}": file_sha256(model_src / WEIGHTS_FILE)}, str(path))
+    model, tokenizer = load_model(model_src, device)
     tasks = list(model.config.tasks)
     splits = load_splits(data_dir, tasks, ("dev", "test"))
 

@@ -54,7 +54,7 @@ def _heldout_record(sel: Any) -> dict[str, Any] | None:
 
 
 def ensemble_doc(name: str, mode: str, sample: bool, data_dir: Path, selections: dict[str, Any],
-                 choices: dict[str, dict[str, str]], pred_hashes: dict[str, dict[str, dict[str, str]]],
+                 choices: dict[str, dict[str, str]], by_id: dict[str, Candidate],
                  summary: list[dict[str, Any]]) -> dict[str, Any]:
     """The saved ensemble: per task the system saved (members in selection order, weights), why,
     the mode's settings and the held-out interval; dev files' and predictions' hashes."""
@@ -62,7 +62,7 @@ def ensemble_doc(name: str, mode: str, sample: bool, data_dir: Path, selections:
     for t, sel in selections.items():
         members, weights, dev_score = saved_system(sel, choices[t])
         tasks[t] = {"members": members, "weights": weights, "dev_score": dev_score,
-                    "prediction_sha256": pred_hashes[t], **choices[t], "settings": sel.settings,
+                    "prediction_sha256": prediction_hashes(t, members, by_id), **choices[t], "settings": sel.settings,
                     "interval": _heldout_record(sel),
                     "selected": {"members": list(sel.members), "weights": dict(sel.weights),
                                  "dev_score": sel.ensemble_dev_score}}

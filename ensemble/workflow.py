@@ -15,14 +15,13 @@ from . import data as data_mod
 from . import selection
 from .errors import EnsembleError
 from .metrics import score
-from .files import atomic_write_bytes, file_sha256
+from .files import atomic_write_bytes, file_sha256, make_folder
 from .predfile import align_predictions
 from .candidate import Candidate, check_model, now_iso
 from .registry import Registry
 from .selection import ensemble_predictions, score_on
 from .leaderboard import leaderboard_bytes, score_dir, write_leaderboard
-from .saved import (SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes,
-                    saved_system)
+from .saved import SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes
 from .tasks import TASK_NAMES, TASKS
 
 # -- selection ----------------------------------------------------------------------------------
@@ -123,8 +122,7 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
     report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t), **choices[t]}
                                           for t, s in selections.items()}, summary, notes, stale, sample=sample)
     if save:
-        pred_hashes = {t: prediction_hashes(t, saved_system(s, choices[t])[1], by_id) for t, s in selections.items()}
-        doc = ensemble_doc(name, mode, sample, data_dir, selections, choices, pred_hashes, summary)
+        doc = ensemble_doc(name, mode, sample, data_dir, selections, choices, by_id, summary)
         report.path = str(registry.save_ensemble(name, doc))
     return report
 
@@ -263,12 +261,12 @@ def _stamp(doc: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
            written: list[tuple[str, str]]) -> dict[str, Any]:
     """What made the leaderboard files, for the folder's stamp: the ensemble, each task's weights
     and members' prediction hashes, and the sha256 of each data file a written file answers."""
+    members = {t: members_in_order(doc, t) for t in sorted({t for t, _ in written})}
     return {
         "ensemble": doc["name"], "ensemble_created": doc.get("created"), "created": now_iso(),
         "sample": bool(doc.get("sample")),
-        "tasks": {t: {"weights": dict(members_in_order(doc, t)), "dev_score": doc["tasks"][t].get("dev_score"),
-                      "prediction_sha256": prediction_hashes(t, members_in_order(doc, t), by_id)}
-                  for t in sorted({t for t, _ in written})},
+        "tasks": {t: {"weights": dict(m), "dev_score": doc["tasks"][t].get("dev_score"),
+                      "prediction_sha256": prediction_hashes(t, m, by_id)} for t, m in members.items()},
         "data": {TASKS[t].file_name(s): file_sha256(Path(data_dir) / TASKS[t].file_name(s)) for t, s in written},
     }
 
@@ -307,8 +305,8 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
         del model
     values = _weighted(task, members, loaded, split.ids, str(input_file))
     stem = Path(input_file).stem
+    make_folder(Path(out), "the leaderboard file")
     target = Path(out) / f"{task}-{stem}-output.csv"
-    target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target, leaderboard_bytes(task, split.ids, values))
     result = {"ensemble": doc["name"], "written": [str(target)], "rows": len(split)}
     if split.labelled:

@@ -11,6 +11,7 @@ from ensemble.errors import EnsembleError
 from ensemble.leaderboard import score_dir
 from ensemble.register import register_predictions
 from ensemble.registry import Registry
+from ensemble.saved import members_in_order
 from registry_files import make_pred_dir
 
 
@@ -67,3 +68,15 @@ def test_ensemble_system_keeps_the_ensemble_and_says_why(twins):
 def test_an_unknown_system_is_an_error(twins):
     with pytest.raises(EnsembleError, match="expected one of ensemble, auto"):
         workflow.select(twins, SAMPLE, system="best")
+
+
+@pytest.mark.parametrize("weight", [0, -1, True, float("inf"), float("nan"), "abc"])
+def test_a_hand_edited_weight_is_refused_when_the_members_are_read(weight):
+    doc = {"name": "e", "tasks": {"sts": {"members": ["b", "a"], "weights": {"a": 1, "b": weight}}}}
+    with pytest.raises(EnsembleError, match=rf"ensemble 'e', task sts: weight of b is .*; expected a positive number"):
+        members_in_order(doc, "sts")
+
+
+def test_members_come_back_in_selection_order_with_their_weights():
+    doc = {"name": "e", "tasks": {"sts": {"members": ["b", "a"], "weights": {"a": 1, "b": 0.25}}}}
+    assert list(members_in_order(doc, "sts").items()) == [("b", 0.25), ("a", 1)]
