@@ -19,11 +19,10 @@ from .errors import EnsembleError
 from .progress import NULL, Progress
 from .register import train_into
 from .registry import Registry
-from .submission import make_submission
+from .submission import checked_files, ensemble_record, pack
 from .tasks import TASK_NAMES
 from .train import TrainConfig
 from .selection import DEFAULT_MODE
-from .validate import format_problems, validate_dir
 
 
 def quick_preset(base: str) -> list[TrainConfig]:
@@ -84,15 +83,10 @@ def run(data: Path | None, base: str | None, preset: str, registry: Path, out: P
     trained, skipped = _train_all(reg, configs, data_dir, device, progress, on_trained, say)
     report = workflow.select(reg, data_dir, TASK_NAMES, mode, name=f"run-{preset}", sample=sample, system=system)
     pred = workflow.predict(reg, data_dir, out, report.name)
-    problems = validate_dir(out, data_dir)
-    if problems:
-        raise EnsembleError(f"the leaderboard files written to {out} do not validate:\n{format_problems(problems)}")
+    found = checked_files(out, data_dir)   # the six files validated once, for the zip as for `submit`
+    record = {**ensemble_record(out, found, sample), "preset": preset, "mode": mode, "system": system}
     mean = sum(pred["dev_scores"].values()) / len(pred["dev_scores"]) if pred["dev_scores"] else None
-    doc = reg.load_ensemble(report.name)
-    zip_path = make_submission(out, submissions, data_dir,
-                               {"name": report.name, "preset": preset, "mode": mode, "system": system,
-                                "sample_data": sample, "tasks": doc["tasks"]},
-                               mean)
+    zip_path = pack(found, submissions, record, mean)
     return {"selection": report, "trained": trained, "skipped": skipped, "written": pred["written"],
             "dev_scores": pred["dev_scores"], "submission": str(zip_path), "sample": sample,
             "seconds": time.perf_counter() - t0}

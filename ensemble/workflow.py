@@ -266,7 +266,9 @@ def _stamp(doc: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
         "ensemble": doc["name"], "ensemble_created": doc.get("created"), "created": now_iso(),
         "sample": bool(doc.get("sample")),
         "tasks": {t: {"weights": dict(m), "dev_score": doc["tasks"][t].get("dev_score"),
-                      "prediction_sha256": prediction_hashes(t, m, by_id)} for t, m in members.items()},
+                      "prediction_sha256": prediction_hashes(t, m, by_id),
+                      **{k: doc["tasks"][t][k] for k in ("system", "reason") if k in doc["tasks"][t]}}
+                  for t, m in members.items()},
         "data": {TASKS[t].file_name(s): file_sha256(Path(data_dir) / TASKS[t].file_name(s)) for t, s in written},
     }
 

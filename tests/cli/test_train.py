@@ -30,6 +30,7 @@ def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_
         assert entry["reason"] and entry["interval"]["df"] == 4
         assert info["tasks"][task]["system"] == entry["system"] and info["tasks"][task]["reason"] == entry["reason"]
     assert doc["mode"] == "caruana" and info["name"] == "run-quick" and info["system"] == "auto"
+    assert info["verified"] is True and info["sample_data"] is True   # from predict's stamp, as `submit` records
     n_cands = len(list((tmp_path / "checkpoints" / "candidates").iterdir()))
     assert n_cands >= 4
     r2 = invoke("run", "--base", tiny_base_dir, "--json")
