@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import tempfile
 from pathlib import Path
 
 from .errors import EnsembleError
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+FAULT_ENV = "ENSEMBLE_FAULT_AT"
+_fault_counts: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """A deterministic kill point for the crash tests (tests/adversarial/): with
+    ``ENSEMBLE_FAULT_AT=<name>`` (or ``<name>#<n>`` for its n-th passage, counting from 1) the process
+    kills itself with SIGKILL here, as ``kill -9`` would, before the step that follows. Unset (as
+    for every user), it does nothing. Named points sit before each rename or replace that matters."""
+    want = os.environ.get(FAULT_ENV)
+    if not want:
+        return
+    point, _, nth = want.partition("#")
+    if point != name:
+        return
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    if _fault_counts[name] == (int(nth) if nth else 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def refuse_pickles(directory: Path) -> None:
@@ -101,6 +120,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = stage_bytes(path.parent, path.name, data)
     try:
+        fault_point("atomic-write")
         os.replace(tmp, path)
     except BaseException:
         remove_quiet(tmp)

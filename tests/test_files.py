@@ -39,3 +39,15 @@ def test_atomic_write_replaces_with_the_umask_not_the_old_mode(tmp_path, umask):
     atomic_write_bytes(p, b"new")
     assert p.read_bytes() == b"new" and mode(p) == 0o644
     assert sorted(os.listdir(tmp_path)) == ["f"]   # no temp file left
+
+
+def test_fault_point_kills_at_its_nth_passage_only(tmp_path):
+    import subprocess
+    import sys
+    code = ("from ensemble.files import atomic_write_text as w\n"
+            "for i in range(3):\n    w(r'%s/f%%d' %% i, 'x')\n" % tmp_path)
+    env = {**__import__("os").environ, "ENSEMBLE_FAULT_AT": "atomic-write#2"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env)
+    assert proc.returncode == -9
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["f0"]
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith(".f1.")]) == 1   # the staged temp file is left
