@@ -18,10 +18,10 @@ PACKAGE = Path(ensemble.__file__).parent
 FLOW = (
     "errors", "tasks", "files", "progress", "data", "predfile", "metrics", "batches", "bases", "model",
     "smart", "kernels", "infer", "train", "mlm", "mlm_files", "pretrain", "candidate", "registry",
-    "runs", "register", "selection", "validate", "leaderboard", "submission", "saved", "workflow", "runner", "bench", "cli", "__main__",
+    "runs", "register", "selection", "validate", "leaderboard", "submission", "saved", "workflow", "runner", "analysis", "figures", "report", "bench", "cli", "__main__",
 )
 NO_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "candidate", "registry", "runs",
-            "selection", "validate", "leaderboard", "submission", "saved")
+            "selection", "validate", "leaderboard", "submission", "saved", "analysis", "figures", "report")
 UI_LIBRARIES = ("typer", "rich", "click")
 
 

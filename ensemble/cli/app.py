@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import EnsembleError
-from . import bench, ensembles, honesty, registry, select, submissions, submit, train
+from . import analyze, bench, ensembles, honesty, registry, select, submissions, submit, train
 from .render import err, error, print_json
 
 CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
@@ -94,7 +94,7 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "verify", registry.verify), (app, "remove", registry.remove), (app, "register", registry.register),
     (app, "select", select.select), (app, "predict", select.predict), (app, "validate", submit.validate),
     (app, "submit", submit.submit), (app, "pretrain", train.pretrain),
-    (app, "submissions", submissions.submissions),
+    (app, "submissions", submissions.submissions), (app, "analyze", analyze.analyze), (app, "report", analyze.report),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
     (bench_app, "honesty", honesty.honesty),
