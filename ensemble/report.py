@@ -80,7 +80,8 @@ def training_runs(root: Path, cands: list[Candidate]) -> list[dict[str, Any]]:
         if run_id:
             by_run.setdefault(run_id, []).append(c)
     records = read_runs(root)
-    runs = [_from_record(r, {c.id for c in by_run.get(r["run_id"], [])}) for r in records]
+    live = {c.id for c in cands}
+    runs = [_from_record(r, live) for r in records]
     recorded = {r["run_id"] for r in records}
     runs += [_from_manifests(rid, cs) for rid, cs in by_run.items() if rid not in recorded]
     return [r for r in runs if r["epochs"]]
