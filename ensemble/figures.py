@@ -62,7 +62,7 @@ def selection_curve(task: str, curve: dict[str, Any]) -> bytes:
     ax.set_ylabel(_metric_label(task))
     ax.set_title(f"{task}: selection curve")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     return png(fig)
 
 
@@ -76,12 +76,13 @@ def learning_curves(runs: list[dict[str, Any]], tasks: Sequence[str]) -> bytes:
     fig, axes = _task_axes(tasks)
     for i, run in enumerate(runs):
         colour = f"C{i % 10}"
+        first = next((t for t in tasks if run["epochs"].get(t)), None)   # the panel that labels the run
         for task, ax in axes.items():
             pts = run["epochs"].get(task) or []
             if not pts:
                 continue
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "-o", ms=3, color=colour,
-                    label=run["name"] if task == tasks[0] or not run["epochs"].get(tasks[0]) else None)
+                    label=run["name"] if task == first else None)
             kept = run["kept"].get(task) or []
             if kept:
                 ax.plot([p[0] for p in kept], [p[1] for p in kept], "*", ms=12, color=colour, mec="black")

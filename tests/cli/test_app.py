@@ -50,7 +50,7 @@ def test_every_command_is_registered():
     assert sorted(" ".join(p) for p in COMMANDS) == sorted([
         "train", "list", "compare", "show", "verify", "remove", "register", "select", "predict", "validate", "submit",
         "pretrain", "run", "submissions", "bench select", "bench inference", "bench random-base", "bench train", "bench honesty",
-        "ensembles list", "ensembles show", "ensembles remove"])
+        "ensembles list", "ensembles show", "ensembles remove", "analyze", "report"])
 
 
 @pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
