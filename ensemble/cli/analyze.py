@@ -9,7 +9,6 @@ import typer
 from rich.markup import escape
 
 from .. import analysis
-from .. import report as report_mod
 from ..data import resolve_data
 from ..registry import Registry
 from ..tasks import TASKS, parse_tasks
@@ -51,6 +50,8 @@ def report(
 ) -> None:
     """Write one self-contained HTML page of plots (selection curves, learning curves, dev score against each
     hyperparameter, confusion matrices, member correlation, the summary table); no network needed to view it."""
+    from .. import report as report_mod  # lazy: matplotlib, loaded by this command only
+
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
     result = report_mod.report(Registry(registry), data_dir, out, ensemble, parse_tasks(task) if task else None, sample)

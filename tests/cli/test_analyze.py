@@ -3,8 +3,10 @@ predictions only, trained runs, narrow terminals, --json, and the errors."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -112,3 +114,21 @@ def test_report_of_trained_runs_plots_the_hyperparameters_that_vary(mixed_regist
     assert result["runs"] == 2
     assert names[-5:] == ["learning-curves", "dev-vs-lr", "dev-vs-smart_weight", "dev-vs-architecture", "dev-vs-seed"]
     assert (tmp_path / "r.html").read_text().count("<img ") == len(names)
+
+
+def test_analyze_loads_neither_torch_nor_matplotlib(registry_with_imports, invoke):
+    import subprocess
+    import sys
+
+    _select(invoke, registry_with_imports, "--tasks", "sst")
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom ensemble.cli import app\n"
+            f"r = CliRunner().invoke(app, ['analyze', '--registry', {str(registry_with_imports)!r}, '--data', "
+            f"{str(SAMPLE)!r}, '--json'])\nassert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
+    import ensemble
+
+    root = str(Path(ensemble.__file__).parents[1])    # this tree's package, not an installed one
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root,
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
