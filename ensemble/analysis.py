@@ -259,9 +259,9 @@ def analyze_task(task: str, doc: dict[str, Any], usable: list, data_dir: Path, w
     weights = selected_weights(doc, task)
     lost = [c for c in weights if c not in preds]
     if lost:
-        raise EnsembleError(f"ensemble {doc['name']}, task {task}: member(s) {', '.join(lost)} have no usable dev "
-                            f"predictions in the registry (removed, stale or damaged; the notes say which); run "
-                            "`ensemble select` again")
+        raise EnsembleError("\n  ".join([f"ensemble {doc['name']}, task {task}: member(s) {', '.join(lost)} have no "
+                                          "usable dev predictions in the registry (removed, stale or damaged); run "
+                                          "`ensemble select` again", *notes]))
     sel = _reselect(task, doc, split, preds, params, notes)
     keep = np.isfinite(split.labels.astype(np.float64))
     examples = [e for e, k in zip(split.examples, keep) if k]

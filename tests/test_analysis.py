@@ -156,3 +156,13 @@ def test_analyze_refuses_what_it_cannot_show(tmp_path):
     with pytest.raises(EnsembleError, match=rf"ensemble g, task sst: member\(s\) {ids['B']} have no usable dev"):
         analysis.analyze(Registry(reg.root), data, "g")
 
+
+
+def test_a_stale_member_is_refused_with_the_reason(tmp_path):
+    reg, data, ids = sst_registry(tmp_path, runs=False)
+    path = data / "ids-sst-dev.csv"
+    path.write_text(path.read_text().replace("Meh .", "Meh !"))
+    with pytest.raises(EnsembleError, match=rf"(?s)member\(s\) {ids['A']}, {ids['B']} have no usable dev.*"
+                                            rf"candidate {ids['A']} has stale cached predictions \(sst-dev "
+                                            r"\(ids-sst-dev.csv changed\)\)"):
+        analysis.analyze(reg, data, "g")
