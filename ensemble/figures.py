@@ -14,6 +14,7 @@ matplotlib.use("Agg")   # before pyplot: no display, same bytes everywhere
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .tasks import TASKS  # noqa: E402
 
@@ -58,6 +59,7 @@ def selection_curve(task: str, curve: dict[str, Any]) -> bytes:
         ax.errorbar([at], [held["estimate"]], yerr=[[held["estimate"] - held["low"]], [held["high"] - held["estimate"]]],
                     fmt="s", color=HELDOUT_COLOUR, capsize=5,
                     label=f"held-out estimate {held['estimate']:.4f} ({held['level']:.0%} interval)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("selection step (members added)")
     ax.set_ylabel(_metric_label(task))
     ax.set_title(f"{task}: selection curve")
@@ -87,6 +89,7 @@ def learning_curves(runs: list[dict[str, Any]], tasks: Sequence[str]) -> bytes:
             if kept:
                 ax.plot([p[0] for p in kept], [p[1] for p in kept], "*", ms=12, color=colour, mec="black")
     for task, ax in axes.items():
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(_metric_label(task))
         ax.set_title(f"{task} (stars: kept candidates)")
@@ -132,10 +135,11 @@ def _heatmap(ax, m: np.ndarray, labels: Sequence[str], fmt: str, cmap: str, vmin
     ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
-    top = np.nanmax(m) if m.size else 0
-    for (i, j), v in np.ndenumerate(m):
-        dark = v > (vmin if vmin is not None else 0) + 0.6 * ((vmax if vmax is not None else top) - (vmin or 0))
-        ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    lo = 0 if vmin is None else vmin
+    hi = (np.nanmax(m) if m.size else 0) if vmax is None else vmax
+    for (i, j), v in np.ndenumerate(m):   # white text on the dark cells
+        ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=8,
+                color="white" if v > lo + 0.6 * (hi - lo) else "black")
 
 
 def confusion(task: str, ensemble: list[list[int]], single: list[list[int]]) -> bytes:
@@ -155,6 +159,6 @@ def correlation(task: str, matrix: list[list[float]], labels: Sequence[str]) -> 
     """The members' pairwise correlation of predictions as a heatmap."""
     size = 2.5 + 0.55 * len(labels)
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    _heatmap(ax, np.asarray(matrix, dtype=np.float64), labels, ".2f", "viridis", vmin=min(0.0, np.min(matrix)), vmax=1.0)
+    _heatmap(ax, np.asarray(matrix, dtype=np.float64), labels, ".2f", "Blues", vmin=min(0.0, np.min(matrix)), vmax=1.0)
     ax.set_title(f"{task}: members' correlation of predictions")
     return png(fig)
