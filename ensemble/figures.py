@@ -34,6 +34,15 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _tidy_y(ax, values) -> None:
+    """Plain tick labels (no offset), and at least 0.01 of range so that float noise stays flat."""
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    vals = [v for v in values if v is not None]
+    if vals and max(vals) - min(vals) < 0.01:
+        mid = (max(vals) + min(vals)) / 2
+        ax.set_ylim(mid - 0.005, mid + 0.005)
+
+
 def _metric_label(task: str) -> str:
     return f"{task} dev {TASKS[task].metric}"
 
@@ -56,10 +65,11 @@ def selection_curve(task: str, curve: dict[str, Any]) -> bytes:
     held = curve.get("heldout")
     if held:
         at = max([a for a, _ in kept], default=1)
-        ax.errorbar([at], [held["estimate"]], yerr=[[held["estimate"] - held["low"]], [held["high"] - held["estimate"]]],
+        ax.errorbar([at], [held["estimate"]], yerr=[[max(0.0, held["estimate"] - held["low"])], [max(0.0, held["high"] - held["estimate"])]],
                     fmt="s", color=HELDOUT_COLOUR, capsize=5,
                     label=f"held-out estimate {held['estimate']:.4f} ({held['level']:.0%} interval)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _tidy_y(ax, y + [curve["best_single"]] + ([held["low"], held["high"]] if held else []))
     ax.set_xlabel("selection step (members added)")
     ax.set_ylabel(_metric_label(task))
     ax.set_title(f"{task}: selection curve")
@@ -69,7 +79,7 @@ def selection_curve(task: str, curve: dict[str, Any]) -> bytes:
 
 
 def _task_axes(tasks: Sequence[str], width: float = 4.0):
-    fig, axes = plt.subplots(1, len(tasks), figsize=(width * len(tasks), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(width * len(tasks), 3.6), squeeze=False, layout="constrained")
     return fig, dict(zip(tasks, axes[0]))
 
 
@@ -90,11 +100,12 @@ def learning_curves(runs: list[dict[str, Any]], tasks: Sequence[str]) -> bytes:
                 ax.plot([p[0] for p in kept], [p[1] for p in kept], "*", ms=12, color=colour, mec="black")
     for task, ax in axes.items():
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _tidy_y(ax, [p[1] for r in runs for p in r["epochs"].get(task) or []])
         ax.set_xlabel("epoch")
         ax.set_ylabel(_metric_label(task))
         ax.set_title(f"{task} (stars: kept candidates)")
         ax.grid(alpha=0.3)
-    fig.legend(loc="lower center", ncol=min(4, max(len(runs), 1)), fontsize=8, bbox_to_anchor=(0.5, -0.12))
+    fig.legend(loc="outside lower center", ncol=min(4, max(len(runs), 1)), fontsize=8)
     return png(fig)
 
 
@@ -117,6 +128,7 @@ def hyperparameter(name: str, points: dict[str, list[tuple[Any, float, str]]], c
             ax.scatter([v for v, _, _ in pts], [s for _, s, _ in pts], color=ENSEMBLE_COLOUR, alpha=0.8)
             if name == "lr" and all(v > 0 for v, _, _ in pts):
                 ax.set_xscale("log")
+        _tidy_y(ax, [p[1] for p in pts])
         ax.set_xlabel(name)
         ax.set_ylabel(f"best {_metric_label(task)}")
         ax.set_title(f"{task}: dev score against {name}")
