@@ -48,13 +48,19 @@ def _metric_label(task: str) -> str:
 
 
 def selection_curve(task: str, curve: dict[str, Any]) -> bytes:
-    """Dev score as members are added (kept steps filled, the rest hollow), the best single
-    candidate as a line and the held-out estimate with its interval at the chosen size."""
+    """Dev score as members are added: each step's score (kept steps filled, the rest hollow: a
+    rejected candidate, or a caruana step after the kept prefix), the ensemble as it stands after
+    each step (a line), the best single candidate (dashed) and the held-out estimate with its
+    interval at the chosen size."""
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = curve["steps"]
     x = [s["step"] for s in steps]
     y = [s["score"] for s in steps]
-    ax.plot(x, y, color=ENSEMBLE_COLOUR, lw=1, alpha=0.6)
+    running, current = [], None
+    for s, score in zip(steps, y):        # the ensemble as it stands after each step
+        current = score if s["accepted"] or current is None else current
+        running.append(current)
+    ax.step(x, running, where="post", color=ENSEMBLE_COLOUR, lw=1, alpha=0.7)
     kept = [(a, b) for a, b, s in zip(x, y, steps) if s["accepted"]]
     rest = [(a, b) for a, b, s in zip(x, y, steps) if not s["accepted"]]
     if kept:
