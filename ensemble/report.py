@@ -182,6 +182,27 @@ def _img(name: str, data: bytes, caption: str) -> str:
             f"<figcaption>{_e(name)}.png: {_e(caption)}</figcaption></figure>")
 
 
+def breakdown_table(task: str, t: dict[str, Any]) -> str:
+    """The task's errors in numbers: per-class accuracy and off-by-k (sst), calibration bands
+    (para), Pearson and errors by gold band (sts); the ensemble beside the best single candidate."""
+    e, s = t["ensemble"], t["best_single"]
+    kind = TASKS[task].kind
+    if kind == "classes":
+        rows = [[f"class {i}", sum(row), a, b] for i, (row, a, b) in
+                enumerate(zip(e["confusion"], e["per_class_accuracy"], s["per_class_accuracy"]))]
+        rows += [[f"off by {k}", None, e["off_by"][k], s["off_by"][k]] for k in e["off_by"]]
+        return _table(["gold", "rows", "ensemble", "best single"], rows)
+    band = [f"{b['low']:.1f}-{b['high']:.1f}" for b in e["bands"]]
+    if kind == "binary":
+        return _table(["predicted p", "rows", "mean p", "share paraphrase", "accuracy", "single rows", "single accuracy"],
+                      [[n, x["rows"], x["mean_probability"], x["positive_rate"], x["accuracy"], y["rows"], y["accuracy"]]
+                       for n, x, y in zip(band, e["bands"], s["bands"])])
+    return _table(["gold band", "rows", "pearson", "mean abs error", "mean error", "single pearson",
+                   "single mean abs error"],
+                  [[n, x["rows"], x["pearson"], x["mean_abs_error"], x["mean_error"], y["pearson"], y["mean_abs_error"]]
+                   for n, x, y in zip(band, e["bands"], s["bands"])])
+
+
 def _task_section(task: str, t: dict[str, Any], images: dict[str, bytes]) -> str:
     names = t["names"]
     members = ", ".join(f"m{i} {names.get(c, c)} ({c}, weight {w:g})" for i, (c, w) in enumerate(t["members"].items(), 1))
@@ -190,6 +211,7 @@ def _task_section(task: str, t: dict[str, Any], images: dict[str, bytes]) -> str
              f"candidate {_e(names.get(t['best_single_id']))} {_num(t['best_single_score'])}; the ensemble fixes "
              f"{t['fixes']} rows and breaks {t['breaks']}; saved system: {_e(t['system'])}.</p>",
              f"<p>members: {_e(members)}</p>"]
+    parts.append(breakdown_table(task, t))
     captions = {f"selection-{task}": "dev score as members are added (in-sample), the best single candidate "
                                      "(dashed) and the held-out estimate with its interval",
                 f"confusion-{task}": "confusion matrices on dev (rows: gold, columns: predicted)",

@@ -71,6 +71,8 @@ def test_the_page_holds_every_figure_and_nothing_outside_it(tmp_path):
     assert "<h2>Summary</h2><table><tr><th>system</th>" in page.replace("\n", "")
     assert "greedy ensemble (sst 2 members)" in page
     assert "the ensemble fixes 2 rows and breaks 1" in page
+    assert '<tr><td>class 0</td><td class="n">1</td><td class="n">0.0000</td><td class="n">1.0000</td></tr>' in page
+    assert '<tr><td>off by 1</td><td class="n">-</td><td class="n">1</td><td class="n">2</td></tr>' in page
 
 
 def test_offline_check_finds_what_it_looks_for():
