@@ -17,10 +17,10 @@ PACKAGE = Path(ensemble.__file__).parent
 # leaderboard files -> CLI. A room may import only rooms before it.
 FLOW = (
     "errors", "tasks", "files", "progress", "data", "predfile", "metrics", "batches", "bases", "model",
-    "smart", "kernels", "infer", "train", "mlm", "mlm_files", "pretrain", "candidate", "registry",
+    "smart", "kernels", "infer", "train", "mlm", "mlm_files", "pretrain", "candidate", "recovery", "registry",
     "runs", "register", "selection", "validate", "leaderboard", "submission", "saved", "workflow", "runner", "bench", "cli", "__main__",
 )
-NO_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "candidate", "registry", "runs",
+NO_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "candidate", "recovery", "registry", "runs",
             "selection", "validate", "leaderboard", "submission", "saved")
 UI_LIBRARIES = ("typer", "rich", "click")
 

@@ -2,6 +2,7 @@
 of interrupted swaps."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -225,9 +226,10 @@ def test_the_first_write_creates_the_registry(sample_data, tmp_path):
 
 def test_ensembles_naming_lists_the_saved_ensembles_with_a_member(tmp_path):
     reg = Registry(tmp_path / "reg")
-    reg.save_ensemble("a", {"tasks": {"sst": {"members": ["c1"], "weights": {"c1": 1}}}})
-    reg.save_ensemble("b", {"tasks": {"sst": {"members": ["c2"], "weights": {"c2": 1}},
-                                      "sts": {"members": ["c1"], "weights": {"c1": 2}}}})
+    reg.save_ensemble("empty", {"name": "empty"})       # makes the registry (save refuses absent members)
+    (reg.ensembles_dir / "a.json").write_text(json.dumps({"tasks": {"sst": {"members": ["c1"], "weights": {"c1": 1}}}}))
+    (reg.ensembles_dir / "b.json").write_text(json.dumps({"tasks": {"sst": {"members": ["c2"], "weights": {"c2": 1}},
+                                                                    "sts": {"members": ["c1"], "weights": {"c1": 2}}}}))
     (reg.ensembles_dir / "broken.json").write_text("{not json")
     assert reg.ensembles_naming("c1") == ["a", "b"]
     assert reg.ensembles_naming("c2") == ["b"] and reg.ensembles_naming("c3") == []
@@ -253,10 +255,17 @@ def test_an_id_out_of_the_registry_never_reaches_a_folder(tmp_path, action):
     call = {"remove": lambda ref: reg.remove(ref),
             "update": lambda ref: reg.update(ref, lambda stage, m: m),
             "update_manifest": lambda ref: reg.update_manifest(ref, lambda m: m.update(note="x"))}[action]
-    for ref in ("../../victim", "evil"):
+    with pytest.raises(EnsembleError, match=r"no candidate '\.\./\.\./victim'"):
+        call("../../victim")                  # never a folder: the damaged folder is evil
+    assert tree(reg.root) == before
+    if action == "remove":                    # a damaged folder named by its folder name goes, alone
+        assert reg.remove("evil").path == reg.candidates_dir / "evil"
+        assert not (reg.candidates_dir / "evil").exists() and reg.verify()[1] == []
+    else:
         with pytest.raises(EnsembleError, match=NOT_PLAIN):
-            call(ref)
-    assert (victim / "keep.txt").read_text() == "precious" and tree(reg.root) == before
+            call("evil")
+        assert tree(reg.root) == before
+    assert (victim / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in reg.root.parent.iterdir()) == ["p", "reg", "victim"]
 
 
@@ -264,11 +273,18 @@ def test_reading_checks_each_manifest_id_against_its_folder(tmp_path):
     reg = Registry(tmp_path / "reg")
     c = register_predictions(reg, make_pred_dir(SAMPLE, tmp_path / "p", tasks=("sts",)), "ext", SAMPLE)
     crafted_copy(c.path, reg.candidates_dir / "renamed", c.id)
+    # a damaged folder is left out of the reading (it used to stop every read) and refused by name
+    assert [x.id for x in reg.candidates()] == [c.id] and reg.get(c.id).id == c.id
+    assert [(p.candidate, p.message) for p in reg.scan()[1]] == [
+        ("renamed", f"manifest id '{c.id}' differs from its folder name 'renamed'")]
     with pytest.raises(EnsembleError, match=rf"renamed/candidate\.json: manifest id '{c.id}' differs from its "
-                                            r"folder name 'renamed'; run `ensemble verify`"):
-        reg.candidates()
+                                            r"folder name 'renamed'; run `ensemble verify` \(`ensemble remove "
+                                            r"renamed` deletes the folder\)"):
+        reg.get("renamed")
     shutil.rmtree(reg.candidates_dir / "renamed")
     (reg.candidates_dir / "linked").symlink_to(c.path)
     with pytest.raises(EnsembleError, match=r"linked: candidate folder is a symlink to .* \(inside the registry\): "
                                             r"refused; run `ensemble verify`"):
-        reg.get(c.id)
+        reg.get("linked")
+    assert reg.remove("linked").path.name == "linked"          # the link goes, never its target
+    assert c.path.is_dir() and reg.verify()[1] == [] and [x.id for x in reg.candidates()] == [c.id]
