@@ -229,6 +229,12 @@ def damage_error(d: Path, problem: Problem) -> EnsembleError:
                          f"(`ensemble remove {d.name}` deletes the folder)")
 
 
+def damaged_note(problem: Problem) -> str:
+    """What ``list`` and ``select`` say of a damaged candidate folder (left out of both)."""
+    return (f"candidate folder {problem.candidate} is damaged ({problem.file}: {problem.message}): left out; "
+            f"`ensemble verify` checks it, `ensemble remove {problem.candidate}` deletes it")
+
+
 def read_candidate(d: Path) -> Candidate:
     """The candidate in folder ``d`` (:func:`try_read`); an error naming the folder otherwise."""
     cand, problem = try_read(d)

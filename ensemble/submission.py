@@ -106,8 +106,12 @@ def ensemble_record(pred_dir: str | Path, found: dict[tuple[str, str], CheckedFi
     """The manifest's ``ensemble``: the one named by the stamp ``predict`` left in ``pred_dir``,
     checked against ``found``; ``name`` :data:`UNSTAMPED` for a folder without a stamp (or the
     ``claimed`` saved ensemble, unverified). Files that disagree with their stamp are refused
-    unless ``force``, which records them as unverified with the disagreements."""
+    unless ``force``, which records them as unverified with the disagreements; a folder that an
+    interrupted ``predict`` left (its stamp still says writing) is refused even then."""
     check = check_stamp(pred_dir, found)
+    if check.incomplete:
+        raise EnsembleError("refusing to build a submission: " + "\n".join(check.mismatches)
+                            + " (--force does not apply: the files are not one ensemble's)")
     if check.mismatches and not force:
         raise EnsembleError(f"{pred_dir}: the files do not match the stamp `ensemble predict` left:\n"
                             + "\n".join(check.mismatches)

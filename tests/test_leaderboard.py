@@ -17,7 +17,7 @@ from ensemble.data import read_split
 from ensemble.leaderboard import leaderboard_bytes, score_dir, write_leaderboard
 from ensemble.submission import make_submission
 from ensemble.tasks import TASKS
-from ensemble.validate import STAMP_NAME, validate_dir
+from ensemble.validate import STAMP_NAME, check_folder, check_stamp, validate_dir
 
 
 # --------------------------------------------------------------------------- bytes
@@ -160,19 +160,21 @@ def failing_replace(monkeypatch, fails) -> list:
 
 def test_replace_failing_once_rolls_back(preds, monkeypatch):
     old = snapshot(preds)
-    calls = failing_replace(monkeypatch, lambda n: n == 2)
+    calls = failing_replace(monkeypatch, lambda n: n == 3)
     raises(["I/O error", "untouched"], write_leaderboard, preds, _new_outputs())
     monkeypatch.undo()
-    assert len(calls) == 3  # two replaces, then the rollback of the first
+    # the writing stamp, the first file, the second fails; the first is put back, the stamp removed
+    assert [Path(c).name for c in calls] == [STAMP_NAME, "sst-dev-output.csv", "sst-test-output.csv",
+                                             "sst-dev-output.csv"]
     assert snapshot(preds) == old
     _no_leftovers(preds)
 
 
-def test_replace_failing_after_the_first_leaves_the_others_old(preds, monkeypatch):
+def test_replace_failing_after_the_first_leaves_the_others_old_and_the_folder_refused(preds, monkeypatch, tiny_data):
     old = snapshot(preds)
-    failing_replace(monkeypatch, lambda n: n > 1)
-    msg = raises(["I/O error", "sst-dev-output.csv", "previous version kept at"],
-                 write_leaderboard, preds, _new_outputs())
+    failing_replace(monkeypatch, lambda n: n > 2)      # the stamp and the first file go in, nothing after
+    msg = raises(["I/O error", "sst-dev-output.csv", "previous version kept at", "incomplete",
+                  "run `ensemble predict` again"], write_leaderboard, preds, _new_outputs())
     monkeypatch.undo()
     now = snapshot(preds)
     first = "sst-dev-output.csv"
@@ -184,6 +186,13 @@ def test_replace_failing_after_the_first_leaves_the_others_old(preds, monkeypatc
     bak = [n for n in now if n.endswith(".bak")]
     assert len(bak) == 1 and bak[0] in msg and now[bak[0]] == old[first]
     assert not [n for n in now if n.endswith(".tmp")]
+    # the writing stamp stays: the mix is refused, naming each file's version
+    check = check_stamp(preds, check_folder(preds, tiny_data, None, ("dev", "test"))[1])
+    assert check.incomplete and check.mismatches[1:3] == [
+        "para-dev-output.csv: the previous version (previous)", "para-test-output.csv: the previous version (previous)"]
+    assert "sst-dev-output.csv: the new version (new)" in check.mismatches
+    write_leaderboard(preds, _new_outputs())           # the next write cleans the leftovers
+    assert sorted(os.listdir(preds)) == sorted(EXPECTED_BYTES)
 
 
 def test_failed_first_write_leaves_no_files(tmp_path, monkeypatch):

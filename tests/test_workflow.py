@@ -68,7 +68,7 @@ def test_predict_names_the_members_an_ensemble_lost(two, tmp_path):
     report = workflow.select(reg, SAMPLE, mode="greedy", name="mine")
     members = sorted({m for t in report.tasks.values() for m in t["weights"]})
     gone = members[0]
-    reg.remove(gone)
+    reg.remove(gone, allow=["mine"])        # the user agreed to break "mine"
     tasks = ", ".join(t for t, v in report.tasks.items() if gone in v["weights"])
     with pytest.raises(EnsembleError) as e:
         workflow.predict(reg, SAMPLE, tmp_path / "out", "mine")
