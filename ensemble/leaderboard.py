@@ -34,7 +34,7 @@ from .tasks import TASKS, get_task, is_plain_id
 from .validate import (STAMP_FORMAT, STAMP_NAME, STATE_COMPLETE, STATE_WRITING, CheckedFile, check_folder, check_split,
                        read_stamp, report)
 
-__all__ = ["leaderboard_bytes", "write_leaderboard", "leftovers", "score_checked", "score_dir"]
+__all__ = ["dir_lock", "leaderboard_bytes", "write_leaderboard", "leftovers", "score_checked", "score_dir"]
 
 _NAMES = "|".join(re.escape(n) for n in [*(TASKS[t].output_name(s) for t in TASKS for s in ("dev", "test")), STAMP_NAME])
 # stage_bytes' temp files (mkstemp: 8 random characters) and _backup's hard links
@@ -112,7 +112,7 @@ def write_leaderboard(
         check_split(split)
         payloads.append((out / get_task(task).output_name(split), leaderboard_bytes(task, ids, values)))
     make_folder(out, "the leaderboard files")
-    with _folder_lock(out):
+    with dir_lock(out):
         remove_quiet(*leftovers(out))
         files = {target.name: hashlib.sha256(payload).hexdigest() for target, payload in payloads}
         writing, final = _stamp_bytes(out, stamp, files)
@@ -125,8 +125,9 @@ def write_leaderboard(
 
 
 @contextmanager
-def _folder_lock(out: Path):
-    """An exclusive ``flock`` of the folder itself (no lock file among the leaderboard files)."""
+def dir_lock(out: Path):
+    """An exclusive ``flock`` of the folder itself (no lock file among the leaderboard files or
+    the zips), held by each writer of the folder while it writes."""
     fd = os.open(out, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -348,6 +348,7 @@ class Registry(_EnsembleFiles):
             trash = self.root / ".trash" / f"{cand.path.name}.{uuid.uuid4().hex[:8]}"
             fault_point("registry.remove")
             os.rename(cand.path, trash)
+            fault_point("registry.remove.trash")   # a kill here: recovery empties the trash
         if trash.is_symlink():
             trash.unlink()          # a symlinked folder: the link goes, never what it points to
         else:

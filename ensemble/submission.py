@@ -14,13 +14,15 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
 from .errors import EnsembleError
-from .files import fsync_dir, make_folder, remove_quiet, stage_bytes
+from .files import fault_point, fsync_dir, make_folder, remove_quiet, stage_bytes
+from .leaderboard import dir_lock
 from .tasks import TASK_NAMES
 from .validate import OUTPUT_SPLITS, CheckedFile, check_folder, check_stamp, made_from_sample, report
 
@@ -77,19 +79,27 @@ def _claim(tmp: Path, target: Path) -> bool:
     return True
 
 
+# the temp file of a zip being published (stage_bytes: mkstemp's 8 random characters)
+LEFTOVER = re.compile(r"\.submission-.*\.zip\.[a-z0-9_]{8}\.tmp")
+
+
 def _publish_exclusive(out: Path, base: str, payload: bytes) -> Path:
-    """Create ``out/base`` (or ``-2``, ``-3``, ... before ``.zip``) holding ``payload``; never overwrite."""
+    """Create ``out/base`` (or ``-2``, ``-3``, ... before ``.zip``) holding ``payload``; never
+    overwrite. Under the folder's lock, which makes removing a killed publisher's temp file safe."""
     stem, ext = os.path.splitext(base)
-    tmp = stage_bytes(out, base, payload)
-    try:
-        for n in range(1, 10_000):
-            target = out / (base if n == 1 else f"{stem}-{n}{ext}")
-            if _claim(tmp, target):
-                fsync_dir(out)
-                return target
-        raise EnsembleError(f"{out}: could not find a free name for {base}")
-    finally:
-        remove_quiet(tmp)
+    with dir_lock(out):
+        remove_quiet(*(p for p in out.iterdir() if LEFTOVER.fullmatch(p.name) and p.is_file()))
+        tmp = stage_bytes(out, base, payload)
+        try:
+            for n in range(1, 10_000):
+                target = out / (base if n == 1 else f"{stem}-{n}{ext}")
+                fault_point("submission.publish")
+                if _claim(tmp, target):
+                    fsync_dir(out)
+                    return target
+            raise EnsembleError(f"{out}: could not find a free name for {base}")
+        finally:
+            remove_quiet(tmp)
 
 
 def checked_files(pred_dir: str | Path, data_dir: str | Path) -> dict[tuple[str, str], CheckedFile]:
