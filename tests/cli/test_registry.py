@@ -102,3 +102,46 @@ def test_refresh_of_a_crafted_id_leaves_the_folder_outside_alone(mixed_registry,
     assert (victim / "keep.txt").read_text() == "precious" and (reg / "candidates" / "evil").is_dir()
     r = invoke("verify", "--registry", reg)
     assert r.exit_code == 1 and "evil: candidate.json: manifest id '../../victim' is not a plain name" in r.output
+
+
+def test_one_corrupt_manifest_disables_nothing(registry_with_imports, invoke):
+    reg = registry_with_imports
+    ids = [c["id"] for c in json.loads(invoke("list", "--registry", reg, "--json").output)]
+    bad = ids[0]
+    (reg / "candidates" / bad / "candidate.json").write_text("{not json")
+    r = runner.invoke(app, ["list", "--registry", str(reg), "--json"])
+    assert r.exit_code == 0 and [c["id"] for c in json.loads(r.stdout)] == ids[1:]      # valid JSON, the others
+    assert f"warning: candidate folder {bad} is damaged (candidate.json: not valid JSON" in r.stderr
+    assert f"`ensemble remove {bad}` deletes it" in " ".join(r.stderr.split())
+    assert invoke("show", ids[1], "--registry", reg).exit_code == 0
+    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0")
+    assert r.exit_code == 0 and f"candidate folder {bad} is damaged" in " ".join(r.output.split())
+    r = invoke("verify", "--registry", reg)
+    assert r.exit_code == 1 and f"{bad}: candidate.json: not valid JSON" in r.output
+    r = invoke("remove", bad, "--registry", reg, "--yes")
+    assert r.exit_code == 0 and f"removed {bad}" in r.stdout
+    assert invoke("verify", "--registry", reg).exit_code == 0
+
+
+def test_remove_refuses_when_an_ensemble_saved_after_the_warning_names_the_candidate(registry_with_imports,
+                                                                                   invoke, monkeypatch):
+    """What the user confirms is the list of ensembles they were warned of: one saved in between
+    (a `select` racing the `remove`) makes the removal refused, naming it."""
+    from ensemble.registry import Registry
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "first").exit_code == 0
+    member = next(iter(json.loads((reg / "ensembles" / "first.json").read_text())["tasks"]["sst"]["weights"]))
+    doc = json.loads((reg / "ensembles" / "first.json").read_text())
+    real = Registry.ensembles_naming
+    calls = []
+
+    def naming(self, cid):
+        calls.append(cid)
+        found = real(self, cid)
+        if len(calls) == 1:                             # the warning's list is made: now a select saves
+            self.save_ensemble("late", {**doc, "name": "late"})
+        return found
+    monkeypatch.setattr(Registry, "ensembles_naming", naming)
+    r = runner.invoke(app, ["remove", member, "--registry", str(reg), "--yes"])
+    assert r.exit_code == 1 and "member of the saved ensemble late: not removed" in " ".join(r.output.split())
+    assert (reg / "candidates" / member).is_dir()
