@@ -289,3 +289,61 @@ def test_real_dev_scores_of_perfect_predictions(shared_data, tmp_path):
     assert scores["sts"] == pytest.approx(1.0, abs=1e-12)
     z = make_submission(tmp_path / "p", tmp_path / "s", shared_data, {}, float(np.mean(list(scores.values()))), now=NOW)
     assert z.name == "submission-20240301-123456-dev1.0000.zip"
+
+
+# --------------------------------------------------------------------------- one folder, one writer at a time
+
+
+def test_two_writers_of_one_folder_take_turns(preds):
+    import threading
+    from ensemble.leaderboard import dir_lock
+    done = threading.Event()
+    errors = []
+
+    def write():
+        try:
+            write_leaderboard(preds, _new_outputs(), stamp={"ensemble": "B"})
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+        done.set()
+    with dir_lock(preds):                                  # another predict is writing this folder
+        t = threading.Thread(target=write)
+        t.start()
+        assert not done.wait(0.5)                          # this one waits for it...
+        assert snapshot(preds) == EXPECTED_BYTES           # ...and has changed nothing yet
+    t.join(10)
+    assert done.is_set() and not errors
+    assert json.loads((preds / STAMP_NAME).read_text())["ensemble"] == "B"
+
+
+def test_the_next_write_removes_its_own_leftovers_only(preds):
+    mine = [".sst-dev-output.csv.ab12cd_9.tmp", ".sts-test-output.csv.4242.deadbeef.bak",
+            f".{STAMP_NAME}.zzzzzzzz.tmp"]
+    others = [".keep-me", "notes.txt", ".sst-dev-output.csv.bak"]
+    for name in mine + others:
+        (preds / name).write_text("x")
+    write_leaderboard(preds, tiny_outputs())
+    assert sorted(os.listdir(preds)) == sorted([*EXPECTED_BYTES, *others])
+
+
+def test_the_stamp_says_writing_while_the_files_are_replaced(preds, monkeypatch):
+    write_leaderboard(preds, tiny_outputs(), stamp={"ensemble": "A"})
+    old = {n: hashlib.sha256(b).hexdigest() for n, b in EXPECTED_BYTES.items()}
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name != STAMP_NAME:
+            seen.append((Path(dst).name, json.loads((preds / STAMP_NAME).read_text())))
+        return real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    write_leaderboard(preds, _new_outputs(), stamp={"ensemble": "B"})
+    monkeypatch.undo()
+    new = {t.name: hashlib.sha256(leaderboard_bytes(k[0], *v)).hexdigest()
+           for k, v in _new_outputs().items() for t in [preds / TASKS[k[0]].output_name(k[1])]}
+    assert [name for name, _ in seen] == list(EXPECTED_BYTES)   # each file replaced under the writing stamp
+    for _, stamp in seen:
+        assert stamp["state"] == "writing" and stamp["ensemble"] == "B" and stamp["files"] == new
+        assert stamp["replacing"] == {"ensemble": "A", "files": old}
+    final = json.loads((preds / STAMP_NAME).read_text())
+    assert final["state"] == "complete" and final["files"] == new and "replacing" not in final
