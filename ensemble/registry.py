@@ -5,15 +5,17 @@ Layout (everything a candidate needs sits in its own folder; nothing is shared b
     <registry>/
       candidates/<id>/                  one candidate (see ensemble.candidate)
       ensembles/<name>.json             selected ensembles: members, weights, prediction hashes
-      .staging/                         candidates being written (never read as candidates)
+      .staging/<n>/, .staging/<n>.lock  candidates being written, each owned by an flock on its lock file
       .trash/                           candidates being replaced or removed
-      .lock                             taken while a candidate folder is swapped
+      .lock                             taken while live candidates or ensembles change
 
 Writes are atomic: a candidate is written aside in ``.staging`` and renamed into
 ``candidates/`` in one step, so readers never see half a candidate, an interrupted write leaves
 the registry as it was, and concurrent writers (each with its own fresh id) all land. Updating
 a candidate (new predictions) writes a complete new folder (weights hard-linked) and swaps it in
-under the lock.
+under the lock. What a killed writer leaves is put back or removed when the registry is opened
+(:mod:`ensemble.recovery`); a folder whose manifest cannot be read is left out of every read
+(:meth:`Registry.scan`), never hiding the others.
 
 Storage only (no torch): what goes into a candidate is :mod:`ensemble.register`'s business.
 """

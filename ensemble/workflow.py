@@ -20,7 +20,7 @@ from .predfile import align_predictions
 from .candidate import Candidate, check_model, damaged_note, now_iso
 from .registry import Registry
 from .selection import ensemble_predictions, score_on
-from .leaderboard import leaderboard_bytes, score_dir, write_leaderboard
+from .leaderboard import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
 from .saved import SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes
 from .tasks import TASK_NAMES, TASKS
 
@@ -341,7 +341,8 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     stem = Path(input_file).stem
     make_folder(Path(out), "the leaderboard file")
     target = Path(out) / f"{task}-{stem}-output.csv"
-    atomic_write_bytes(target, leaderboard_bytes(task, split.ids, values))
+    with dir_lock(Path(out)):      # one writer of the folder at a time, as for the six files
+        atomic_write_bytes(target, leaderboard_bytes(task, split.ids, values))
     result = {"ensemble": doc["name"], "written": [str(target)], "rows": len(split)}
     if split.labelled:
         result["score"] = score(task, values, split.labels)
