@@ -312,8 +312,10 @@ def _interrupted(pred_dir: Path, stamp: dict, found: dict[tuple[str, str], Check
              f"(ensemble {new_name} over {old_name}); the folder may mix the two:"]
     for checked in sorted(found.values(), key=lambda c: c.path.name):
         sha, name = hashlib.sha256(checked.payload).hexdigest(), checked.path.name
-        what = (f"the new version ({new_name})" if stamp["files"].get(name) == sha else
-                f"the previous version ({old_name})" if old_files.get(name) == sha else "neither version")
+        is_new, is_old = stamp["files"].get(name) == sha, old_files.get(name) == sha
+        what = (f"the new version ({new_name}), the same bytes as the previous" if is_new and is_old else
+                f"the new version ({new_name})" if is_new else
+                f"the previous version ({old_name})" if is_old else "neither version")
         lines.append(f"{name}: {what}")
     return lines + [f"run `ensemble predict --out {pred_dir}` again to write all of them"]
 

@@ -13,7 +13,7 @@ from ..submission import UNSTAMPED, checked_files, ensemble_record, pack
 from ..tasks import TASK_NAMES, TASKS
 from ..validate import OUTPUT_SPLITS, STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, made_from_sample, report
 from .options import DataOpt, JsonOpt, RegistryOpt
-from .render import console, note, print_json, print_validated, sample_banner
+from .render import console, err, note, print_json, print_validated, sample_banner
 
 
 def _checked_json(pred_dir: Path, data_dir: Path, sample: bool, problems: list[Problem], found: dict,
@@ -48,12 +48,16 @@ def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder o
         print_json(_checked_json(pred_dir, data_dir, sample, problems, found, stamp))
     else:
         sample_banner(sample)
-        print_validated(problems, report(problems, found), pred_dir, data_dir)
+        if problems or not stamp.mismatches:
+            print_validated(problems, report(problems, found), pred_dir, data_dir)
         for m in stamp.mismatches:
             note(f"stamp: {m}")
         if stamp.mismatches and not stamp.incomplete:
             note(f"the files are not all what `ensemble predict` wrote: run it again, or delete "
                  f"{pred_dir / STAMP_NAME} if they were changed on purpose")
+        if stamp.mismatches:
+            err.print(f"{pred_dir}: refused: each file is valid alone, but its stamp says they are not one "
+                      "ensemble's set", style="bold red", markup=False, highlight=False, soft_wrap=True)
     if problems or stamp.mismatches:
         raise typer.Exit(1)
 
