@@ -52,10 +52,10 @@ def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder o
             print_validated(problems, report(problems, found), pred_dir, data_dir)
         for m in stamp.mismatches:
             note(f"stamp: {m}")
-        if stamp.mismatches and not stamp.incomplete:
+        if stamp.mismatches and not stamp.incomplete and not problems:
             note(f"the files are not all what `ensemble predict` wrote: run it again, or delete "
                  f"{pred_dir / STAMP_NAME} if they were changed on purpose")
-        if stamp.mismatches:
+        if stamp.mismatches and not problems:
             err.print(f"{pred_dir}: refused: each file is valid alone, but its stamp says they are not one "
                       "ensemble's set", style="bold red", markup=False, highlight=False, soft_wrap=True)
     if problems or stamp.mismatches:
