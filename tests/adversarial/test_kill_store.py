@@ -195,3 +195,34 @@ def test_select_killed_while_saving(work, point):
     killed_at(point, "select", "--data", SAMPLE, "--registry", root, "--name", "A", "--repeats", "0")
     _assert_registry_clean(root, before)
     assert stored(root) == before and json.loads((root / "ensembles" / "A.json").read_text())["name"] == "A"
+
+
+TRAIN_KILLED_AT_MARK = """
+import os, sys
+import torch
+torch.set_num_threads(1)
+from ensemble.registry import Registry
+real = Registry.update_manifest
+def update_manifest(self, ref, edit):
+    os.environ["ENSEMBLE_FAULT_AT"] = "atomic-write"    # the next atomic write is this one's replace
+    return real(self, ref, edit)
+Registry.update_manifest = update_manifest
+from ensemble.cli import main
+sys.argv = ["ensemble", *sys.argv[1:]]
+main()
+"""
+
+
+def test_train_killed_at_update_manifests_replace(tmp_path, tiny_base_dir):
+    """The issue's case: `train` killed at the replace of candidate.json when it marks its run
+    complete left `.candidate.json.<random>.tmp` in the live folder and `verify` failed for ever."""
+    root = tmp_path / "reg"
+    r = run_at(None, "train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--tasks", "sst",
+               "--registry", root, code=TRAIN_KILLED_AT_MARK)
+    assert r.returncode == -9, r.stderr
+    cid = next(p.name for p in (root / "candidates").iterdir())
+    assert [p.name for p in (root / "candidates" / cid).iterdir() if p.name.endswith(".tmp")]   # the leftover
+    manifest = json.loads((root / "candidates" / cid / "candidate.json").read_text())
+    before = {k: v for k, v in stored(root).items() if not k.endswith(".tmp")}
+    _assert_registry_clean(root, before)                            # opened: the temp file is gone
+    assert json.loads((root / "candidates" / cid / "candidate.json").read_text()) == manifest   # the old manifest
