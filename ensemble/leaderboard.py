@@ -37,6 +37,7 @@ from .validate import (STAMP_FORMAT, STAMP_NAME, STATE_COMPLETE, STATE_WRITING, 
 __all__ = ["dir_lock", "leaderboard_bytes", "write_leaderboard", "leftovers", "score_checked", "score_dir"]
 
 _NAMES = "|".join(re.escape(n) for n in [*(TASKS[t].output_name(s) for t in TASKS for s in ("dev", "test")), STAMP_NAME])
+LOCK_FILE = ".ensemble-lock"   # only where a folder cannot be locked itself
 # stage_bytes' temp files (mkstemp: 8 random characters) and _backup's hard links
 LEFTOVER = re.compile(rf"\.(?:{_NAMES})\.(?:[a-z0-9_]{{8}}\.tmp|\d+\.[0-9a-f]{{8}}\.bak)")
 
@@ -127,13 +128,32 @@ def write_leaderboard(
 @contextmanager
 def dir_lock(out: Path):
     """An exclusive ``flock`` of the folder itself (no lock file among the leaderboard files or
-    the zips), held by each writer of the folder while it writes."""
-    fd = os.open(out, os.O_RDONLY)
+    the zips), held by each writer of the folder while it writes. Where the file system locks only
+    files open for writing (NFS), the lock is on a hidden file :data:`LOCK_FILE` in the folder."""
+    fd = _locked(out, os.O_RDONLY)
+    if fd is None:
+        fd = _locked(out / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    if fd is None:
+        raise EnsembleError(f"{out}: cannot lock the folder (neither it nor {LOCK_FILE} in it can be locked); "
+                            "expected a local folder for the files")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def _locked(path: Path, flags: int) -> int | None:
+    """A descriptor of ``path`` holding an exclusive ``flock``, or None where it cannot be taken."""
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def leftovers(out: Path) -> list[Path]:

@@ -347,3 +347,19 @@ def test_the_stamp_says_writing_while_the_files_are_replaced(preds, monkeypatch)
         assert stamp["replacing"] == {"ensemble": "A", "files": old}
     final = json.loads((preds / STAMP_NAME).read_text())
     assert final["state"] == "complete" and final["files"] == new and "replacing" not in final
+
+
+def test_where_a_folder_cannot_be_locked_a_hidden_lock_file_is(preds, monkeypatch):
+    import fcntl as fcntl_mod
+    from ensemble.leaderboard import LOCK_FILE
+    real = fcntl_mod.flock
+
+    def flock(fd, op):                                     # as on NFS: no lock on a folder opened to read
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(9, "Bad file descriptor")
+        return real(fd, op)
+    monkeypatch.setattr(fcntl_mod, "flock", flock)
+    write_leaderboard(preds, _new_outputs())
+    monkeypatch.undo()
+    assert sorted(os.listdir(preds)) == sorted([*EXPECTED_BYTES, LOCK_FILE])
+    assert snapshot(preds)["sts-dev-output.csv"] == leaderboard_bytes("sts", *_new_outputs()[("sts", "dev")])
