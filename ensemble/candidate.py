@@ -171,13 +171,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def is_plain_name(cid: Any) -> bool:
+    """Whether ``cid`` can name a candidate folder: a plain id (no comma, quote or whitespace)
+    without a path separator or ``..``."""
+    return isinstance(cid, str) and is_plain_id(cid) and not any(s in cid for s in ("/", "\\", ".."))
+
+
 def _identity_problem(d: Path, manifest: Any) -> str | None:
     """Why the manifest read from folder ``d`` does not name it: not an object, an id that is
     not a plain name, or one that differs from the folder's name (None when it does)."""
     if not isinstance(manifest, dict):
         return f"not a JSON object (folder {d.name!r})"
     cid = manifest.get("id")
-    if not isinstance(cid, str) or not is_plain_id(cid) or any(s in cid for s in ("/", "\\", "..")):
+    if not is_plain_name(cid):
         return f"manifest id {cid!r} is not a plain name (folder {d.name!r})"
     if cid != d.name:
         return f"manifest id {cid!r} differs from its folder name {d.name!r}"
@@ -199,20 +205,42 @@ def _read_manifest(d: Path) -> tuple[Any, Problem | None]:
     if not m.is_file():
         return None, Problem(d.name, MANIFEST, "missing manifest")
     try:
-        manifest = json.loads(m.read_text())
-    except ValueError as e:
+        manifest = json.loads(m.read_bytes().decode("utf-8"))
+    except ValueError as e:   # UnicodeDecodeError is one
         return None, Problem(d.name, MANIFEST, f"not valid JSON ({e})")
+    except OSError as e:
+        return None, Problem(d.name, MANIFEST, f"cannot read ({e.strerror or e})")
     problem = _identity_problem(d, manifest)
     return manifest, Problem(d.name, MANIFEST, problem) if problem else None
 
 
-def read_candidate(d: Path) -> Candidate:
-    """The candidate in folder ``d``, its identity checked (:func:`_read_manifest`); an error
-    naming the folder otherwise."""
+def try_read(d: Path) -> tuple[Candidate | None, Problem | None]:
+    """The candidate in folder ``d``, its identity checked (:func:`_read_manifest`), or None and
+    what is wrong with the folder (it is damaged)."""
     manifest, problem = _read_manifest(d)
     if problem:
-        raise EnsembleError(f"{d / problem.file}: {problem.message}; run `ensemble verify`")
-    return Candidate(d, manifest)
+        return None, problem
+    return Candidate(d, manifest), None
+
+
+def damage_error(d: Path, problem: Problem) -> EnsembleError:
+    """The error of reading the damaged candidate folder ``d``: what is wrong and the way out."""
+    return EnsembleError(f"{d / problem.file}: {problem.message}; run `ensemble verify` "
+                         f"(`ensemble remove {d.name}` deletes the folder)")
+
+
+def damaged_note(problem: Problem) -> str:
+    """What ``list`` and ``select`` say of a damaged candidate folder (left out of both)."""
+    return (f"candidate folder {problem.candidate} is damaged ({problem.file}: {problem.message}): left out; "
+            f"`ensemble verify` checks it, `ensemble remove {problem.candidate}` deletes it")
+
+
+def read_candidate(d: Path) -> Candidate:
+    """The candidate in folder ``d`` (:func:`try_read`); an error naming the folder otherwise."""
+    cand, problem = try_read(d)
+    if problem:
+        raise damage_error(d, problem)
+    return cand
 
 
 def verify_folder(d: Path) -> tuple[Candidate | None, list[Problem]]:

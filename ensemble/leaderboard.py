@@ -15,22 +15,31 @@ Pure Python + numpy; no torch, typer or rich.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import EnsembleError
-from .files import atomic_write_text, fsync_dir, make_folder, remove_quiet, stage_bytes
+from .files import fault_point, file_sha256, fsync_dir, make_folder, remove_quiet, stage_bytes
 from .metrics import pearson, round_predictions
 from .tasks import TASKS, get_task, is_plain_id
-from .validate import STAMP_FORMAT, STAMP_NAME, CheckedFile, check_folder, check_split, report
+from .validate import (STAMP_FORMAT, STAMP_NAME, STATE_COMPLETE, STATE_WRITING, CheckedFile, check_folder, check_split,
+                       read_stamp, report)
 
-__all__ = ["leaderboard_bytes", "write_leaderboard", "score_checked", "score_dir"]
+__all__ = ["dir_lock", "leaderboard_bytes", "write_leaderboard", "leftovers", "score_checked", "score_dir"]
+
+_NAMES = "|".join(re.escape(n) for n in [*(TASKS[t].output_name(s) for t in TASKS for s in ("dev", "test")), STAMP_NAME])
+LOCK_FILE = ".ensemble-lock"   # only where a folder cannot be locked itself
+# stage_bytes' temp files (mkstemp: 8 random characters) and _backup's hard links
+LEFTOVER = re.compile(rf"\.(?:{_NAMES})\.(?:[a-z0-9_]{{8}}\.tmp|\d+\.[0-9a-f]{{8}}\.bak)")
 
 
 def _check_ids(task: str, ids: list[str]) -> None:
@@ -86,15 +95,17 @@ def write_leaderboard(
 ) -> list[Path]:
     """Write ``{task}-{split}-output.csv`` for each ``(task, split) -> (ids, unrounded values)``.
 
-    All-or-nothing as far as the file system allows: every file's bytes are built (and checked)
-    first, then staged as fsynced temp files in ``out_dir``, then each is ``os.replace``'d over
-    its target. A failure before the replace loop leaves every previous file untouched; a failure
-    inside it puts back the files already replaced (from hard-link backups taken before the loop).
-    Returns the written paths in the order given.
-
-    With ``stamp`` (what made the files: ensemble, members' prediction hashes, data hashes),
-    :data:`~ensemble.validate.STAMP_NAME` is written atomically after the files, holding it and
-    the sha256 of each file written. A folder changed later no longer matches its stamp.
+    The folder changes as a whole or is detectably incomplete. Every file's bytes are built (and
+    checked) first; then, under an ``flock`` of the folder (two writers into one folder take
+    turns), this writer's own leftovers are removed, every new file and both stamps are staged as
+    fsynced temp files (a full disk fails here, with every previous file untouched), and the
+    renames follow: first a stamp :data:`~ensemble.validate.STAMP_NAME` saying ``"state":
+    "writing"`` (with each new file's sha256 and each replaced file's), then each file, then the
+    final stamp (``"state": "complete"``; removed when ``stamp`` is None, since the files it named
+    are gone). A kill anywhere in between leaves either the previous complete folder, the new
+    complete folder, or the writing stamp, which ``validate`` and ``submit`` refuse naming each
+    file's version. A failed rename puts back what was replaced (from hard-link backups); a file
+    that cannot be put back keeps the writing stamp. Returns the written paths in the order given.
     """
     out = Path(out_dir)
     payloads: list[tuple[Path, bytes]] = []
@@ -102,15 +113,65 @@ def write_leaderboard(
         check_split(split)
         payloads.append((out / get_task(task).output_name(split), leaderboard_bytes(task, ids, values)))
     make_folder(out, "the leaderboard files")
-    staged, backups = _stage(out, payloads)
-    _swap_in(out, staged, backups)
-    remove_quiet(*backups.values())
-    fsync_dir(out)
-    if stamp is not None:
+    with dir_lock(out):
+        remove_quiet(*leftovers(out))
         files = {target.name: hashlib.sha256(payload).hexdigest() for target, payload in payloads}
-        atomic_write_text(out / STAMP_NAME, json.dumps({"format": STAMP_FORMAT, **stamp, "files": files},
-                                                       indent=2, sort_keys=True) + "\n")
+        writing, final = _stamp_bytes(out, stamp, files)
+        steps = [(out / STAMP_NAME, writing), *payloads, (out / STAMP_NAME, final)]
+        staged, backups = _stage(out, steps)
+        _swap_in(out, staged, backups)
+        remove_quiet(*backups.values())
+        fsync_dir(out)
     return [target for target, _ in payloads]
+
+
+@contextmanager
+def dir_lock(out: Path):
+    """An exclusive ``flock`` of the folder itself (no lock file among the leaderboard files or
+    the zips), held by each writer of the folder while it writes. Where the file system locks only
+    files open for writing (NFS), the lock is on a hidden file :data:`LOCK_FILE` in the folder."""
+    fd = _locked(out, os.O_RDONLY)
+    if fd is None:
+        fd = _locked(out / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    if fd is None:
+        raise EnsembleError(f"{out}: cannot lock the folder (neither it nor {LOCK_FILE} in it can be locked); "
+                            "expected a local folder for the files")
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _locked(path: Path, flags: int) -> int | None:
+    """A descriptor of ``path`` holding an exclusive ``flock``, or None where it cannot be taken."""
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def leftovers(out: Path) -> list[Path]:
+    """The temp files and backups an interrupted write of the folder left (hidden, named after
+    one of the six files or the stamp); removed by the next write, under its lock."""
+    return [p for p in sorted(out.iterdir()) if LEFTOVER.fullmatch(p.name) and p.is_file()]
+
+
+def _stamp_bytes(out: Path, stamp: Mapping[str, object] | None,
+                 files: dict[str, str]) -> tuple[bytes, bytes | None]:
+    """The writing stamp (what is replaced by what) and the final one (None: no stamp)."""
+    replacing = {name: file_sha256(out / name) for name in files if (out / name).is_file()}
+    old = read_stamp(out).stamp
+    def doc(**fields: object) -> bytes:
+        return (json.dumps({"format": STAMP_FORMAT, **fields}, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    writing = doc(**(stamp or {}), state=STATE_WRITING, files=files,
+                  replacing={"ensemble": (old or {}).get("ensemble"), "files": replacing})
+    return writing, None if stamp is None else doc(**stamp, state=STATE_COMPLETE, files=files)
 
 
 def _backup(out: Path, target: Path) -> str | None:
@@ -123,21 +184,22 @@ def _backup(out: Path, target: Path) -> str | None:
     return bak
 
 
-def _stage(out: Path, payloads: list[tuple[Path, bytes]]) -> tuple[list[tuple[Path, Path]], dict[Path, str]]:
-    """Each payload as a fsynced temp file next to its target, and a backup of each existing target.
-
-    On failure nothing staged is left and every previous file is untouched."""
-    staged: list[tuple[Path, Path]] = []
+def _stage(out: Path, steps: list[tuple[Path, bytes | None]]
+           ) -> tuple[list[tuple[Path, Path | None]], dict[Path, str]]:
+    """Each step's bytes as a fsynced temp file next to its target (None: the target is to be
+    removed), and a backup of each existing target. On failure nothing staged is left and every
+    previous file is untouched."""
+    staged: list[tuple[Path, Path | None]] = []
     backups: dict[Path, str] = {}
     try:
-        for target, payload in payloads:
-            staged.append((target, stage_bytes(out, target.name, payload)))
+        for target, payload in steps:
+            staged.append((target, None if payload is None else stage_bytes(out, target.name, payload)))
         for target, _ in staged:
-            bak = _backup(out, target) if target.exists() else None
+            bak = _backup(out, target) if target.exists() and target not in backups else None
             if bak is not None:
                 backups[target] = bak
     except BaseException as exc:
-        remove_quiet(*(tmp for _, tmp in staged), *backups.values())
+        remove_quiet(*(tmp for _, tmp in staged if tmp), *backups.values())
         if isinstance(exc, OSError):
             raise EnsembleError(
                 f"{out}: cannot write the leaderboard files ({exc.strerror or exc}); the previous files are untouched"
@@ -147,37 +209,48 @@ def _stage(out: Path, payloads: list[tuple[Path, bytes]]) -> tuple[list[tuple[Pa
 
 
 def _roll_back(replaced: list[Path], backups: dict[Path, str]) -> list[str]:
-    """Put back the files already replaced (a used backup leaves ``backups``); the ones that
-    could not be put back, each with where its previous version is kept."""
+    """Put back the files already replaced, newest first (a used backup leaves ``backups``); the
+    ones that could not be put back, each with where its previous version is kept. The stamp
+    (replaced first) is put back only when every file was: otherwise its writing state stays."""
     not_restored: list[str] = []
-    for target in replaced:
+    for target in reversed(list(dict.fromkeys(replaced))):
+        if target.name == STAMP_NAME and not_restored:
+            continue
         bak = backups.pop(target, None)
         try:
             if bak is not None:
                 os.replace(bak, target)
             else:
                 os.unlink(target)  # it did not exist before
+        except FileNotFoundError:
+            pass
         except OSError:
             not_restored.append(f"{target}" + (f" (previous version kept at {bak})" if bak else ""))
     return not_restored
 
 
-def _swap_in(out: Path, staged: list[tuple[Path, Path]], backups: dict[Path, str]) -> None:
-    """``os.replace`` each staged file over its target; on failure roll back and explain."""
+def _swap_in(out: Path, staged: list[tuple[Path, Path | None]], backups: dict[Path, str]) -> None:
+    """Rename each staged file over its target (or remove the target), in order; on failure roll
+    back and explain. ``leaderboard.swap`` is the fault point before each step."""
     replaced: list[Path] = []
     try:
         for target, tmp in staged:
-            os.replace(tmp, target)
+            fault_point("leaderboard.swap")
+            if tmp is None:
+                remove_quiet(target)
+            else:
+                os.replace(tmp, target)
             replaced.append(target)
     except BaseException as exc:
         not_restored = _roll_back(replaced, backups)
-        remove_quiet(*(tmp for _, tmp in staged), *backups.values())
+        remove_quiet(*(tmp for _, tmp in staged if tmp), *backups.values())
         if not isinstance(exc, Exception):
             raise
         if not_restored:
             raise EnsembleError(
                 f"{out}: writing the leaderboard files failed ({exc}); already replaced and not restored: "
-                + "; ".join(not_restored) + "; the others are untouched"
+                + "; ".join(not_restored) + "; the others are untouched, and the folder's stamp says it is "
+                "incomplete (`validate` and `submit` refuse it): run `ensemble predict` again"
             ) from exc
         raise EnsembleError(
             f"{out}: writing the leaderboard files failed ({exc}); the previous files are untouched"

@@ -5,84 +5,36 @@ Layout (everything a candidate needs sits in its own folder; nothing is shared b
     <registry>/
       candidates/<id>/                  one candidate (see ensemble.candidate)
       ensembles/<name>.json             selected ensembles: members, weights, prediction hashes
-      .staging/                         candidates being written (never read as candidates)
+      .staging/<n>/, .staging/<n>.lock  candidates being written, each owned by an flock on its lock file
       .trash/                           candidates being replaced or removed
-      .lock                             taken while a candidate folder is swapped
+      .lock                             taken while live candidates or ensembles change
 
 Writes are atomic: a candidate is written aside in ``.staging`` and renamed into
 ``candidates/`` in one step, so readers never see half a candidate, an interrupted write leaves
 the registry as it was, and concurrent writers (each with its own fresh id) all land. Updating
 a candidate (new predictions) writes a complete new folder (weights hard-linked) and swaps it in
-under the lock.
+under the lock. What a killed writer leaves is put back or removed when the registry is opened
+(:mod:`ensemble.recovery`); a folder whose manifest cannot be read is left out of every read
+(:meth:`Registry.scan`), never hiding the others.
 
 Storage only (no torch): what goes into a candidate is :mod:`ensemble.register`'s business.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
-import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .candidate import (
-    MANIFEST, Candidate, Problem, now_iso, read_candidate, seal_manifest, verify_folder, write_manifest,
+    MANIFEST, Candidate, Problem, damage_error, is_plain_name, now_iso, seal_manifest, try_read, verify_folder,
+    write_manifest,
 )
 from .errors import EnsembleError
-from .files import atomic_write_text
-
-
-# -- locking and recovery -----------------------------------------------------------------------
-@contextmanager
-def folder_lock(root: Path):
-    """An exclusive ``flock`` on ``<root>/.lock``, taken while a candidate folder is swapped."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def recover(root: Path) -> None:
-    """Undo swaps that a crash interrupted, and clear leftovers.
-
-    ``Registry._swap`` writes a marker ``.trash/<name>.restore`` before moving the live folder to
-    ``.trash/<name>``: a marker whose candidate has no live folder means the swap died between
-    its two renames, so the old folder is put back. Marker-less trash (a finished swap or
-    removal whose delete was cut short) and staging folders older than a day are deleted.
-    """
-    trash = root / ".trash"
-    if not trash.exists():
-        return
-    markers = list(trash.glob("*.restore"))
-    leftovers = [t for t in trash.iterdir() if t.is_dir() and not (trash / f"{t.name}.restore").exists()]
-    if markers or leftovers:
-        # a writer may be inside _swap right now (between its two renames): wait for its lock
-        with folder_lock(root):
-            _restore_swaps(trash, root / "candidates")
-    staging = root / ".staging"
-    for s in staging.iterdir() if staging.exists() else []:
-        if time.time() - s.stat().st_mtime > 86400:
-            shutil.rmtree(s, ignore_errors=True)
-
-
-def _restore_swaps(trash: Path, candidates_dir: Path) -> None:
-    """Put back the folders of interrupted swaps, then empty the trash (caller holds the lock)."""
-    for m in trash.glob("*.restore"):
-        folder = trash / m.name[: -len(".restore")]
-        live = candidates_dir / folder.name.split(".", 1)[0]
-        if folder.is_dir() and not live.exists() and (folder / MANIFEST).exists():
-            os.rename(folder, live)
-        m.unlink()
-    for t in trash.iterdir():
-        if t.is_dir():
-            shutil.rmtree(t, ignore_errors=True)
+from .files import atomic_write_text, fault_point
+from .recovery import folder_lock, owned_stage, recover
 
 
 def _linked_copy(src: Path, stage: Path) -> None:
@@ -108,6 +60,27 @@ def _names_member(path: Path, cid: str) -> bool:
     tasks = doc.get("tasks") if isinstance(doc, dict) else None
     return any(cid in (t.get("weights") or {}) or cid in (t.get("members") or [])
                for t in (tasks or {}).values() if isinstance(t, dict))
+
+
+def _member_problems(candidates_dir: Path, doc: dict[str, Any]) -> list[str]:
+    """Why the ensemble ``doc`` cannot be saved: a member (of some task's weights, members or
+    prediction hashes) that is not a readable candidate of the registry, or whose cached
+    predictions' sha256 now differs from the one recorded in ``doc``."""
+    problems = []
+    for task, entry in (doc.get("tasks") or {}).items():
+        hashes = entry.get("prediction_sha256") or {}
+        for cid in sorted({*(entry.get("weights") or {}), *(entry.get("members") or []), *hashes}, key=str):
+            cand = try_read(candidates_dir / cid)[0] if is_plain_name(cid) else None
+            if cand is None:
+                problems.append(f"member {cid} ({task}) is no longer in the registry")
+                continue
+            for split, want in sorted((hashes.get(cid) or {}).items()):
+                entry_file = (cand.manifest.get("predictions") or {}).get(task, {}).get(split) or {}
+                have = (cand.manifest.get("files") or {}).get(entry_file.get("file"), {}).get("sha256")
+                if have != want:
+                    problems.append(f"member {cid}'s {task} {split} predictions changed (sha256 {have}, "
+                                    f"selected with {want})")
+    return problems
 
 
 def _shared_ids(checked: list[Candidate]) -> list[Problem]:
@@ -162,7 +135,13 @@ class _EnsembleFiles(_Folder):
             raise EnsembleError(f"ensemble name {name!r}: expected a plain file name")
         self._ensure()
         path = self.ensembles_dir / f"{name}.json"
-        atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        with folder_lock(self.root):   # a `remove` cannot take a member away between the check and the write
+            problems = _member_problems(self.candidates_dir, doc)
+            if problems:
+                raise EnsembleError(f"ensemble {name} not saved: " + "; ".join(problems)
+                                    + " (changed while `ensemble select` ran?); run `ensemble select` again")
+            fault_point("registry.ensemble")
+            atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
         return path
 
     def load_ensemble(self, name: str | None = None) -> dict[str, Any]:
@@ -224,12 +203,25 @@ class Registry(_EnsembleFiles):
         return folder_lock(self.root)
 
     # -- reading ------------------------------------------------------------------------------
-    def candidates(self) -> list[Candidate]:
+    def scan(self) -> tuple[list[Candidate], list[Problem]]:
+        """The readable candidates, oldest first, and what is wrong with each damaged folder (an
+        unreadable or foreign manifest, a symlinked folder): one damaged folder never hides the others."""
         self._existing()
-        out = [read_candidate(d) for d in sorted(self.candidates_dir.iterdir())
-               if d.is_symlink() or (d / MANIFEST).is_file()]
-        out.sort(key=lambda c: (c.manifest.get("created", ""), c.id))
-        return out
+        good: list[Candidate] = []
+        damaged: list[Problem] = []
+        for d in sorted(self.candidates_dir.iterdir()):
+            if d.is_dir() or d.is_symlink():
+                cand, problem = try_read(d)
+                if problem:
+                    damaged.append(problem)
+                else:
+                    good.append(cand)
+        good.sort(key=lambda c: (str(c.manifest.get("created", "")), c.id))
+        return good, damaged
+
+    def candidates(self) -> list[Candidate]:
+        """The readable candidates, oldest first (damaged folders left out: :meth:`scan`)."""
+        return self.scan()[0]
 
     def get(self, ref: str) -> Candidate:
         """A candidate by id, unique id prefix, or unique name."""
@@ -237,16 +229,28 @@ class Registry(_EnsembleFiles):
 
     def get_many(self, refs: list[str]) -> list[Candidate]:
         """Candidates by id, unique id prefix or unique name, from one read of the manifests."""
-        cands = self.candidates()
-        return [self._match(ref, cands) for ref in refs]
+        cands, damaged = self.scan()
+        return [self._match(ref, cands, damaged) for ref in refs]
 
-    def _match(self, ref: str, cands: list[Candidate]) -> Candidate:
+    def find(self, ref: str) -> tuple[Candidate, Problem | None]:
+        """A candidate by reference (:meth:`get`), or the damaged folder named exactly ``ref``, as
+        a candidate with an empty manifest, with what is wrong with it (what ``remove`` deletes)."""
+        cands, damaged = self.scan()
+        for p in damaged:
+            if p.candidate == ref:
+                return Candidate(self.candidates_dir / ref, {}), p
+        return self._match(ref, cands, damaged), None
+
+    def _match(self, ref: str, cands: list[Candidate], damaged: list[Problem] = ()) -> Candidate:
         exact = [c for c in cands if c.id == ref]
         if exact:
             return exact[0]
         matches = [c for c in cands if c.id.startswith(ref)] or [c for c in cands if c.name == ref]
         if len(matches) == 1:
             return matches[0]
+        broken = [p for p in damaged if p.candidate.startswith(ref)]
+        if not matches and broken:
+            raise damage_error(self.candidates_dir / broken[0].candidate, broken[0])
         if not matches:
             raise EnsembleError(f"no candidate {ref!r} in {self.root} (`ensemble list` shows them)")
         raise EnsembleError(f"{ref!r} matches {len(matches)} candidates ({', '.join(c.id for c in matches[:5])}); give more of the id")
@@ -256,7 +260,7 @@ class Registry(_EnsembleFiles):
         folders whose manifests have one id are a problem of each."""
         self._existing()
         if refs:
-            dirs = [self.get(r).path for r in refs]
+            dirs = [self.find(r)[0].path for r in refs]
         else:
             dirs = sorted(d for d in self.candidates_dir.iterdir() if d.is_dir() or d.is_symlink())
         checked: list[Candidate] = []
@@ -273,19 +277,18 @@ class Registry(_EnsembleFiles):
     def new_id() -> str:
         return uuid.uuid4().hex[:10]
 
-    def _stage(self) -> Path:
+    def _stage(self):
+        """A fresh staging folder owned by this process while the ``with`` block runs
+        (:func:`ensemble.recovery.owned_stage`: removed by recovery as soon as its owner is gone)."""
         self._ensure()
-        d = self.root / ".staging" / uuid.uuid4().hex
-        d.mkdir(parents=True)
-        return d
+        return owned_stage(self.root / ".staging")
 
     def add(self, build: Callable[[Path], dict[str, Any]], cid: str | None = None) -> Candidate:
         """Register a new candidate: ``build(folder)`` writes its files and returns the manifest
         fields; the folder is hashed, the manifest written, then renamed into place in one step.
         Any exception leaves the registry as it was."""
         cid = cid or self.new_id()
-        stage = self._stage()
-        try:
+        with self._stage() as stage:
             fields = build(stage) or {}
             fields.update(id=cid)
             fields.setdefault("created", now_iso())
@@ -293,27 +296,21 @@ class Registry(_EnsembleFiles):
             final = self.candidates_dir / cid
             if final.exists():
                 raise EnsembleError(f"candidate {cid} already exists in {self.root}")
+            fault_point("registry.add.rename")
             os.rename(stage, final)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
         return Candidate(final, manifest)
 
     def update(self, ref: str, build: Callable[[Path, dict[str, Any]], dict[str, Any]]) -> Candidate:
         """Replace a candidate by a modified copy: ``build(folder, manifest)`` edits a hard-linked
         copy of the candidate and returns the new manifest. Swapped in under the lock."""
         cand = self.get(ref)
-        stage = self._stage()
-        try:
+        with self._stage() as stage:
             _linked_copy(cand.path, stage)
             fields = build(stage, json.loads(json.dumps(cand.manifest)))
             fields["id"] = cand.id
             manifest = seal_manifest(stage, fields, old=cand)
             with self.lock():
                 self._swap(cand.path, stage)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
         return Candidate(cand.path, manifest)
 
     def _swap(self, live: Path, stage: Path) -> None:
@@ -321,7 +318,9 @@ class Registry(_EnsembleFiles):
         name = f"{live.name}.{uuid.uuid4().hex[:8]}"
         marker = self.root / ".trash" / f"{name}.restore"
         marker.touch()  # if we die between the two renames, recover() puts the old folder back
+        fault_point("registry.swap")
         os.rename(live, self.root / ".trash" / name)
+        fault_point("registry.swap.in")
         os.rename(stage, live)
         marker.unlink()
         shutil.rmtree(self.root / ".trash" / name, ignore_errors=True)
@@ -335,10 +334,25 @@ class Registry(_EnsembleFiles):
             write_manifest(cand.path, manifest)
         return Candidate(cand.path, manifest)
 
-    def remove(self, ref: str) -> Candidate:
+    def remove(self, ref: str, allow: Iterable[str] = ()) -> Candidate:
+        """Delete a candidate (a damaged folder too, when named exactly: :meth:`find`). Refused,
+        naming them, while saved ensembles other than ``allow`` (those the user agreed to break)
+        have it as a member: checked under the lock, so a ``select`` saving meanwhile is seen."""
         with self.lock():
-            cand = self.get(ref)
+            cand, _ = self.find(ref)
+            named = [n for n in self.ensembles_naming(cand.id) if n not in set(allow)]
+            if named:
+                raise EnsembleError(
+                    f"candidate {cand.id} is a member of the saved ensemble{'s' if len(named) > 1 else ''} "
+                    f"{', '.join(named)}: not removed (`ensemble predict` with "
+                    f"{'them' if len(named) > 1 else 'it'} would fail); run `ensemble select` again without it, "
+                    "or confirm the removal (`ensemble remove --yes`) to break them")
             trash = self.root / ".trash" / f"{cand.path.name}.{uuid.uuid4().hex[:8]}"
+            fault_point("registry.remove")
             os.rename(cand.path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+            fault_point("registry.remove.trash")   # a kill here: recovery empties the trash
+        if trash.is_symlink():
+            trash.unlink()          # a symlinked folder: the link goes, never what it points to
+        else:
+            shutil.rmtree(trash, ignore_errors=True)
         return cand

@@ -14,13 +14,15 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
 from .errors import EnsembleError
-from .files import fsync_dir, make_folder, remove_quiet, stage_bytes
+from .files import fault_point, fsync_dir, make_folder, remove_quiet, stage_bytes
+from .leaderboard import dir_lock
 from .tasks import TASK_NAMES
 from .validate import OUTPUT_SPLITS, CheckedFile, check_folder, check_stamp, made_from_sample, report
 
@@ -77,19 +79,27 @@ def _claim(tmp: Path, target: Path) -> bool:
     return True
 
 
+# the temp file of a zip being published (stage_bytes: mkstemp's 8 random characters)
+LEFTOVER = re.compile(r"\.submission-.*\.zip\.[a-z0-9_]{8}\.tmp")
+
+
 def _publish_exclusive(out: Path, base: str, payload: bytes) -> Path:
-    """Create ``out/base`` (or ``-2``, ``-3``, ... before ``.zip``) holding ``payload``; never overwrite."""
+    """Create ``out/base`` (or ``-2``, ``-3``, ... before ``.zip``) holding ``payload``; never
+    overwrite. Under the folder's lock, which makes removing a killed publisher's temp file safe."""
     stem, ext = os.path.splitext(base)
-    tmp = stage_bytes(out, base, payload)
-    try:
-        for n in range(1, 10_000):
-            target = out / (base if n == 1 else f"{stem}-{n}{ext}")
-            if _claim(tmp, target):
-                fsync_dir(out)
-                return target
-        raise EnsembleError(f"{out}: could not find a free name for {base}")
-    finally:
-        remove_quiet(tmp)
+    with dir_lock(out):
+        remove_quiet(*(p for p in out.iterdir() if LEFTOVER.fullmatch(p.name) and p.is_file()))
+        tmp = stage_bytes(out, base, payload)
+        try:
+            for n in range(1, 10_000):
+                target = out / (base if n == 1 else f"{stem}-{n}{ext}")
+                fault_point("submission.publish")
+                if _claim(tmp, target):
+                    fsync_dir(out)
+                    return target
+            raise EnsembleError(f"{out}: could not find a free name for {base}")
+        finally:
+            remove_quiet(tmp)
 
 
 def checked_files(pred_dir: str | Path, data_dir: str | Path) -> dict[tuple[str, str], CheckedFile]:
@@ -106,8 +116,12 @@ def ensemble_record(pred_dir: str | Path, found: dict[tuple[str, str], CheckedFi
     """The manifest's ``ensemble``: the one named by the stamp ``predict`` left in ``pred_dir``,
     checked against ``found``; ``name`` :data:`UNSTAMPED` for a folder without a stamp (or the
     ``claimed`` saved ensemble, unverified). Files that disagree with their stamp are refused
-    unless ``force``, which records them as unverified with the disagreements."""
+    unless ``force``, which records them as unverified with the disagreements; a folder that an
+    interrupted ``predict`` left (its stamp still says writing) is refused even then."""
     check = check_stamp(pred_dir, found)
+    if check.incomplete:
+        raise EnsembleError("refusing to build a submission: " + "\n".join(check.mismatches)
+                            + " (--force does not apply: the files are not one ensemble's)")
     if check.mismatches and not force:
         raise EnsembleError(f"{pred_dir}: the files do not match the stamp `ensemble predict` left:\n"
                             + "\n".join(check.mismatches)

@@ -39,12 +39,14 @@ __all__ = [
     "format_problems",
     "report",
     "check_stamp",
+    "read_stamp",
     "made_from_sample",
 ]
 
 OUTPUT_SPLITS = ("dev", "test")
 STAMP_NAME = ".ensemble-stamp.json"
 STAMP_FORMAT = "ensemble-leaderboard-stamp"
+STATE_WRITING, STATE_COMPLETE = "writing", "complete"   # a stamp without a state is complete (older versions)
 _ROW = re.compile(r"([^\s,]+) , ([^\s,]+) ")
 
 
@@ -279,31 +281,54 @@ def report(problems: Sequence[Problem], found: dict[tuple[str, str], CheckedFile
 
 @dataclass(frozen=True)
 class StampCheck:
-    """What :func:`check_stamp` found: the stamp (None when absent or unreadable) and how it
-    disagrees with the files (empty when it matches, or when there is none)."""
+    """What :func:`check_stamp` found: the stamp (None when absent or unreadable), how it
+    disagrees with the files (empty when it matches, or when there is none) and whether it says a
+    ``predict`` was interrupted while replacing the files (refused even with ``--force``)."""
     stamp: dict | None
     mismatches: list[str] = field(default_factory=list)
+    incomplete: bool = False
 
 
-def _read_stamp(pred_dir: Path) -> StampCheck:
+def read_stamp(pred_dir: Path) -> StampCheck:
+    """The stamp in ``pred_dir`` as written (None when absent), or why it cannot be read."""
     path = pred_dir / STAMP_NAME
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         return StampCheck(None)
     except (OSError, ValueError) as exc:
         return StampCheck(None, [f"{path}: unreadable stamp ({exc}); expected the JSON that `ensemble predict` writes"])
     if not isinstance(doc, dict) or doc.get("format") != STAMP_FORMAT or not isinstance(doc.get("files"), dict):
         return StampCheck(None, [f"{path}: not a stamp written by `ensemble predict`"])
-    return StampCheck(doc)
+    return StampCheck(doc, incomplete=doc.get("state", STATE_COMPLETE) != STATE_COMPLETE)
+
+
+def _interrupted(pred_dir: Path, stamp: dict, found: dict[tuple[str, str], CheckedFile]) -> list[str]:
+    """What an interrupted write left: which files are the new version and which the previous."""
+    old = stamp.get("replacing") if isinstance(stamp.get("replacing"), dict) else {}
+    new_name, old_name = stamp.get("ensemble") or "new", old.get("ensemble") or "previous"
+    old_files = old.get("files") if isinstance(old.get("files"), dict) else {}
+    lines = [f"{pred_dir}: an `ensemble predict` was interrupted while replacing these files "
+             f"(ensemble {new_name} over {old_name}); the folder may mix the two:"]
+    for checked in sorted(found.values(), key=lambda c: c.path.name):
+        sha, name = hashlib.sha256(checked.payload).hexdigest(), checked.path.name
+        is_new, is_old = stamp["files"].get(name) == sha, old_files.get(name) == sha
+        what = (f"the new version ({new_name}), the same bytes as the previous" if is_new and is_old else
+                f"the new version ({new_name})" if is_new else
+                f"the previous version ({old_name})" if is_old else "neither version")
+        lines.append(f"{name}: {what}")
+    return lines + [f"run `ensemble predict --out {pred_dir}` again to write all of them"]
 
 
 def check_stamp(pred_dir: str | Path, found: dict[tuple[str, str], CheckedFile]) -> StampCheck:
     """Compare the stamp in ``pred_dir`` with the files :func:`check_folder` read: each file's
-    sha256 and the sha256 of the data file it was checked against."""
-    read = _read_stamp(Path(pred_dir))
+    sha256 and the sha256 of the data file it was checked against; a writing stamp (an
+    interrupted ``predict``) says which file is which version."""
+    read = read_stamp(Path(pred_dir))
     if read.stamp is None:
         return read
+    if read.incomplete:
+        return StampCheck(read.stamp, _interrupted(Path(pred_dir), read.stamp, found), incomplete=True)
     files, data = read.stamp["files"], read.stamp.get("data") or {}
     mismatches: list[str] = []
     for checked in found.values():

@@ -17,10 +17,10 @@ from .errors import EnsembleError
 from .metrics import score
 from .files import atomic_write_bytes, file_sha256, make_folder
 from .predfile import align_predictions
-from .candidate import Candidate, check_model, now_iso
+from .candidate import Candidate, check_model, damaged_note, now_iso
 from .registry import Registry
 from .selection import ensemble_predictions, score_on
-from .leaderboard import leaderboard_bytes, score_dir, write_leaderboard
+from .leaderboard import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
 from .saved import SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes
 from .tasks import TASK_NAMES, TASKS
 
@@ -93,11 +93,11 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
     rows (:func:`ensemble.selection.verdict`), with the reason recorded."""
     if system not in SYSTEMS:
         raise EnsembleError(f"system {system!r}: expected one of {', '.join(SYSTEMS)}")
-    cands = registry.candidates()
+    cands, damaged = registry.scan()
     if not cands:
         raise EnsembleError(f"the registry {registry.root} holds no candidates yet: train some with "
                             "`ensemble train` or register them with `ensemble register`")
-    notes: list[str] = []
+    notes = [damaged_note(p) for p in damaged]
     usable, stale = usable_candidates(cands, data_dir, notes)
     by_id = {c.id: c for c in usable}
     selections: dict[str, Any] = {}
@@ -197,12 +197,17 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
 def _present(registry: Registry, doc: dict[str, Any], tasks) -> dict[str, Candidate]:
     """The registry's candidates by id, after checking that every member of ``doc`` for ``tasks``
     is still there: a removed member is named with its tasks, and the way out (select again)."""
-    by_id = {c.id: c for c in registry.candidates()}   # one read of the manifests, not one per member
+    cands, damaged = registry.scan()                    # one read of the manifests, not one per member
+    by_id = {c.id: c for c in cands}
     lost: dict[str, list[str]] = {}
     for task in (t for t in TASKS if t in tasks):
         for cid in members_in_order(doc, task):
             if cid not in by_id:
                 lost.setdefault(cid, []).append(task)
+    broken = [p for p in damaged if p.candidate in lost]
+    if broken:
+        raise EnsembleError(f"ensemble {doc['name']}: member folder {broken[0].candidate} is damaged "
+                            f"({broken[0].message}); run `ensemble verify`")
     if lost:
         what = ", ".join(f"{cid} ({', '.join(ts)})" for cid, ts in lost.items())
         raise EnsembleError(f"ensemble {doc['name']} lost member{'s' if len(lost) > 1 else ''} {what}: removed from "
@@ -218,43 +223,70 @@ def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[s
     return ensemble_predictions(aligned, members)
 
 
+def _inputs(doc: dict[str, Any], data_dir: Path, splits) -> list[tuple[str, str, Path]]:
+    """``(task, split, course file)`` of every leaderboard file the ensemble writes, after checking
+    that each course file is there and each task has members: an error before anything is written."""
+    tasks = doc.get("tasks")
+    if not isinstance(tasks, dict) or not tasks or not set(tasks) <= set(TASKS):
+        raise EnsembleError(f"ensemble {doc.get('name')!r}: its \"tasks\" are {tasks!r:.80}; expected some of "
+                            f"{', '.join(TASKS)}, each with its members (run `ensemble select` again)")
+    missing = [f"{task} {split}: {Path(data_dir) / TASKS[task].file_name(split)}"
+               for task in doc["tasks"] for split in splits
+               if not (Path(data_dir) / TASKS[task].file_name(split)).is_file()]
+    if missing:
+        raise EnsembleError(f"course file{'s' if len(missing) > 1 else ''} not found: " + "; ".join(missing)
+                            + f"; nothing written (expected the course's files in {data_dir}: --data)")
+    for task in doc["tasks"]:
+        if not members_in_order(doc, task):
+            raise EnsembleError(f"ensemble {doc['name']}, task {task}: no members; nothing written "
+                                "(run `ensemble select` again)")
+    return [(task, split, Path(data_dir) / TASKS[task].file_name(split)) for task in doc["tasks"] for split in splits]
+
+
+def _member_predictions(doc: dict[str, Any], by_id: dict[str, Candidate], task: str, sp: data_mod.Split,
+                        data_dir: Path) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Each member's cached predictions of ``task`` on split ``sp``, checked against what select
+    recorded (their sha256) and against the course file (its sha256)."""
+    entry, split, loaded = doc["tasks"][task], sp.split, {}
+    for cid in members_in_order(doc, task):
+        c = by_id[cid]
+        if not c.has_predictions(task, split):
+            raise EnsembleError(f"ensemble {doc['name']}: member {cid} has no cached {task} {split} predictions")
+        entry_file = c.manifest["predictions"][task][split]
+        want = entry.get("prediction_sha256", {}).get(cid, {}).get(split)
+        have = c.manifest["files"][entry_file["file"]]["sha256"]
+        if want and want != have:
+            raise EnsembleError(f"ensemble {doc['name']}: member {cid}'s {task} {split} predictions changed "
+                                "since selection; run `ensemble select` again")
+        if entry_file.get("data_sha256") != sp.sha256:
+            raise EnsembleError(f"member {cid}'s cached {task} {split} predictions were made from another "
+                                f"version of {sp.path.name}; run `ensemble register --refresh --data {data_dir}`")
+        loaded[cid] = c.predictions(task, split)
+    return loaded
+
+
 def predict(registry: Registry, data_dir: Path, out: Path, ensemble: str | None = None,
             splits=("dev", "test")) -> dict[str, Any]:
-    """Write the leaderboard files of a selected ensemble from cached predictions; score dev."""
+    """Write the leaderboard files of a selected ensemble from cached predictions; score dev.
+
+    Every course file must be there (an error before anything is written); an ensemble without
+    some task writes the others' files, and the result's notes say which files it did not write."""
     doc = registry.load_ensemble(ensemble)
+    inputs = _inputs(doc, data_dir, splits)
     by_id = _present(registry, doc, doc["tasks"])
     outputs = {}
-    notes = []
-    for task, entry in doc["tasks"].items():
-        members = members_in_order(doc, task)
-        for split in splits:
-            path = Path(data_dir) / TASKS[task].file_name(split)
-            if not path.exists():
-                notes.append(f"{task} {split}: {path} not found; file not written")
-                continue
-            sp = data_mod.read_split(data_dir, task, split)
-            loaded = {}
-            for cid in members:
-                c = by_id[cid]
-                if not c.has_predictions(task, split):
-                    raise EnsembleError(f"ensemble {doc['name']}: member {cid} has no cached {task} {split} predictions")
-                entry_file = c.manifest["predictions"][task][split]
-                want = entry.get("prediction_sha256", {}).get(cid, {}).get(split)
-                have = c.manifest["files"][entry_file["file"]]["sha256"]
-                if want and want != have:
-                    raise EnsembleError(f"ensemble {doc['name']}: member {cid}'s {task} {split} predictions changed "
-                                        "since selection; run `ensemble select` again")
-                if entry_file.get("data_sha256") != sp.sha256:
-                    raise EnsembleError(f"member {cid}'s cached {task} {split} predictions were made from another "
-                                        f"version of {path.name}; run `ensemble register --refresh --data {data_dir}`")
-                loaded[cid] = c.predictions(task, split)
-            outputs[(task, split)] = (sp.ids, _weighted(task, members, loaded, sp.ids, str(path)))
-    if not outputs:
-        raise EnsembleError(f"no input files found in {data_dir}")
+    for task, split, path in inputs:
+        sp = data_mod.read_split(data_dir, task, split)
+        loaded = _member_predictions(doc, by_id, task, sp, data_dir)
+        outputs[(task, split)] = (sp.ids, _weighted(task, members_in_order(doc, task), loaded, sp.ids, str(path)))
+    absent = [TASKS[t].output_name(s) for t in TASKS if t not in doc["tasks"] for s in splits]
+    notes = [f"ensemble {doc['name']} has no members for {', '.join(t for t in TASKS if t not in doc['tasks'])}: "
+             f"{', '.join(absent)} not written, so `submit` will refuse {out} until they are there (select with "
+             "candidates for every task)"] if absent else []
     written = write_leaderboard(out, outputs, _stamp(doc, by_id, data_dir, list(outputs)))
     scores = score_dir(out, data_dir, tasks=[t for t, s in outputs if s == "dev"]) if "dev" in splits else {}
     return {"ensemble": doc["name"], "written": [str(p) for p in written], "dev_scores": scores, "notes": notes,
-            "sample": bool(doc.get("sample"))}
+            "not_written": absent, "sample": bool(doc.get("sample"))}
 
 
 def _stamp(doc: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
@@ -309,7 +341,8 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     stem = Path(input_file).stem
     make_folder(Path(out), "the leaderboard file")
     target = Path(out) / f"{task}-{stem}-output.csv"
-    atomic_write_bytes(target, leaderboard_bytes(task, split.ids, values))
+    with dir_lock(Path(out)):      # one writer of the folder at a time, as for the six files
+        atomic_write_bytes(target, leaderboard_bytes(task, split.ids, values))
     result = {"ensemble": doc["name"], "written": [str(target)], "rows": len(split)}
     if split.labelled:
         result["score"] = score(task, values, split.labels)

@@ -60,3 +60,25 @@ def edit(preds: Path, name: str, text: str) -> Path:
     p = preds / name
     p.write_bytes(text.encode("utf-8"))
     return p
+
+
+def interrupted_write(folder: Path, outputs: dict, stamp: dict, monkeypatch, steps: int = 2) -> None:
+    """What a kill leaves: ``write_leaderboard`` stopped dead (no rollback) after ``steps`` renames
+    (the writing stamp, then the first files)."""
+    import ensemble.leaderboard as lb
+
+    class Killed(BaseException):
+        pass
+    passages = []
+
+    def fault_point(name):
+        passages.append(name)
+        if len(passages) > steps:
+            raise Killed
+    monkeypatch.setattr(lb, "fault_point", fault_point)
+    monkeypatch.setattr(lb, "_roll_back", lambda replaced, backups: [])
+    try:
+        write_leaderboard(folder, outputs, stamp=stamp)
+    except Killed:
+        pass
+    monkeypatch.undo()

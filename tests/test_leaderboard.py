@@ -17,7 +17,7 @@ from ensemble.data import read_split
 from ensemble.leaderboard import leaderboard_bytes, score_dir, write_leaderboard
 from ensemble.submission import make_submission
 from ensemble.tasks import TASKS
-from ensemble.validate import STAMP_NAME, validate_dir
+from ensemble.validate import STAMP_NAME, check_folder, check_stamp, validate_dir
 
 
 # --------------------------------------------------------------------------- bytes
@@ -160,19 +160,21 @@ def failing_replace(monkeypatch, fails) -> list:
 
 def test_replace_failing_once_rolls_back(preds, monkeypatch):
     old = snapshot(preds)
-    calls = failing_replace(monkeypatch, lambda n: n == 2)
+    calls = failing_replace(monkeypatch, lambda n: n == 3)
     raises(["I/O error", "untouched"], write_leaderboard, preds, _new_outputs())
     monkeypatch.undo()
-    assert len(calls) == 3  # two replaces, then the rollback of the first
+    # the writing stamp, the first file, the second fails; the first is put back, the stamp removed
+    assert [Path(c).name for c in calls] == [STAMP_NAME, "sst-dev-output.csv", "sst-test-output.csv",
+                                             "sst-dev-output.csv"]
     assert snapshot(preds) == old
     _no_leftovers(preds)
 
 
-def test_replace_failing_after_the_first_leaves_the_others_old(preds, monkeypatch):
+def test_replace_failing_after_the_first_leaves_the_others_old_and_the_folder_refused(preds, monkeypatch, tiny_data):
     old = snapshot(preds)
-    failing_replace(monkeypatch, lambda n: n > 1)
-    msg = raises(["I/O error", "sst-dev-output.csv", "previous version kept at"],
-                 write_leaderboard, preds, _new_outputs())
+    failing_replace(monkeypatch, lambda n: n > 2)      # the stamp and the first file go in, nothing after
+    msg = raises(["I/O error", "sst-dev-output.csv", "previous version kept at", "incomplete",
+                  "run `ensemble predict` again"], write_leaderboard, preds, _new_outputs())
     monkeypatch.undo()
     now = snapshot(preds)
     first = "sst-dev-output.csv"
@@ -184,6 +186,13 @@ def test_replace_failing_after_the_first_leaves_the_others_old(preds, monkeypatc
     bak = [n for n in now if n.endswith(".bak")]
     assert len(bak) == 1 and bak[0] in msg and now[bak[0]] == old[first]
     assert not [n for n in now if n.endswith(".tmp")]
+    # the writing stamp stays: the mix is refused, naming each file's version
+    check = check_stamp(preds, check_folder(preds, tiny_data, None, ("dev", "test"))[1])
+    assert check.incomplete and check.mismatches[1:3] == [
+        "para-dev-output.csv: the previous version (previous)", "para-test-output.csv: the previous version (previous)"]
+    assert "sst-dev-output.csv: the new version (new)" in check.mismatches
+    write_leaderboard(preds, _new_outputs())           # the next write cleans the leftovers
+    assert sorted(os.listdir(preds)) == sorted(EXPECTED_BYTES)
 
 
 def test_failed_first_write_leaves_no_files(tmp_path, monkeypatch):
@@ -280,3 +289,77 @@ def test_real_dev_scores_of_perfect_predictions(shared_data, tmp_path):
     assert scores["sts"] == pytest.approx(1.0, abs=1e-12)
     z = make_submission(tmp_path / "p", tmp_path / "s", shared_data, {}, float(np.mean(list(scores.values()))), now=NOW)
     assert z.name == "submission-20240301-123456-dev1.0000.zip"
+
+
+# --------------------------------------------------------------------------- one folder, one writer at a time
+
+
+def test_two_writers_of_one_folder_take_turns(preds):
+    import threading
+    from ensemble.leaderboard import dir_lock
+    done = threading.Event()
+    errors = []
+
+    def write():
+        try:
+            write_leaderboard(preds, _new_outputs(), stamp={"ensemble": "B"})
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+        done.set()
+    with dir_lock(preds):                                  # another predict is writing this folder
+        t = threading.Thread(target=write)
+        t.start()
+        assert not done.wait(0.5)                          # this one waits for it...
+        assert snapshot(preds) == EXPECTED_BYTES           # ...and has changed nothing yet
+    t.join(10)
+    assert done.is_set() and not errors
+    assert json.loads((preds / STAMP_NAME).read_text())["ensemble"] == "B"
+
+
+def test_the_next_write_removes_its_own_leftovers_only(preds):
+    mine = [".sst-dev-output.csv.ab12cd_9.tmp", ".sts-test-output.csv.4242.deadbeef.bak",
+            f".{STAMP_NAME}.zzzzzzzz.tmp"]
+    others = [".keep-me", "notes.txt", ".sst-dev-output.csv.bak"]
+    for name in mine + others:
+        (preds / name).write_text("x")
+    write_leaderboard(preds, tiny_outputs())
+    assert sorted(os.listdir(preds)) == sorted([*EXPECTED_BYTES, *others])
+
+
+def test_the_stamp_says_writing_while_the_files_are_replaced(preds, monkeypatch):
+    write_leaderboard(preds, tiny_outputs(), stamp={"ensemble": "A"})
+    old = {n: hashlib.sha256(b).hexdigest() for n, b in EXPECTED_BYTES.items()}
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name != STAMP_NAME:
+            seen.append((Path(dst).name, json.loads((preds / STAMP_NAME).read_text())))
+        return real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    write_leaderboard(preds, _new_outputs(), stamp={"ensemble": "B"})
+    monkeypatch.undo()
+    new = {t.name: hashlib.sha256(leaderboard_bytes(k[0], *v)).hexdigest()
+           for k, v in _new_outputs().items() for t in [preds / TASKS[k[0]].output_name(k[1])]}
+    assert [name for name, _ in seen] == list(EXPECTED_BYTES)   # each file replaced under the writing stamp
+    for _, stamp in seen:
+        assert stamp["state"] == "writing" and stamp["ensemble"] == "B" and stamp["files"] == new
+        assert stamp["replacing"] == {"ensemble": "A", "files": old}
+    final = json.loads((preds / STAMP_NAME).read_text())
+    assert final["state"] == "complete" and final["files"] == new and "replacing" not in final
+
+
+def test_where_a_folder_cannot_be_locked_a_hidden_lock_file_is(preds, monkeypatch):
+    import fcntl as fcntl_mod
+    from ensemble.leaderboard import LOCK_FILE
+    real = fcntl_mod.flock
+
+    def flock(fd, op):                                     # as on NFS: no lock on a folder opened to read
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise OSError(9, "Bad file descriptor")
+        return real(fd, op)
+    monkeypatch.setattr(fcntl_mod, "flock", flock)
+    write_leaderboard(preds, _new_outputs())
+    monkeypatch.undo()
+    assert sorted(os.listdir(preds)) == sorted([*EXPECTED_BYTES, LOCK_FILE])
+    assert snapshot(preds)["sts-dev-output.csv"] == leaderboard_bytes("sts", *_new_outputs()[("sts", "dev")])

@@ -2,6 +2,7 @@
 of interrupted swaps."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -225,9 +226,10 @@ def test_the_first_write_creates_the_registry(sample_data, tmp_path):
 
 def test_ensembles_naming_lists_the_saved_ensembles_with_a_member(tmp_path):
     reg = Registry(tmp_path / "reg")
-    reg.save_ensemble("a", {"tasks": {"sst": {"members": ["c1"], "weights": {"c1": 1}}}})
-    reg.save_ensemble("b", {"tasks": {"sst": {"members": ["c2"], "weights": {"c2": 1}},
-                                      "sts": {"members": ["c1"], "weights": {"c1": 2}}}})
+    reg.save_ensemble("empty", {"name": "empty"})       # makes the registry (save refuses absent members)
+    (reg.ensembles_dir / "a.json").write_text(json.dumps({"tasks": {"sst": {"members": ["c1"], "weights": {"c1": 1}}}}))
+    (reg.ensembles_dir / "b.json").write_text(json.dumps({"tasks": {"sst": {"members": ["c2"], "weights": {"c2": 1}},
+                                                                    "sts": {"members": ["c1"], "weights": {"c1": 2}}}}))
     (reg.ensembles_dir / "broken.json").write_text("{not json")
     assert reg.ensembles_naming("c1") == ["a", "b"]
     assert reg.ensembles_naming("c2") == ["b"] and reg.ensembles_naming("c3") == []
@@ -253,10 +255,17 @@ def test_an_id_out_of_the_registry_never_reaches_a_folder(tmp_path, action):
     call = {"remove": lambda ref: reg.remove(ref),
             "update": lambda ref: reg.update(ref, lambda stage, m: m),
             "update_manifest": lambda ref: reg.update_manifest(ref, lambda m: m.update(note="x"))}[action]
-    for ref in ("../../victim", "evil"):
+    with pytest.raises(EnsembleError, match=r"no candidate '\.\./\.\./victim'"):
+        call("../../victim")                  # never a folder: the damaged folder is evil
+    assert tree(reg.root) == before
+    if action == "remove":                    # a damaged folder named by its folder name goes, alone
+        assert reg.remove("evil").path == reg.candidates_dir / "evil"
+        assert not (reg.candidates_dir / "evil").exists() and reg.verify()[1] == []
+    else:
         with pytest.raises(EnsembleError, match=NOT_PLAIN):
-            call(ref)
-    assert (victim / "keep.txt").read_text() == "precious" and tree(reg.root) == before
+            call("evil")
+        assert tree(reg.root) == before
+    assert (victim / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in reg.root.parent.iterdir()) == ["p", "reg", "victim"]
 
 
@@ -264,11 +273,143 @@ def test_reading_checks_each_manifest_id_against_its_folder(tmp_path):
     reg = Registry(tmp_path / "reg")
     c = register_predictions(reg, make_pred_dir(SAMPLE, tmp_path / "p", tasks=("sts",)), "ext", SAMPLE)
     crafted_copy(c.path, reg.candidates_dir / "renamed", c.id)
+    # a damaged folder is left out of the reading (it used to stop every read) and refused by name
+    assert [x.id for x in reg.candidates()] == [c.id] and reg.get(c.id).id == c.id
+    assert [(p.candidate, p.message) for p in reg.scan()[1]] == [
+        ("renamed", f"manifest id '{c.id}' differs from its folder name 'renamed'")]
     with pytest.raises(EnsembleError, match=rf"renamed/candidate\.json: manifest id '{c.id}' differs from its "
-                                            r"folder name 'renamed'; run `ensemble verify`"):
-        reg.candidates()
+                                            r"folder name 'renamed'; run `ensemble verify` \(`ensemble remove "
+                                            r"renamed` deletes the folder\)"):
+        reg.get("renamed")
     shutil.rmtree(reg.candidates_dir / "renamed")
     (reg.candidates_dir / "linked").symlink_to(c.path)
     with pytest.raises(EnsembleError, match=r"linked: candidate folder is a symlink to .* \(inside the registry\): "
                                             r"refused; run `ensemble verify`"):
-        reg.get(c.id)
+        reg.get("linked")
+    assert reg.remove("linked").path.name == "linked"          # the link goes, never its target
+    assert c.path.is_dir() and reg.verify()[1] == [] and [x.id for x in reg.candidates()] == [c.id]
+
+
+# -- recovery: dead writers' stages, killed atomic writes' temp files -------------------------------
+HOLD_STAGE = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from ensemble.registry import Registry
+    with Registry(sys.argv[1])._stage() as stage:
+        (stage / "half-written").write_text("x")
+        Path(sys.argv[2]).write_text(str(stage))
+        time.sleep(600)                                      # killed by the test long before
+""")
+
+
+def test_a_live_writers_stage_is_never_touched_and_a_dead_ones_goes_at_once(tmp_path):
+    root = tmp_path / "reg"
+    Registry(root)._ensure()
+    ready = tmp_path / "ready"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-c", HOLD_STAGE, str(root), str(ready)], env=env, cwd=REPO)
+    try:
+        deadline = time.time() + 120
+        while not ready.exists() or not ready.read_text():
+            assert p.poll() is None and time.time() < deadline
+            time.sleep(0.01)
+        stage = Path(ready.read_text())
+        Registry(root)                                      # another process opens the registry
+        assert (stage / "half-written").read_text() == "x"  # the owner holds its lock: untouched
+    finally:
+        p.kill()
+        p.wait()
+    Registry(root)                                          # the owner is gone: its stage too, no age to wait
+    assert not stage.exists() and staging_empty(root)
+
+
+def test_a_stage_without_an_owners_lock_waits_a_day(tmp_path):
+    root = tmp_path / "reg"
+    Registry(root)._ensure()
+    young, old = root / ".staging" / "young", root / ".staging" / "old"
+    for d in (young, old):
+        d.mkdir()
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    Registry(root)
+    assert young.is_dir() and not old.exists()
+
+
+def test_opening_removes_the_temp_files_of_killed_atomic_writes(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    c = register_predictions(reg, make_pred_dir(SAMPLE, tmp_path / "p", tasks=("sts",)), "ext", SAMPLE)
+    reg.save_ensemble("e", {"name": "e"})
+    left = [c.path / ".candidate.json.k7_x0q2a.tmp", c.path / "predictions" / ".sts-dev.csv.abcdefgh.tmp",
+            reg.ensembles_dir / ".e.json.a1b2c3d4.tmp"]
+    for p in left:
+        p.write_text("half")
+    (c.path / ".notes").write_text("mine")                  # not a temp file of ours: kept (verify names it)
+    Registry(reg.root)
+    assert [p.exists() for p in left] == [False, False, False]
+    assert [(p.file, p.message) for p in reg.verify()[1]] == [(".notes", "extra file not in the manifest")]
+
+
+# -- select racing remove ----------------------------------------------------------------------------
+@pytest.fixture
+def imports(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    for i in range(2):
+        register_predictions(reg, make_pred_dir(SAMPLE, tmp_path / f"p{i}", seed=i), f"ext{i}", SAMPLE)
+    return reg
+
+
+def test_saving_an_ensemble_whose_member_was_removed_meanwhile_is_refused(imports, monkeypatch):
+    from ensemble import workflow
+    real = workflow.ensemble_doc
+
+    def doc_then_remove(*args):        # a `remove` lands between select's reading and its saving
+        doc = real(*args)
+        imports.remove(doc["tasks"]["sst"]["members"][0])
+        return doc
+    monkeypatch.setattr(workflow, "ensemble_doc", doc_then_remove)
+    with pytest.raises(EnsembleError, match=r"ensemble mine not saved: member \w+ \(sst\) is no longer in the "
+                                            r"registry.*run `ensemble select` again"):
+        workflow.select(imports, SAMPLE, mode="greedy", repeats=0, name="mine")
+    assert imports.ensemble_names() == []
+
+
+def test_saving_an_ensemble_whose_member_predictions_changed_is_refused(imports):
+    c = imports.candidates()[0]
+    sha = c.manifest["files"]["predictions/sst-dev.csv"]["sha256"]
+    doc = {"name": "x", "tasks": {"sst": {"weights": {c.id: 1}, "prediction_sha256": {c.id: {"dev": "0" * 64}}}}}
+    with pytest.raises(EnsembleError, match=rf"member {c.id}'s sst dev predictions changed \(sha256 {sha}, "
+                                            rf"selected with {'0' * 64}\)"):
+        imports.save_ensemble("x", doc)
+    doc["tasks"]["sst"]["prediction_sha256"][c.id]["dev"] = sha
+    imports.save_ensemble("x", doc)
+    assert imports.ensemble_names() == ["x"]
+
+
+def test_remove_of_a_member_of_saved_ensembles_is_refused_unless_allowed(imports):
+    from ensemble import workflow
+    for name in ("first", "second"):
+        workflow.select(imports, SAMPLE, mode="greedy", repeats=0, name=name)
+    member = imports.load_ensemble("first")["tasks"]["sst"]["members"][0]
+    with pytest.raises(EnsembleError, match=rf"candidate {member} is a member of the saved ensembles first, "
+                                            r"second: not removed"):
+        imports.remove(member)
+    with pytest.raises(EnsembleError, match=r"member of the saved ensemble second: not removed"):
+        imports.remove(member, allow=["first"])             # a second ensemble the user was not told of
+    assert imports.remove(member, allow=["first", "second"]).id == member
+    assert member not in [c.id for c in imports.candidates()]
+
+
+# -- one damaged candidate.json ----------------------------------------------------------------------
+def test_one_damaged_manifest_leaves_the_others_usable(imports):
+    bad, good = imports.candidates()
+    (bad.path / MANIFEST).write_text("{not json")
+    assert [c.id for c in imports.candidates()] == [good.id] and imports.get(good.id).id == good.id
+    assert [(p.candidate, p.file) for p in imports.scan()[1]] == [(bad.id, MANIFEST)]
+    with pytest.raises(EnsembleError, match=rf"{bad.id}/candidate\.json: not valid JSON .*`ensemble remove "
+                                            rf"{bad.id}` deletes the folder"):
+        imports.get(bad.id)
+    assert [(p.candidate, p.file) for p in imports.verify()[1]] == [(bad.id, MANIFEST)]
+    from ensemble import workflow
+    report = workflow.select(imports, SAMPLE, mode="greedy", repeats=0, save=False)
+    assert report.notes[0].startswith(f"candidate folder {bad.id} is damaged (candidate.json: not valid JSON")
+    assert imports.remove(bad.id).id == bad.id and not bad.path.exists()
+    assert imports.verify()[1] == [] and [c.id for c in imports.candidates()] == [good.id]

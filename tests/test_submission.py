@@ -9,7 +9,7 @@ from pathlib import Path
 
 from asserts import raises
 from conftest import TINY_IDS
-from leaderboard_cases import EXPECTED_BYTES, NOW, edit, preds, tiny_outputs  # noqa: F401 (fixture)
+from leaderboard_cases import interrupted_write, EXPECTED_BYTES, NOW, edit, preds, tiny_outputs  # noqa: F401 (fixture)
 
 from ensemble.leaderboard import write_leaderboard
 from ensemble.submission import UNSTAMPED, checked_files, ensemble_record, list_submissions, make_submission
@@ -178,3 +178,14 @@ def test_message_and_the_list_of_submissions(preds, tiny_data, tmp_path):
                        "verified": True, "mean_dev": 0.5, "sample_data": None, "damaged": None}
     assert rows[1]["damaged"].startswith("not a readable zip") and rows[2]["damaged"] == "no MANIFEST.json"
     raises(["no such folder"], list_submissions, tmp_path / "none")
+
+
+def test_an_interrupted_folder_is_refused_even_forced(preds, tiny_data, monkeypatch):
+    _stamp(preds)
+    new = {k: (ids, vals * 0 + vals.max()) for k, (ids, vals) in tiny_outputs().items()}   # every file changes
+    interrupted_write(preds, new, {"ensemble": "B"}, monkeypatch, steps=2)
+    found = checked_files(preds, tiny_data)                   # every file valid on its own
+    for force in (False, True):
+        raises(["refusing to build a submission", "interrupted while replacing", "sst-dev-output.csv: the new "
+                "version (B)", "sts-test-output.csv: the previous version (A)", "run `ensemble predict --out",
+                "--force does not apply"], ensemble_record, preds, found, False, force=force)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_IDS
 from asserts import raises
-from leaderboard_cases import edit, preds, tiny_outputs  # noqa: F401 (fixture)
+from leaderboard_cases import interrupted_write, edit, preds, tiny_outputs  # noqa: F401 (fixture)
 
 from ensemble.data import PACKAGE_SAMPLE
 from ensemble.files import file_sha256
@@ -240,3 +240,20 @@ def test_made_from_sample(tmp_path):
 
 def test_a_missing_folder_is_no_such_folder(tmp_path, tiny_data):
     raises([str(tmp_path / "nope"), "no such folder"], validate_dir, tmp_path / "nope", tiny_data)
+
+
+def test_check_stamp_of_an_interrupted_write_names_each_files_version(preds, tiny_data, monkeypatch):
+    _stamped(preds)
+    new = {k: (ids, vals * 0 + vals.max()) for k, (ids, vals) in tiny_outputs().items()}   # every file changes
+    interrupted_write(preds, new, {"ensemble": "B"}, monkeypatch, steps=3)           # stamp, sst dev, sst test
+    found = check_folder(preds, tiny_data, None, ("dev", "test"))[1]
+    check = check_stamp(preds, found)
+    assert check.incomplete and check.stamp["ensemble"] == "B"
+    assert check.mismatches == [
+        f"{preds}: an `ensemble predict` was interrupted while replacing these files (ensemble B over A); "
+        "the folder may mix the two:",
+        "para-dev-output.csv: the previous version (A)", "para-test-output.csv: the previous version (A)",
+        "sst-dev-output.csv: the new version (B)", "sst-test-output.csv: the new version (B)",
+        "sts-dev-output.csv: the previous version (A)", "sts-test-output.csv: the previous version (A)",
+        f"run `ensemble predict --out {preds}` again to write all of them"]
+    assert validate_dir(preds, tiny_data) == []              # each file alone is valid: only the stamp tells

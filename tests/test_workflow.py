@@ -4,6 +4,7 @@ ensemble lost and refuses members' rewritten prediction files; predict --input r
 weights."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -68,7 +69,7 @@ def test_predict_names_the_members_an_ensemble_lost(two, tmp_path):
     report = workflow.select(reg, SAMPLE, mode="greedy", name="mine")
     members = sorted({m for t in report.tasks.values() for m in t["weights"]})
     gone = members[0]
-    reg.remove(gone)
+    reg.remove(gone, allow=["mine"])        # the user agreed to break "mine"
     tasks = ", ".join(t for t, v in report.tasks.items() if gone in v["weights"])
     with pytest.raises(EnsembleError) as e:
         workflow.predict(reg, SAMPLE, tmp_path / "out", "mine")
@@ -124,3 +125,42 @@ def test_predict_input_refuses_weights_changed_after_they_were_stored(trained, t
     assert not (tmp_path / "out").exists()
     assert [(p.candidate, p.file, p.message) for p in reg.verify()[1]] == [
         (member, "model/model.safetensors", "sha256 mismatch (content changed)")]
+
+
+def test_predict_with_a_missing_course_file_writes_nothing(two, tmp_path):
+    reg, _ = two
+    workflow.select(reg, SAMPLE, mode="greedy", name="mine", repeats=0)
+    data = shutil.copytree(SAMPLE, tmp_path / "data")
+    (data / "quora-test-student.csv").unlink()
+    with pytest.raises(EnsembleError) as e:
+        workflow.predict(reg, data, tmp_path / "out", "mine")
+    assert str(e.value) == (f"course file not found: para test: {data / 'quora-test-student.csv'}; nothing written "
+                            f"(expected the course's files in {data}: --data)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_of_an_ensemble_without_a_task_says_which_files_it_did_not_write(two, tmp_path):
+    reg, _ = two
+    workflow.select(reg, SAMPLE, tasks=["sst", "sts"], mode="greedy", name="mine", repeats=0)
+    result = workflow.predict(reg, SAMPLE, tmp_path / "out", "mine")
+    assert [p.split("/")[-1] for p in result["written"]] == ["sst-dev-output.csv", "sst-test-output.csv",
+                                                             "sts-dev-output.csv", "sts-test-output.csv"]
+    assert result["not_written"] == ["para-dev-output.csv", "para-test-output.csv"]
+    assert result["notes"] == [f"ensemble mine has no members for para: para-dev-output.csv, para-test-output.csv not "
+                               f"written, so `submit` will refuse {tmp_path / 'out'} until they are there (select "
+                               "with candidates for every task)"]
+
+
+@pytest.mark.parametrize("tasks, shown", [({"nli": {"weights": {"x": 1}}}, "{'nli': {'weights': {'x': 1}}}"),
+                                          (None, "None"), ({}, "{}")])
+def test_predict_of_a_hand_edited_ensemble_without_known_tasks(two, tmp_path, tasks, shown):
+    reg, _ = two
+    workflow.select(reg, SAMPLE, mode="greedy", name="mine", repeats=0)
+    path = reg.ensembles_dir / "mine.json"
+    doc = {k: v for k, v in json.loads(path.read_text()).items() if k != "tasks"}
+    path.write_text(json.dumps({**doc, **({} if tasks is None else {"tasks": tasks})}))
+    with pytest.raises(EnsembleError) as e:
+        workflow.predict(reg, SAMPLE, tmp_path / "out", "mine")
+    assert str(e.value) == (f"ensemble 'mine': its \"tasks\" are {shown}; expected some of sst, para, sts, each with "
+                            "its members (run `ensemble select` again)")
+    assert not (tmp_path / "out").exists()

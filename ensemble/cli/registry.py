@@ -8,7 +8,7 @@ import typer
 
 from .. import register as reg_mod
 from ..data import resolve_data
-from ..candidate import Candidate
+from ..candidate import Candidate, damaged_note
 from ..errors import EnsembleError
 from ..registry import Registry
 from ..tasks import TASKS
@@ -35,7 +35,9 @@ def list_(registry: RegistryOpt = Path("checkpoints"),
     keys = parse_columns(columns)
     if sort is not None and sort not in TASKS:
         raise EnsembleError(f"--sort {sort}: expected one of {', '.join(TASKS)}")
-    everything = Registry(registry).candidates()
+    everything, damaged = Registry(registry).scan()
+    for problem in damaged:
+        warn(damaged_note(problem))
     cands = filtered(everything, where or [], task)
     if sort:
         cands.sort(key=lambda c: (c.dev_metric(sort) is None, -(c.dev_metric(sort) or 0.0), c.id))
@@ -91,9 +93,12 @@ def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidat
 
 def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."), as_json: JsonOpt = False) -> None:
-    """Delete a candidate from the registry (warning first when saved ensembles use it)."""
+    """Delete a candidate from the registry (a damaged folder too, by its folder name); when saved
+    ensembles use it, they are named and the removal must be confirmed (or --yes)."""
     reg = Registry(registry)
-    c = reg.get(candidate)
+    c, damage = reg.find(candidate)
+    if damage is not None:
+        warn(damaged_note(damage))
     used_by = reg.ensembles_naming(c.id)
     if used_by:
         warn(f"candidate {c.id} ({c.name}) is a member of the saved ensemble{'s' if len(used_by) > 1 else ''} "
@@ -102,7 +107,7 @@ def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
     if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
         (err if as_json else console).print("kept")
         raise typer.Exit(1)
-    reg.remove(c.id)
+    reg.remove(c.id, allow=used_by)   # refused if another saved ensemble names it by now
     if as_json:
         print_json({"removed": candidate_row(c), "ensembles": used_by})
         return
@@ -131,6 +136,8 @@ def register(
     reg = Registry(registry)
     progress = RichProgress(as_json)
     if refresh:
+        for problem in reg.scan()[1] if reg.exists else []:
+            warn(damaged_note(problem))   # left out of the refresh, as of every read
         done = reg_mod.refresh(reg, data_dir, candidates, device=device, precision=precision, progress=progress,
                                force=force, compile=compile)
         progress.stop()

@@ -11,9 +11,9 @@ from ..leaderboard import score_checked
 from ..registry import Registry
 from ..submission import UNSTAMPED, checked_files, ensemble_record, pack
 from ..tasks import TASK_NAMES, TASKS
-from ..validate import OUTPUT_SPLITS, Problem, StampCheck, check_folder, check_stamp, made_from_sample, report
+from ..validate import OUTPUT_SPLITS, STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, made_from_sample, report
 from .options import DataOpt, JsonOpt, RegistryOpt
-from .render import console, note, print_json, print_validated, sample_banner
+from .render import console, err, note, print_json, print_validated, sample_banner
 
 
 def _checked_json(pred_dir: Path, data_dir: Path, sample: bool, problems: list[Problem], found: dict,
@@ -27,7 +27,7 @@ def _checked_json(pred_dir: Path, data_dir: Path, sample: bool, problems: list[P
             files.append({"file": name, "data_file": TASKS[task].file_name(s), "found": checked is not None,
                           "rows": checked.rows if checked else None,
                           "problems": sum(1 for p in problems if Path(p.file).name == name)})
-    return {"folder": str(pred_dir), "data": str(data_dir), "sample_data": sample, "valid": not problems,
+    return {"folder": str(pred_dir), "data": str(data_dir), "sample_data": sample, "valid": not problems and not stamp.mismatches,
             "files": files, "problems": [p.__dict__ for p in problems],
             "stamp": None if stamp.stamp is None and not stamp.mismatches else
             {"ensemble": (stamp.stamp or {}).get("ensemble"), "matches": not stamp.mismatches,
@@ -39,7 +39,7 @@ def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder o
     """Check leaderboard files against the data: header, ids, duplicates, values. Exit 1 on any problem.
 
     The stamp `predict` leaves in the folder is not checked as a file, but a stamp that does not
-    match the files is reported."""
+    match the files (or says a `predict` was interrupted while writing them) is reported, exit 1."""
     data_dir, sample = resolve_data(data)
     problems, found = check_folder(pred_dir, data_dir, None, OUTPUT_SPLITS)
     stamp = check_stamp(pred_dir, found)
@@ -48,10 +48,17 @@ def validate(pred_dir: Path = typer.Argument(Path("predictions"), help="Folder o
         print_json(_checked_json(pred_dir, data_dir, sample, problems, found, stamp))
     else:
         sample_banner(sample)
-        print_validated(problems, report(problems, found), pred_dir, data_dir)
+        if problems or not stamp.mismatches:
+            print_validated(problems, report(problems, found), pred_dir, data_dir)
         for m in stamp.mismatches:
             note(f"stamp: {m}")
-    if problems:
+        if stamp.mismatches and not stamp.incomplete and not problems:
+            note(f"the files are not all what `ensemble predict` wrote: run it again, or delete "
+                 f"{pred_dir / STAMP_NAME} if they were changed on purpose")
+        if stamp.mismatches and not problems:
+            err.print(f"{pred_dir}: refused: each file is valid alone, but its stamp says they are not one "
+                      "ensemble's set", style="bold red", markup=False, highlight=False, soft_wrap=True)
+    if problems or stamp.mismatches:
         raise typer.Exit(1)
 
 

@@ -88,15 +88,60 @@ def test_inference_uses_the_training_truncation(tmp_path, tiny_base_dir, invoke)
 
 def test_refresh_of_a_crafted_id_leaves_the_folder_outside_alone(mixed_registry, tmp_path, invoke):
     """A candidate folder copied in whose manifest says ``"id": "../../victim"`` (and is stale):
-    the plain `register --refresh` refuses it, naming the folder, and `<registry>/../victim` stays."""
+    the plain `register --refresh` leaves it out with a warning naming the folder (a damaged folder
+    no longer stops every read), and `<registry>/../victim` stays."""
     reg = copy_registry(mixed_registry, tmp_path / "reg")
     model = next(d for d in sorted((reg / "candidates").iterdir())
                  if json.loads((d / "candidate.json").read_text()).get("kind", "model") == "model")
     crafted_copy(model, reg / "candidates" / "evil", "../../victim", stale=True)
     victim = victim_beside(reg)
     r = invoke("register", "--refresh", "--data", SAMPLE, "--registry", reg, "--device", "cpu")
-    assert r.exit_code == 1
-    assert "manifest id '../../victim' is not a plain name (folder 'evil')" in " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert ("warning: candidate folder evil is damaged (candidate.json: manifest id '../../victim' is not a plain "
+            "name (folder 'evil')): left out" in " ".join(r.output.split()))
     assert (victim / "keep.txt").read_text() == "precious" and (reg / "candidates" / "evil").is_dir()
     r = invoke("verify", "--registry", reg)
     assert r.exit_code == 1 and "evil: candidate.json: manifest id '../../victim' is not a plain name" in r.output
+
+
+def test_one_corrupt_manifest_disables_nothing(registry_with_imports, invoke):
+    reg = registry_with_imports
+    ids = [c["id"] for c in json.loads(invoke("list", "--registry", reg, "--json").output)]
+    bad = ids[0]
+    (reg / "candidates" / bad / "candidate.json").write_text("{not json")
+    r = runner.invoke(app, ["list", "--registry", str(reg), "--json"])
+    assert r.exit_code == 0 and [c["id"] for c in json.loads(r.stdout)] == ids[1:]      # valid JSON, the others
+    assert f"warning: candidate folder {bad} is damaged (candidate.json: not valid JSON" in r.stderr
+    assert f"`ensemble remove {bad}` deletes it" in " ".join(r.stderr.split())
+    assert invoke("show", ids[1], "--registry", reg).exit_code == 0
+    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0")
+    assert r.exit_code == 0 and f"candidate folder {bad} is damaged" in " ".join(r.output.split())
+    r = invoke("verify", "--registry", reg)
+    assert r.exit_code == 1 and f"{bad}: candidate.json: not valid JSON" in r.output
+    r = invoke("remove", bad, "--registry", reg, "--yes")
+    assert r.exit_code == 0 and f"removed {bad}" in r.stdout
+    assert invoke("verify", "--registry", reg).exit_code == 0
+
+
+def test_remove_refuses_when_an_ensemble_saved_after_the_warning_names_the_candidate(registry_with_imports,
+                                                                                   invoke, monkeypatch):
+    """What the user confirms is the list of ensembles they were warned of: one saved in between
+    (a `select` racing the `remove`) makes the removal refused, naming it."""
+    from ensemble.registry import Registry
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "first").exit_code == 0
+    member = next(iter(json.loads((reg / "ensembles" / "first.json").read_text())["tasks"]["sst"]["weights"]))
+    doc = json.loads((reg / "ensembles" / "first.json").read_text())
+    real = Registry.ensembles_naming
+    calls = []
+
+    def naming(self, cid):
+        calls.append(cid)
+        found = real(self, cid)
+        if len(calls) == 1:                             # the warning's list is made: now a select saves
+            self.save_ensemble("late", {**doc, "name": "late"})
+        return found
+    monkeypatch.setattr(Registry, "ensembles_naming", naming)
+    r = runner.invoke(app, ["remove", member, "--registry", str(reg), "--yes"])
+    assert r.exit_code == 1 and "member of the saved ensemble late: not removed" in " ".join(r.output.split())
+    assert (reg / "candidates" / member).is_dir()

@@ -221,3 +221,15 @@ def test_submit_json_names_the_zip_and_the_stamped_ensemble(tmp_path, registry_w
     assert doc["ensemble"]["name"] == "A" and doc["message"] == "json please"
     assert _manifest(doc["submission"])["ensemble"]["name"] == "A"
     assert doc["mean_dev"] == pytest.approx(sum(doc["dev_scores"].values()) / 3)
+
+
+def test_validate_refuses_files_that_are_not_what_predict_wrote(tmp_path, registry_with_imports, invoke):
+    out_a, out_b = _two_ensembles(tmp_path, registry_with_imports, invoke)
+    shutil.copy(out_b / "sts-dev-output.csv", out_a / "sts-dev-output.csv")     # a mix of A and B
+    r = invoke("validate", out_a, "--data", SAMPLE)
+    text = " ".join(r.output.split())
+    assert r.exit_code == 1 and "stamp: sts-dev-output.csv: changed after `ensemble predict` wrote it" in text
+    assert f"run it again, or delete {out_a / STAMP_NAME} if they were changed on purpose" in text
+    assert json.loads(invoke("validate", out_a, "--data", SAMPLE, "--json").output)["valid"] is False
+    (out_a / STAMP_NAME).unlink()
+    assert invoke("validate", out_a, "--data", SAMPLE).exit_code == 0           # hand-made files: no stamp to match
