@@ -152,7 +152,7 @@ def test_analyze_refuses_what_it_cannot_show(tmp_path):
         analysis.analyze(reg, data, "g", tasks=("sts",))
     with pytest.raises(EnsembleError, match="--worst -1: expected 0 or more rows"):
         analysis.analyze(reg, data, "g", worst=-1)
-    reg.remove(ids["B"])
+    reg.remove(ids["B"], allow=["g"])
     with pytest.raises(EnsembleError, match=rf"ensemble g, task sst: member\(s\) {ids['B']} have no usable dev"):
         analysis.analyze(Registry(reg.root), data, "g")
 
