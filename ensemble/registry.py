@@ -32,6 +32,7 @@ from .candidate import (
     MANIFEST, Candidate, Problem, damage_error, is_plain_name, now_iso, seal_manifest, try_read, verify_folder,
     write_manifest,
 )
+from .ensemble_file import read_ensemble_file
 from .errors import EnsembleError
 from .files import atomic_write_text, fault_point
 from .recovery import folder_lock, owned_stage, recover
@@ -146,11 +147,7 @@ class _EnsembleFiles(_Folder):
 
     def load_ensemble(self, name: str | None = None) -> dict[str, Any]:
         """A saved ensemble by name; without a name, the newest one."""
-        path = self._ensemble_path(name)
-        try:
-            return json.loads(path.read_text())
-        except ValueError as e:
-            raise EnsembleError(f"{path}: not valid JSON ({e})") from e
+        return read_ensemble_file(self._ensemble_path(name))
 
     def remove_ensemble(self, name: str) -> Path:
         """Delete the saved ensemble ``name`` (a saved name, never a path), under the lock."""
