@@ -226,10 +226,7 @@ def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[s
 def _inputs(doc: dict[str, Any], data_dir: Path, splits) -> list[tuple[str, str, Path]]:
     """``(task, split, course file)`` of every leaderboard file the ensemble writes, after checking
     that each course file is there and each task has members: an error before anything is written."""
-    tasks = doc.get("tasks")
-    if not isinstance(tasks, dict) or not tasks or not set(tasks) <= set(TASKS):
-        raise EnsembleError(f"ensemble {doc.get('name')!r}: its \"tasks\" are {tasks!r:.80}; expected some of "
-                            f"{', '.join(TASKS)}, each with its members (run `ensemble select` again)")
+    # the document's fields were checked where it was read (ensemble_file)
     missing = [f"{task} {split}: {Path(data_dir) / TASKS[task].file_name(split)}"
                for task in doc["tasks"] for split in splits
                if not (Path(data_dir) / TASKS[task].file_name(split)).is_file()]
