@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .candidate import (
-    MANIFEST, Candidate, Problem, damage_error, is_plain_name, now_iso, seal_manifest, try_read, verify_folder,
+    MANIFEST, Candidate, Problem, check_seal, damage_error, is_plain_name, now_iso, seal_manifest, try_read, verify_folder,
     write_manifest,
 )
 from .ensemble_file import read_ensemble_file
@@ -301,6 +301,7 @@ class Registry(_EnsembleFiles):
         """Replace a candidate by a modified copy: ``build(folder, manifest)`` edits a hard-linked
         copy of the candidate and returns the new manifest. Swapped in under the lock."""
         cand = self.get(ref)
+        check_seal(cand)
         with self._stage() as stage:
             _linked_copy(cand.path, stage)
             fields = build(stage, json.loads(json.dumps(cand.manifest)))
@@ -326,6 +327,7 @@ class Registry(_EnsembleFiles):
         """Edit manifest fields that describe no file (e.g. training status); atomic replace."""
         with self.lock():
             cand = self.get(ref)
+            check_seal(cand)
             manifest = json.loads(json.dumps(cand.manifest))
             edit(manifest)
             write_manifest(cand.path, manifest)
