@@ -30,7 +30,7 @@ from .manifest import SEAL, seal_of, seal_problem, shape_problem
 from .predfile import UTF8_CSV, parse_predictions, prediction_file_name
 from .tasks import is_plain_id
 
-FORMAT = "ensemble-candidate/1"
+FORMAT = "ensemble-candidate/2"   # /2: sealed (ensemble.manifest); /1 manifests, unsealed, are read as before
 MANIFEST = "candidate.json"
 
 
@@ -151,6 +151,7 @@ def check_model(cand: Candidate) -> None:
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
     """The one writer of ``candidate.json``: sealed (``manifest["seal"]`` set, see
     :mod:`ensemble.manifest`), sorted keys, atomic replace."""
+    manifest["format"] = FORMAT
     manifest[SEAL] = seal_of(manifest)
     atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 

@@ -117,8 +117,9 @@ def disk_full(e: OSError, path: str | Path, kept: str = "nothing stored was chan
     that the disk is full and what was kept; None for any other error."""
     if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
         return None
-    return EnsembleError(f"{path}: the disk is full (writing {getattr(e, 'filename', None) or path}); {kept}; "
-                         "free some space and run the command again")
+    writing = getattr(e, "filename", None)
+    where = f" (writing {writing})" if writing and str(writing) != str(path) else ""
+    return EnsembleError(f"{path}: the disk is full{where}; {kept}; free some space and run the command again")
 
 
 def check_inside(root: Path, path: Path, what: str) -> None:

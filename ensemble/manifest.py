@@ -8,8 +8,9 @@ the metrics (finite numbers or null), the tasks and the name. A manifest that fa
 candidate (left out of reads, named by ``verify``), never a traceback.
 
 The seal (``"seal"``: the sha256 of the manifest's canonical JSON without it) is written by the
-one manifest writer and checked by ``verify``: an edited metric, name or record shows there,
-although the manifest is not in its own file list.
+one manifest writer (format ``ensemble-candidate/2``) and checked by ``verify``: an edited metric,
+name or record shows there, although the manifest is not in its own file list. A manifest of the
+format before seals (``/1``) has none to check; its next rewrite seals it.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .errors import shown
 from .tasks import TASKS
 
 SEAL = "seal"
+UNSEALED_FORMAT = "ensemble-candidate/1"   # manifests written before seals: no seal expected
 PREDICTION_SPLITS = ("dev", "test")
 
 
@@ -34,8 +36,10 @@ def seal_of(manifest: dict[str, Any]) -> str:
 def seal_problem(manifest: dict[str, Any]) -> str | None:
     """Why the manifest's seal does not vouch for it (missing, or not its content's), else None."""
     seal = manifest.get(SEAL)
+    if seal is None and manifest.get("format") == UNSEALED_FORMAT:
+        return None   # written before seals: sealed at its next rewrite
     if seal is None:
-        return "manifest has no seal (written by hand or by a version before seals); its fields are unchecked"
+        return "manifest has no seal (removed, or the manifest was written by hand); its fields are unchecked"
     if seal != seal_of(manifest):
         return "manifest edited after it was written (its seal does not match its content: a metric, name or record changed)"
     return None

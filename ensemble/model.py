@@ -17,12 +17,15 @@ so a saved candidate loads offline without the base weights or the training code
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -298,7 +301,12 @@ def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
     """Write weights (safetensors), the model config and the tokenizer files into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "producer": "ensemble"})
+    try:
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "producer": "ensemble"})
+    except SafetensorError as e:   # its I/O errors are no OSError: a full disk becomes one (files.disk_full)
+        if "os error 28" in str(e):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / WEIGHTS_FILE)) from e
+        raise
     (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(directory))
     return sorted(p for p in directory.rglob("*") if p.is_file())

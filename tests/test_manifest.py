@@ -52,3 +52,4 @@ def test_the_seal_covers_every_field_but_itself():
     assert seal_of({**m, SEAL: "other"}) == m[SEAL]
     assert "edited after it was written" in seal_problem({**m, "metrics": {"sst": {"dev": 0.99}}})
     assert "has no seal" in seal_problem(GOOD)
+    assert seal_problem({**GOOD, "format": "ensemble-candidate/1"}) is None   # written before seals
