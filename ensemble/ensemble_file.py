@@ -72,7 +72,9 @@ def check_ensemble_doc(path: Path, doc: Any) -> dict[str, Any]:
         if task not in TASKS:
             raise _fail(path, "tasks", task, f"task names among {', '.join(TASKS)}")
         _check_task(path, task, entry)
-    for key in ("name", "mode", "created"):
+    if not isinstance(doc.get("name"), str) or not doc["name"]:
+        raise _fail(path, "name", doc.get("name"), "the ensemble's name (a string)")
+    for key in ("mode", "created"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise _fail(path, key, doc[key], "a string")
     summary = doc.get("summary", [])

@@ -62,6 +62,12 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the six leaderboard files from the ensemble's cached predictions (or run it on --input)."""
+    if input is None:
+        only = [o for o, given in (("--task", task is not None), ("--device", device != "auto"),
+                                   ("--precision", precision != "fp32"), ("--compile", compile)) if given]
+        if only:
+            raise EnsembleError(f"{', '.join(only)}: only with --input (the leaderboard files come from the "
+                                "cached predictions; no model runs)")
     reg = Registry(registry)
     doc = reg.load_ensemble(ensemble)   # resolved once: the ensemble named below is the one that predicts
     name = ensemble or doc["name"]

@@ -131,3 +131,36 @@ def test_predict_and_submit_out_an_existing_file(tmp_path, invoke, registry_with
 def test_emoji_codes_in_a_path_print_as_written(tmp_path, invoke):
     reg = tmp_path / ":smile:" / "reg"
     refused(invoke("list", "--registry", reg), f"{reg}: no registry here")
+
+
+@pytest.mark.parametrize("extra", [("--device", "bogus"), ("--task", "sst"), ("--precision", "bf16"), ("--compile",)])
+def test_predict_options_of_input_only_are_refused_without_it(tmp_path, invoke, registry_with_imports, extra):
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0").exit_code == 0
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", tmp_path / "out", *extra)
+    refused(r, f"{extra[0]}: only with --input")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["tasks"]["sst"]["weights"].update({next(iter(d["tasks"]["sst"]["weights"])): "abc"}),
+     "field tasks.sst.weights."),
+    (lambda d: d["tasks"].update(bogus=d["tasks"]["sst"]), "field tasks is 'bogus'; expected task names"),
+    (lambda d: d.pop("tasks"), "field tasks is None"),
+])
+def test_a_hand_edited_ensemble_file(tmp_path, invoke, registry_with_imports, edit, message):
+    import json
+
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "e").exit_code == 0
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "f").exit_code == 0
+    f = reg / "ensembles" / "e.json"
+    doc = json.loads(f.read_text())
+    edit(doc)
+    f.write_text(json.dumps(doc))
+    refused(invoke("predict", "--data", SAMPLE, "--registry", reg, "--ensemble", "e", "--out", tmp_path / "o"),
+            f"{f}: {message}")
+    refused(invoke("ensembles", "show", "e", "--registry", reg), f"{f}: {message}")
+    r = invoke("ensembles", "list", "--registry", reg, "--json")   # the damaged one is named and left out
+    assert r.exit_code == 0 and f"{f}: {message}" in r.output and "left out" in r.output
+    assert [row["name"] for row in json.loads(r.stdout)] == ["f"]
