@@ -19,6 +19,16 @@ from .tasks import TASKS
 SPLITS = ("dev", "test")
 
 
+def check_ensemble_name(name: Any) -> str:
+    """``name`` if it can name a saved ensemble file (``ensembles/<name>.json``): a non-empty plain
+    file name, no path separator, not hidden, no ``..``; else the error naming it."""
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\\0") or name.startswith(".") \
+            or ".." in name:
+        raise EnsembleError(f"ensemble name {shown(name)}: expected a plain file name (no '/', '..', "
+                            "or leading '.'; not empty)")
+    return name
+
+
 def _fail(path: Path, field: str, value: Any, expected: str) -> EnsembleError:
     return EnsembleError(f"{path}: field {field} is {shown(value)}; expected {expected} "
                          "(hand-edited? `ensemble select` saves a new one)")

@@ -32,7 +32,7 @@ from .candidate import (
     MANIFEST, Candidate, Problem, check_seal, damage_error, is_plain_name, now_iso, seal_manifest, try_read, verify_folder,
     write_manifest,
 )
-from .ensemble_file import read_ensemble_file
+from .ensemble_file import check_ensemble_name, read_ensemble_file
 from .errors import EnsembleError
 from .files import atomic_write_text, fault_point
 from .recovery import folder_lock, owned_stage, recover
@@ -132,8 +132,7 @@ class _EnsembleFiles(_Folder):
         return self.root / "ensembles"
 
     def save_ensemble(self, name: str, doc: dict[str, Any]) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            raise EnsembleError(f"ensemble name {name!r}: expected a plain file name")
+        check_ensemble_name(name)
         self._ensure()
         path = self.ensembles_dir / f"{name}.json"
         with folder_lock(self.root):   # a `remove` cannot take a member away between the check and the write

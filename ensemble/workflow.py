@@ -21,6 +21,7 @@ from .candidate import Candidate, check_model, damaged_note, now_iso
 from .registry import Registry
 from .selection import ensemble_predictions, score_on
 from .leaderboard import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
+from .ensemble_file import check_ensemble_name
 from .saved import SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes
 from .tasks import TASK_NAMES, TASKS
 
@@ -93,6 +94,7 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
     rows (:func:`ensemble.selection.verdict`), with the reason recorded."""
     if system not in SYSTEMS:
         raise EnsembleError(f"system {system!r}: expected one of {', '.join(SYSTEMS)}")
+    name = check_ensemble_name(f"ensemble-{mode}" if name is None else name)   # before the work, not after
     cands, damaged = registry.scan()
     if not cands:
         raise EnsembleError(f"the registry {registry.root} holds no candidates yet: train some with "
@@ -118,7 +120,6 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
     test_scores = labelled_test_scores(selections, by_id, data_dir, notes)
     summary = summarise(selections, usable, test_scores)
     choices = choose_systems(selections, system)
-    name = name or f"ensemble-{mode}"
     report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t), **choices[t]}
                                           for t, s in selections.items()}, summary, notes, stale, sample=sample)
     if save:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ensemble.ensemble_file import check_ensemble_doc, read_ensemble_file
+from ensemble.ensemble_file import check_ensemble_doc, check_ensemble_name, read_ensemble_file
 from ensemble.errors import EnsembleError
 
 GOOD = {"name": "e", "mode": "caruana", "created": "2026-01-01T00:00:00+00:00", "sample": True,
@@ -71,3 +71,13 @@ def test_not_json(tmp_path, raw):
     f.write_bytes(raw)
     with pytest.raises(EnsembleError, match=f"{f}: not valid JSON"):
         read_ensemble_file(f)
+
+
+@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "..", "a..b", "a\\b", 5, None])
+def test_names_that_cannot_name_a_saved_file_are_refused(name):
+    with pytest.raises(EnsembleError, match="expected a plain file name"):
+        check_ensemble_name(name)
+
+
+def test_plain_names_pass():
+    assert check_ensemble_name("best-v2_final") == "best-v2_final"

@@ -164,3 +164,10 @@ def test_a_hand_edited_ensemble_file(tmp_path, invoke, registry_with_imports, ed
     r = invoke("ensembles", "list", "--registry", reg, "--json")   # the damaged one is named and left out
     assert r.exit_code == 0 and f"{f}: {message}" in r.output and "left out" in r.output
     assert [row["name"] for row in json.loads(r.stdout)] == ["f"]
+
+
+@pytest.mark.parametrize("name", ["", ".e", "../e"])
+def test_select_refuses_a_name_that_names_no_plain_file(tmp_path, invoke, registry_with_imports, name):
+    r = invoke("select", "--data", SAMPLE, "--registry", registry_with_imports, "--repeats", "0", "--name", name)
+    refused(r, f"ensemble name {name!r}: expected a plain file name")
+    assert not any((registry_with_imports / "ensembles").iterdir())
