@@ -171,3 +171,12 @@ def test_select_refuses_a_name_that_names_no_plain_file(tmp_path, invoke, regist
     r = invoke("select", "--data", SAMPLE, "--registry", registry_with_imports, "--repeats", "0", "--name", name)
     refused(r, f"ensemble name {name!r}: expected a plain file name")
     assert not any((registry_with_imports / "ensembles").iterdir())
+
+
+def test_train_refuses_a_missing_test_file_before_training(tmp_path, invoke, tiny_base_dir):
+    data = data_copy(tmp_path)
+    (data / "sts-test-student.csv").unlink()
+    r = invoke("train", "--data", data, "--base", tiny_base_dir, "--epochs", "1", "--tasks", "sts",
+               "--registry", tmp_path / "reg", "--device", "cpu")
+    refused(r, "sts-test-student.csv: input file not found for task 'sts', split 'test'")
+    assert not (tmp_path / "reg" / "candidates").exists() or not any((tmp_path / "reg" / "candidates").iterdir())
