@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .. import workflow
 from ..data import resolve_data
@@ -84,5 +85,5 @@ def predict(
     if as_json:
         print_json(result)
         return
-    console.print(f"ensemble: {name} (saved {doc.get('created') or 'at an unknown time'})")
+    console.print(f"ensemble: {escape(name)} (saved {escape(str(doc.get('created') or 'at an unknown time'))})")
     print_predicted(result)

@@ -180,3 +180,24 @@ def test_train_refuses_a_missing_test_file_before_training(tmp_path, invoke, tin
                "--registry", tmp_path / "reg", "--device", "cpu")
     refused(r, "sts-test-student.csv: input file not found for task 'sts', split 'test'")
     assert not (tmp_path / "reg" / "candidates").exists() or not any((tmp_path / "reg" / "candidates").iterdir())
+
+
+MARKUP = "[bold red]x[/] :smile: [/]"
+
+
+def test_names_and_paths_with_rich_markup_print_as_written(tmp_path, invoke, fake_predictions):
+    reg = tmp_path / "[red]r[/red]"
+    preds = fake_predictions(tmp_path / "p", QUALITY, seed=0)
+    r = invoke("register", "--predictions", preds, "--name", MARKUP, "--data", SAMPLE, "--registry", reg)
+    assert r.exit_code == 0 and f"({MARKUP})" in r.output, r.output
+    (cid,) = [p.name for p in (reg / "candidates").iterdir()]
+    r = invoke("show", cid, "--registry", reg)
+    assert r.exit_code == 0 and MARKUP in r.output and str(reg) in r.output, r.output
+    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "[b]e[i]")
+    assert r.exit_code == 0 and "saved ensemble [b]e[i] to" in r.output, r.output
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", tmp_path / "[x]out")
+    assert r.exit_code == 0 and "ensemble: [b]e[i]" in r.output and "wrote " + str(tmp_path / "[x]out") in r.output
+    for args in (("ensembles", "show", "[b]e[i]"), ("ensembles", "remove", "[b]e[i]", "--yes"), ("remove", cid, "--yes")):
+        r = invoke(*args, "--registry", reg)
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert f"removed {cid} ({MARKUP})" in r.output
