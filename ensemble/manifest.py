@@ -87,6 +87,17 @@ def _predictions_problem(preds: Any, files: dict[str, Any]) -> str | None:
     return None
 
 
+def _finite(v: Any) -> bool:
+    """No NaN or infinity anywhere in ``v`` (JSON has none: ``list --json`` must stay JSON)."""
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, dict):
+        return all(_finite(x) for x in v.values())
+    if isinstance(v, list):
+        return all(_finite(x) for x in v)
+    return True
+
+
 def _metrics_problem(metrics: Any) -> str | None:
     if not isinstance(metrics, dict):
         return f"field metrics is {shown(metrics)}; expected an object of task -> metrics"
@@ -94,9 +105,8 @@ def _metrics_problem(metrics: Any) -> str | None:
         if not isinstance(values, dict):
             return f"field metrics.{_key(task)} is {shown(values)}; expected an object"
         for key, v in values.items():
-            if isinstance(v, bool) or (v is not None and not isinstance(v, (int, float, str, list, dict))) or (
-                    isinstance(v, float) and not math.isfinite(v)) or (key == "dev" and not (
-                    v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))):
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if not _finite(v) or (key == "dev" and not (v is None or number)):
                 return f"field metrics.{_key(task)}.{_key(key)} is {shown(v)}; expected a finite number or null"
     return None
 
