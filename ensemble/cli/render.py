@@ -274,7 +274,7 @@ def print_predicted(result: dict[str, Any]) -> None:
         console.print(f"wrote {escape(str(p))}")
     if result.get("dev_scores"):
         vals = list(result["dev_scores"].values())
-        print_table(f"dev scores of {escape(str(result['ensemble']))} (from the rounded files)",
+        print_table(f"dev scores of {result['ensemble']} (from the rounded files)",
                     [Col(k, True) for k in [*result["dev_scores"], "mean"]],
                     [[*[f"{v:.4f}" for v in vals], f"{sum(vals) / len(vals):.4f}"]])
     if "score" in result:

@@ -191,6 +191,8 @@ def test_names_and_paths_with_rich_markup_print_as_written(tmp_path, invoke, fak
     r = invoke("register", "--predictions", preds, "--name", MARKUP, "--data", SAMPLE, "--registry", reg)
     assert r.exit_code == 0 and f"({MARKUP})" in r.output, r.output
     (cid,) = [p.name for p in (reg / "candidates").iterdir()]
+    r = invoke("list", "--registry", reg)
+    assert r.exit_code == 0 and f"1 candidates in {reg}" in r.output, r.output   # a table title is plain text
     r = invoke("show", cid, "--registry", reg)
     assert r.exit_code == 0 and MARKUP in r.output and str(reg) in r.output, r.output
     r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "[b]e[i]")
