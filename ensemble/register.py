@@ -136,7 +136,18 @@ def _model_source(path: Path) -> tuple[Path, dict[str, Any]]:
             f"{path}: neither a candidate folder (candidate.json + model/) nor a model folder ({CONFIG_FILE} + "
             "model.safetensors + tokenizer files); predictions from other code go in with --predictions"
         )
-    return model_src, json.loads((path / MANIFEST).read_text()) if exported else {}
+    return model_src, _exported_manifest(path / MANIFEST) if exported else {}
+
+
+def _exported_manifest(f: Path) -> dict[str, Any]:
+    """An exported candidate's ``candidate.json`` (its name, training record and id are kept)."""
+    try:
+        manifest = json.loads(f.read_bytes().decode("utf-8"))
+    except ValueError as e:   # UnicodeDecodeError is one
+        raise EnsembleError(f"{f}: not valid JSON ({e}); expected the manifest of an exported candidate") from e
+    if not isinstance(manifest, dict):
+        raise EnsembleError(f"{f}: a JSON {type(manifest).__name__}; expected the manifest object of an exported candidate")
+    return manifest
 
 
 def register_model(registry: Registry, path: Path, data_dir: Path, name: str | None = None,

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..data import resolve_data
 from .options import BenchMode, CaruanaStepsOpt, DataOpt, JsonOpt, SeedOpt, plain
@@ -59,8 +60,8 @@ def random_base(out: Path = typer.Argument(..., help="New folder for the model."
     from ..bases import make_random_base  # lazy: keeps select/list/validate fast
 
     path = make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
-    console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {path}; measure it with "
-                  f"`ensemble bench inference --base {path}`")
+    console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {escape(str(path))}; measure it with "
+                  f"`ensemble bench inference --base {escape(str(path))}`")
 
 
 def train(base: str = BenchBaseOpt, data: DataOpt = None,

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from .. import register as reg_mod
 from ..data import resolve_data
@@ -49,7 +50,7 @@ def list_(registry: RegistryOpt = Path("checkpoints"),
         for c in cands:
             print(c.id)
     elif everything and not cands:
-        console.print(f"no candidate of the {len(everything)} in {registry} matches")
+        console.print(f"no candidate of the {len(everything)} in {escape(str(registry))} matches")
     else:
         print_candidates(cands, registry, keys, keep_all=no_truncate)
 
@@ -111,7 +112,7 @@ def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
     if as_json:
         print_json({"removed": candidate_row(c), "ensembles": used_by})
         return
-    console.print(f"removed {c.id} ({c.name})")
+    console.print(f"removed {c.id} ({escape(str(c.name))})")
 
 
 def register(

@@ -126,10 +126,10 @@ def print_fields(title: str, d: dict[str, Any]) -> None:
 
 def print_run(result: dict[str, Any], out: Path) -> None:
     print_selection(result["selection"])
-    console.print(f"[green]validated[/] {len(result['written'])} leaderboard files in {out}")
+    console.print(f"[green]validated[/] {len(result['written'])} leaderboard files in {escape(str(out))}")
     for p in result["written"]:
-        console.print(f"  {p}")
-    console.print(f"[green]submission[/] {result['submission']}")
+        console.print(f"  {escape(str(p))}")
+    console.print(f"[green]submission[/] {escape(str(result['submission']))}")
     console.print(f"finished in {result['seconds']:.0f} s")
 
 
@@ -151,7 +151,7 @@ def candidate_row(c) -> dict[str, Any]:
 def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: bool = False) -> None:
     """``list``'s table of the ``keys`` columns (see :data:`.listing.FIELDS`)."""
     if not cands:
-        console.print(f"no candidates in {registry} yet: `ensemble train` or `ensemble register` adds some")
+        console.print(f"no candidates in {escape(str(registry))} yet: `ensemble train` or `ensemble register` adds some")
         return
     fields = [FIELDS[k] for k in keys]
     print_table(f"{len(cands)} candidates in {registry}", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
@@ -161,8 +161,9 @@ def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: boo
 
 def print_candidate(c) -> None:
     m = c.manifest
-    console.print(f"[bold]{c.id}[/]  {c.name}  ({m.get('kind')}, {m.get('architecture')}, {params(m.get('parameters'))} parameters)")
-    console.print(f"created {m.get('created')}  at {c.path}")
+    console.print(f"[bold]{c.id}[/]  {escape(str(c.name))}  ({escape(str(m.get('kind')))}, "
+                  f"{escape(str(m.get('architecture')))}, {params(m.get('parameters'))} parameters)")
+    console.print(f"created {escape(str(m.get('created')))}  at {escape(str(c.path))}")
     if m.get("model"):
         console.print("model: " + json.dumps(m["model"], sort_keys=True))
     if m.get("training"):
@@ -198,12 +199,12 @@ def print_verify(checked: list, found: list) -> None:
 
 def print_registered(c) -> None:
     dev = ", ".join(f"{t} {c.dev_metric(t):.4f}" for t in TASKS if c.dev_metric(t) is not None)
-    console.print(f"registered [bold]{c.id}[/] ({c.name}): dev {dev}")
+    console.print(f"registered [bold]{c.id}[/] ({escape(str(c.name))}): dev {dev}")
 
 
 def print_refreshed(done: list) -> None:
     for c, stale in done:
-        console.print(f"refreshed {c.id} ({c.name}): {'; '.join(stale) or 'forced'}")
+        console.print(f"refreshed {c.id} ({escape(str(c.name))}): {escape('; '.join(stale) or 'forced')}")
     if not done:
         console.print("no stale candidates")
 
@@ -222,7 +223,7 @@ def print_selection(report, verbose: bool = False) -> None:
              fmt(row["mean_dev"]), fmt(row.get("mean_heldout"))] for row in report.summary]
     print_table("summary" + (" (SAMPLE DATA)" if report.sample else ""), cols, rows)
     if report.path:
-        console.print(f"saved ensemble [bold]{report.name}[/] to {report.path}")
+        console.print(f"saved ensemble [bold]{escape(report.name)}[/] to {escape(str(report.path))}")
 
 
 def _kept_steps(mode: str, steps: list[dict[str, Any]], verbose: bool) -> tuple[list[dict[str, Any]], int]:
@@ -270,7 +271,7 @@ def print_predicted(result: dict[str, Any]) -> None:
     for text in result.get("notes", []):
         note(text)
     for p in result["written"]:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {escape(str(p))}")
     if result.get("dev_scores"):
         vals = list(result["dev_scores"].values())
         print_table(f"dev scores of {result['ensemble']} (from the rounded files)",
@@ -284,9 +285,10 @@ def print_validated(found: list, text: str, pred_dir: Path, data_dir: Path) -> N
     """``validate``'s verdict: ``text`` is the formatted list of problems (empty when valid)."""
     if found:
         problems(text)
-        err.print(f"[bold red]{len(found)} problems in {pred_dir}[/]")
+        err.print(f"[bold red]{len(found)} problems in {escape(str(pred_dir))}[/]")
     else:
-        console.print(f"[green]{pred_dir}: all six leaderboard files are valid against {data_dir}[/]")
+        console.print(f"[green]{escape(str(pred_dir))}: all six leaderboard files are valid against "
+                      f"{escape(str(data_dir))}[/]")
 
 
 # -- bench ---------------------------------------------------------------------------------------
