@@ -201,6 +201,23 @@ class MultitaskModel(nn.Module):
                 m.eval()
         return self
 
+    def set_gradient_checkpointing(self, on: bool = True) -> None:
+        """transformers' own gradient checkpointing on every encoder layer of every stack (all
+        architectures): each layer's activations are recomputed in the backward pass instead of
+        kept. Non-reentrant ``torch.utils.checkpoint``, which restores the RNG state for the
+        recomputation (same dropout masks) and supports ``torch.autograd.grad`` (SMART's ascent)."""
+        from functools import partial
+
+        from torch.utils.checkpoint import checkpoint
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        func = partial(checkpoint, use_reentrant=False)
+        for stack in self.stacks.values():
+            for layer in stack.modules():
+                if isinstance(layer, GradientCheckpointingLayer):
+                    layer.gradient_checkpointing = on
+                    layer._gradient_checkpointing_func = func
+
     # -- forward ------------------------------------------------------------------------------
     def embed(self, task: str, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> list[torch.Tensor]:
         """The embedding outputs (positions and LayerNorm applied) of each stream of the task."""
@@ -287,7 +304,7 @@ def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
     """Write weights (safetensors), the model config and the tokenizer files into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "producer": "ensemble"})
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})   # one key: same bytes each time
     (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(directory))
     return sorted(p for p in directory.rglob("*") if p.is_file())

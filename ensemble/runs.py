@@ -78,3 +78,23 @@ def read_runs(root: Path) -> list[dict[str, Any]]:
         return []
     records = [read_run(p / RECORD) for p in sorted(d.iterdir()) if (p / RECORD).is_file()]
     return sorted(records, key=lambda r: (str(r.get("started") or ""), r["run_id"]))
+
+
+def unfinished_run(root: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The latest record of a run with ``fingerprint`` that never ended (status "running"): a
+    killed or interrupted ``train``, which ``train --resume`` continues."""
+    running = [r for r in read_runs(root) if r.get("status") == "running" and r.get("fingerprint") == fingerprint]
+    return running[-1] if running else None
+
+
+def epoch_line(entry: dict[str, Any], tasks, epochs: int) -> str:
+    """One permanent line per epoch: losses, dev scores (``*`` where best so far), their mean, the
+    rate, time, throughput and the candidate it became."""
+    best = set(entry.get("best_for") or [])
+    losses = " ".join(f"{t} {entry['train_loss'][t]:.4f}" for t in tasks)
+    dev = " ".join(f"{t} {entry['dev'][t]:.4f}{'*' if t in best else ''}" for t in tasks)
+    mean = sum(entry["dev"][t] for t in tasks) / len(tasks)
+    kept = f"candidate {entry['candidate']} (best for {', '.join(t for t in tasks if t in best)})" \
+        if entry.get("candidate") else "no candidate"
+    return (f"epoch {entry['epoch']}/{epochs}  loss {losses}  dev {dev}  mean {mean:.4f}  lr {entry['lr']:.3g}  "
+            f"{entry['seconds']:.1f} s  {entry['tokens_per_second']:,.0f} tokens/s  {kept}")

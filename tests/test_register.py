@@ -299,7 +299,7 @@ def test_training_a_configuration_again_removes_only_candidates_of_its_own_run(t
     """The keeper's removal of superseded epochs never reaches another run, even of the same configuration."""
     reg = Registry(copy_registry(trained["registry"], tmp_path / "reg"))
     first = sorted(trained["result"].candidates)
-    again = train_into(reg, trained["config"], trained["data"], device="cpu")
+    again = train_into(reg, trained["config"], trained["data"], device="cpu", again=True)
     assert again.run_id != trained["result"].run_id
     assert sorted(c.id for c in reg.candidates()) == sorted(first + again.candidates)
     assert reg.verify()[1] == []

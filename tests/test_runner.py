@@ -28,7 +28,7 @@ def train_interrupted(monkeypatch, reg: Registry, cfg: TrainConfig, data: Path) 
     with monkeypatch.context() as m:
         m.setattr(register_mod.EpochKeeper, "keep", keep_then_stop)
         with pytest.raises(KeyboardInterrupt):
-            train_into(reg, cfg, data, device="cpu")
+            train_into(reg, cfg, data, device="cpu", again=True)
     (new,) = {c.id for c in reg.candidates()} - before
     return new
 
