@@ -422,7 +422,6 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
                       f"{cfg.epochs} epochs done); `--resume` continues it. Training a new run.")
         record = None
     run_id = record["run_id"] if record else registry.new_id()
-    registry._ensure()
     folder = run_dir(registry.root, run_id) / "checkpoint"
     keeper = EpochKeeper(registry, progress, on_epoch, record)
     result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
