@@ -294,7 +294,7 @@ def resumable(registry: Registry, fingerprint: str) -> tuple[dict[str, Any] | No
     its last completed epoch (0: none completed, it starts again from the beginning)."""
     from . import checkpoint as ckpt  # lazy: torch
 
-    record = unfinished_run(registry.root, fingerprint) if registry.exists else None
+    record = unfinished_run(registry.root, fingerprint)
     if record is None:
         return None, 0
     found = ckpt.find(run_dir(registry.root, record["run_id"]) / "checkpoint")
