@@ -201,3 +201,20 @@ def test_fp64_model_keeps_an_fp64_loss(tiny_base, sample_data):
     assert task_loss("sts", y, batch.labels).dtype == torch.float64
     assert task_loss("sts", y.float(), batch.labels).dtype == torch.float32
     assert multiplier("constant", 0, 1) == 1.0
+
+
+def test_bf16_training_on_a_cpu_with_bf16_instructions(tiny_base, tmp_path):
+    """--precision bf16 on a CPU: trains under bf16 autocast where the CPU has the instructions
+    (the candidate says so), else the error names what is missing."""
+    from ensemble.infer import cpu_has_bf16
+
+    reg = Registry(tmp_path / "reg")
+    cfg = TrainConfig(base=str(tiny_base), tasks=("sst",), epochs=1, batch_size=16, limit=16, precision="bf16")
+    if not cpu_has_bf16():
+        with pytest.raises(EnsembleError, match="this CPU has no bf16 support"):
+            train_into(reg, cfg, copy_data(tmp_path / "data"), device="cpu")
+        return
+    res = train_into(reg, cfg, copy_data(tmp_path / "data"), device="cpu")
+    (cand,) = reg.candidates()
+    assert cand.manifest["precision"] == "bf16" and res.epochs[0].train_loss["sst"] > 0
+    assert read_runs(reg.root)[0]["precision"] == "bf16"
