@@ -104,13 +104,13 @@ def print_table(title: str, cols: list[Col], rows: list[list[str]], keep_all: bo
 def print_epochs(result, elapsed: float) -> None:
     """The training table; on a narrow terminal tokens/s, time, lr and the losses (last task first) drop."""
     cfg = result.config
-    rows = [e.entry() for e in result.epochs]
+    rows = [{**vars(e), "tokens_per_second": e.tokens / max(e.seconds, 1e-9)} for e in result.epochs]
     title = f"{cfg.run_name}  ({params(result.parameters)} parameters, {result.device}, {elapsed:.1f} s)"
     print_epoch_rows(title, list(cfg.tasks), rows, result.candidates)
-    if result.status == "stopped":
+    if getattr(result, "status", None) == "stopped":
         console.print(f"stopped early after epoch {rows[-1]['epoch']} of {cfg.epochs}: the mean dev score had not "
                       f"improved for {cfg.patience} epochs (--patience)")
-    if result.resumed_from:
+    if getattr(result, "resumed_from", 0):
         console.print(f"resumed after epoch {result.resumed_from} (run {result.run_id})")
     console.print(f"registered: {', '.join(result.candidates) or 'none'}")
 
