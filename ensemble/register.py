@@ -20,7 +20,7 @@ from .metrics import score
 from .predfile import align_predictions, check_ids, prediction_file_name, read_predictions, write_predictions
 from .progress import NULL, Progress
 from .registry import Registry
-from .runs import epoch_line, run_dir, unfinished_run, write_run
+from .runs import completed, epoch_line, read_runs, run_dir, unfinished_run, write_run
 from .tasks import TASKS
 
 if TYPE_CHECKING:
@@ -267,28 +267,6 @@ def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, d
 
 
 # -- training epochs into candidates ------------------------------------------------------------
-def runs_of(registry: Registry, fingerprint: str) -> dict[str | None, list[Candidate]]:
-    """The registry's candidates trained with ``fingerprint`` (same configuration, same data),
-    grouped by the run that made them (``training.run_id``)."""
-    runs: dict[str | None, list[Candidate]] = {}
-    for c in registry.candidates() if registry.exists else []:
-        training = c.manifest.get("training") or {}
-        if training.get("fingerprint") == fingerprint:
-            runs.setdefault(training.get("run_id"), []).append(c)
-    return runs
-
-
-def run_complete(cands: list[Candidate]) -> bool:
-    """Whether the run of ``cands`` finished: its end marks its survivors complete one by one, so a
-    single mark means training ended (a kill among the marks leaves a finished run)."""
-    return any((c.manifest.get("training") or {}).get("run_complete") for c in cands)
-
-
-def completed(registry: Registry, fingerprint: str) -> list[Candidate]:
-    """The candidates of the finished runs with ``fingerprint``."""
-    return [c for cands in runs_of(registry, fingerprint).values() if run_complete(cands) for c in cands]
-
-
 def resumable(registry: Registry, fingerprint: str) -> tuple[dict[str, Any] | None, int]:
     """The unfinished run of ``fingerprint`` that ``--resume`` continues (its record, or None) and
     its last completed epoch (0: none completed, it starts again from the beginning)."""
@@ -409,14 +387,17 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
     done = [] if again else completed(registry, fp)
     if done:
-        progress.note(f"{cfg.run_name}: already complete in the registry ({', '.join(c.id for c in done)}); skipped "
+        _close_records(registry, {c.manifest["training"]["run_id"] for c in done}, done)
+        progress.note(f"{cfg.run_name}: already complete in the registry ({', '.join(sorted(c.id for c in done))}); skipped "
                       "(`--again` trains it anyway; for a new seed change --seed)")
         return TrainResult(cfg, done[0].manifest["training"]["run_id"], done[0].manifest.get("parameters") or 0, [],
-                           {}, "", candidates=[c.id for c in done], status="skipped")
+                           {}, "", candidates=sorted(c.id for c in done), status="skipped")
     record, epoch = resumable(registry, fp)
     if record is not None and resume:
         progress.note(f"{cfg.run_name}: resuming run {record['run_id']} after epoch {epoch} of {cfg.epochs}"
                       if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
+    elif resume:
+        progress.note(f"{cfg.run_name}: --resume: no unfinished run of this configuration; training a new run")
     elif record is not None:
         progress.note(f"{cfg.run_name}: run {record['run_id']} of this configuration is unfinished ({epoch} of "
                       f"{cfg.epochs} epochs done); `--resume` continues it. Training a new run.")
@@ -429,3 +410,16 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     result.candidates = keeper.finish(cfg.tasks, result.status)
     ckpt.remove(folder)
     return result
+
+
+def _close_records(registry: Registry, run_ids: set[str], done: list[Candidate]) -> None:
+    """A run killed after it marked its candidates complete but before its record said so: the
+    record is completed and the checkpoint it no longer needs removed."""
+    from . import checkpoint as ckpt  # lazy: torch
+
+    for record in read_runs(registry.root):
+        if record["run_id"] in run_ids and record.get("status") == "running":
+            record.update(status="complete", finished=record.get("finished") or now_iso(),
+                          candidates=sorted(c.id for c in done if c.manifest["training"]["run_id"] == record["run_id"]))
+            write_run(registry.root, record)
+            ckpt.remove(run_dir(registry.root, record["run_id"]) / "checkpoint")

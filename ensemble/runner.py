@@ -17,7 +17,8 @@ from .candidate import Candidate
 from .data import load_splits, resolve_data, split_hashes
 from .errors import EnsembleError
 from .progress import NULL, Progress
-from .register import resumable, run_complete, runs_of, train_into
+from .register import resumable, train_into
+from .runs import run_complete, runs_of
 from .registry import Registry
 from .submission import checked_files, ensemble_record, pack
 from .tasks import TASK_NAMES

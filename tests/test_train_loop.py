@@ -147,7 +147,7 @@ def test_checkpointing_gives_the_same_loss_and_gradients(tiny_base, sample_data,
         total, task_l = training_step(model, batch, TrainConfig(smart_weight=smart_weight).smart, CPU, "fp32",
                                       torch.Generator().manual_seed(3))
         total.backward()
-        out.append((float(total), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        out.append((float(total.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
     (plain_loss, plain), (ckpt_loss, ckpt) = out
     assert ckpt_loss == pytest.approx(plain_loss, rel=1e-6)
     assert plain.keys() == ckpt.keys() and plain
@@ -177,10 +177,14 @@ def test_patience_stops_where_the_scripted_curve_says(tiny_base, tmp_path, monke
     monkeypatch.setattr(train_mod, "score", fake_score)
     reg = Registry(tmp_path / "reg")
     cfg = TrainConfig(base=str(tiny_base), epochs=5, batch_size=16, limit=8, patience=2)
-    res = train_into(reg, cfg, copy_data(tmp_path / "data"), device="cpu")
+    seen = []
+    res = train_into(reg, cfg, copy_data(tmp_path / "data"), device="cpu", on_epoch=seen.append)
     assert [e.epoch for e in res.epochs] == [1, 2, 3, 4] and res.status == "stopped"
     (record,) = read_runs(reg.root)
     assert record["status"] == "stopped" and len(record["epochs"]) == 4
+    # on_epoch: every epoch, candidate or not, its record entry plus the run's id and name
+    assert seen == [{**e, "run_id": res.run_id, "name": cfg.run_name} for e in record["epochs"]]
+    assert [e["candidate"] is not None for e in seen] == [True, True, False, False]
     assert [c.manifest["training"]["epoch"] for c in reg.candidates()] == [2]
     assert not (reg.root / "runs" / res.run_id / "checkpoint").exists()
 
