@@ -56,6 +56,7 @@ def test_killed_then_resumed_equals_uninterrupted(tiny_base, uninterrupted, tmp_
     assert r.returncode == 0, r.stderr
     assert f"resuming run {record['run_id']} after epoch 1 of 3" in " ".join(r.stderr.split())
     assert by_epoch(root) == by_epoch(uninterrupted)                      # weights and predictions, bit for bit
+    assert len(Registry(root).candidates()) == len(Registry(uninterrupted).candidates())   # no orphan of the kill
     (done,) = read_runs(root)
     plain = read_runs(uninterrupted)[0]
     assert done["run_id"] == record["run_id"] and done["status"] == "complete"
