@@ -66,6 +66,7 @@ def random_base(out: Path = typer.Argument(..., help="New folder for the model."
 def train(base: str = BenchBaseOpt, data: DataOpt = None,
           steps: int = typer.Option(20, help="Training steps timed per variant."),
           batch_size: int = typer.Option(16, help="Examples per batch."),
+          task: str = typer.Option("sst", help="The task whose train file gives the batches (sst, para, sts)."),
           options: bool = typer.Option(True, "--options/--no-options", help="Also the training options' rows: bf16, "
                                        "gradient accumulation, gradient checkpointing (tokens/s, peak memory)."),
           option_steps: int = typer.Option(8, help="Steps timed per training option."),
@@ -80,9 +81,9 @@ def train(base: str = BenchBaseOpt, data: DataOpt = None,
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
-    result = bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size)
+    result = bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size, task=task)
     if options:
-        result["options"] = bench_train_options(base=base, data_dir=data_dir, steps=option_steps,
+        result["options"] = bench_train_options(base=base, data_dir=data_dir, steps=option_steps, task=task,
                                                 batch_size=batch_size, accum=grad_accum, multi_triple=multi_triple)
     if as_json:
         print_json(result, default=float)
