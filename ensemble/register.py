@@ -387,7 +387,7 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
     done = [] if again else completed(registry, fp)
     if done:
-        _close_records(registry, {c.manifest["training"]["run_id"] for c in done}, done)
+        close_records(registry, done)
         progress.note(f"{cfg.run_name}: already complete in the registry ({', '.join(sorted(c.id for c in done))}); skipped "
                       "(`--again` trains it anyway; for a new seed change --seed)")
         return TrainResult(cfg, done[0].manifest["training"]["run_id"], done[0].manifest.get("parameters") or 0, [],
@@ -412,11 +412,13 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     return result
 
 
-def _close_records(registry: Registry, run_ids: set[str], done: list[Candidate]) -> None:
-    """A run killed after it marked its candidates complete but before its record said so: the
-    record is completed and the checkpoint it no longer needs removed."""
+def close_records(registry: Registry, done: list[Candidate]) -> None:
+    """The runs of the finished candidates ``done`` whose records still say "running" (killed after
+    the candidates were marked complete, before the record said so): the record is completed and
+    the checkpoint it no longer needs removed."""
     from . import checkpoint as ckpt  # lazy: torch
 
+    run_ids = {(c.manifest.get("training") or {}).get("run_id") for c in done}
     for record in read_runs(registry.root):
         if record["run_id"] in run_ids and record.get("status") == "running":
             record.update(status="complete", finished=record.get("finished") or now_iso(),

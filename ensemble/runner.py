@@ -17,7 +17,7 @@ from .candidate import Candidate
 from .data import load_splits, resolve_data, split_hashes
 from .errors import EnsembleError
 from .progress import NULL, Progress
-from .register import resumable, train_into
+from .register import close_records, resumable, train_into
 from .runs import run_complete, runs_of
 from .registry import Registry
 from .submission import checked_files, ensemble_record, pack
@@ -109,6 +109,7 @@ def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device
         go_on = unfinished["run_id"] if unfinished is not None and epoch and not done else None
         _clean_interrupted(reg, {k: v for k, v in runs.items() if k != go_on}, head, say)
         if done:
+            close_records(reg, done)
             skipped.append(cfg.run_name)
             say(f"{head}: already in the registry ({', '.join(c.id for c in done)}); skipped")
             continue
