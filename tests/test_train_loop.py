@@ -222,3 +222,32 @@ def test_bf16_training_on_a_cpu_with_bf16_instructions(tiny_base, tmp_path):
     (cand,) = reg.candidates()
     assert cand.manifest["precision"] == "bf16" and res.epochs[0].train_loss["sst"] > 0
     assert read_runs(reg.root)[0]["precision"] == "bf16"
+
+
+# -- the loss scaler's path (fp16 runs only on CUDA; torch's CPU GradScaler runs the same logic) -------
+def test_loss_scaling_unscales_before_clipping_and_skips_inf_steps(tiny_base, sample_data, tmp_path):
+    """Stepper with a GradScaler: the scaled backward, unscaled before clipping, gives the very
+    update of the unscaled step (SGD: update = gradient); a step with an inf gradient is skipped and
+    the scale halved; the scaler's state goes through a checkpoint and back."""
+    from ensemble import checkpoint as ckpt
+
+    updates = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)):
+        model, tok, _ = build_model(tiny_base, "multi", hidden_dropout=0.0, seed=1)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        stepper = Stepper(torch.optim.SGD(model.parameters(), lr=0.1), TrainConfig(max_grad_norm=0.5), 1, scaler)
+        total, _ = training_step(model, sample_batch(tok, sample_data, "sst"), TrainConfig().smart, CPU, "fp32")
+        stepper.backward(total)
+        stepper()
+        updates.append({k: before[k] - v for k, v in model.state_dict().items()})
+    for k in updates[0]:
+        torch.testing.assert_close(updates[1][k], updates[0][k], rtol=1e-5, atol=1e-9)
+    p = next(model.parameters())
+    p.grad = torch.full_like(p, float("inf"))
+    kept = p.detach().clone()
+    stepper()
+    assert torch.equal(p.detach(), kept) and scaler.get_scale() == 2.0 ** 9     # skipped, scale halved
+    ckpt.write(tmp_path / "checkpoint", model, stepper.optimizer, torch.Generator(), scaler, {"epoch": 1})
+    fresh = torch.amp.GradScaler("cpu")
+    loop = ckpt.restore(ckpt.find(tmp_path / "checkpoint"), model, stepper.optimizer, torch.Generator(), fresh)
+    assert loop == {"epoch": 1} and fresh.state_dict() == scaler.state_dict()

@@ -102,3 +102,17 @@ def test_train_fp16_on_a_cpu_is_an_error(tmp_path, tiny_base_dir, invoke):
                "--precision", "fp16", "--registry", tmp_path / "reg")
     assert r.exit_code == 1 and "error: --precision fp16 needs a CUDA device; on a CPU use fp32 or bf16" in r.output
     assert not (tmp_path / "reg").exists()
+
+
+def test_every_train_config_field_is_a_train_option_of_the_same_name():
+    """A grid file's keys are TrainConfig's field names; each is `train --<field with dashes>`."""
+    from dataclasses import fields
+
+    from typer.main import get_command
+
+    from ensemble.cli import app
+    from ensemble.train_config import TrainConfig   # lazy: torch, only this test
+
+    train = get_command(app).commands["train"]
+    options = {o for p in train.params for o in p.opts}
+    assert [f.name for f in fields(TrainConfig) if f"--{f.name.replace('_', '-')}" not in options] == []
