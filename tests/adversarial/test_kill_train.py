@@ -45,6 +45,7 @@ def uninterrupted(tiny_base, tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("point", [f"train.step#{BATCHES_PER_EPOCH + 9}",   # epoch 2, its 9th batch
+                                   "train.checkpoint.swap#2",                # epoch 2's checkpoint written aside
                                    "train.checkpoint.swap.in#2"])            # between the renames of epoch 2's
 def test_killed_then_resumed_equals_uninterrupted(tiny_base, uninterrupted, tmp_path, point):
     root = tmp_path / "reg"
@@ -52,6 +53,9 @@ def test_killed_then_resumed_equals_uninterrupted(tiny_base, uninterrupted, tmp_
     assert "epoch 1/3" in killed.stderr                                  # epoch 1's line came out before the kill
     (record,) = read_runs(root)
     assert record["status"] == "running" and [e["epoch"] for e in record["epochs"]] == [1]
+    if "checkpoint" in point and read_runs(uninterrupted)[0]["epochs"][1]["candidate"]:
+        # epoch 2 had registered its candidate when the kill came: an orphan that the resume removes
+        assert 2 in {c.manifest["training"]["epoch"] for c in Registry(root).candidates()}
     r = run_at(None, *train_args(tiny_base, root, "--resume"))
     assert r.returncode == 0, r.stderr
     assert f"resuming run {record['run_id']} after epoch 1 of 3" in " ".join(r.stderr.split())
