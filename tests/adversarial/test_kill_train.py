@@ -21,7 +21,7 @@ BATCHES_PER_EPOCH = 18   # 48 training rows per task, batches of 8, three tasks
 
 
 def train_args(base: Path, registry: Path, *extra: str) -> list[str]:
-    return ["train", "--data", SAMPLE, "--base", base, "--epochs", "3", "--batch-size", "8", "--lr", "3e-3",
+    return ["train", "--data", SAMPLE, "--base", base, "--epochs", "3", "--batch-size", "8", "--lr", "1e-3",
             "--seed", "2", "--device", "cpu", "--precision", "fp32", "--schedule", "linear", "--warmup", "0.1",
             "--registry", registry, *extra]
 
