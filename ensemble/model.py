@@ -215,6 +215,23 @@ class MultitaskModel(nn.Module):
                 m.eval()
         return self
 
+    def set_gradient_checkpointing(self, on: bool = True) -> None:
+        """transformers' own gradient checkpointing on every encoder layer of every stack (all
+        architectures): each layer's activations are recomputed in the backward pass instead of
+        kept. Non-reentrant ``torch.utils.checkpoint``, which restores the RNG state for the
+        recomputation (same dropout masks) and supports ``torch.autograd.grad`` (SMART's ascent)."""
+        from functools import partial
+
+        from torch.utils.checkpoint import checkpoint
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        func = partial(checkpoint, use_reentrant=False)
+        for stack in self.stacks.values():
+            for layer in stack.modules():
+                if isinstance(layer, GradientCheckpointingLayer):
+                    layer.gradient_checkpointing = on
+                    layer._gradient_checkpointing_func = func
+
     # -- forward ------------------------------------------------------------------------------
     def embed(self, task: str, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> list[torch.Tensor]:
         """The embedding outputs (positions and LayerNorm applied) of each stream of the task."""
@@ -283,13 +300,14 @@ def outputs_to_predictions(task: str, outputs: torch.Tensor) -> torch.Tensor:
 
 
 def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The task's loss in fp32 (fp64 for an fp64 model, as the exactness tests use)."""
     kind = TASKS[task].kind
-    outputs = outputs.float()
+    outputs = outputs if outputs.dtype == torch.float64 else outputs.float()
     if kind == "classes":
         return nn.functional.cross_entropy(outputs, labels.long())
     if kind == "binary":
-        return nn.functional.binary_cross_entropy_with_logits(outputs[:, 0], labels.float())
-    return nn.functional.mse_loss(outputs[:, 0], labels.float())
+        return nn.functional.binary_cross_entropy_with_logits(outputs[:, 0], labels.to(outputs.dtype))
+    return nn.functional.mse_loss(outputs[:, 0], labels.to(outputs.dtype))
 
 
 # -- saving and loading -------------------------------------------------------------------------
@@ -302,7 +320,7 @@ def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     try:
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "producer": "ensemble"})
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})   # one key: same bytes every time
     except SafetensorError as e:   # its I/O errors are no OSError: a full disk becomes one (files.disk_full)
         if "os error 28" in str(e):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / WEIGHTS_FILE)) from e

@@ -17,11 +17,13 @@ PACKAGE = Path(ensemble.__file__).parent
 # leaderboard files -> CLI. A room may import only rooms before it.
 FLOW = (
     "errors", "tasks", "files", "progress", "data", "predfile", "metrics", "batches", "bases", "model",
-    "smart", "kernels", "infer", "train", "mlm", "mlm_files", "pretrain", "manifest", "candidate", "ensemble_file", "recovery", "registry",
+    "smart", "kernels", "infer", "schedule", "train_config", "checkpoint", "train", "mlm", "mlm_files", "pretrain",
+    "manifest", "candidate", "ensemble_file", "recovery", "registry",
     "runs", "register", "selection", "validate", "leaderboard", "submission", "saved", "workflow", "runner",
     "analysis", "figures", "report", "bench", "cli", "__main__",
 )
-NO_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "manifest", "candidate", "ensemble_file", "recovery", "registry",
+NO_TORCH = ("errors", "tasks", "files", "progress", "schedule", "data", "predfile", "metrics", "manifest", "candidate",
+            "ensemble_file", "recovery", "registry",
             "runs", "selection", "validate", "leaderboard", "submission", "saved", "analysis", "figures", "report")
 UI_LIBRARIES = ("typer", "rich", "click")
 

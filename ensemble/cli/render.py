@@ -102,21 +102,45 @@ def print_table(title: str, cols: list[Col], rows: list[list[str]], keep_all: bo
 
 # -- training ------------------------------------------------------------------------------------
 def print_epochs(result, elapsed: float) -> None:
-    """The training table; on a narrow terminal tokens/s, time and the losses (last task first) drop."""
+    """The training table; on a narrow terminal tokens/s, time, lr and the losses (last task first) drop."""
     cfg = result.config
-    n = len(cfg.tasks)
-    cols = [Col("epoch", True), *[Col(f"{t} loss", True, 2 + i) for i, t in enumerate(cfg.tasks)],
-            *[Col(f"{t} dev {TASKS[t].metric[:3]}", True) for t in cfg.tasks],
-            Col("time", True, 3 + n), Col("tokens/s", True, 4 + n), Col("candidate", drop=1)]
-    rows = []
-    for e in result.epochs:
-        best = set(e.best_for)
-        devs = [f"[bold green]{e.dev[t]:.4f}[/]" if t in best else f"{e.dev[t]:.4f}" for t in cfg.tasks]
-        kept = e.candidate if e.candidate in result.candidates else (f"[dim]{e.candidate} (superseded)[/]" if e.candidate else "")
-        rows.append([str(e.epoch), *[f"{e.train_loss[t]:.4f}" for t in cfg.tasks], *devs, f"{e.seconds:.1f}s",
-                     f"{e.tokens / max(e.seconds, 1e-9):,.0f}", kept])
-    print_table(f"{cfg.run_name}  ({params(result.parameters)} parameters, {result.device}, {elapsed:.1f} s)", cols, rows)
+    rows = [{**vars(e), "tokens_per_second": e.tokens / max(e.seconds, 1e-9)} for e in result.epochs]
+    title = f"{cfg.run_name}  ({params(result.parameters)} parameters, {result.device}, {elapsed:.1f} s)"
+    print_epoch_rows(title, list(cfg.tasks), rows, result.candidates)
+    if getattr(result, "status", None) == "stopped":
+        console.print(f"stopped early after epoch {rows[-1]['epoch']} of {cfg.epochs}: the mean dev score had not "
+                      f"improved for {cfg.patience} epochs (--patience)")
+    if getattr(result, "resumed_from", 0):
+        console.print(f"resumed after epoch {result.resumed_from} (run {result.run_id})")
     console.print(f"registered: {', '.join(result.candidates) or 'none'}")
+
+
+def print_epoch_rows(title: str, tasks: list[str], rows: list[dict[str, Any]], live) -> None:
+    """Epochs as the run's record holds them (:mod:`ensemble.runs`); a candidate not in ``live`` is
+    marked superseded."""
+    n = len(tasks)
+    cols = [Col("epoch", True), *[Col(f"{t} loss", True, 3 + i) for i, t in enumerate(tasks)],
+            *[Col(f"{t} dev {TASKS[t].metric[:3]}", True) for t in tasks],
+            Col("lr", True, 3 + n), Col("time", True, 4 + n), Col("tokens/s", True, 5 + n), Col("candidate", drop=1)]
+    table = []
+    for e in rows:
+        best = set(e.get("best_for") or [])
+        devs = [f"[bold green]{e['dev'][t]:.4f}[/]" if t in best else f"{e['dev'][t]:.4f}" for t in tasks]
+        cand = e.get("candidate")
+        kept = cand if cand in live else (f"[dim]{cand} (superseded)[/]" if cand else "")
+        table.append([str(e["epoch"]), *[f"{e['train_loss'][t]:.4f}" for t in tasks], *devs, f"{e.get('lr', 0):.3g}",
+                      f"{e['seconds']:.1f}s", f"{e.get('tokens_per_second', 0):,.0f}", kept])
+    print_table(title, cols, table)
+
+
+def print_run_record(record: dict[str, Any], live) -> None:
+    """``show RUN``: a run's record, its epoch table and its candidates."""
+    tasks = list((record.get("config") or {}).get("tasks") or [])
+    title = (f"run {record['run_id']}: {record.get('name')}  ({record.get('status')}, {params(record.get('parameters'))} "
+             f"parameters, {record.get('device')}, {record.get('precision')})")
+    print_epoch_rows(title, tasks, record.get("epochs") or [], live)
+    console.print(f"started {record.get('started')}, finished {record.get('finished') or '-'}; "
+                  f"candidates: {', '.join(record.get('candidates') or []) or 'none yet'}")
 
 
 def print_fields(title: str, d: dict[str, Any]) -> None:

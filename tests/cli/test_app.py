@@ -163,6 +163,9 @@ def test_fixed_values_are_choices_that_match_the_core(invoke):
     assert options.PRESETS == tuple(runner.PRESETS) and options.SELECT_MODES == tuple(MODES)
     for precision in options.TRAIN_PRECISIONS:
         TrainConfig(precision=precision)   # each one the core accepts
+    from ensemble.train_config import PRECISIONS, SCHEDULES
+    assert options.SCHEDULES == SCHEDULES and options.TRAIN_PRECISIONS == PRECISIONS
+    assert "<constant|linear|cosine|slanted>" in _help("train")
     assert "<multi|cerberus|triple|static|multi+triple>" in _help("train")
     assert "<auto|fp32|bf16|fp16>" in _help("train")
     assert "<fp32|bf16|fp16>" in _help("predict") and "<quick|paper>" in _help("run")
