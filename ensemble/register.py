@@ -318,6 +318,7 @@ class EpochKeeper:
         for e in done:
             for t in e.best_for:
                 self.holders[t] = e.candidate
+        self.registry.ensure()   # a run killed before its first candidate still leaves a registry `list` opens
         write_run(self.registry.root, self.record)
         self.tidy(run.run_id)
 

@@ -118,7 +118,7 @@ class _Folder:
             raise EnsembleError(f"{self.root}: no registry here (expected a folder made by `ensemble train` "
                                 "or `ensemble register`)")
 
-    def _ensure(self) -> None:
+    def ensure(self) -> None:
         """Writers: the registry's folders, made on the first write."""
         for d in ("candidates", "ensembles", ".staging", ".trash"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
@@ -133,7 +133,7 @@ class _EnsembleFiles(_Folder):
 
     def save_ensemble(self, name: str, doc: dict[str, Any]) -> Path:
         check_ensemble_name(name)
-        self._ensure()
+        self.ensure()
         path = self.ensembles_dir / f"{name}.json"
         with folder_lock(self.root):   # a `remove` cannot take a member away between the check and the write
             problems = _member_problems(self.candidates_dir, doc)
@@ -189,7 +189,7 @@ class Registry(_EnsembleFiles):
     :mod:`ensemble.register`'s business."""
 
     def __init__(self, root: Path | str):
-        """Nothing is created here: writers make the folders on their first write (:meth:`_ensure`),
+        """Nothing is created here: writers make the folders on their first write (:meth:`ensure`),
         readers of a folder that holds no registry get an error (:meth:`_existing`)."""
         super().__init__(root)
         recover(self.root)
@@ -276,7 +276,7 @@ class Registry(_EnsembleFiles):
     def _stage(self):
         """A fresh staging folder owned by this process while the ``with`` block runs
         (:func:`ensemble.recovery.owned_stage`: removed by recovery as soon as its owner is gone)."""
-        self._ensure()
+        self.ensure()
         return owned_stage(self.root / ".staging")
 
     def add(self, build: Callable[[Path], dict[str, Any]], cid: str | None = None) -> Candidate:

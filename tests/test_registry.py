@@ -306,7 +306,7 @@ HOLD_STAGE = textwrap.dedent("""
 
 def test_a_live_writers_stage_is_never_touched_and_a_dead_ones_goes_at_once(tmp_path):
     root = tmp_path / "reg"
-    Registry(root)._ensure()
+    Registry(root).ensure()
     ready = tmp_path / "ready"
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     p = subprocess.Popen([sys.executable, "-c", HOLD_STAGE, str(root), str(ready)], env=env, cwd=REPO)
@@ -327,7 +327,7 @@ def test_a_live_writers_stage_is_never_touched_and_a_dead_ones_goes_at_once(tmp_
 
 def test_a_stage_without_an_owners_lock_waits_a_day(tmp_path):
     root = tmp_path / "reg"
-    Registry(root)._ensure()
+    Registry(root).ensure()
     young, old = root / ".staging" / "young", root / ".staging" / "old"
     for d in (young, old):
         d.mkdir()

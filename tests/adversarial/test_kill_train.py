@@ -75,6 +75,7 @@ def test_killed_then_resumed_equals_uninterrupted(tiny_base, uninterrupted, tmp_
 def test_a_kill_in_the_first_epoch_resumes_from_the_start(tiny_base, uninterrupted, tmp_path):
     root = tmp_path / "reg"
     killed_at("train.step#5", *train_args(tiny_base, root))
+    assert Registry(root).exists and Registry(root).candidates() == []   # `list` opens it: an empty registry
     r = run_at(None, *train_args(tiny_base, root, "--resume"))
     assert r.returncode == 0, r.stderr
     assert "completed no epoch; starting it again" in " ".join(r.stderr.split())
