@@ -16,6 +16,7 @@ from . import workflow
 from .candidate import Candidate
 from .data import load_splits, resolve_data, split_hashes
 from .errors import EnsembleError
+from .grid import load_preset
 from .progress import NULL, Progress
 from .register import train_into
 from .registry import Registry
@@ -25,33 +26,17 @@ from .train import TrainConfig
 from .selection import DEFAULT_MODE
 
 
-def quick_preset(base: str) -> list[TrainConfig]:
-    """Small enough for a 2-core CPU in minutes with the MiniLM stand-in: 400 examples per task,
-    2 epochs, a learning rate ten times the paper's (there are only ~75 steps an epoch), four
-    configurations."""
-    common = dict(base=base, epochs=2, limit=400, lr=1e-4, batch_size=16, max_length=128)
-    return [
-        TrainConfig(architecture="multi", seed=0, **common),
-        TrainConfig(architecture="cerberus", task_layers=2, seed=0, **common),
-        TrainConfig(architecture="multi", smart_weight=10.0, seed=1, **common),
-        TrainConfig(architecture="triple", seed=2, **common),
-    ]
+def quick_preset(base: str | None = None) -> list[TrainConfig]:
+    """The shipped grid ``ensemble/grids/quick.toml``: small enough for a 2-core CPU in minutes with
+    the MiniLM stand-in (400 examples per task, 2 epochs, lr 1e-4, four configurations)."""
+    return load_preset("quick", base).configs
 
 
-def paper_preset(base: str) -> list[TrainConfig]:
-    """The report's grid (meant for a GPU): multi, cerberus-2/3, triple for SST; SMART 10-15;
-    layer decay 0.95; lr 1e-5; up to 10 epochs with every best epoch kept; three seeds."""
-    common = dict(base=base, epochs=10, lr=1e-5, layer_decay=0.95, batch_size=16, weight_decay=1e-4)
-    grid = []
-    for seed in (0, 1, 2):
-        grid += [
-            TrainConfig(architecture="multi", smart_weight=12.0, seed=seed, **common),
-            TrainConfig(architecture="cerberus", task_layers=2, smart_weight=10.0, seed=seed, **common),
-            TrainConfig(architecture="cerberus", task_layers=3, smart_weight=12.0, seed=seed, **common),
-            TrainConfig(architecture="triple", tasks=("sst",), smart_weight=15.0, seed=seed,
-                        **{**common, "weight_decay": 1e-5}),
-        ]
-    return grid
+def paper_preset(base: str | None = None) -> list[TrainConfig]:
+    """The shipped grid ``ensemble/grids/paper.toml``: the report's grid (meant for a GPU): multi,
+    cerberus-2/3, triple for SST; SMART 10-15; layer decay 0.95; lr 1e-5; up to 10 epochs with
+    every best epoch kept; three seeds."""
+    return load_preset("paper", base).configs
 
 
 PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {

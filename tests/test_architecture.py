@@ -18,7 +18,8 @@ PACKAGE = Path(ensemble.__file__).parent
 FLOW = (
     "errors", "tasks", "files", "progress", "data", "predfile", "metrics", "batches", "bases", "model",
     "smart", "kernels", "infer", "train", "mlm", "mlm_files", "pretrain", "candidate", "recovery", "registry",
-    "runs", "register", "selection", "validate", "leaderboard", "submission", "saved", "workflow", "runner",
+    "runs", "register", "grid", "selection", "validate", "leaderboard", "submission", "saved", "workflow",
+    "ray_worker", "ray_engine", "runner",
     "analysis", "figures", "report", "bench", "cli", "__main__",
 )
 NO_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "candidate", "recovery", "registry",
