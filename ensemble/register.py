@@ -315,12 +315,22 @@ class EpochKeeper:
 
 
 def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str | None = None,
-               progress: Progress = NULL) -> TrainResult:
+               progress: Progress = NULL, *, on_epoch=None) -> TrainResult:
     """Train ``cfg`` and register every epoch that is best on dev for some task (the CLI's and
-    runner's one entry point to training)."""
+    runner's one entry point to training). ``on_epoch(entry)``, when given, is called after each
+    epoch with its record entry (epoch, train_loss, dev, seconds, tokens, tokens_per_second,
+    candidate, best_for) plus ``run_id`` and ``name``."""
     from .train import train  # lazy: torch
 
     keeper = EpochKeeper(registry, progress)
-    result = train(cfg, data_dir, keeper.keep, registry.new_id(), device=device, progress=progress)
+
+    def keep(run: TrainRun, epoch: EpochOutput) -> None:
+        keeper.keep(run, epoch)
+        if on_epoch is not None:
+            r = epoch.result
+            on_epoch({"epoch": r.epoch, "train_loss": r.train_loss, "dev": r.dev, "lr": None, "seconds": r.seconds,
+                      "tokens": r.tokens, "tokens_per_second": r.tokens / r.seconds if r.seconds > 0 else None,
+                      "candidate": r.candidate, "best_for": r.best_for, "run_id": run.run_id, "name": cfg.run_name})
+    result = train(cfg, data_dir, keep, registry.new_id(), device=device, progress=progress)
     result.candidates = keeper.finish(cfg.tasks)
     return result
