@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import EnsembleError
-from . import analyze, bench, ensembles, honesty, registry, select, submissions, submit, train
+from . import analyze, bench, ensembles, honesty, registry, run, select, submissions, submit, train
 from .render import err, error, print_json
 
 CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
@@ -100,7 +100,7 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (bench_app, "honesty", honesty.honesty),
     (ensembles_app, "list", ensembles.list_), (ensembles_app, "show", ensembles.show),
     (ensembles_app, "remove", ensembles.remove),
-    (app, "run", train.run),
+    (app, "run", run.run),
 )
 for group, name, function in COMMANDS:
     group.command(name, cls=Command)(function)
