@@ -9,6 +9,8 @@ registers them. The worker never learns the driver's paths; its folder is remove
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -16,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from .bases import SHIPPED_BASES
+from .candidate import MANIFEST
 from .errors import EnsembleError
+from .model import CONFIG_FILE
 from .register import train_into
 from .registry import Registry
 from .runs import RECORD, run_dir
@@ -48,9 +52,28 @@ def write_files(folder: Path, files: Files) -> Path:
     return folder
 
 
-def _pack(reg: Registry, result) -> dict[str, Any]:
+def _own_base_name(files: Files, copy: str, name: str) -> None:
+    """Where the model's encoder config names this worker's copy of the base as where it was
+    loaded from, the name the driver gave instead (as a local run records it), the manifest's
+    sha256 and size of that file updated to match."""
+    rel = f"model/{CONFIG_FILE}"
+    if rel not in files:
+        return
+    config = json.loads(files[rel])
+    if (config.get("encoder") or {}).get("_name_or_path") != copy:
+        return
+    config["encoder"]["_name_or_path"] = name
+    files[rel] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()   # as save_model writes it
+    manifest = json.loads(files[MANIFEST])
+    manifest["files"][rel] = {"sha256": hashlib.sha256(files[rel]).hexdigest(), "size": len(files[rel])}
+    files[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()   # as write_manifest does
+
+
+def _pack(reg: Registry, result, base_copy: str | None, base_name: str) -> dict[str, Any]:
     """The run's candidates (every file, manifest included) and its record, as bytes."""
     cands = [{"id": cid, "files": read_files(reg.candidates_dir / cid)} for cid in result.candidates]
+    for c in cands if base_copy else []:
+        _own_base_name(c["files"], base_copy, base_name)
     record = run_dir(reg.root, result.run_id) / RECORD
     return {"candidates": cands, "record": record.read_bytes() if record.is_file() else None}
 
@@ -74,15 +97,16 @@ def run_task(key: str, cfg: dict[str, Any], data: Files, base: Files | None, dev
     config = TrainConfig(**cfg)
     with tempfile.TemporaryDirectory(prefix="ensemble-ray-") as tmp:
         data_dir = write_files(Path(tmp) / "data", data)
-        if base is not None:
-            SHIPPED_BASES[config.base] = str(write_files(Path(tmp) / "base", base))
+        copy = str(write_files(Path(tmp) / "base", base)) if base is not None else None
+        if copy:
+            SHIPPED_BASES[config.base] = copy
         try:
             reg = Registry(Path(tmp) / "registry")
             t1 = time.time()
             result = train_into(reg, config, data_dir, device=device,
                                 on_epoch=lambda e: reporter.report.remote({"type": "epoch", "key": key, **e}))
             t2 = time.time()
-            shipped = _pack(reg, result)
+            shipped = _pack(reg, result, copy, str(Path(config.base).expanduser()))
         finally:
             SHIPPED_BASES.pop(config.base, None)
     return {"key": key, "result": result.to_dict(), **shipped, "node": node,
