@@ -180,6 +180,7 @@ def train_grid(reg: Registry, plan: list[tuple[str, TrainConfig]], data_dir: Pat
         bases = {c.base: base_files(c.base) for c in configs}
         base_refs = {b: ray.put(f) if f is not None else None for b, f in bases.items()}
         reporter = _reporter(ray)
+        ray.get(reporter.drain.remote())   # alive before any run starts: its events are live from the first
         task = ray.remote(run_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=opts.max_retries,
                                             retry_exceptions=False, runtime_env=opts.runtime_env)
         rows = {key: _row(key, cfg) for key, cfg in plan}

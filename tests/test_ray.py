@@ -151,20 +151,20 @@ def test_a_run_that_raises_is_reported_and_the_others_land(cl, tmp_path):
 
 
 def test_a_node_removed_mid_run_has_its_run_retried_elsewhere_and_registered_once(cl):
-    grid = grid_file(cl, "death", "[[runs]]\nseed = 8\n[[runs]]\nseed = 9\n")
+    grid = grid_file(cl, "death", "[[runs]]\nseed = 8\nepochs = 12\n[[runs]]\nseed = 9\nepochs = 12\n")
     configs, _, data_dir, _ = runner.grid_configs(cl.data, None, None, grid)
     reg = Registry(cl.driver / "reg-death")
     killed: list[str] = []
 
     def on_event(kind, row, entry):
-        if kind == "start" and row["node_id"] == cl.worker.node_id and not killed:
+        if kind == "epoch" and entry["epoch"] == 1 and row["node_id"] == cl.worker.node_id and not killed:
             cl.cluster.remove_node(cl.worker, allow_graceful=False)
             killed.append(row["name"])
 
     summary = runner.train_ray(reg, configs, data_dir, RayOptions(max_retries=2), lambda m: None, on_event)
     assert len(killed) == 1
     assert summary["retried"] == killed and summary["failed"] == []
-    assert sorted(summary["done"]) == ["multi-sst+para+sts-s8", "multi-sst+para+sts-s9"]
+    assert sorted(summary["done"]) == ["multi-sst+para+sts-s8", "multi-sst+para+sts-s9"]   # mid-run: epoch 1 of 12
     (row,) = [r for r in summary["runs"] if r["name"] == killed[0]]
     assert row["attempts"] == 2 and row["node_id"] != cl.worker.node_id
     runs = by_fingerprint(reg)
