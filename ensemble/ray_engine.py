@@ -184,6 +184,7 @@ def train_grid(reg: Registry, plan: list[tuple[str, TrainConfig]], data_dir: Pat
         task = ray.remote(run_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=opts.max_retries,
                                             retry_exceptions=False, runtime_env=opts.runtime_env)
         rows = {key: _row(key, cfg) for key, cfg in plan}
+        ready_at = time.perf_counter()   # Ray up, the data in its store, the progress actor alive
         pending = {}
         for key, cfg in plan:
             rows[key]["times"]["submitted"] = time.time()
@@ -191,14 +192,14 @@ def train_grid(reg: Registry, plan: list[tuple[str, TrainConfig]], data_dir: Pat
                                 reporter)] = key
             on_event("queued", rows[key], None)
         nodes = _node_names(ray)
-        started = time.perf_counter() - t0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=opts.poll_seconds)
             _apply(ray, rows, ray.get(reporter.drain.remote()), on_event, nodes)
             for ref in ready:
                 _finish(ray, reg, ref, rows[pending.pop(ref)], opts, on_event)
         ray.kill(reporter)
-    return _summary(rows, time.perf_counter() - t0, started, cpus, gpus, device)
+    end = time.perf_counter()
+    return _summary(rows, end - t0, ready_at - t0, end - ready_at, cpus, gpus, device)
 
 
 def _finish(ray, reg: Registry, ref, row: dict[str, Any], opts: RayOptions, on_event: Event) -> None:
@@ -256,11 +257,11 @@ def land(reg: Registry, shipped: dict[str, Any], name: str) -> list[str]:
     return [cid for cid, _, _ in cands]
 
 
-def _summary(rows: dict[str, dict], seconds: float, startup: float, cpus: float, gpus: float,
+def _summary(rows: dict[str, dict], seconds: float, startup: float, runs_seconds: float, cpus: float, gpus: float,
              device: str) -> dict[str, Any]:
     runs = list(rows.values())
     return {"engine": "ray", "runs": runs, "done": [r["name"] for r in runs if r["status"] == "done"],
             "retried": [r["name"] for r in runs if r["attempts"] > 1],
             "failed": [{"name": r["name"], "error": r["error"]} for r in runs if r["status"] == "failed"],
-            "seconds": seconds, "startup_seconds": startup,
+            "seconds": seconds, "startup_seconds": startup, "runs_seconds": runs_seconds,
             "per_run": {"cpus": cpus, "gpus": gpus, "device": device}}

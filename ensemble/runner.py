@@ -106,7 +106,8 @@ def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine:
         _clean_interrupted(reg, _runs_of(reg, row["fingerprint"]), head, say)
         todo.append((row["fingerprint"], row["config"]))
     summary = (train_grid(reg, todo, data_dir, engine, on_event) if todo else
-               {"engine": "ray", "runs": [], "done": [], "retried": [], "failed": [], "seconds": 0.0})
+               {"engine": "ray", "runs": [], "done": [], "retried": [], "failed": [], "seconds": 0.0,
+                "startup_seconds": 0.0, "runs_seconds": 0.0})
     return {**summary, "skipped": skipped}
 
 
