@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..bases import make_random_base
+from ..errors import EnsembleError
 from ..progress import NULL
 from ..ray_engine import RayOptions, require_ray, train_grid
 from ..ray_worker import warm
@@ -65,6 +66,8 @@ def _local(root: Path, configs: list[TrainConfig], data_dir: Path) -> tuple[dict
 def _ray(root: Path, configs: list[TrainConfig], data_dir: Path, workers: int) -> tuple[dict[str, Any], Registry]:
     """The grid on a fresh local Ray instance with ``workers`` CPUs (started and shut down here)."""
     ray = require_ray()
+    if ray.is_initialized():
+        raise EnsembleError("bench grid starts Ray instances of its own; this process is connected to Ray already")
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # every Ray process on 127.0.0.1
     reg = Registry(root / f"ray-{workers}")
     t0 = time.perf_counter()
