@@ -1,9 +1,11 @@
 """``ensemble run``: the main job in one call, from a data folder to a validated submission.
 
-Trains the preset's candidates (a configuration with a run already finished on the same data is
-skipped; the candidates of its interrupted runs are removed, and a configuration with no finished
-run is trained again, so an interrupted ``ensemble run`` resumes where it stopped), selects
-per task, writes the six leaderboard files, validates them and zips a submission.
+Trains a grid (a grid file's or a preset's configurations, :mod:`ensemble.grid`): a configuration
+with a run already finished on the same data is skipped; the candidates of its interrupted runs
+are removed, and a configuration with no finished run is trained again, so an interrupted
+``ensemble run`` resumes where it stopped. Here, one after another (``engine=None``), or on Ray
+(:mod:`ensemble.ray_engine`). Then selects per task, writes the six leaderboard files, validates
+them and zips a submission.
 """
 from __future__ import annotations
 
