@@ -51,7 +51,15 @@ class RayOptions:
     poll_seconds: float = 0.2
 
 
-def require_ray():
+LOOPBACK = "127.0.0.1"
+
+
+def require_ray(local: bool = False):
+    """Ray, or an error saying what to install. ``local``: a Ray instance is to start on this machine,
+    on the loopback address: on Linux, Ray takes the machine's outward address unless
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which it reads once, when it is first imported."""
+    if local:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -65,16 +73,16 @@ def require_ray():
 def ray_session(opts: RayOptions):
     """Ray for the grid: the one this process already joined, the cluster at ``address`` (or
     ``RAY_ADDRESS``), else a local instance on the loopback address, shut down afterwards."""
-    ray = require_ray()
+    address = opts.address or os.environ.get("RAY_ADDRESS")
+    ray = require_ray(local=not address)
     if ray.is_initialized():
         yield ray
         return
-    address = opts.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     else:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")   # Linux: 127.0.0.1, not the outward address
-        ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 _node_ip_address=LOOPBACK)
     try:
         yield ray
     finally:

@@ -26,7 +26,7 @@ import torch
 from ..bases import make_random_base
 from ..errors import EnsembleError
 from ..progress import NULL
-from ..ray_engine import RayOptions, require_ray, train_grid
+from ..ray_engine import LOOPBACK, RayOptions, require_ray, train_grid
 from ..ray_worker import warm
 from ..registry import Registry
 from ..runner import _train_all, plan
@@ -65,13 +65,13 @@ def _local(root: Path, configs: list[TrainConfig], data_dir: Path) -> tuple[dict
 
 def _ray(root: Path, configs: list[TrainConfig], data_dir: Path, workers: int) -> tuple[dict[str, Any], Registry]:
     """The grid on a fresh local Ray instance with ``workers`` CPUs (started and shut down here)."""
-    ray = require_ray()
+    ray = require_ray(local=True)   # every Ray process on 127.0.0.1
     if ray.is_initialized():
         raise EnsembleError("bench grid starts Ray instances of its own; this process is connected to Ray already")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"   # every Ray process on 127.0.0.1
     reg = Registry(root / f"ray-{workers}")
     t0 = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             _node_ip_address=LOOPBACK,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}})
     try:
         pids = ray.get([ray.remote(num_cpus=1)(warm).remote(1.0) for _ in range(workers)])

@@ -6,6 +6,7 @@ finished epoch and per run's start and end, in a terminal as in a pipe or log.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -115,7 +116,7 @@ def _ray_options(engine: str, address, gpus_per_run, cpus_per_run, max_retries, 
         if given:
             raise_error(f"{given[0]} applies to --engine ray only; add --engine ray")
         return None
-    require_ray()
+    require_ray(local=not (address or os.environ.get("RAY_ADDRESS")))   # before Ray is imported: see require_ray
     if gpus_per_run is not None and gpus_per_run < 0:
         raise_error(f"--gpus-per-run {gpus_per_run:g}: expected a number >= 0 (fractions allowed)")
     if cpus_per_run is not None and cpus_per_run <= 0:
