@@ -135,7 +135,16 @@ def _reporter(ray):
 
     here = ray.get_runtime_context().get_node_id()
     return ray.remote(num_cpus=0)(Reporter).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=True)).remote()
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=here, soft=False)).remote()
+
+
+def _drain(ray, reporter) -> list[dict[str, Any]]:
+    """The events held by the progress actor; none this time while it cannot be reached (a node
+    dying can break its connections for a moment: the events wait for the next poll)."""
+    try:
+        return ray.get(reporter.drain.remote())
+    except ray.exceptions.ActorUnavailableError:
+        return []
 
 
 def _row(key: str, cfg: TrainConfig) -> dict[str, Any]:
@@ -202,7 +211,7 @@ def train_grid(reg: Registry, plan: list[tuple[str, TrainConfig]], data_dir: Pat
         nodes = _node_names(ray)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=opts.poll_seconds)
-            _apply(ray, rows, ray.get(reporter.drain.remote()), on_event, nodes)
+            _apply(ray, rows, _drain(ray, reporter), on_event, nodes)
             for ref in ready:
                 _finish(ray, reg, ref, rows[pending.pop(ref)], opts, on_event)
         ray.kill(reporter)
