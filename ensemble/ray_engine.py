@@ -208,15 +208,25 @@ def train_grid(reg: Registry, plan: list[tuple[str, TrainConfig]], data_dir: Pat
             pending[task.remote(key, cfg.to_dict(), data_ref, base_refs[cfg.base], device, max(1, int(cpus)),
                                 reporter)] = key
             on_event("queued", rows[key], None)
-        nodes = _node_names(ray)
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=opts.poll_seconds)
-            _apply(ray, rows, _drain(ray, reporter), on_event, nodes)
-            for ref in ready:
-                _finish(ray, reg, ref, rows[pending.pop(ref)], opts, on_event)
-        ray.kill(reporter)
+        try:
+            _follow(ray, reg, pending, rows, reporter, opts, on_event)
+        finally:
+            for ref in pending:   # interrupted (Ctrl-C): nothing of ours runs on after us
+                ray.cancel(ref, force=True)
+            ray.kill(reporter)
     end = time.perf_counter()
     return _summary(rows, end - t0, ready_at - t0, end - ready_at, cpus, gpus, device)
+
+
+def _follow(ray, reg: Registry, pending: dict, rows: dict[str, dict], reporter, opts: RayOptions,
+            on_event: Event) -> None:
+    """Until every task has ended: the workers' events as they come, each ended task landed."""
+    nodes = _node_names(ray)
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=opts.poll_seconds)
+        _apply(ray, rows, _drain(ray, reporter), on_event, nodes)
+        for ref in ready:
+            _finish(ray, reg, ref, rows[pending.pop(ref)], opts, on_event)
 
 
 def _finish(ray, reg: Registry, ref, row: dict[str, Any], opts: RayOptions, on_event: Event) -> None:

@@ -35,9 +35,10 @@ from .machine import load_average
 
 
 def bench_configs(base: str, runs: int, epochs: int) -> list[TrainConfig]:
-    """``runs`` configurations of the tiny base: seeds 0, 1, ...; architectures multi and cerberus-1 in turn."""
+    """``runs`` configurations of the tiny base: seeds 0, 1, ...; architectures multi and cerberus-1 in turn;
+    at most 400 training rows a task (the packaged sample has fewer)."""
     return [TrainConfig(base=base, architecture="multi" if i % 2 == 0 else "cerberus", task_layers=i % 2, seed=i,
-                        epochs=epochs, batch_size=16, lr=1e-3, precision="fp32") for i in range(runs)]
+                        epochs=epochs, batch_size=16, lr=1e-3, limit=400, precision="fp32") for i in range(runs)]
 
 
 def _predictions(reg: Registry) -> dict[str, dict[str, str]]:
