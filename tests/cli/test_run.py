@@ -106,3 +106,19 @@ def test_the_ray_progress_in_a_pipe_is_one_line_per_epoch_and_per_run(capsys):
         "multi-s0: done, registered c1; best dev sst 0.2500  sts 0.5000",
         "triple-s1: failed: OSError: no config",
     ]
+
+
+def test_a_grid_file_on_the_local_engine_trains_selects_and_skips_on_rerun(tmp_path, invoke, tiny_base_dir):
+    data = shutil.copytree(SAMPLE, tmp_path / "data")
+    grid = tmp_path / "one.toml"
+    grid.write_text(f'[defaults]\nbase = "{tiny_base_dir}"\nepochs = 1\nbatch_size = 16\n[[runs]]\nseed = 4\n')
+    args = ("run", "--grid", grid, "--data", data, "--registry", tmp_path / "reg", "--out", tmp_path / "out",
+            "--submissions", tmp_path / "subs", "--json")
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout[r.stdout.index("{"):])
+    assert [t["config"]["seed"] for t in res["trained"]] == [4] and res["grid"] is None and res["failed"] == []
+    assert res["selection"]["name"] == "run-one" and len(res["written"]) == 6
+    out2 = invoke(*args).stdout
+    res2 = json.loads(out2[out2.index("{"):])
+    assert res2["trained"] == [] and res2["skipped"] == ["multi-sst+para+sts-s4"]
