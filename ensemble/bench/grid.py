@@ -78,7 +78,8 @@ def _ray(root: Path, configs: list[TrainConfig], data_dir: Path, workers: int) -
         pids = ray.get([ray.remote(num_cpus=1)(warm).remote(1.0) for _ in range(workers)])
         startup = time.perf_counter() - t0
         todo = [(r["fingerprint"], r["config"]) for r in plan(reg, configs, data_dir)]
-        summary = train_grid(reg, todo, data_dir, RayOptions(cpus_per_run=1, device="cpu", max_retries=0))
+        summary = train_grid(reg, todo, data_dir, RayOptions(cpus_per_run=1, device="cpu", max_retries=0,
+                                                                      poll_seconds=1.0))   # events: progress only
     finally:
         ray.shutdown()
     wall = summary["runs_seconds"]
