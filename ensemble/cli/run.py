@@ -14,6 +14,7 @@ import typer
 from rich.live import Live
 from rich.markup import escape
 
+from ..errors import EnsembleError
 from ..selection import DEFAULT_MODE
 from ..tasks import TASKS
 from .options import DataOpt, DeviceOpt, JsonOpt, Preset, RegistryOpt, SelectMode, System, choice, plain
@@ -114,23 +115,17 @@ def _ray_options(engine: str, address, gpus_per_run, cpus_per_run, max_retries, 
         given = [o for o, v in (("--address", address), ("--gpus-per-run", gpus_per_run),
                                 ("--cpus-per-run", cpus_per_run), ("--max-retries", max_retries)) if v is not None]
         if given:
-            raise_error(f"{given[0]} applies to --engine ray only; add --engine ray")
+            raise EnsembleError(f"{given[0]} applies to --engine ray only; add --engine ray")
         return None
     require_ray(local=not (address or os.environ.get("RAY_ADDRESS")))   # before Ray is imported: see require_ray
     if gpus_per_run is not None and gpus_per_run < 0:
-        raise_error(f"--gpus-per-run {gpus_per_run:g}: expected a number >= 0 (fractions allowed)")
+        raise EnsembleError(f"--gpus-per-run {gpus_per_run:g}: expected a number >= 0 (fractions allowed)")
     if cpus_per_run is not None and cpus_per_run <= 0:
-        raise_error(f"--cpus-per-run {cpus_per_run:g}: expected a number > 0 (fractions allowed)")
+        raise EnsembleError(f"--cpus-per-run {cpus_per_run:g}: expected a number > 0 (fractions allowed)")
     if max_retries is not None and max_retries < 0:
-        raise_error(f"--max-retries {max_retries}: expected an integer >= 0")
+        raise EnsembleError(f"--max-retries {max_retries}: expected an integer >= 0")
     return RayOptions(address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run or 1.0,
                       max_retries=2 if max_retries is None else max_retries, device=device)
-
-
-def raise_error(message: str):
-    from ..errors import EnsembleError
-
-    raise EnsembleError(message)
 
 
 def run(
@@ -167,7 +162,7 @@ def run(
     from .. import runner  # lazy: keeps select/list/validate fast
 
     if grid is not None and preset is not None:
-        raise_error("--grid and --preset: expected one of them (a preset is a shipped grid file)")
+        raise EnsembleError("--grid and --preset: expected one of them (a preset is a shipped grid file)")
     if dry_run:
         plan = runner.dry_run(data, base, preset, grid, registry)
         if as_json:
