@@ -26,10 +26,11 @@ import numpy as np
 from .data import decode_utf8, read_raw
 from .errors import EnsembleError
 from .files import PICKLE_SUFFIXES, atomic_write_text, check_inside, file_sha256
+from .manifest import SEAL, seal_of, seal_problem, shape_problem
 from .predfile import UTF8_CSV, parse_predictions, prediction_file_name
 from .tasks import is_plain_id
 
-FORMAT = "ensemble-candidate/1"
+FORMAT = "ensemble-candidate/2"   # /2: sealed (ensemble.manifest); /1 manifests, unsealed, are read as before
 MANIFEST = "candidate.json"
 
 
@@ -121,6 +122,15 @@ def check_sha256(cand: Candidate, rel: str, actual: str) -> None:
                             "`ensemble verify`)")
 
 
+def check_seal(cand: Candidate) -> None:
+    """Refuse to rewrite a manifest that was edited after it was written (its seal no longer
+    matches): resealing it would erase the evidence that ``verify`` reports. An unsealed manifest
+    (an older version's) is sealed by the rewrite."""
+    if cand.manifest.get(SEAL) is not None and seal_problem(cand.manifest):
+        raise EnsembleError(f"{cand.path / MANIFEST}: {seal_problem(cand.manifest)}; refused to rewrite it "
+                            "(run `ensemble verify`; `ensemble remove` and register again if it was damaged)")
+
+
 def check_file(cand: Candidate, rel: str) -> None:
     """Check file ``rel`` of ``cand`` on disk against its manifest's sha256 (:func:`check_sha256`)."""
     path = cand.path / rel
@@ -139,7 +149,10 @@ def check_model(cand: Candidate) -> None:
 
 # -- manifests and verification ---------------------------------------------------------------
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """The one writer of ``candidate.json``: sorted keys, atomic replace."""
+    """The one writer of ``candidate.json``: sealed (``manifest["seal"]`` set, see
+    :mod:`ensemble.manifest`), sorted keys, atomic replace."""
+    manifest["format"] = FORMAT
+    manifest[SEAL] = seal_of(manifest)
     atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
@@ -210,7 +223,7 @@ def _read_manifest(d: Path) -> tuple[Any, Problem | None]:
         return None, Problem(d.name, MANIFEST, f"not valid JSON ({e})")
     except OSError as e:
         return None, Problem(d.name, MANIFEST, f"cannot read ({e.strerror or e})")
-    problem = _identity_problem(d, manifest)
+    problem = _identity_problem(d, manifest) or shape_problem(manifest)
     return manifest, Problem(d.name, MANIFEST, problem) if problem else None
 
 
@@ -251,6 +264,10 @@ def verify_folder(d: Path) -> tuple[Candidate | None, list[Problem]]:
     if not isinstance(manifest, dict):
         return None, found
     cand = Candidate(d, manifest)
+    if shape_problem(manifest):   # named in found; its files cannot be listed
+        return cand, found
+    sealed = seal_problem(manifest)
+    found += [Problem(d.name, MANIFEST, sealed)] if sealed and not found else []   # an id problem says more
     return cand, found + _listed_problems(cand) + _unlisted_problems(cand)
 
 

@@ -6,8 +6,11 @@ user's umask.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
+import struct
 import signal
 import tempfile
 from pathlib import Path
@@ -46,6 +49,77 @@ def refuse_pickles(directory: Path) -> None:
                 "(for a transformers model: `AutoModel.from_pretrained(DIR).save_pretrained(DIR)`), "
                 "then delete the pickle file."
             )
+
+
+# safetensors dtypes and their sizes in bits (the format's list, safetensors 0.4-0.8)
+SAFETENSORS_DTYPES = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F4": 4, "F6_E2M3": 6,
+                      "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
+                      "F64": 64, "I64": 64, "U64": 64, "C64": 64}
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")   # a pickle (protocol 2+) or torch.save's zip of pickles
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Refuse a weights file that is not a whole safetensors file before any loader reads it: missing,
+    a pickle (or torch zip) under the name, a header length beyond the file, a header that is not
+    a JSON object of tensors, an unknown dtype, or data offsets outside the file. The error names
+    the file and what was found."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fp:
+            head = fp.read(8)
+            if head.startswith(PICKLE_MAGIC):
+                raise EnsembleError(f"{path}: a pickle (torch.save) file under a .safetensors name; refused (loading "
+                                    "a pickle can run arbitrary code); save the weights with safetensors")
+            if len(head) < 8:
+                raise EnsembleError(f"{path}: {size} bytes, too short for a safetensors file (truncated?)")
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
+                raise EnsembleError(f"{path}: safetensors header length {n:,} bytes exceeds the file's {size:,} "
+                                    "bytes (truncated or not a safetensors file)")
+            raw = fp.read(n)
+    except FileNotFoundError:
+        raise EnsembleError(f"{path}: missing (the model's weights); expected a safetensors file") from None
+    except OSError as exc:
+        raise EnsembleError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    _check_safetensors_header(path, raw, size - 8 - n)
+
+
+def _check_safetensors_header(path: Path, raw: bytes, data_size: int) -> None:
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except ValueError as e:   # UnicodeDecodeError is one
+        raise EnsembleError(f"{path}: safetensors header is not valid UTF-8 JSON ({e}); the file is damaged") from e
+    if not isinstance(header, dict):
+        raise EnsembleError(f"{path}: safetensors header is not a JSON object; the file is damaged")
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        where = f"{path}: tensor {name[:80]!r}"
+        if not isinstance(t, dict) or t.get("dtype") not in SAFETENSORS_DTYPES:
+            raise EnsembleError(f"{where}: unknown dtype {t.get('dtype') if isinstance(t, dict) else t!r:.80}; "
+                                "the file is damaged")
+        shape, offsets = t.get("shape"), t.get("data_offsets")
+        if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
+                and isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            raise EnsembleError(f"{where}: shape or data_offsets malformed; the file is damaged")
+        begin, end = offsets
+        count = 1
+        for d in shape:
+            count *= d
+        if not 0 <= begin <= end <= data_size or end - begin != (count * SAFETENSORS_DTYPES[t["dtype"]] + 7) // 8:
+            raise EnsembleError(f"{where}: data offsets {offsets} do not fit its shape {shape} within the file's "
+                                f"{data_size:,} data bytes (truncated or damaged)")
+
+
+def disk_full(e: OSError, path: str | Path, kept: str = "nothing stored was changed") -> EnsembleError | None:
+    """The error to raise for ``e`` when it is a full disk (ENOSPC, EDQUOT): naming ``path``, saying
+    that the disk is full and what was kept; None for any other error."""
+    if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    writing = getattr(e, "filename", None)
+    where = f" (writing {writing})" if writing and str(writing) != str(path) else ""
+    return EnsembleError(f"{path}: the disk is full{where}; {kept}; free some space and run the command again")
 
 
 def check_inside(root: Path, path: Path, what: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from .checkpoint import optimizer_tensors, restore_optimizer
 from .errors import EnsembleError
 from .files import refuse_pickles
 from .bases import quiet_transformers
@@ -63,33 +64,14 @@ def _unique_state(mlm) -> dict[str, torch.Tensor]:
 
 def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> dict[str, Any]:
     """AdamW state tensors into ``optimizer.safetensors``; scalars returned for the JSON state."""
-    sd = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for idx, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"{idx}.{k}"] = v.detach().contiguous().cpu()
-            else:
-                scalars.setdefault(str(idx), {})[k] = v
+    tensors, scalars = optimizer_tensors(optimizer)
     save_file(tensors, str(directory / OPTIMIZER), metadata={"format": "pt", "producer": "ensemble pretrain"})
     return scalars
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path, scalars: dict[str, Any]) -> None:
     """Restore the AdamW state written by :func:`write_checkpoint` (``scalars`` from its JSON state)."""
-    flat = load_file(str(directory / OPTIMIZER), device="cpu")
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in flat.items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = v
-    for idx, st in scalars.items():
-        state.setdefault(int(idx), {}).update(st)
-    current = optimizer.state_dict()
-    n_params = sum(len(g["params"]) for g in current["param_groups"])
-    if any(i >= n_params for i in state):
-        raise EnsembleError(f"{directory}: optimizer state does not match the model (more parameters saved)")
-    optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+    restore_optimizer(optimizer, load_file(str(directory / OPTIMIZER), device="cpu"), scalars, directory)
 
 
 def write_checkpoint(out: Path, mlm, pooler_sd: dict, optimizer, state: dict[str, Any]) -> None:

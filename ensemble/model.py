@@ -17,20 +17,23 @@ so a saved candidate loads offline without the base weights or the training code
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.masking_utils import create_bidirectional_mask
 
 from .bases import encoder_parts
-from .errors import EnsembleError
-from .files import refuse_pickles
+from .errors import EnsembleError, shown
+from .files import check_safetensors, refuse_pickles
 from .tasks import TASKS
 
 ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")
@@ -78,12 +81,23 @@ class ModelConfig:
 
 def encoder_from_config(encoder: dict[str, Any]) -> nn.Module:
     """A randomly initialised encoder of the stored architecture (weights are loaded after)."""
+    from huggingface_hub.errors import StrictDataclassError
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if not isinstance(encoder, dict):
+        raise EnsembleError(f"stored encoder config is {type(encoder).__name__}; expected a JSON object")
     d = dict(encoder)
     model_type = d.pop("model_type", None)
     if not model_type:
         raise EnsembleError("stored encoder config lacks model_type")
-    cfg = AutoConfig.for_model(model_type, **d)
-    return AutoModel.from_config(cfg, attn_implementation="sdpa")
+    if "auto_map" in d or not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise EnsembleError(f"stored encoder config: model_type {shown(model_type)} is not a transformers "
+                            "architecture (custom code is never run); expected e.g. 'bert'")
+    try:
+        cfg = AutoConfig.for_model(model_type, **d)
+        return AutoModel.from_config(cfg, attn_implementation="sdpa")
+    except (ValueError, TypeError, KeyError, AttributeError, StrictDataclassError) as e:
+        raise EnsembleError(f"stored encoder config ({model_type}) is not valid: {str(e).splitlines()[0][:200]}") from e
 
 
 class _Identity(nn.Module):
@@ -201,6 +215,23 @@ class MultitaskModel(nn.Module):
                 m.eval()
         return self
 
+    def set_gradient_checkpointing(self, on: bool = True) -> None:
+        """transformers' own gradient checkpointing on every encoder layer of every stack (all
+        architectures): each layer's activations are recomputed in the backward pass instead of
+        kept. Non-reentrant ``torch.utils.checkpoint``, which restores the RNG state for the
+        recomputation (same dropout masks) and supports ``torch.autograd.grad`` (SMART's ascent)."""
+        from functools import partial
+
+        from torch.utils.checkpoint import checkpoint
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        func = partial(checkpoint, use_reentrant=False)
+        for stack in self.stacks.values():
+            for layer in stack.modules():
+                if isinstance(layer, GradientCheckpointingLayer):
+                    layer.gradient_checkpointing = on
+                    layer._gradient_checkpointing_func = func
+
     # -- forward ------------------------------------------------------------------------------
     def embed(self, task: str, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> list[torch.Tensor]:
         """The embedding outputs (positions and LayerNorm applied) of each stream of the task."""
@@ -269,13 +300,14 @@ def outputs_to_predictions(task: str, outputs: torch.Tensor) -> torch.Tensor:
 
 
 def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The task's loss in fp32 (fp64 for an fp64 model, as the exactness tests use)."""
     kind = TASKS[task].kind
-    outputs = outputs.float()
+    outputs = outputs if outputs.dtype == torch.float64 else outputs.float()
     if kind == "classes":
         return nn.functional.cross_entropy(outputs, labels.long())
     if kind == "binary":
-        return nn.functional.binary_cross_entropy_with_logits(outputs[:, 0], labels.float())
-    return nn.functional.mse_loss(outputs[:, 0], labels.float())
+        return nn.functional.binary_cross_entropy_with_logits(outputs[:, 0], labels.to(outputs.dtype))
+    return nn.functional.mse_loss(outputs[:, 0], labels.to(outputs.dtype))
 
 
 # -- saving and loading -------------------------------------------------------------------------
@@ -287,7 +319,12 @@ def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
     """Write weights (safetensors), the model config and the tokenizer files into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt", "producer": "ensemble"})
+    try:
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})   # one key: same bytes every time
+    except SafetensorError as e:   # its I/O errors are no OSError: a full disk becomes one (files.disk_full)
+        if "os error 28" in str(e):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / WEIGHTS_FILE)) from e
+        raise
     (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(directory))
     return sorted(p for p in directory.rglob("*") if p.is_file())
@@ -300,11 +337,14 @@ def load_model(directory: Path, device: str | torch.device = "cpu"):
     cfg_path = directory / CONFIG_FILE
     if not cfg_path.exists():
         raise EnsembleError(f"{directory}: no {CONFIG_FILE}; expected a model saved by ensemble")
+    check_safetensors(directory / WEIGHTS_FILE)   # before anything is built: a damaged file fails at once
     try:
         config = ModelConfig.from_dict(json.loads(cfg_path.read_text()))
+        model = MultitaskModel.from_config(config)
     except (ValueError, TypeError) as e:
         raise EnsembleError(f"{cfg_path}: not a valid model config ({e})") from e
-    model = MultitaskModel.from_config(config)
+    except EnsembleError as e:
+        raise EnsembleError(f"{cfg_path}: {e}") from e
     state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -29,6 +29,7 @@ from typing import Any, Callable
 from .bases import BASE_ALIASES
 from .candidate import MANIFEST
 from .errors import EnsembleError
+from .manifest import SEAL, seal_of
 from .ray_worker import Files, read_files, run_task, write_files
 from .registry import Registry
 from .runs import write_run
@@ -256,6 +257,9 @@ def _checked(c: dict[str, Any], name: str) -> tuple[str, dict[str, Any], Files]:
     manifest = json.loads(files.pop(MANIFEST))
     listed = manifest.get("files") or {}
     where = f"run {name}: shipped candidate {cid}"
+    if manifest.get(SEAL) != seal_of(manifest):
+        raise EnsembleError(f"{where}: its manifest's seal does not match its content (changed in transit); "
+                            "nothing of the run registered")
     if manifest.get("id") != cid or set(files) != set(listed):
         raise EnsembleError(f"{where}: its files or id differ from its manifest's; nothing of the run registered")
     for rel, info in sorted(listed.items()):
@@ -271,7 +275,7 @@ def land(reg: Registry, shipped: dict[str, Any], name: str) -> list[str]:
     run's record written, then each marked as its worker marked it (a run finished)."""
     cands = [_checked(c, name) for c in shipped["candidates"]]
     for cid, manifest, files in cands:
-        fields = {k: v for k, v in manifest.items() if k not in ("files", "format")}
+        fields = {k: v for k, v in manifest.items() if k not in ("files", "format", SEAL)}
         fields["training"] = {**fields["training"], "run_complete": False}
         reg.add(lambda stage, files=files, fields=fields: write_files(stage, files) and fields, cid=cid)
     if shipped.get("record"):
@@ -279,8 +283,12 @@ def land(reg: Registry, shipped: dict[str, Any], name: str) -> list[str]:
     for cid, manifest, _ in cands:
         done = manifest["training"]["run_complete"]
         got = reg.update_manifest(cid, lambda m, done=done: m["training"].update(run_complete=done))
-        if got.manifest != manifest:
-            raise EnsembleError(f"run {name}: candidate {cid} registered with a manifest other than the one shipped")
+        if got.manifest != manifest:   # never expected: the run's candidates go again, none left half-checked
+            keys = sorted(k for k in {*got.manifest, *manifest} if got.manifest.get(k) != manifest.get(k))
+            for other, _, _ in cands:
+                reg.remove(other)
+            raise EnsembleError(f"run {name}: candidate {cid} registered with a manifest other than the one shipped "
+                                f"(fields {', '.join(keys)}); the run's candidates removed again")
     return [cid for cid, _, _ in cands]
 
 

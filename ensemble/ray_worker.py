@@ -20,6 +20,7 @@ from typing import Any
 from .bases import SHIPPED_BASES
 from .candidate import MANIFEST
 from .errors import EnsembleError
+from .manifest import SEAL, seal_of
 from .model import CONFIG_FILE
 from .register import train_into
 from .registry import Registry
@@ -66,6 +67,7 @@ def _own_base_name(files: Files, copy: str, name: str) -> None:
     files[rel] = (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()   # as save_model writes it
     manifest = json.loads(files[MANIFEST])
     manifest["files"][rel] = {"sha256": hashlib.sha256(files[rel]).hexdigest(), "size": len(files[rel])}
+    manifest[SEAL] = seal_of(manifest)
     files[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()   # as write_manifest does
 
 

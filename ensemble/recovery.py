@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .candidate import MANIFEST
-from .files import remove_quiet
+from .files import disk_full, remove_quiet
 
 # what tempfile.mkstemp(prefix=".<name>.", suffix=".tmp") makes: 8 random characters
 LEFTOVER_TMP = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
@@ -60,6 +60,13 @@ def owned_stage(staging: Path) -> Iterator[Path]:
         try:
             stage.mkdir()
             yield stage
+        except OSError as e:
+            shutil.rmtree(stage, ignore_errors=True)
+            full = disk_full(e, staging.parent, "nothing was added to or changed in the registry (the partial copy "
+                             "is removed)")
+            if full is None:
+                raise
+            raise full from e
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise

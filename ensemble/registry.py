@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .candidate import (
-    MANIFEST, Candidate, Problem, damage_error, is_plain_name, now_iso, seal_manifest, try_read, verify_folder,
+    MANIFEST, Candidate, Problem, check_seal, damage_error, is_plain_name, now_iso, seal_manifest, try_read, verify_folder,
     write_manifest,
 )
+from .ensemble_file import check_ensemble_name, read_ensemble_file
 from .errors import EnsembleError
 from .files import atomic_write_text, fault_point
 from .recovery import folder_lock, owned_stage, recover
@@ -131,8 +132,7 @@ class _EnsembleFiles(_Folder):
         return self.root / "ensembles"
 
     def save_ensemble(self, name: str, doc: dict[str, Any]) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            raise EnsembleError(f"ensemble name {name!r}: expected a plain file name")
+        check_ensemble_name(name)
         self._ensure()
         path = self.ensembles_dir / f"{name}.json"
         with folder_lock(self.root):   # a `remove` cannot take a member away between the check and the write
@@ -146,11 +146,7 @@ class _EnsembleFiles(_Folder):
 
     def load_ensemble(self, name: str | None = None) -> dict[str, Any]:
         """A saved ensemble by name; without a name, the newest one."""
-        path = self._ensemble_path(name)
-        try:
-            return json.loads(path.read_text())
-        except ValueError as e:
-            raise EnsembleError(f"{path}: not valid JSON ({e})") from e
+        return read_ensemble_file(self._ensemble_path(name))
 
     def remove_ensemble(self, name: str) -> Path:
         """Delete the saved ensemble ``name`` (a saved name, never a path), under the lock."""
@@ -304,6 +300,7 @@ class Registry(_EnsembleFiles):
         """Replace a candidate by a modified copy: ``build(folder, manifest)`` edits a hard-linked
         copy of the candidate and returns the new manifest. Swapped in under the lock."""
         cand = self.get(ref)
+        check_seal(cand)
         with self._stage() as stage:
             _linked_copy(cand.path, stage)
             fields = build(stage, json.loads(json.dumps(cand.manifest)))
@@ -329,6 +326,7 @@ class Registry(_EnsembleFiles):
         """Edit manifest fields that describe no file (e.g. training status); atomic replace."""
         with self.lock():
             cand = self.get(ref)
+            check_seal(cand)
             manifest = json.loads(json.dumps(cand.manifest))
             edit(manifest)
             write_manifest(cand.path, manifest)

@@ -1,11 +1,11 @@
 """``ensemble run``: the main job in one call, from a data folder to a validated submission.
 
 Trains a grid (a grid file's or a preset's configurations, :mod:`ensemble.grid`): a configuration
-with a run already finished on the same data is skipped; the candidates of its interrupted runs
-are removed, and a configuration with no finished run is trained again, so an interrupted
+with a run already finished on the same data is skipped; its unfinished run continues from its last
+completed epoch, the candidates of its other interrupted runs are removed, so an interrupted
 ``ensemble run`` resumes where it stopped. Here, one after another (``engine=None``), or on Ray
-(:mod:`ensemble.ray_engine`). Then selects per task, writes the six leaderboard files, validates
-them and zips a submission.
+(:mod:`ensemble.ray_engine`: an unfinished run starts again there, from the start). Then selects
+per task, writes the six leaderboard files, validates them and zips a submission.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from .errors import EnsembleError
 from .grid import load_grid, load_preset
 from .progress import NULL, Progress
 from .ray_engine import RayOptions, train_grid
-from .register import train_into
+from .register import close_records, resumable, train_into
+from .runs import run_complete, runs_of
 from .registry import Registry
 from .submission import checked_files, ensemble_record, pack
 from .tasks import TASK_NAMES
@@ -76,10 +77,10 @@ def plan(reg: Registry, configs: list[TrainConfig], data_dir: Path) -> list[dict
         if cfg.tasks not in hashes:
             hashes[cfg.tasks] = split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test")))
         fp = cfg.fingerprint(hashes[cfg.tasks])
-        runs = _runs_of(reg, fp)
+        runs = runs_of(reg, fp)
         rows.append({"name": cfg.run_name, "fingerprint": fp, "config": cfg,
-                     "registered": [c.id for cands in runs.values() if _run_complete(cands) for c in cands],
-                     "interrupted": [c.id for cands in runs.values() if not _run_complete(cands) for c in cands]})
+                     "registered": [c.id for cands in runs.values() if run_complete(cands) for c in cands],
+                     "interrupted": [c.id for cands in runs.values() if not run_complete(cands) for c in cands]})
     return rows
 
 
@@ -102,10 +103,11 @@ def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine:
     for i, row in enumerate(rows, 1):
         head = f"[{i}/{len(rows)}] {row['name']}"
         if row["registered"]:
+            close_records(reg, [c for c in reg.candidates() if c.id in set(row["registered"])])
             skipped.append(row["name"])
             say(f"{head}: already in the registry ({', '.join(row['registered'])}); skipped")
             continue
-        _clean_interrupted(reg, _runs_of(reg, row["fingerprint"]), head, say)
+        _clean_interrupted(reg, runs_of(reg, row["fingerprint"]), head, say)
         todo.append((row["fingerprint"], row["config"]))
     summary = (train_grid(reg, todo, data_dir, engine, on_event) if todo else
                {"engine": "ray", "runs": [], "done": [], "retried": [], "failed": [], "seconds": 0.0,
@@ -154,22 +156,29 @@ def run(data: Path | None, base: str | None, preset: str | None, registry: Path,
 def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device: str | None, progress: Progress,
                on_trained, say) -> tuple[list[dict[str, Any]], list[str]]:
     """Train each configuration into the registry, skipping one with a run already finished on the
-    same data and cleaning up its interrupted runs (:func:`_clean_interrupted`); returns (the
-    trained runs' results, the skipped run names)."""
+    same data, resuming its unfinished run from that run's last completed epoch (``train
+    --resume``), and cleaning up its other interrupted runs (:func:`_clean_interrupted`); returns
+    (the trained runs' results, the skipped run names)."""
     trained, skipped = [], []
     for i, cfg in enumerate(configs, 1):
         head = f"[{i}/{len(configs)}] {cfg.run_name}"
         fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
-        runs = _runs_of(reg, fp)
-        done = [c for cands in runs.values() if _run_complete(cands) for c in cands]
-        _clean_interrupted(reg, runs, head, say)
+        runs = runs_of(reg, fp)
+        done = [c for cands in runs.values() if run_complete(cands) for c in cands]
+        unfinished, epoch = resumable(reg, fp)
+        go_on = unfinished["run_id"] if unfinished is not None and epoch and not done else None
+        _clean_interrupted(reg, {k: v for k, v in runs.items() if k != go_on}, head, say)
         if done:
+            close_records(reg, done)
             skipped.append(cfg.run_name)
             say(f"{head}: already in the registry ({', '.join(c.id for c in done)}); skipped")
             continue
-        say(f"[{i}/{len(configs)}] training {cfg.run_name}")
+        if go_on:
+            say(f"[{i}/{len(configs)}] resuming {cfg.run_name}: run {go_on} after epoch {epoch} of {cfg.epochs}")
+        else:
+            say(f"[{i}/{len(configs)}] training {cfg.run_name}")
         t1 = time.perf_counter()
-        result = train_into(reg, cfg, data_dir, device=device, progress=progress)
+        result = train_into(reg, cfg, data_dir, device=device, progress=progress, resume=unfinished is not None)
         progress.stop()
         trained.append(result.to_dict())
         if on_trained:
@@ -177,29 +186,12 @@ def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device
     return trained, skipped
 
 
-def _runs_of(reg: Registry, fingerprint: str) -> dict[str | None, list[Candidate]]:
-    """The registry's candidates trained with ``fingerprint`` (same configuration, same data),
-    grouped by the run that made them (``training.run_id``)."""
-    runs: dict[str | None, list[Candidate]] = {}
-    for c in reg.candidates() if reg.exists else []:
-        training = c.manifest.get("training") or {}
-        if training.get("fingerprint") == fingerprint:
-            runs.setdefault(training.get("run_id"), []).append(c)
-    return runs
-
-
-def _run_complete(cands: list[Candidate]) -> bool:
-    """Whether the run of ``cands`` finished: its end marks its survivors complete one by one, so a
-    single mark means training ended (a kill among the marks leaves a finished run)."""
-    return any((c.manifest.get("training") or {}).get("run_complete") for c in cands)
-
-
 def _clean_interrupted(reg: Registry, runs: dict[str | None, list[Candidate]], head: str, say) -> None:
     """Remove the candidates of the runs that never finished (an interrupted training leaves the
     epochs it had kept), saying which and why; a finished run's candidates are never touched, nor
     one that a saved ensemble has as a member."""
     for run_id, cands in runs.items():
-        if _run_complete(cands):
+        if run_complete(cands):
             continue
         removed = []
         for c in cands:

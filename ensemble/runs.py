@@ -26,8 +26,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .candidate import Candidate
 from .errors import EnsembleError
 from .files import atomic_write_text
+from .registry import Registry
 from .tasks import is_plain_id
 
 RUN_FORMAT = "ensemble-run/1"
@@ -78,3 +80,46 @@ def read_runs(root: Path) -> list[dict[str, Any]]:
         return []
     records = [read_run(p / RECORD) for p in sorted(d.iterdir()) if (p / RECORD).is_file()]
     return sorted(records, key=lambda r: (str(r.get("started") or ""), r["run_id"]))
+
+
+def unfinished_run(root: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The latest record of a run with ``fingerprint`` that never ended (status "running"): a
+    killed or interrupted ``train``, which ``train --resume`` continues."""
+    running = [r for r in read_runs(root) if r.get("status") == "running" and r.get("fingerprint") == fingerprint]
+    return running[-1] if running else None
+
+
+def epoch_line(entry: dict[str, Any], tasks, epochs: int) -> str:
+    """One permanent line per epoch: losses, dev scores (``*`` where best so far), their mean, the
+    rate, time, throughput and the candidate it became."""
+    best = set(entry.get("best_for") or [])
+    losses = " ".join(f"{t} {entry['train_loss'][t]:.4f}" for t in tasks)
+    dev = " ".join(f"{t} {entry['dev'][t]:.4f}{'*' if t in best else ''}" for t in tasks)
+    mean = sum(entry["dev"][t] for t in tasks) / len(tasks)
+    kept = f"candidate {entry['candidate']} (best for {', '.join(t for t in tasks if t in best)})" \
+        if entry.get("candidate") else "no candidate"
+    return (f"epoch {entry['epoch']}/{epochs}  loss {losses}  dev {dev}  mean {mean:.4f}  lr {entry['lr']:.3g}  "
+            f"{entry['seconds']:.1f} s  {entry['tokens_per_second']:,.0f} tokens/s  {kept}")
+
+
+# -- a configuration's runs, from its candidates' manifests ------------------------------------
+def runs_of(registry: Registry, fingerprint: str) -> dict[str | None, list[Candidate]]:
+    """The registry's candidates trained with ``fingerprint`` (same configuration, same data),
+    grouped by the run that made them (``training.run_id``)."""
+    runs: dict[str | None, list[Candidate]] = {}
+    for c in registry.candidates() if registry.exists else []:
+        training = c.manifest.get("training") or {}
+        if training.get("fingerprint") == fingerprint:
+            runs.setdefault(training.get("run_id"), []).append(c)
+    return runs
+
+
+def run_complete(cands: list[Candidate]) -> bool:
+    """Whether the run of ``cands`` finished: its end marks its survivors complete one by one, so a
+    single mark means training ended (a kill among the marks leaves a finished run)."""
+    return any((c.manifest.get("training") or {}).get("run_complete") for c in cands)
+
+
+def completed(registry: Registry, fingerprint: str) -> list[Candidate]:
+    """The candidates of the finished runs with ``fingerprint``."""
+    return [c for cands in runs_of(registry, fingerprint).values() if run_complete(cands) for c in cands]

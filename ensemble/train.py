@@ -1,16 +1,24 @@
 """Multitask fine-tuning: every option of the method, each epoch evaluated on dev and handed to the
-caller (``on_epoch``); :func:`ensemble.register.train_into` turns the best epochs into candidates.
+caller (``on_epoch``); :func:`ensemble.register.train_into` turns the best epochs into candidates
+and keeps the run's record.
 
 One batch holds one task; the batches of all tasks are shuffled together (no weighting by dataset
 size). AdamW with layer-wise learning-rate decay: the top encoder layer gets the base rate, each
 layer below it the rate times ``layer_decay``, the embeddings one step below the bottom layer
 (times ``embed_lr_mult``; 0 freezes them), the pooler the base rate and the heads the base rate
 times ``head_lr_mult``. Weight decay applies to weight matrices, not to biases and LayerNorm.
+The schedule (:mod:`ensemble.schedule`) multiplies every group's rate per optimizer step.
+
+An optimizer step takes ``grad_accum`` batches in the order they come (each one task: the tasks
+of one step may differ), each batch's loss divided by the number of batches in the step (the
+last step of an epoch may have fewer); the global gradient norm is clipped to ``max_grad_norm``.
+fp16 runs only on CUDA, with a loss scaler. With a checkpoint folder, every completed epoch
+leaves a checkpoint (:mod:`ensemble.checkpoint`) that ``resume`` continues from.
 """
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,87 +27,19 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .batches import MIN_MAX_LENGTH, Encoded, encode, max_length_for, training_batches
+from . import checkpoint as ckpt
+from .batches import Encoded, encode, max_length_for, training_batches
 from .data import Split, load_splits, split_hashes
-from .errors import EnsembleError
-from .infer import TokenCache, autocast, pick_device, predict_encoded
+from .files import fault_point
+from .infer import TokenCache, autocast, check_precision, pick_device, predict_encoded
 from .metrics import score
 from .bases import load_base, resolve_base
 from .model import ModelConfig, MultitaskModel, save_model, task_loss
 from .progress import NULL, Progress
+from .schedule import multiplier
 from .smart import SmartConfig, smart_loss
-from .tasks import TASK_NAMES, TASKS
-
-
-_CHECKS: tuple[tuple[Callable[["TrainConfig"], bool], str], ...] = (
-    (lambda c: c.lr > 0, "--lr must be > 0"), (lambda c: c.epochs >= 1, "--epochs must be >= 1"),
-    (lambda c: c.batch_size >= 1, "--batch-size must be >= 1"),
-    (lambda c: c.weight_decay >= 0, "--weight-decay must be >= 0"),
-    (lambda c: 0 < c.layer_decay <= 1, "--layer-decay must be in (0, 1]"),
-    (lambda c: c.head_lr_mult > 0, "--head-lr-mult must be > 0"),
-    (lambda c: c.embed_lr_mult >= 0, "--embed-lr-mult must be >= 0"),
-    (lambda c: 0 <= c.head_dropout < 1, "--head-dropout must be in [0, 1)"),
-    (lambda c: 0 <= c.hidden_dropout < 1, "--hidden-dropout must be in [0, 1)"),
-    (lambda c: c.smart_weight >= 0, "--smart-weight must be >= 0"),
-    (lambda c: c.smart_steps >= 1, "--smart-steps must be >= 1"),
-    (lambda c: c.limit is None or c.limit >= 1, "--limit must be >= 1"),
-    (lambda c: c.max_length is None or c.max_length >= MIN_MAX_LENGTH,
-     f"--max-length must be >= {MIN_MAX_LENGTH} tokens ([CLS], two [SEP]s and a word piece of each sentence); "
-     "leave it out for the model's own limit"),
-    (lambda c: c.precision in ("auto", "fp32", "bf16", "fp16"), "--precision: expected auto, fp32, bf16 or fp16"),
-)
-
-
-@dataclass
-class TrainConfig:
-    base: str = "bert-base-uncased"
-    architecture: str = "multi"
-    task_layers: int = 0
-    tasks: tuple[str, ...] = TASK_NAMES
-    lr: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 16
-    weight_decay: float = 1e-4
-    layer_decay: float = 0.95
-    head_lr_mult: float = 1.0
-    embed_lr_mult: float = 1.0
-    head_dropout: float = 0.0
-    hidden_dropout: float = 0.1
-    smart_weight: float = 0.0
-    smart_steps: int = 1
-    smart_sigma: float = 1e-5
-    smart_eta: float = 1e-3
-    smart_epsilon: float = 1e-6
-    seed: int = 0
-    limit: int | None = None
-    max_length: int | None = None
-    precision: str = "auto"      # autocast while training: auto = bf16 on CUDA, fp32 on CPU
-
-    def __post_init__(self) -> None:
-        self.tasks = tuple(self.tasks)
-        for ok, msg in _CHECKS:
-            if not ok(self):
-                raise EnsembleError(msg)
-
-    @property
-    def smart(self) -> SmartConfig:
-        return SmartConfig(self.smart_weight, self.smart_steps, self.smart_sigma, self.smart_eta, self.smart_epsilon)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tasks"] = list(self.tasks)
-        return d
-
-    def fingerprint(self, data_hashes: dict[str, str]) -> str:
-        """Same configuration and same data -> same fingerprint (used to skip finished runs)."""
-        blob = json.dumps({"config": self.to_dict(), "data": data_hashes}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    @property
-    def run_name(self) -> str:
-        arch = f"cerberus-{self.task_layers}" if self.architecture == "cerberus" else self.architecture
-        smart = f"-smart{self.smart_weight:g}" if self.smart_weight else ""
-        return f"{arch}-{'+'.join(self.tasks)}{smart}-s{self.seed}"
+from .tasks import TASKS
+from .train_config import TrainConfig  # noqa: F401  (re-exported: ensemble.train.TrainConfig)
 
 
 def param_groups(model: MultitaskModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -145,6 +85,11 @@ class EpochResult:
     tokens: int
     candidate: str | None = None
     best_for: list[str] = field(default_factory=list)
+    lr: float = 0.0              # the base rate (top layer) of the epoch's last optimizer step
+
+    def entry(self) -> dict[str, Any]:
+        """The epoch as the run's record holds it (:mod:`ensemble.runs`)."""
+        return {**asdict(self), "tokens_per_second": self.tokens / self.seconds if self.seconds > 0 else 0.0}
 
 
 @dataclass
@@ -156,11 +101,14 @@ class TrainResult:
     skipped_empty: dict[str, int]
     device: str
     candidates: list[str] = field(default_factory=list)   # filled in by the keeper (ensemble.register)
+    status: str = "complete"      # "stopped": --patience ended it early; "skipped": already complete
+    resumed_from: int = 0         # the last completed epoch a resumed run continued from (0: none)
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "run_id": self.run_id, "parameters": self.parameters,
-                "epochs": [asdict(e) for e in self.epochs], "candidates": self.candidates,
-                "skipped_empty": self.skipped_empty, "device": self.device}
+                "epochs": [e.entry() for e in self.epochs], "candidates": self.candidates,
+                "skipped_empty": self.skipped_empty, "device": self.device, "status": self.status,
+                "resumed_from": self.resumed_from}
 
 
 @dataclass
@@ -210,11 +158,17 @@ def training_step(model: MultitaskModel, batch, smart_cfg: SmartConfig, device: 
 
 
 def train(cfg: TrainConfig, data_dir: Path, on_epoch: Callable[[TrainRun, EpochOutput], None], run_id: str,
-          device: str | None = None, progress: Progress = NULL) -> TrainResult:
-    """Fine-tune for ``cfg.epochs`` epochs, calling ``on_epoch(run, output)`` after each one's dev
-    evaluation (the keeper that registers candidates is :func:`ensemble.register.train_into`)."""
+          device: str | None = None, progress: Progress = NULL, *, checkpoint_dir: Path | None = None,
+          resume: bool = False, on_start: Callable[[TrainRun, list[EpochResult]], None] | None = None,
+          after_checkpoint: Callable[[TrainRun, EpochResult], None] | None = None) -> TrainResult:
+    """Fine-tune for ``cfg.epochs`` epochs (fewer when ``cfg.patience`` stops it), calling
+    ``on_epoch(run, output)`` after each one's dev evaluation, then writing the epoch's checkpoint
+    into ``checkpoint_dir`` (if given), then ``after_checkpoint(run, result)``. ``resume``
+    continues from the checkpoint found there; ``on_start(run, epochs_done)`` is called once the
+    run is set up (the keeper that registers candidates is :func:`ensemble.register.train_into`)."""
     dev = pick_device(device)
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if dev.type == "cuda" else "fp32")
+    check_precision(precision, dev)   # fp16 needs CUDA; bf16 on a CPU needs its instructions
     torch.manual_seed(cfg.seed)
     splits, skipped = _load_data(cfg, Path(data_dir), progress)
     model, tokenizer, provenance = _build_model(cfg, dev)
@@ -226,19 +180,92 @@ def train(cfg: TrainConfig, data_dir: Path, on_epoch: Callable[[TrainRun, EpochO
     data_hashes = split_hashes(splits)
     run = TrainRun(cfg, run_id, model.config, model.num_parameters(), cfg.fingerprint(data_hashes), data_hashes,
                    provenance, {k: v for k, v in splits.items() if k[1] in ("dev", "test")}, dev, precision, cache)
-    best: dict[str, float] = {t: -np.inf for t in cfg.tasks}
-    epochs: list[EpochResult] = []
     gen = torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(1, cfg.epochs + 1):
-        losses, seconds, tokens = _train_epoch(model, optimizer, cfg, epoch, train_enc, dev, precision, gen, progress)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    stepper = Stepper(optimizer, cfg, _steps_per_epoch(cfg, train_enc) * cfg.epochs, scaler)
+    loop = {"epoch": 0, "step": 0, "best": {t: None for t in cfg.tasks}, "best_mean": None, "since_best": 0,
+            "stopped": False, "epochs": []}
+    found = ckpt.find(checkpoint_dir) if resume and checkpoint_dir else None
+    if found is not None:
+        loop = ckpt.restore(found, model, optimizer, gen, scaler)
+        stepper.step = loop["step"]
+    epochs = [EpochResult(**{k: v for k, v in e.items() if k != "tokens_per_second"}) for e in loop["epochs"]]
+    if on_start:
+        on_start(run, epochs)
+    resumed_from = loop["epoch"]
+    while loop["epoch"] < cfg.epochs and not loop["stopped"]:
+        epoch = loop["epoch"] + 1
+        losses, seconds, tokens = _train_epoch(model, stepper, cfg, epoch, train_enc, dev, precision, gen, progress)
         dev_preds, dev_scores = _evaluate(model, dev_enc, splits, dev, precision, progress)
-        improved = [t for t in cfg.tasks if dev_scores[t] > best[t]]
-        for t in improved:
-            best[t] = dev_scores[t]
-        result = EpochResult(epoch, losses, dev_scores, seconds, tokens, best_for=improved)
+        improved = _account(loop, cfg, dev_scores)
+        result = EpochResult(epoch, losses, dev_scores, seconds, tokens, best_for=improved, lr=stepper.last_lr)
         on_epoch(run, EpochOutput(result, dev_preds, model, tokenizer))
         epochs.append(result)
-    return TrainResult(cfg, run_id, run.parameters, epochs, skipped, str(dev))
+        loop.update(epoch=epoch, step=stepper.step, epochs=[e.entry() for e in epochs])
+        if checkpoint_dir is not None:
+            ckpt.write(checkpoint_dir, model, optimizer, gen, scaler, loop)
+        if after_checkpoint:
+            after_checkpoint(run, result)
+    status = "stopped" if loop["stopped"] and loop["epoch"] < cfg.epochs else "complete"
+    return TrainResult(cfg, run_id, run.parameters, epochs, skipped, str(dev), status=status, resumed_from=resumed_from)
+
+
+def _account(loop: dict[str, Any], cfg: TrainConfig, dev_scores: dict[str, float]) -> list[str]:
+    """Update the best scores and early stopping's count with an epoch's dev scores; returns the
+    tasks the epoch is best for so far. ``--patience N`` stops once the mean dev score of the
+    trained tasks has not improved (strictly) for N epochs in a row."""
+    best = loop["best"]
+    improved = [t for t in cfg.tasks if best[t] is None or dev_scores[t] > best[t]]
+    for t in improved:
+        best[t] = dev_scores[t]
+    mean = sum(dev_scores[t] for t in cfg.tasks) / len(cfg.tasks)
+    if loop["best_mean"] is None or mean > loop["best_mean"]:
+        loop["best_mean"], loop["since_best"] = mean, 0
+    else:
+        loop["since_best"] += 1
+    loop["stopped"] = bool(cfg.patience) and loop["since_best"] >= cfg.patience
+    return improved
+
+
+def _steps_per_epoch(cfg: TrainConfig, train_enc: dict[str, Encoded]) -> int:
+    """Optimizer steps per epoch: every task's ``ceil(rows / batch)`` batches, ``grad_accum`` a step."""
+    batches = sum(math.ceil(len(train_enc[t]) / cfg.batch_size) for t in cfg.tasks)
+    return math.ceil(batches / cfg.grad_accum)
+
+
+class Stepper:
+    """The optimizer step: the schedule's rate for this step on every group (times the group's
+    layer-decayed rate), the loss scaler's unscaling, clipping of the global norm, the step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int, scaler=None):
+        self.optimizer, self.cfg, self.total, self.scaler = optimizer, cfg, max(total, 1), scaler
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.step = 0
+        self.last_lr = cfg.lr * multiplier(cfg.schedule, 0, self.total, cfg.warmup)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def __call__(self) -> float | None:
+        """One optimizer step; returns the global gradient norm before clipping (None unclipped)."""
+        m = multiplier(self.cfg.schedule, self.step, self.total, self.cfg.warmup)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * m
+        self.last_lr = self.cfg.lr * m
+        norm = None
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.cfg.max_grad_norm > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return norm
 
 
 def _load_data(cfg: TrainConfig, data_dir: Path, progress: Progress) -> tuple[dict[tuple[str, str], Split], dict[str, int]]:
@@ -263,14 +290,16 @@ def _build_model(cfg: TrainConfig, dev: torch.device) -> tuple[MultitaskModel, A
     model = MultitaskModel.from_base(mcfg, base_model)
     prov_file = Path(base_path) / "ensemble_pretrain.json"
     provenance = json.loads(prov_file.read_text()) if prov_file.is_file() else None
+    model.set_gradient_checkpointing(cfg.gradient_checkpointing)
     model.to(dev)
     return model, tokenizer, provenance
 
 
-def _train_epoch(model: MultitaskModel, optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int,
+def _train_epoch(model: MultitaskModel, stepper: Stepper, cfg: TrainConfig, epoch: int,
                  train_enc: dict[str, Encoded], dev: torch.device, precision: str, gen: torch.Generator,
                  progress: Progress) -> tuple[dict[str, float], float, int]:
-    """One pass over every task's batches, shuffled together; returns (mean loss per task, seconds, tokens)."""
+    """One pass over every task's batches, shuffled together, ``cfg.grad_accum`` batches an
+    optimizer step; returns (mean loss per task, seconds, tokens)."""
     rng = np.random.default_rng([cfg.seed, epoch])
     batches = [b for t in cfg.tasks for b in training_batches(train_enc[t], cfg.batch_size, rng)]
     order = rng.permutation(len(batches))
@@ -279,13 +308,16 @@ def _train_epoch(model: MultitaskModel, optimizer: torch.optim.Optimizer, cfg: T
     sums = {t: 0.0 for t in cfg.tasks}
     counts = {t: 0 for t in cfg.tasks}
     tokens = 0
-    progress.start(f"epoch {epoch}/{cfg.epochs}", len(batches))
-    for i in order:
+    n, k = len(order), cfg.grad_accum
+    progress.start(f"epoch {epoch}/{cfg.epochs}", n)
+    for j, i in enumerate(order):
+        fault_point("train.step")   # the kill tests stop a run here, in the middle of an epoch
         batch = batches[i].to(dev, non_blocking=dev.type == "cuda")
+        in_step = min(k, n - (j - j % k))            # batches in this optimizer step
         total, task_l = training_step(model, batch, cfg.smart, dev, precision, gen)
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
+        stepper.backward(total / in_step if in_step > 1 else total)
+        if j % k == in_step - 1:
+            stepper()
         sums[batch.task] += task_l
         counts[batch.task] += 1
         tokens += batch.n_tokens

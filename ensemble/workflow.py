@@ -21,6 +21,7 @@ from .candidate import Candidate, check_model, damaged_note, now_iso
 from .registry import Registry
 from .selection import ensemble_predictions, score_on
 from .leaderboard import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
+from .ensemble_file import check_ensemble_name
 from .saved import SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes
 from .tasks import TASK_NAMES, TASKS
 
@@ -93,6 +94,7 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
     rows (:func:`ensemble.selection.verdict`), with the reason recorded."""
     if system not in SYSTEMS:
         raise EnsembleError(f"system {system!r}: expected one of {', '.join(SYSTEMS)}")
+    name = check_ensemble_name(f"ensemble-{mode}" if name is None else name)   # before the work, not after
     cands, damaged = registry.scan()
     if not cands:
         raise EnsembleError(f"the registry {registry.root} holds no candidates yet: train some with "
@@ -118,7 +120,6 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
     test_scores = labelled_test_scores(selections, by_id, data_dir, notes)
     summary = summarise(selections, usable, test_scores)
     choices = choose_systems(selections, system)
-    name = name or f"ensemble-{mode}"
     report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t), **choices[t]}
                                           for t, s in selections.items()}, summary, notes, stale, sample=sample)
     if save:
@@ -226,10 +227,7 @@ def _weighted(task: str, members: dict[str, int], loaded: dict[str, tuple[list[s
 def _inputs(doc: dict[str, Any], data_dir: Path, splits) -> list[tuple[str, str, Path]]:
     """``(task, split, course file)`` of every leaderboard file the ensemble writes, after checking
     that each course file is there and each task has members: an error before anything is written."""
-    tasks = doc.get("tasks")
-    if not isinstance(tasks, dict) or not tasks or not set(tasks) <= set(TASKS):
-        raise EnsembleError(f"ensemble {doc.get('name')!r}: its \"tasks\" are {tasks!r:.80}; expected some of "
-                            f"{', '.join(TASKS)}, each with its members (run `ensemble select` again)")
+    # the document's fields were checked where it was read (ensemble_file)
     missing = [f"{task} {split}: {Path(data_dir) / TASKS[task].file_name(split)}"
                for task in doc["tasks"] for split in splits
                if not (Path(data_dir) / TASKS[task].file_name(split)).is_file()]

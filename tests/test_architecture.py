@@ -17,12 +17,14 @@ PACKAGE = Path(ensemble.__file__).parent
 # leaderboard files -> CLI. A room may import only rooms before it.
 FLOW = (
     "errors", "tasks", "files", "progress", "data", "predfile", "metrics", "batches", "bases", "model",
-    "smart", "kernels", "infer", "train", "mlm", "mlm_files", "pretrain", "candidate", "recovery", "registry",
+    "smart", "kernels", "infer", "schedule", "train_config", "checkpoint", "train", "mlm", "mlm_files", "pretrain",
+    "manifest", "candidate", "ensemble_file", "recovery", "registry",
     "runs", "register", "grid", "selection", "validate", "leaderboard", "submission", "saved", "workflow",
     "ray_worker", "ray_engine", "runner",
     "analysis", "figures", "report", "bench", "cli", "__main__",
 )
-NO_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "candidate", "recovery", "registry",
+NO_TORCH = ("errors", "tasks", "files", "progress", "schedule", "data", "predfile", "metrics", "manifest", "candidate",
+            "ensemble_file", "recovery", "registry",
             "runs", "selection", "validate", "leaderboard", "submission", "saved", "analysis", "figures", "report")
 UI_LIBRARIES = ("typer", "rich", "click")
 

@@ -329,3 +329,16 @@ def test_a_header_only_dev_file_is_refused(tmp_path):
 def test_a_header_only_test_file_reads_as_no_rows(tmp_path):
     (tmp_path / "ids-sst-test-student.csv").write_text("\tid\tsentence\n")
     assert len(read_split(tmp_path, "sst", "test")) == 0
+
+
+def test_load_splits_refuses_a_missing_test_file(tmp_path):
+    import shutil
+
+    from ensemble.data import PACKAGE_SAMPLE, load_splits
+    from ensemble.errors import EnsembleError
+
+    data = shutil.copytree(PACKAGE_SAMPLE, tmp_path / "data")
+    (data / "sts-test-student.csv").unlink()
+    assert set(load_splits(data, ["sst"], ("train", "dev", "test"))) == {("sst", "train"), ("sst", "dev"), ("sst", "test")}
+    with pytest.raises(EnsembleError, match=r"sts-test-student.csv: input file not found for task 'sts', split 'test'"):
+        load_splits(data, ["sst", "sts"], ("dev", "test"))

@@ -47,7 +47,7 @@ def test_a_damaged_shipment_lands_nothing_of_the_run(trained, tmp_path, damage):
     else:
         manifest = json.loads(files["candidate.json"])
         files["candidate.json"] = json.dumps({**manifest, "id": "someoneelse"}).encode()
-        expected = "its files or id differ from its manifest's"
+        expected = "its manifest's seal does not match its content (changed in transit); nothing of the run registered"
     reg = Registry(tmp_path / "reg")
     with pytest.raises(EnsembleError) as e:
         land(reg, shipped, "the-run")

@@ -299,7 +299,7 @@ def test_training_a_configuration_again_removes_only_candidates_of_its_own_run(t
     """The keeper's removal of superseded epochs never reaches another run, even of the same configuration."""
     reg = Registry(copy_registry(trained["registry"], tmp_path / "reg"))
     first = sorted(trained["result"].candidates)
-    again = train_into(reg, trained["config"], trained["data"], device="cpu")
+    again = train_into(reg, trained["config"], trained["data"], device="cpu", again=True)
     assert again.run_id != trained["result"].run_id
     assert sorted(c.id for c in reg.candidates()) == sorted(first + again.candidates)
     assert reg.verify()[1] == []
@@ -447,3 +447,40 @@ def test_the_same_model_twice_is_refused_before_inference_unless_forced(saved_mo
         register_model(reg, saved_model_dir, sample_data, device="cpu")
     monkeypatch.undo()
     assert register_model(reg, saved_model_dir, sample_data, device="cpu", force=True).id != first.id
+
+
+def test_a_complete_configuration_is_skipped_naming_its_candidates(trained, tmp_path):
+    """Same fingerprint, already complete: nothing trained, the candidates named; a run killed after
+    marking its candidates but before its record said so gets its record closed and checkpoint removed."""
+    from ensemble.runs import read_runs, write_run
+
+    root = copy_registry(trained["registry"], tmp_path / "reg")
+    reg = Registry(root)
+    (record,) = read_runs(root)
+    write_run(root, {**record, "status": "running", "finished": None})
+    (root / "runs" / record["run_id"] / "checkpoint").mkdir()
+    notes = []
+
+    class Notes(register_mod.Progress):
+        def note(self, text):
+            notes.append(text)
+    res = train_into(reg, trained["config"], trained["data"], device="cpu", progress=Notes())
+    ids = sorted(trained["result"].candidates)
+    assert res.status == "skipped" and sorted(res.candidates) == ids and res.epochs == []
+    assert notes == [f"{trained['config'].run_name}: already complete in the registry ({', '.join(ids)}); skipped "
+                     "(`--again` trains it anyway; for a new seed change --seed)"]
+    assert sorted(c.id for c in reg.candidates()) == ids
+    (closed,) = read_runs(root)
+    assert closed["status"] == "complete" and closed["candidates"] == ids
+    assert not (root / "runs" / record["run_id"] / "checkpoint").exists()
+
+
+def test_the_record_holds_every_epoch_and_on_epoch_gets_each_entry(trained):
+    from ensemble.runs import read_runs
+
+    (record,) = read_runs(trained["registry"])
+    res = trained["result"]
+    assert record["run_id"] == res.run_id and record["status"] == "complete"
+    assert record["epochs"] == [e.entry() for e in res.epochs] and record["candidates"] == sorted(res.candidates)
+    assert record["fingerprint"] == trained["config"].fingerprint(record["data"])
+    assert record["config"] == trained["config"].to_dict() and record["device"] == "cpu"

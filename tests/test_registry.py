@@ -221,7 +221,9 @@ def test_the_first_write_creates_the_registry(sample_data, tmp_path):
     assert sorted(p.name for p in reg.root.iterdir()) == [".staging", ".trash", "candidates", "ensembles"]
     ens = Registry(tmp_path / "b")
     ens.save_ensemble("e", {"name": "e"})
-    assert ens.load_ensemble()["name"] == "e" and ens.candidates() == []
+    assert (ens.ensembles_dir / "e.json").is_file() and ens.candidates() == []
+    with pytest.raises(EnsembleError, match="e.json: field tasks is None; expected an object"):
+        ens.load_ensemble()   # a document without tasks is refused where it is read
 
 
 def test_ensembles_naming_lists_the_saved_ensembles_with_a_member(tmp_path):

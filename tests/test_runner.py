@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ensemble import register as register_mod
+from ensemble import train as train_mod
 from ensemble import runner, workflow
 from ensemble.register import train_into
 from ensemble.registry import Registry
@@ -28,7 +29,7 @@ def train_interrupted(monkeypatch, reg: Registry, cfg: TrainConfig, data: Path) 
     with monkeypatch.context() as m:
         m.setattr(register_mod.EpochKeeper, "keep", keep_then_stop)
         with pytest.raises(KeyboardInterrupt):
-            train_into(reg, cfg, data, device="cpu")
+            train_into(reg, cfg, data, device="cpu", again=True)
     (new,) = {c.id for c in reg.candidates()} - before
     return new
 
@@ -99,3 +100,34 @@ def test_an_interrupted_candidate_in_a_saved_ensemble_is_kept(tiny_base, tmp_pat
                        "a member of the saved ensemble partial")
     assert interrupted in {c.id for c in reg.candidates()}
     assert len(workflow.predict(reg, data, tmp_path / "partial-out", "partial")["written"]) == 6
+
+
+def test_a_run_stopped_after_a_completed_epoch_is_resumed_not_redone(tiny_base, tmp_path, monkeypatch):
+    """Stopped after epoch 1 of 2 had its checkpoint: `run` continues that run from epoch 2 (same
+    run id, epoch 1's candidate kept, only epoch 2 trained) instead of removing its candidates."""
+    data = copy_data(tmp_path / "data")
+    reg = Registry(tmp_path / "reg")
+    cfg = TrainConfig(base=str(tiny_base), epochs=2, batch_size=16, limit=8)
+    real = register_mod.EpochKeeper.committed
+
+    def commit_then_stop(self, run, result):
+        real(self, run, result)
+        raise KeyboardInterrupt("simulated Ctrl-C after epoch 1 was committed")
+    with monkeypatch.context() as m:
+        m.setattr(register_mod.EpochKeeper, "committed", commit_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            train_into(reg, cfg, data, device="cpu")
+    (first,) = reg.candidates()
+    run_id = first.manifest["training"]["run_id"]
+    assert (reg.root / "runs" / run_id / "checkpoint").is_dir()
+    trained_epochs = []
+    real_epoch = train_mod._train_epoch
+    monkeypatch.setattr(train_mod, "_train_epoch", lambda *a, **k: trained_epochs.append(a[3]) or real_epoch(*a, **k))
+    res, said = run_preset(monkeypatch, cfg, data, reg.root, tmp_path)
+    assert said[0] == f"[1/1] resuming {cfg.run_name}: run {run_id} after epoch 1 of 2"
+    assert trained_epochs == [2]
+    (done,) = res["trained"]
+    assert done["run_id"] == run_id and done["resumed_from"] == 1 and [e["epoch"] for e in done["epochs"]] == [1, 2]
+    assert done["epochs"][0]["candidate"] == first.id
+    assert all(c.manifest["training"]["run_complete"] for c in reg.candidates())
+    assert not (reg.root / "runs" / run_id / "checkpoint").exists()

@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperCommand
 
 from ..errors import EnsembleError
+from ..files import disk_full
 from . import analyze, bench, ensembles, honesty, registry, run, select, submissions, submit, train
 from .render import err, error, print_json
 
@@ -37,10 +38,13 @@ def _unexpected(ctx: typer.Context, e: Exception) -> None:
         err.print(text, markup=False, highlight=False, end="")
         where, hint = None, "the traceback is above"
     else:
-        fd, where = tempfile.mkstemp(prefix="ensemble-traceback-", suffix=".txt")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        hint = f"the full traceback is in {where} (`ensemble --debug ...` prints it instead)"
+        try:
+            fd, where = tempfile.mkstemp(prefix="ensemble-traceback-", suffix=".txt")
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            hint = f"the full traceback is in {where} (`ensemble --debug ...` prints it instead)"
+        except OSError as write_error:   # a full disk, say: the message still comes, without the file
+            where, hint = None, f"the traceback could not be written ({write_error}); `ensemble --debug ...` prints it"
     first = str(e).splitlines()[0] if str(e) else ""
     _fail(ctx, f"`{ctx.command_path}` failed unexpectedly: {type(e).__name__}: {first}\n  {hint}; please report it",
           {"type": type(e).__name__, "unexpected": True, "traceback": where})
@@ -56,6 +60,12 @@ class Command(TyperCommand):
             _fail(ctx, str(e), {"type": type(e).__name__})
         except CLICK_EXITS:   # click's own exits and usage errors keep their codes
             raise
+        except OSError as e:
+            full = disk_full(e, e.filename or "a file", "what was being written is removed and what was stored before "
+                             "is unchanged (every write is atomic)")
+            if full is None:
+                _unexpected(ctx, e)
+            _fail(ctx, str(full), {"type": "EnsembleError", "disk_full": True})
         except Exception as e:
             _unexpected(ctx, e)
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..data import resolve_data
 from .options import BenchMode, CaruanaStepsOpt, DataOpt, JsonOpt, SeedOpt, plain
@@ -59,23 +60,39 @@ def random_base(out: Path = typer.Argument(..., help="New folder for the model."
     from ..bases import make_random_base  # lazy: keeps select/list/validate fast
 
     path = make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
-    console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {path}; measure it with "
-                  f"`ensemble bench inference --base {path}`")
+    console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {escape(str(path))}; measure it with "
+                  f"`ensemble bench inference --base {escape(str(path))}`")
 
 
 def train(base: str = BenchBaseOpt, data: DataOpt = None,
           steps: int = typer.Option(20, help="Training steps timed per variant."),
-          batch_size: int = typer.Option(16, help="Examples per batch."), as_json: JsonOpt = False) -> None:
-    """A training step of the tool (plain, SMART) vs a plain transformers loop on the same batches."""
+          batch_size: int = typer.Option(16, help="Examples per batch."),
+          task: str = typer.Option("sst", help="The task whose train file gives the batches (sst, para, sts)."),
+          options: bool = typer.Option(True, "--options/--no-options", help="Also the training options' rows: bf16, "
+                                       "gradient accumulation, gradient checkpointing (tokens/s, peak memory)."),
+          option_steps: int = typer.Option(8, help="Steps timed per training option."),
+          grad_accum: int = typer.Option(2, help="Batches per optimizer step in the accumulation row."),
+          multi_triple: bool = typer.Option(True, "--multi-triple/--no-multi-triple",
+                                            help="Also multi+triple with and without gradient checkpointing."),
+          as_json: JsonOpt = False) -> None:
+    """A training step of the tool (plain, SMART) vs a plain transformers loop on the same batches;
+    then the training options against the plain step (same batches)."""
     from ..bench.training import bench_train  # lazy: keeps select/list/validate fast
+    from ..bench.training_options import bench_train_options  # lazy: keeps select/list/validate fast
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
-    result = bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size)
+    result = bench_train(base=base, data_dir=data_dir, steps=steps, batch_size=batch_size, task=task)
+    if options:
+        result["options"] = bench_train_options(base=base, data_dir=data_dir, steps=option_steps, task=task,
+                                                batch_size=batch_size, accum=grad_accum, multi_triple=multi_triple)
     if as_json:
         print_json(result, default=float)
         return
+    opts = result.pop("options", None)
     print_bench(result)
+    if opts:
+        print_bench(opts)
 
 
 def grid(data: DataOpt = None,

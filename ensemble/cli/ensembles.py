@@ -53,7 +53,7 @@ def list_(registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False)
         print_json(rows)
         return
     if not rows:
-        console.print(f"no saved ensembles in {reg.ensembles_dir}; `ensemble select` saves one")
+        console.print(f"no saved ensembles in {escape(str(reg.ensembles_dir))}; `ensemble select` saves one")
         return
     cols = [Col("name"), Col("mode"), Col("tasks", drop=1), Col("members", True), Col("mean dev", True),
             Col("saved", True, 2)]
@@ -69,7 +69,7 @@ def show(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"), as_js
     if as_json:
         print_json(d)
         return
-    console.print(f"[bold]{name}[/]  mode {d['mode'] or '-'}, saved {d['saved'] or '-'}"
+    console.print(f"[bold]{escape(name)}[/]  mode {escape(str(d['mode'] or '-'))}, saved {escape(str(d['saved'] or '-'))}"
                   + (" (SAMPLE DATA)" if d["sample"] else ""))
     for task, entry in d["tasks"].items():
         console.print(f"{task}: dev {fmt(entry['dev_score'])}, held-out estimate {fmt(entry['heldout'])}")
@@ -78,7 +78,7 @@ def show(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"), as_js
                      for m in entry["members"]])
         for key, value in entry.items():
             if key not in ("members", "dev_score", "heldout"):
-                console.print(f"  {key}: {fmt(value)}")
+                console.print(f"  {escape(str(key))}: {escape(str(fmt(value)))}")
 
 
 def remove(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"),
@@ -94,4 +94,4 @@ def remove(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"),
     if as_json:
         print_json({"removed": name, "path": str(path)})
         return
-    console.print(f"removed ensemble {name} ({path})")
+    console.print(f"removed ensemble {escape(name)} ({escape(str(path))})")

@@ -20,6 +20,7 @@ from ..tasks import TASK_NAMES
 ALL_TASKS = ",".join(TASK_NAMES)
 ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")   # ensemble.model.ARCHITECTURES
 TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")                        # ensemble.train's check
+SCHEDULES = ("constant", "linear", "cosine", "slanted")                     # ensemble.train_config.SCHEDULES
 INFER_PRECISIONS = ("fp32", "bf16", "fp16")                                # ensemble.infer.PRECISIONS
 PRESETS = ("quick", "paper")                                               # ensemble.runner.PRESETS
 SELECT_MODES = tuple(MODES)
@@ -39,6 +40,7 @@ def plain(member: Enum) -> str:
 
 Architecture = choice("Architecture", ARCHITECTURES)
 TrainPrecision = choice("TrainPrecision", TRAIN_PRECISIONS)
+Schedule = choice("Schedule", SCHEDULES)
 InferPrecision = choice("InferPrecision", INFER_PRECISIONS)
 Preset = choice("Preset", PRESETS)
 SelectMode = choice("SelectMode", SELECT_MODES)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as Bar
 
@@ -41,3 +42,10 @@ class RichProgress(Progress):
     def note(self, text: str) -> None:
         if not self.quiet:
             note(text)
+
+    def say(self, text: str) -> None:
+        """A permanent line on stderr (above a live bar, if any), flushed at once: in a pipe each
+        epoch's line arrives as the epoch ends."""
+        if not self.quiet:
+            err.print(escape(text), soft_wrap=True, highlight=False)
+            err.file.flush()

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from .. import register as reg_mod
 from ..data import resolve_data
@@ -15,8 +16,9 @@ from ..tasks import TASKS
 from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
+from ..runs import RECORD, read_run, run_dir
 from .render import (candidate_row, console, err, print_candidate, print_candidates, print_compare, print_json,
-                     print_refreshed, print_registered, print_verify, sample_banner, warn)
+                     print_refreshed, print_registered, print_run_record, print_verify, sample_banner, warn)
 
 
 def list_(registry: RegistryOpt = Path("checkpoints"),
@@ -49,7 +51,7 @@ def list_(registry: RegistryOpt = Path("checkpoints"),
         for c in cands:
             print(c.id)
     elif everything and not cands:
-        console.print(f"no candidate of the {len(everything)} in {registry} matches")
+        console.print(f"no candidate of the {len(everything)} in {escape(str(registry))} matches")
     else:
         print_candidates(cands, registry, keys, keep_all=no_truncate)
 
@@ -69,14 +71,39 @@ def compare(candidates: list[str] = typer.Argument(..., help="Two or more candid
     print_compare(cands, fields)
 
 
-def show(candidate: str = typer.Argument(..., help="Candidate id (or unique prefix, or name)."),
+def show(candidate: str = typer.Argument(..., help="Candidate id (or unique prefix, or name), or a training run's id."),
          registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
-    """A candidate's config, metrics, files and hashes."""
-    c = Registry(registry).get(candidate)
+    """A candidate's config, metrics, files and hashes, and the record of the run that trained it
+    (every epoch: losses, dev scores, learning rate, time, tokens/s); or a run's record by its id."""
+    reg = Registry(registry)
+    try:
+        c = reg.get(candidate)
+    except EnsembleError:
+        record = _run_record(reg, candidate)
+        if record is None:
+            raise
+        if as_json:
+            print_json(record, sort_keys=True)
+        else:
+            print_run_record(record, {x.id for x in reg.candidates()} if reg.exists else set())
+        return
+    run_id = (c.manifest.get("training") or {}).get("run_id")
+    record = _run_record(reg, run_id) if run_id else None
     if as_json:
-        print_json(c.manifest, sort_keys=True)
+        print_json({**c.manifest, "run": record} if record else c.manifest, sort_keys=True)
         return
     print_candidate(c)
+    if record:
+        print_run_record(record, {x.id for x in reg.candidates()})
+
+
+def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
+    """The record of run ``run_id`` in the registry (:mod:`ensemble.runs`), or None."""
+    try:
+        path = run_dir(reg.root, run_id) / RECORD
+    except EnsembleError:
+        return None
+    return read_run(path) if path.is_file() else None
 
 
 def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidates to check (default: all)."),
@@ -111,7 +138,7 @@ def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
     if as_json:
         print_json({"removed": candidate_row(c), "ensembles": used_by})
         return
-    console.print(f"removed {c.id} ({c.name})")
+    console.print(f"removed {c.id} ({escape(str(c.name))})")
 
 
 def register(

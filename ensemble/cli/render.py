@@ -102,21 +102,45 @@ def print_table(title: str, cols: list[Col], rows: list[list[str]], keep_all: bo
 
 # -- training ------------------------------------------------------------------------------------
 def print_epochs(result, elapsed: float) -> None:
-    """The training table; on a narrow terminal tokens/s, time and the losses (last task first) drop."""
+    """The training table; on a narrow terminal tokens/s, time, lr and the losses (last task first) drop."""
     cfg = result.config
-    n = len(cfg.tasks)
-    cols = [Col("epoch", True), *[Col(f"{t} loss", True, 2 + i) for i, t in enumerate(cfg.tasks)],
-            *[Col(f"{t} dev {TASKS[t].metric[:3]}", True) for t in cfg.tasks],
-            Col("time", True, 3 + n), Col("tokens/s", True, 4 + n), Col("candidate", drop=1)]
-    rows = []
-    for e in result.epochs:
-        best = set(e.best_for)
-        devs = [f"[bold green]{e.dev[t]:.4f}[/]" if t in best else f"{e.dev[t]:.4f}" for t in cfg.tasks]
-        kept = e.candidate if e.candidate in result.candidates else (f"[dim]{e.candidate} (superseded)[/]" if e.candidate else "")
-        rows.append([str(e.epoch), *[f"{e.train_loss[t]:.4f}" for t in cfg.tasks], *devs, f"{e.seconds:.1f}s",
-                     f"{e.tokens / max(e.seconds, 1e-9):,.0f}", kept])
-    print_table(f"{cfg.run_name}  ({params(result.parameters)} parameters, {result.device}, {elapsed:.1f} s)", cols, rows)
+    rows = [{**vars(e), "tokens_per_second": e.tokens / max(e.seconds, 1e-9)} for e in result.epochs]
+    title = f"{cfg.run_name}  ({params(result.parameters)} parameters, {result.device}, {elapsed:.1f} s)"
+    print_epoch_rows(title, list(cfg.tasks), rows, result.candidates)
+    if getattr(result, "status", None) == "stopped":
+        console.print(f"stopped early after epoch {rows[-1]['epoch']} of {cfg.epochs}: the mean dev score had not "
+                      f"improved for {cfg.patience} epochs (--patience)")
+    if getattr(result, "resumed_from", 0):
+        console.print(f"resumed after epoch {result.resumed_from} (run {result.run_id})")
     console.print(f"registered: {', '.join(result.candidates) or 'none'}")
+
+
+def print_epoch_rows(title: str, tasks: list[str], rows: list[dict[str, Any]], live) -> None:
+    """Epochs as the run's record holds them (:mod:`ensemble.runs`); a candidate not in ``live`` is
+    marked superseded."""
+    n = len(tasks)
+    cols = [Col("epoch", True), *[Col(f"{t} loss", True, 3 + i) for i, t in enumerate(tasks)],
+            *[Col(f"{t} dev {TASKS[t].metric[:3]}", True) for t in tasks],
+            Col("lr", True, 3 + n), Col("time", True, 4 + n), Col("tokens/s", True, 5 + n), Col("candidate", drop=1)]
+    table = []
+    for e in rows:
+        best = set(e.get("best_for") or [])
+        devs = [f"[bold green]{e['dev'][t]:.4f}[/]" if t in best else f"{e['dev'][t]:.4f}" for t in tasks]
+        cand = e.get("candidate")
+        kept = cand if cand in live else (f"[dim]{cand} (superseded)[/]" if cand else "")
+        table.append([str(e["epoch"]), *[f"{e['train_loss'][t]:.4f}" for t in tasks], *devs, f"{e.get('lr', 0):.3g}",
+                      f"{e['seconds']:.1f}s", f"{e.get('tokens_per_second', 0):,.0f}", kept])
+    print_table(title, cols, table)
+
+
+def print_run_record(record: dict[str, Any], live) -> None:
+    """``show RUN``: a run's record, its epoch table and its candidates."""
+    tasks = list((record.get("config") or {}).get("tasks") or [])
+    title = (f"run {record['run_id']}: {record.get('name')}  ({record.get('status')}, {params(record.get('parameters'))} "
+             f"parameters, {record.get('device')}, {record.get('precision')})")
+    print_epoch_rows(title, tasks, record.get("epochs") or [], live)
+    console.print(f"started {record.get('started')}, finished {record.get('finished') or '-'}; "
+                  f"candidates: {', '.join(record.get('candidates') or []) or 'none yet'}")
 
 
 def print_fields(title: str, d: dict[str, Any]) -> None:
@@ -126,10 +150,10 @@ def print_fields(title: str, d: dict[str, Any]) -> None:
 
 def print_run(result: dict[str, Any], out: Path) -> None:
     print_selection(result["selection"])
-    console.print(f"[green]validated[/] {len(result['written'])} leaderboard files in {out}")
+    console.print(f"[green]validated[/] {len(result['written'])} leaderboard files in {escape(str(out))}")
     for p in result["written"]:
-        console.print(f"  {p}")
-    console.print(f"[green]submission[/] {result['submission']}")
+        console.print(f"  {escape(str(p))}")
+    console.print(f"[green]submission[/] {escape(str(result['submission']))}")
     console.print(f"finished in {result['seconds']:.0f} s")
 
 
@@ -151,7 +175,7 @@ def candidate_row(c) -> dict[str, Any]:
 def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: bool = False) -> None:
     """``list``'s table of the ``keys`` columns (see :data:`.listing.FIELDS`)."""
     if not cands:
-        console.print(f"no candidates in {registry} yet: `ensemble train` or `ensemble register` adds some")
+        console.print(f"no candidates in {escape(str(registry))} yet: `ensemble train` or `ensemble register` adds some")
         return
     fields = [FIELDS[k] for k in keys]
     print_table(f"{len(cands)} candidates in {registry}", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
@@ -161,8 +185,9 @@ def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: boo
 
 def print_candidate(c) -> None:
     m = c.manifest
-    console.print(f"[bold]{c.id}[/]  {c.name}  ({m.get('kind')}, {m.get('architecture')}, {params(m.get('parameters'))} parameters)")
-    console.print(f"created {m.get('created')}  at {c.path}")
+    console.print(f"[bold]{c.id}[/]  {escape(str(c.name))}  ({escape(str(m.get('kind')))}, "
+                  f"{escape(str(m.get('architecture')))}, {params(m.get('parameters'))} parameters)")
+    console.print(f"created {escape(str(m.get('created')))}  at {escape(str(c.path))}")
     if m.get("model"):
         console.print("model: " + json.dumps(m["model"], sort_keys=True))
     if m.get("training"):
@@ -198,12 +223,12 @@ def print_verify(checked: list, found: list) -> None:
 
 def print_registered(c) -> None:
     dev = ", ".join(f"{t} {c.dev_metric(t):.4f}" for t in TASKS if c.dev_metric(t) is not None)
-    console.print(f"registered [bold]{c.id}[/] ({c.name}): dev {dev}")
+    console.print(f"registered [bold]{c.id}[/] ({escape(str(c.name))}): dev {dev}")
 
 
 def print_refreshed(done: list) -> None:
     for c, stale in done:
-        console.print(f"refreshed {c.id} ({c.name}): {'; '.join(stale) or 'forced'}")
+        console.print(f"refreshed {c.id} ({escape(str(c.name))}): {escape('; '.join(stale) or 'forced')}")
     if not done:
         console.print("no stale candidates")
 
@@ -222,7 +247,7 @@ def print_selection(report, verbose: bool = False) -> None:
              fmt(row["mean_dev"]), fmt(row.get("mean_heldout"))] for row in report.summary]
     print_table("summary" + (" (SAMPLE DATA)" if report.sample else ""), cols, rows)
     if report.path:
-        console.print(f"saved ensemble [bold]{report.name}[/] to {report.path}")
+        console.print(f"saved ensemble [bold]{escape(report.name)}[/] to {escape(str(report.path))}")
 
 
 def _kept_steps(mode: str, steps: list[dict[str, Any]], verbose: bool) -> tuple[list[dict[str, Any]], int]:
@@ -270,7 +295,7 @@ def print_predicted(result: dict[str, Any]) -> None:
     for text in result.get("notes", []):
         note(text)
     for p in result["written"]:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {escape(str(p))}")
     if result.get("dev_scores"):
         vals = list(result["dev_scores"].values())
         print_table(f"dev scores of {result['ensemble']} (from the rounded files)",
@@ -284,9 +309,10 @@ def print_validated(found: list, text: str, pred_dir: Path, data_dir: Path) -> N
     """``validate``'s verdict: ``text`` is the formatted list of problems (empty when valid)."""
     if found:
         problems(text)
-        err.print(f"[bold red]{len(found)} problems in {pred_dir}[/]")
+        err.print(f"[bold red]{len(found)} problems in {escape(str(pred_dir))}[/]")
     else:
-        console.print(f"[green]{pred_dir}: all six leaderboard files are valid against {data_dir}[/]")
+        console.print(f"[green]{escape(str(pred_dir))}: all six leaderboard files are valid against "
+                      f"{escape(str(data_dir))}[/]")
 
 
 # -- bench ---------------------------------------------------------------------------------------

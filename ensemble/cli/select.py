@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from .. import workflow
 from ..data import resolve_data
@@ -62,6 +63,12 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the six leaderboard files from the ensemble's cached predictions (or run it on --input)."""
+    if input is None:
+        only = [o for o, given in (("--task", task is not None), ("--device", device != "auto"),
+                                   ("--precision", precision != "fp32"), ("--compile", compile)) if given]
+        if only:
+            raise EnsembleError(f"{', '.join(only)}: only with --input (the leaderboard files come from the "
+                                "cached predictions; no model runs)")
     reg = Registry(registry)
     doc = reg.load_ensemble(ensemble)   # resolved once: the ensemble named below is the one that predicts
     name = ensemble or doc["name"]
@@ -78,5 +85,5 @@ def predict(
     if as_json:
         print_json(result)
         return
-    console.print(f"ensemble: {name} (saved {doc.get('created') or 'at an unknown time'})")
+    console.print(f"ensemble: {escape(name)} (saved {escape(str(doc.get('created') or 'at an unknown time'))})")
     print_predicted(result)

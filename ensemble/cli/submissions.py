@@ -20,7 +20,7 @@ def submissions(out: Path = typer.Option(Path("submissions"), "--out", help="Fol
         print_json(rows)
         return
     if not rows:
-        console.print(f"{out}: no submissions yet")
+        console.print(f"{escape(str(out))}: no submissions yet")
         return
     cols = [Col("created", True), Col("file"), Col("ensemble"), Col("mean dev", True), Col("message")]
     table = []

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from ..data import resolve_data
 from ..leaderboard import score_checked
@@ -93,5 +94,5 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
         note(f"unverified: {m}")
     if record["name"] == UNSTAMPED:
         note(f"{predictions} has no stamp from `ensemble predict`: the manifest says ensemble {UNSTAMPED}")
-    console.print(f"[green]wrote {path}[/] (ensemble {record['name']}"
+    console.print(f"[green]wrote {escape(str(path))}[/] (ensemble {escape(str(record['name']))}"
                   + ("" if record["verified"] or record["name"] == UNSTAMPED else ", unverified") + ")")

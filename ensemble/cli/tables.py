@@ -79,7 +79,7 @@ def fit(title: str, cols: list[Col], rows: list[list[str]], width: int, keep_all
     widths = dict(zip(text, _text_widths([sizes[i][0] for i in text], [sizes[i][1] for i in text], room)))
     widths.update({i: sizes[i][0] for i in keep if cols[i].numeric})
     total = sum(widths.values()) + _overhead(len(keep))
-    table = Table(title=title, width=total if total > width else None)
+    table = Table(title=Text(title), width=total if total > width else None)   # a title is plain text, never markup
     for i in keep:
         c = cols[i]
         header = Text(c.header, no_wrap=False, overflow="fold")

@@ -12,8 +12,8 @@ from ..registry import Registry
 from ..selection import DEFAULT_MODE
 from ..tasks import parse_tasks
 from .options import (ALL_TASKS, BASE_HELP, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, TASKS_HELP, Architecture,
-                      DataOpt, DeviceOpt, JsonOpt, Preset, RegistryOpt, SeedOpt, SelectMode, System, TasksOpt,
-                      TrainPrecision, plain)
+                      DataOpt, DeviceOpt, JsonOpt, Preset, RegistryOpt, Schedule, SeedOpt, SelectMode, System,
+                      TasksOpt, TrainPrecision, plain)
 from .progress import RichProgress
 from .render import err, print_epochs, print_fields, print_json, print_run, sample_banner
 
@@ -40,8 +40,19 @@ def train(
     layer_decay: float = _opt(0.95, "Learning-rate factor per layer below the top.", OPTIM),
     head_lr_mult: float = _opt(1.0, "Head learning rate = lr x this.", OPTIM),
     embed_lr_mult: float = _opt(1.0, "Extra factor on the embeddings' rate; 0 freezes them.", OPTIM),
-    precision: TrainPrecision = _opt("auto", "Training autocast: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16.",
+    schedule: Schedule = _opt("constant", "Learning-rate schedule over all steps (slanted: slanted triangular, "
+                              "Howard and Ruder 2018); layer decay applies on top.", OPTIM, callback=plain),
+    warmup: float = _opt(0.0, "Fraction of the steps warming up from 0 (slanted: the fraction rising, cut_frac).",
+                         OPTIM),
+    grad_accum: int = _opt(1, "Batches per optimizer step (effective batch = batch size x N; the tasks of "
+                              "one step may differ).", OPTIM),
+    max_grad_norm: float = _opt(0.0, "Clip the global gradient norm to this (0 = off).", OPTIM),
+    patience: int = _opt(0, "Stop when the mean dev score has not improved for N epochs (0 = off).", OPTIM),
+    precision: TrainPrecision = _opt("auto", "Training autocast: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 (a "
+                                     "CPU needs bf16 instructions), fp16 (CUDA only, with loss scaling).",
                                      OPTIM, callback=plain),
+    gradient_checkpointing: bool = _opt(False, "Recompute each layer's activations in the backward pass "
+                                               "(less memory, slower).", OPTIM, "--gradient-checkpointing"),
     seed: int = _opt(0, "Seed of initialisation, shuffling and dropout.", OPTIM),
     smart_weight: float = _opt(0.0, "SMART lambda_s (0 = off; 10-15 in the report's best models).", SMART),
     smart_steps: int = _opt(1, "Ascent steps on the perturbation.", SMART),
@@ -53,9 +64,16 @@ def train(
     limit: Optional[int] = _opt(None, "Use the first N training examples per task.", DATA),
     device: str = _opt("auto", DEVICE_HELP, OUTPUT),
     registry: Path = _opt(Path("checkpoints"), REGISTRY_HELP, OUTPUT, "--registry"),
+    resume: bool = _opt(False, "Continue this configuration's unfinished run from its last completed epoch.",
+                        OUTPUT, "--resume"),
+    again: bool = _opt(False, "Train even when this configuration is already complete in the registry.",
+                       OUTPUT, "--again"),
     as_json: bool = _opt(False, JSON_HELP, OUTPUT, "--json"),
 ) -> None:
-    """Fine-tune a multitask model; register every epoch that is best on dev for some task."""
+    """Fine-tune a multitask model; register every epoch that is best on dev for some task.
+
+    Each epoch prints one line and goes into the run's record (`ensemble show CANDIDATE`); a
+    configuration already complete in the registry is skipped (--again trains it anyway)."""
     from ..register import train_into  # lazy: keeps select/list/validate fast
     from ..train import TrainConfig  # lazy: keeps select/list/validate fast
 
@@ -66,12 +84,17 @@ def train(
                       layer_decay=layer_decay, head_lr_mult=head_lr_mult, embed_lr_mult=embed_lr_mult,
                       head_dropout=head_dropout, hidden_dropout=hidden_dropout, smart_weight=smart_weight,
                       smart_steps=smart_steps, smart_sigma=smart_sigma, smart_eta=smart_eta,
-                      smart_epsilon=smart_epsilon, seed=seed, limit=limit, max_length=max_length, precision=precision)
+                      smart_epsilon=smart_epsilon, seed=seed, limit=limit, max_length=max_length, precision=precision,
+                      schedule=schedule, warmup=warmup, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
+                      gradient_checkpointing=gradient_checkpointing, patience=patience)
     t0 = time.perf_counter()
-    result = train_into(Registry(registry), cfg, data_dir, device=device, progress=RichProgress(as_json))
+    result = train_into(Registry(registry), cfg, data_dir, device=device, progress=RichProgress(as_json),
+                        resume=resume, again=again)
     elapsed = time.perf_counter() - t0
     if as_json:
         print_json({**result.to_dict(), "seconds": elapsed})
+        return
+    if result.status == "skipped":   # said on stderr by train_into, naming the candidates
         return
     print_epochs(result, elapsed)
 

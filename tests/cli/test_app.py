@@ -163,9 +163,34 @@ def test_fixed_values_are_choices_that_match_the_core(invoke):
     assert options.PRESETS == tuple(runner.PRESETS) and options.SELECT_MODES == tuple(MODES)
     for precision in options.TRAIN_PRECISIONS:
         TrainConfig(precision=precision)   # each one the core accepts
+    from ensemble.train_config import PRECISIONS, SCHEDULES
+    assert options.SCHEDULES == SCHEDULES and options.TRAIN_PRECISIONS == PRECISIONS
+    assert "<constant|linear|cosine|slanted>" in _help("train")
     assert "<multi|cerberus|triple|static|multi+triple>" in _help("train")
     assert "<auto|fp32|bf16|fp16>" in _help("train")
     assert "<fp32|bf16|fp16>" in _help("predict") and "<quick|paper>" in _help("run")
     assert "<greedy|greedy-strict|caruana|bagged>" in _help("select") and "<greedy|caruana|both>" in _help("bench", "select")
     r = invoke("train", "--architecture", "quad")
     assert r.exit_code == 2 and "'quad' is not one of" in r.output
+
+
+def test_the_message_comes_even_when_the_traceback_file_cannot_be_written(tmp_path, monkeypatch, invoke):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))   # mkstemp fails there
+    monkeypatch.setattr(workflow, "select", _broken_select)
+    r = invoke("select", "--data", SAMPLE, "--registry", tmp_path, "--json")
+    assert r.exit_code == 1 and "Traceback" not in r.stderr
+    assert "select` failed unexpectedly: ValueError: a bug's first line" in r.stderr
+    assert "the traceback could not be written" in r.stderr and json.loads(r.stdout)["traceback"] is None
+
+
+def test_a_full_disk_anywhere_is_one_message(tmp_path, monkeypatch, invoke):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.csv"))
+
+    monkeypatch.setattr(workflow, "select", full)
+    r = invoke("select", "--data", SAMPLE, "--registry", tmp_path, "--json")
+    assert r.exit_code == 1 and "unexpectedly" not in r.stderr
+    assert f"{tmp_path / 'x.csv'}: the disk is full; what was being written is removed" in r.stderr
+    assert json.loads(r.stdout)["disk_full"] is True

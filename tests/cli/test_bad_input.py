@@ -131,3 +131,75 @@ def test_predict_and_submit_out_an_existing_file(tmp_path, invoke, registry_with
 def test_emoji_codes_in_a_path_print_as_written(tmp_path, invoke):
     reg = tmp_path / ":smile:" / "reg"
     refused(invoke("list", "--registry", reg), f"{reg}: no registry here")
+
+
+@pytest.mark.parametrize("extra", [("--device", "bogus"), ("--task", "sst"), ("--precision", "bf16"), ("--compile",)])
+def test_predict_options_of_input_only_are_refused_without_it(tmp_path, invoke, registry_with_imports, extra):
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0").exit_code == 0
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", tmp_path / "out", *extra)
+    refused(r, f"{extra[0]}: only with --input")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["tasks"]["sst"]["weights"].update({next(iter(d["tasks"]["sst"]["weights"])): "abc"}),
+     "field tasks.sst.weights."),
+    (lambda d: d["tasks"].update(bogus=d["tasks"]["sst"]), "field tasks is 'bogus'; expected task names"),
+    (lambda d: d.pop("tasks"), "field tasks is None"),
+])
+def test_a_hand_edited_ensemble_file(tmp_path, invoke, registry_with_imports, edit, message):
+    import json
+
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "e").exit_code == 0
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "f").exit_code == 0
+    f = reg / "ensembles" / "e.json"
+    doc = json.loads(f.read_text())
+    edit(doc)
+    f.write_text(json.dumps(doc))
+    refused(invoke("predict", "--data", SAMPLE, "--registry", reg, "--ensemble", "e", "--out", tmp_path / "o"),
+            f"{f}: {message}")
+    refused(invoke("ensembles", "show", "e", "--registry", reg), f"{f}: {message}")
+    r = invoke("ensembles", "list", "--registry", reg, "--json")   # the damaged one is named and left out
+    assert r.exit_code == 0 and f"{f}: {message}" in r.output and "left out" in r.output
+    assert [row["name"] for row in json.loads(r.stdout)] == ["f"]
+
+
+@pytest.mark.parametrize("name", ["", ".e", "../e"])
+def test_select_refuses_a_name_that_names_no_plain_file(tmp_path, invoke, registry_with_imports, name):
+    r = invoke("select", "--data", SAMPLE, "--registry", registry_with_imports, "--repeats", "0", "--name", name)
+    refused(r, f"ensemble name {name!r}: expected a plain file name")
+    assert not any((registry_with_imports / "ensembles").iterdir())
+
+
+def test_train_refuses_a_missing_test_file_before_training(tmp_path, invoke, tiny_base_dir):
+    data = data_copy(tmp_path)
+    (data / "sts-test-student.csv").unlink()
+    r = invoke("train", "--data", data, "--base", tiny_base_dir, "--epochs", "1", "--tasks", "sts",
+               "--registry", tmp_path / "reg", "--device", "cpu")
+    refused(r, "sts-test-student.csv: input file not found for task 'sts', split 'test'")
+    assert not (tmp_path / "reg" / "candidates").exists() or not any((tmp_path / "reg" / "candidates").iterdir())
+
+
+MARKUP = "[bold red]x[/] :smile: [/]"
+
+
+def test_names_and_paths_with_rich_markup_print_as_written(tmp_path, invoke, fake_predictions):
+    reg = tmp_path / "[red]r[/red]"
+    preds = fake_predictions(tmp_path / "p", QUALITY, seed=0)
+    r = invoke("register", "--predictions", preds, "--name", MARKUP, "--data", SAMPLE, "--registry", reg)
+    assert r.exit_code == 0 and f"({MARKUP})" in r.output, r.output
+    (cid,) = [p.name for p in (reg / "candidates").iterdir()]
+    r = invoke("list", "--registry", reg)
+    assert r.exit_code == 0 and f"1 candidates in {reg}" in r.output, r.output   # a table title is plain text
+    r = invoke("show", cid, "--registry", reg)
+    assert r.exit_code == 0 and MARKUP in r.output and str(reg) in r.output, r.output
+    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "[b]e[i]")
+    assert r.exit_code == 0 and "saved ensemble [b]e[i] to" in r.output, r.output
+    r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", tmp_path / "[x]out")
+    assert r.exit_code == 0 and "ensemble: [b]e[i]" in r.output and "wrote " + str(tmp_path / "[x]out") in r.output
+    for args in (("ensembles", "show", "[b]e[i]"), ("ensembles", "remove", "[b]e[i]", "--yes"), ("remove", cid, "--yes")):
+        r = invoke(*args, "--registry", reg)
+        assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert f"removed {cid} ({MARKUP})" in r.output

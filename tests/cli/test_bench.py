@@ -24,14 +24,22 @@ def test_bench_random_base(tmp_path, invoke):
 
 
 def test_bench_train_prints_the_targets(tiny_base_dir, invoke):
-    r = invoke("bench", "train", "--data", SAMPLE, "--base", tiny_base_dir, "--steps", "2", "--batch-size", "2")
+    r = invoke("bench", "train", "--data", SAMPLE, "--base", tiny_base_dir, "--steps", "2", "--batch-size", "2",
+               "--no-options")
     assert r.exit_code == 0, r.output
     assert "targets" in r.output and "SMART step / plain step" in r.output and "<= 2.5" in r.output
     assert "met" in r.output and "smart_floor.floor_ratio" in r.output
-    r = invoke("bench", "train", "--data", SAMPLE, "--base", tiny_base_dir, "--steps", "2", "--batch-size", "2", "--json")
+    r = invoke("bench", "train", "--data", SAMPLE, "--base", tiny_base_dir, "--steps", "2", "--batch-size", "2", "--json",
+               "--option-steps", "1", "--no-multi-triple")
     d = json.loads(r.stdout)                                                # the sample banner goes to stderr
     ratio = d["targets"]["SMART step / plain step"]
     assert ratio["met"] == (ratio["value"] <= 2.5) and d["smart_floor"]["floor_ratio"] > 1
+    rows = {row["option"]: row for row in d["options"]["rows"]}
+    from ensemble.infer import cpu_has_bf16   # lazy: torch
+    assert list(rows) == ["plain step", *(["bf16 autocast"] if cpu_has_bf16() else []), "gradient accumulation x2",
+                          "gradient checkpointing"]
+    assert rows["plain step"]["vs_plain"] == 1.0 and rows["plain step"]["peak_vs_plain"] == 1.0
+    assert all(row["tokens_per_s"] > 0 and row["peak_mb"] is not None for row in rows.values())
 
 
 def test_bench_select_core_error_is_a_red_message_with_exit_1(invoke):

@@ -87,7 +87,7 @@ def test_training_table_prints_every_number_whole(monkeypatch, capsys):
     assert_fits(narrow, 80)
     kept = [n for n in numbers if n in narrow]
     assert all(f"{e.dev[t]:.4f}" in narrow for e in result.epochs for t in e.dev)
-    assert "left out to fit 80 columns: sts loss, time, tokens/s" in narrow and len(kept) >= 15
+    assert "left out to fit 80 columns: sts loss, lr, time, tokens/s" in narrow and len(kept) >= 15
     monkeypatch.delenv("COLUMNS")
     render.print_epochs(result, 61.0)
     piped = capsys.readouterr().out

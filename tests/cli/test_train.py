@@ -5,6 +5,8 @@ import json
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 
 
@@ -53,3 +55,64 @@ def test_pretrain_then_train_from_it_shows_provenance(tmp_path, tiny_base_dir, i
     assert r.exit_code == 0, r.output
     listed = json.loads(invoke("list", "--registry", reg, "--json").output)
     assert listed[0]["base_provenance"]["steps"] == 3
+
+
+def test_train_prints_a_line_per_epoch_keeps_the_record_and_skips_a_finished_configuration(tmp_path, tiny_base_dir,
+                                                                                         invoke):
+    """Piped: one permanent line per epoch as it ends; the run's record in the registry, shown by
+    `show` (a candidate's run, or the run by its id; --json carries it); the same configuration
+    again is skipped naming its candidates, --again trains it anyway."""
+    reg = tmp_path / "reg"
+    args = ["train", "--data", SAMPLE, "--base", tiny_base_dir, "--tasks", "sst,sts", "--epochs", "2",
+            "--batch-size", "16", "--limit", "16", "--schedule", "cosine", "--warmup", "0.25", "--registry", reg]
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in lines] == ["1/2", "2/2"]
+    assert all(" loss sst " in ln and " dev sst " in ln and " tokens/s " in ln for ln in lines), lines
+    (record,) = [json.loads(p.read_text()) for p in (reg / "runs").glob("*/record.json")]
+    assert record["status"] == "complete" and record["format"] == "ensemble-run/1"
+    assert [e["epoch"] for e in record["epochs"]] == [1, 2]
+    entry = record["epochs"][0]
+    assert sorted(entry) == ["best_for", "candidate", "dev", "epoch", "lr", "seconds", "tokens", "tokens_per_second",
+                             "train_loss"]
+    assert sorted(entry["train_loss"]) == ["sst", "sts"]
+    # 2 steps an epoch (one batch per task), 4 in all, 1 warm-up: the epochs' last steps 1 and 3 run at
+    # 1e-5 x 1 and 1e-5 x (1 + cos(2 pi / 3)) / 2 = 2.5e-6
+    assert [e["lr"] for e in record["epochs"]] == pytest.approx([1e-5, 2.5e-6], rel=1e-12)
+    assert not (reg / "runs" / record["run_id"] / "checkpoint").exists()
+    cand = record["candidates"][0]
+    shown = invoke("show", cand, "--registry", reg)
+    assert shown.exit_code == 0 and f"run {record['run_id']}: {record['name']}" in shown.output
+    assert "tokens/s" in shown.output and "2.5e-06" in shown.output
+    as_json = json.loads(invoke("show", cand, "--registry", reg, "--json").stdout)
+    assert as_json["run"] == record and as_json["id"] == cand
+    assert json.loads(invoke("show", record["run_id"], "--registry", reg, "--json").stdout) == record
+    again = invoke(*args)
+    assert again.exit_code == 0
+    assert (f"already complete in the registry ({', '.join(record['candidates'])}); skipped"
+            in " ".join(again.output.split()))
+    assert len(list((reg / "runs").iterdir())) == 1
+    assert invoke(*args, "--again").exit_code == 0
+    assert len(list((reg / "runs").iterdir())) == 2
+
+
+def test_train_fp16_on_a_cpu_is_an_error(tmp_path, tiny_base_dir, invoke):
+    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--tasks", "sst", "--epochs", "1", "--device", "cpu",
+               "--precision", "fp16", "--registry", tmp_path / "reg")
+    assert r.exit_code == 1 and "error: --precision fp16 needs a CUDA device; on a CPU use fp32 or bf16" in r.output
+    assert not (tmp_path / "reg").exists()
+
+
+def test_every_train_config_field_is_a_train_option_of_the_same_name():
+    """A grid file's keys are TrainConfig's field names; each is `train --<field with dashes>`."""
+    from dataclasses import fields
+
+    from typer.main import get_command
+
+    from ensemble.cli import app
+    from ensemble.train_config import TrainConfig   # lazy: torch, only this test
+
+    train = get_command(app).commands["train"]
+    options = {o for p in train.params for o in p.opts}
+    assert [f.name for f in fields(TrainConfig) if f"--{f.name.replace('_', '-')}" not in options] == []
