@@ -67,13 +67,15 @@ def check_safetensors(path: str | Path) -> None:
     try:
         size = path.stat().st_size
         with open(path, "rb") as fp:
-            head = fp.read(8)
-            if head.startswith(PICKLE_MAGIC):
+            head = fp.read(9)
+            if len(head) < 9:
+                raise EnsembleError(f"{path}: {size} bytes, too short for a safetensors file (truncated?)")
+            # a header length may begin with pickle's 0x80 too: a safetensors header is JSON from byte 8
+            if head[8:9] != b"{" and head.startswith(PICKLE_MAGIC):
                 raise EnsembleError(f"{path}: a pickle (torch.save) file under a .safetensors name; refused (loading "
                                     "a pickle can run arbitrary code); save the weights with safetensors")
-            if len(head) < 8:
-                raise EnsembleError(f"{path}: {size} bytes, too short for a safetensors file (truncated?)")
-            (n,) = struct.unpack("<Q", head)
+            (n,) = struct.unpack("<Q", head[:8])
+            fp.seek(8)
             if n > size - 8:
                 raise EnsembleError(f"{path}: safetensors header length {n:,} bytes exceeds the file's {size:,} "
                                     "bytes (truncated or not a safetensors file)")

@@ -258,12 +258,28 @@ def files_dir(out: Path) -> Path:
     return out.parent / f"{out.stem}_files"
 
 
+def refuse_foreign(out: Path) -> None:
+    """An existing ``--out`` is replaced only when it is a page this command wrote (its title says so):
+    a typo such as ``--out notes.txt`` or ``--out /etc/passwd`` must not destroy the file."""
+    if not out.exists():
+        return
+    try:
+        with open(out, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise EnsembleError(f"--out {out}: cannot be read ({e.strerror}); expected a new file or an earlier report")
+    if b"<title>ensemble report: " not in head:
+        raise EnsembleError(f"--out {out}: exists and is not a page `ensemble report` wrote; not replaced "
+                            "(remove it or choose another name)")
+
+
 def report(registry: Registry, data_dir: Path, out: Path, ensemble: str | None = None,
            tasks: Sequence[str] | None = None, sample: bool = False) -> dict[str, Any]:
     """Write the page ``out`` and its figures' PNG files; what was written, and the notes."""
     out = Path(out)
     if out.is_dir():
         raise EnsembleError(f"--out {out}: is a folder; expected the HTML file to write (e.g. {out / 'report.html'})")
+    refuse_foreign(out)
     make_folder(out.parent, "the report")
     view = analysis.analyze(registry, data_dir, ensemble, tasks, worst=0, sample=sample)
     runs = training_runs(registry.root, registry.candidates())

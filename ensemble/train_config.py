@@ -32,6 +32,7 @@ _CHECKS: tuple[tuple[Callable[["TrainConfig"], bool], str], ...] = (
     (lambda c: c.smart_weight >= 0, "--smart-weight must be >= 0"),
     (lambda c: c.smart_steps >= 1, "--smart-steps must be >= 1"),
     (lambda c: c.limit is None or c.limit >= 1, "--limit must be >= 1"),
+    (lambda c: 0 <= c.seed < 2**32, "--seed must be in [0, 2^32) (numpy's seeds)"),
     (lambda c: c.max_length is None or c.max_length >= MIN_MAX_LENGTH,
      f"--max-length must be >= {MIN_MAX_LENGTH} tokens ([CLS], two [SEP]s and a word piece of each sentence); "
      "leave it out for the model's own limit"),

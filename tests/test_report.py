@@ -105,3 +105,15 @@ def test_out_naming_a_folder_is_refused(tmp_path):
     (tmp_path / "dir").mkdir()
     with pytest.raises(EnsembleError, match=r"--out .*dir: is a folder; expected the HTML file to write"):
         report.report(reg, data, tmp_path / "dir")
+
+
+def test_an_existing_file_is_replaced_only_when_it_is_an_earlier_report(tmp_path):
+    reg, data, _ = sst_registry(tmp_path, runs=False)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with pytest.raises(EnsembleError, match=r"--out .*notes.txt: exists and is not a page `ensemble report` wrote"):
+        report.report(reg, data, notes)
+    assert notes.read_text() == "my notes\n" and not (tmp_path / "notes_files").exists()
+    first = report.report(reg, data, tmp_path / "r.html")["report"]
+    again = report.report(reg, data, tmp_path / "r.html")["report"]      # its own page: replaced
+    assert first == again and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")

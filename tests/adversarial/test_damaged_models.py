@@ -126,3 +126,16 @@ def test_exported_candidate_without_weights_adds_nothing(model_copy, tmp_path):
     reg = Registry(tmp_path / "reg")
     with pytest.raises(EnsembleError, match="model.safetensors: missing"):
         register_model(reg, model_copy, SAMPLE, device="cpu")
+
+
+def test_a_header_length_that_begins_like_a_pickle_passes(tmp_path):
+    """A header of 0x80 + 256k bytes starts the file with pickle's protocol byte; it is a safetensors file."""
+    import torch
+    from safetensors.torch import save_file
+    f = tmp_path / WEIGHTS_FILE
+    for pad in range(0, 600):
+        save_file({"w": torch.zeros(2)}, str(f), metadata={"format": "pt", "x": "y" * pad})
+        if f.read_bytes()[:1] == b"\x80":
+            break
+    assert f.read_bytes()[:1] == b"\x80"
+    check_safetensors(f)

@@ -100,6 +100,20 @@ def test_max_length_must_hold_a_pair(tmp_path, invoke, tiny_base_dir, n):
     refused(r, "--max-length must be >= 5 tokens")
 
 
+def test_max_length_beyond_the_base_is_refused(tmp_path, invoke, tiny_base_dir):
+    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--max-length", "100000",
+               "--registry", tmp_path / "reg")
+    refused(r, "--max-length 100000: the base")
+    assert "takes at most" in r.output and not (tmp_path / "reg" / "candidates").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seed_must_be_a_numpy_seed(tmp_path, invoke, tiny_base_dir, seed):
+    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--seed", seed,
+               "--registry", tmp_path / "reg")
+    refused(r, "--seed must be in [0, 2^32)")
+
+
 def test_unknown_device(tmp_path, invoke, tiny_base_dir):
     r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--device", "bogus",
                "--registry", tmp_path / "reg")
