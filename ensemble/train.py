@@ -30,7 +30,6 @@ import torch
 from . import checkpoint as ckpt
 from .batches import Encoded, encode, max_length_for, training_batches
 from .data import Split, load_splits, split_hashes
-from .errors import EnsembleError
 from .files import fault_point
 from .infer import TokenCache, autocast, check_precision, pick_device, predict_encoded
 from .metrics import score
@@ -174,9 +173,9 @@ def train(cfg: TrainConfig, data_dir: Path, on_epoch: Callable[[TrainRun, EpochO
     splits, skipped = _load_data(cfg, Path(data_dir), progress)
     model, tokenizer, provenance = _build_model(cfg, dev)
     max_len = max_length_for(tokenizer, model.encoder_config, cfg.max_length)
-    if cfg.max_length is not None and cfg.max_length > max_len:
-        raise EnsembleError(f"--max-length {cfg.max_length}: the base {cfg.base} takes at most {max_len} tokens "
-                            "(its position embeddings and tokenizer); leave --max-length out for that limit")
+    if cfg.max_length is not None and cfg.max_length > max_len:   # a preset's cap on a smaller base: said, not silent
+        progress.note(f"--max-length {cfg.max_length}: the base {cfg.base} takes at most {max_len} tokens (its "
+                      f"position embeddings and tokenizer); inputs are cut at {max_len}")
     train_enc = {t: encode(tokenizer, splits[(t, "train")], max_len, both_orders=TASKS[t].pair) for t in cfg.tasks}
     cache = TokenCache()   # dev and test are tokenised once for the whole run
     dev_enc = {t: cache.get(tokenizer, splits[(t, "dev")], max_len) for t in cfg.tasks}

@@ -100,11 +100,13 @@ def test_max_length_must_hold_a_pair(tmp_path, invoke, tiny_base_dir, n):
     refused(r, "--max-length must be >= 5 tokens")
 
 
-def test_max_length_beyond_the_base_is_refused(tmp_path, invoke, tiny_base_dir):
+def test_max_length_beyond_the_base_is_said(tmp_path, invoke, tiny_base_dir):
+    """A cap beyond the base (a preset's 128 on a 64-position base) trains at the base's limit, and says so."""
     r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--max-length", "100000",
                "--registry", tmp_path / "reg")
-    refused(r, "--max-length 100000: the base")
-    assert "takes at most" in r.output and not (tmp_path / "reg" / "candidates").exists()
+    assert r.exit_code == 0, r.output
+    assert "--max-length 100000: the base" in r.output and "takes at most 64 tokens" in r.output
+    assert "inputs are cut at 64" in r.output
 
 
 @pytest.mark.parametrize("seed", ["-1", str(2**32)])
