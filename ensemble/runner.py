@@ -1,8 +1,10 @@
 """``ensemble run``: the main job in one call, from a data folder to a validated submission.
 
-Trains the preset's candidates (a configuration with a run already finished on the same data is
-skipped; its unfinished run continues from its last completed epoch, the candidates of its other
-interrupted runs are removed, so an interrupted ``ensemble run`` resumes where it stopped), selects
+Trains a grid (a grid file's or a preset's configurations, :mod:`ensemble.grid`): a configuration
+with a run already finished on the same data is skipped; its unfinished run continues from its last
+completed epoch, the candidates of its other interrupted runs are removed, so an interrupted
+``ensemble run`` resumes where it stopped. Here, one after another (``engine=None``), or on Ray
+(:mod:`ensemble.ray_engine`: an unfinished run starts again there, from the start). Then selects
 per task, writes the six leaderboard files, validates them and zips a submission.
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ from . import workflow
 from .candidate import Candidate
 from .data import load_splits, resolve_data, split_hashes
 from .errors import EnsembleError
+from .grid import load_grid, load_preset
 from .progress import NULL, Progress
+from .ray_engine import RayOptions, train_grid
 from .register import close_records, resumable, train_into
 from .runs import run_complete, runs_of
 from .registry import Registry
@@ -26,33 +30,17 @@ from .train import TrainConfig
 from .selection import DEFAULT_MODE
 
 
-def quick_preset(base: str) -> list[TrainConfig]:
-    """Small enough for a 2-core CPU in minutes with the MiniLM stand-in: 400 examples per task,
-    2 epochs, a learning rate ten times the paper's (there are only ~75 steps an epoch), four
-    configurations."""
-    common = dict(base=base, epochs=2, limit=400, lr=1e-4, batch_size=16, max_length=128)
-    return [
-        TrainConfig(architecture="multi", seed=0, **common),
-        TrainConfig(architecture="cerberus", task_layers=2, seed=0, **common),
-        TrainConfig(architecture="multi", smart_weight=10.0, seed=1, **common),
-        TrainConfig(architecture="triple", seed=2, **common),
-    ]
+def quick_preset(base: str | None = None) -> list[TrainConfig]:
+    """The shipped grid ``ensemble/grids/quick.toml``: small enough for a 2-core CPU in minutes with
+    the MiniLM stand-in (400 examples per task, 2 epochs, lr 1e-4, four configurations)."""
+    return load_preset("quick", base).configs
 
 
-def paper_preset(base: str) -> list[TrainConfig]:
-    """The report's grid (meant for a GPU): multi, cerberus-2/3, triple for SST; SMART 10-15;
-    layer decay 0.95; lr 1e-5; up to 10 epochs with every best epoch kept; three seeds."""
-    common = dict(base=base, epochs=10, lr=1e-5, layer_decay=0.95, batch_size=16, weight_decay=1e-4)
-    grid = []
-    for seed in (0, 1, 2):
-        grid += [
-            TrainConfig(architecture="multi", smart_weight=12.0, seed=seed, **common),
-            TrainConfig(architecture="cerberus", task_layers=2, smart_weight=10.0, seed=seed, **common),
-            TrainConfig(architecture="cerberus", task_layers=3, smart_weight=12.0, seed=seed, **common),
-            TrainConfig(architecture="triple", tasks=("sst",), smart_weight=15.0, seed=seed,
-                        **{**common, "weight_decay": 1e-5}),
-        ]
-    return grid
+def paper_preset(base: str | None = None) -> list[TrainConfig]:
+    """The shipped grid ``ensemble/grids/paper.toml``: the report's grid (meant for a GPU): multi,
+    cerberus-2/3, triple for SST; SMART 10-15; layer decay 0.95; lr 1e-5; up to 10 epochs with
+    every best epoch kept; three seeds."""
+    return load_preset("paper", base).configs
 
 
 PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {
@@ -61,36 +49,108 @@ PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {
 }
 
 
-def run(data: Path | None, base: str | None, preset: str, registry: Path, out: Path, submissions: Path,
+def grid_configs(data: Path | None, base: str | None, preset: str | None, grid: Path | None
+                 ) -> tuple[list[TrainConfig], str, Path, bool]:
+    """What ``run`` trains: the grid file's configurations, else the preset's (``base`` replacing
+    theirs); with the name the selection is saved under, the data folder and whether it is the
+    packaged sample (tiny: trained on all of it, for at least 3 epochs)."""
+    if grid is not None:
+        configs, name = load_grid(grid, base).configs, Path(grid).stem
+    else:
+        preset = preset or "quick"
+        if preset not in PRESETS:
+            raise EnsembleError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
+        make, default_base = PRESETS[preset]
+        configs, name = make(base or default_base), preset
+    data_dir, sample = resolve_data(data)
+    if sample:  # the sample is tiny: train on all of it, for more epochs
+        configs = [replace(c, limit=None, epochs=max(c.epochs, 3)) for c in configs]
+    return configs, name, data_dir, sample
+
+
+def plan(reg: Registry, configs: list[TrainConfig], data_dir: Path) -> list[dict[str, Any]]:
+    """Each configuration's name, fingerprint and what the registry holds of it: the candidates of
+    its finished runs (``registered``: it is skipped) and of its interrupted ones. Reads only."""
+    hashes: dict[tuple[str, ...], dict[str, str]] = {}
+    rows = []
+    for cfg in configs:
+        if cfg.tasks not in hashes:
+            hashes[cfg.tasks] = split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test")))
+        fp = cfg.fingerprint(hashes[cfg.tasks])
+        runs = runs_of(reg, fp)
+        rows.append({"name": cfg.run_name, "fingerprint": fp, "config": cfg,
+                     "registered": [c.id for cands in runs.values() if run_complete(cands) for c in cands],
+                     "interrupted": [c.id for cands in runs.values() if not run_complete(cands) for c in cands]})
+    return rows
+
+
+def dry_run(data: Path | None, base: str | None, preset: str | None, grid: Path | None,
+            registry: Path) -> dict[str, Any]:
+    """``run --dry-run``: the runs, their fingerprints, and which are already in the registry."""
+    configs, name, data_dir, sample = grid_configs(data, base, preset, grid)
+    rows = plan(Registry(registry), configs, data_dir)
+    return {"grid": name, "data": str(data_dir), "sample": sample,
+            "runs": [{**{k: v for k, v in r.items() if k != "config"}, "config": r["config"].to_dict(),
+                      "status": "registered" if r["registered"] else "to train"} for r in rows]}
+
+
+def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine: RayOptions, say,
+              on_event=None) -> dict[str, Any]:
+    """The grid on Ray (:func:`ensemble.ray_engine.train_grid`): what is registered is skipped,
+    the leftovers of interrupted runs cleaned up first (as ``--engine local`` does)."""
+    rows = plan(reg, configs, data_dir)
+    todo, skipped = [], []
+    for i, row in enumerate(rows, 1):
+        head = f"[{i}/{len(rows)}] {row['name']}"
+        if row["registered"]:
+            close_records(reg, [c for c in reg.candidates() if c.id in set(row["registered"])])
+            skipped.append(row["name"])
+            say(f"{head}: already in the registry ({', '.join(row['registered'])}); skipped")
+            continue
+        _clean_interrupted(reg, runs_of(reg, row["fingerprint"]), head, say)
+        todo.append((row["fingerprint"], row["config"]))
+    summary = (train_grid(reg, todo, data_dir, engine, on_event) if todo else
+               {"engine": "ray", "runs": [], "done": [], "retried": [], "failed": [], "seconds": 0.0,
+                "startup_seconds": 0.0, "runs_seconds": 0.0})
+    return {**summary, "skipped": skipped}
+
+
+def run(data: Path | None, base: str | None, preset: str | None, registry: Path, out: Path, submissions: Path,
         device: str | None = None, progress: Progress | None = None, on_trained=None, on_message=None,
-        mode: str = DEFAULT_MODE, system: str = "auto") -> dict[str, Any]:
-    """Train the preset (skipping what is done), select with ``mode``, write, validate and zip.
-    ``system="auto"`` submits, per task, the better system by the held-out estimate (the choice and
-    its reason are printed and recorded in the submission's manifest); "ensemble" always the ensemble."""
+        mode: str = DEFAULT_MODE, system: str = "auto", grid: Path | None = None,
+        engine: RayOptions | None = None, on_event=None) -> dict[str, Any]:
+    """Train the grid file's or the preset's runs (skipping what is done) here, or on Ray with
+    ``engine``; select with ``mode``, write, validate and zip. ``system="auto"`` submits, per task,
+    the better system by the held-out estimate (the choice and its reason are printed and recorded
+    in the submission's manifest); "ensemble" always the ensemble. Where a Ray run failed, nothing
+    is selected: the result names the failed runs (``failed``) and a rerun trains only them."""
     t0 = time.perf_counter()
     say = on_message or (lambda m: None)
     progress = progress or NULL
-    if preset not in PRESETS:
-        raise EnsembleError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
-    make, default_base = PRESETS[preset]
-    data_dir, sample = resolve_data(data)
+    configs, name, data_dir, sample = grid_configs(data, base, preset, grid)
     if sample:
         say(f"[bold magenta]SAMPLE DATA:[/] no --data and no ./data, so using the sample shipped in the package "
             f"({data_dir}); its scores mean nothing")
-    configs = make(base or default_base)
-    if sample:  # the sample is tiny: train on all of it, for more epochs
-        configs = [replace(c, limit=None, epochs=max(c.epochs, 3)) for c in configs]
     reg = Registry(registry)
-    trained, skipped = _train_all(reg, configs, data_dir, device, progress, on_trained, say)
-    report = workflow.select(reg, data_dir, TASK_NAMES, mode, name=f"run-{preset}", sample=sample, system=system)
+    summary = None
+    if engine is None:
+        trained, skipped = _train_all(reg, configs, data_dir, device, progress, on_trained, say)
+    else:
+        summary = train_ray(reg, configs, data_dir, replace(engine, device=device or engine.device), say, on_event)
+        trained = [r for r in summary["runs"] if r["status"] == "done"]
+        skipped = summary["skipped"]
+        if summary["failed"]:
+            return {"selection": None, "trained": trained, "skipped": skipped, "failed": summary["failed"],
+                    "grid": summary, "sample": sample, "seconds": time.perf_counter() - t0}
+    report = workflow.select(reg, data_dir, TASK_NAMES, mode, name=f"run-{name}", sample=sample, system=system)
     pred = workflow.predict(reg, data_dir, out, report.name)
     found = checked_files(out, data_dir)   # the six files validated once, for the zip as for `submit`
-    record = {**ensemble_record(out, found, sample), "preset": preset, "mode": mode, "system": system}
+    record = {**ensemble_record(out, found, sample), "preset": name, "mode": mode, "system": system}
     mean = sum(pred["dev_scores"].values()) / len(pred["dev_scores"]) if pred["dev_scores"] else None
     zip_path = pack(found, submissions, record, mean)
-    return {"selection": report, "trained": trained, "skipped": skipped, "written": pred["written"],
-            "dev_scores": pred["dev_scores"], "submission": str(zip_path), "sample": sample,
-            "seconds": time.perf_counter() - t0}
+    return {"selection": report, "trained": trained, "skipped": skipped, "failed": [], "grid": summary,
+            "written": pred["written"], "dev_scores": pred["dev_scores"], "submission": str(zip_path),
+            "sample": sample, "seconds": time.perf_counter() - t0}
 
 
 def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device: str | None, progress: Progress,

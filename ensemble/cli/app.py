@@ -17,7 +17,7 @@ from typer.core import TyperCommand
 
 from ..errors import EnsembleError
 from ..files import disk_full
-from . import analyze, bench, ensembles, honesty, registry, select, submissions, submit, train
+from . import analyze, bench, ensembles, honesty, registry, run, select, submissions, submit, train
 from .render import err, error, print_json
 
 CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
@@ -107,10 +107,11 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "submissions", submissions.submissions), (app, "analyze", analyze.analyze), (app, "report", analyze.report),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
+    (bench_app, "grid", bench.grid),
     (bench_app, "honesty", honesty.honesty),
     (ensembles_app, "list", ensembles.list_), (ensembles_app, "show", ensembles.show),
     (ensembles_app, "remove", ensembles.remove),
-    (app, "run", train.run),
+    (app, "run", run.run),
 )
 for group, name, function in COMMANDS:
     group.command(name, cls=Command)(function)

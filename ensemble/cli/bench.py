@@ -93,3 +93,29 @@ def train(base: str = BenchBaseOpt, data: DataOpt = None,
     print_bench(result)
     if opts:
         print_bench(opts)
+
+
+def grid(data: DataOpt = None,
+         runs: int = typer.Option(4, help="Runs in the grid (seeds 0, 1, ...; multi and cerberus-1 in turn)."),
+         epochs: int = typer.Option(10, help="Epochs per run."),
+         workers: str = typer.Option("1,2", help="Ray instances to time, by their workers (CPUs), comma-separated."),
+         hidden: int = typer.Option(64, help="Hidden size of the random tiny BERT trained."),
+         as_json: JsonOpt = False) -> None:
+    """A small grid on the local engine and on Ray with 1 and 2 workers: wall time, runs per hour,
+    speed-up and Ray's overhead per run (scheduling, shipping a candidate back)."""
+    from ..bench.grid import bench_grid  # lazy: torch and Ray are loaded only here
+    from ..errors import EnsembleError
+
+    try:
+        counts = tuple(int(w) for w in workers.split(","))
+    except ValueError:
+        raise EnsembleError(f"--workers {workers}: expected comma-separated numbers of workers, e.g. 1,2") from None
+    if runs < 1 or epochs < 1 or any(w < 1 for w in counts):
+        raise EnsembleError("--runs, --epochs and --workers: expected numbers >= 1")
+    data_dir, sample = resolve_data(data)
+    sample_banner(sample)
+    result = bench_grid(data_dir, runs=runs, epochs=epochs, workers=counts, hidden=hidden)
+    if as_json:
+        print_json(result, default=float)
+        return
+    print_bench(result)

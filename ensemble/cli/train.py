@@ -1,4 +1,4 @@
-"""Commands that train: ``train``, ``pretrain`` and ``run`` (train, select, write, validate, zip)."""
+"""Commands that train: ``train`` and ``pretrain`` (``run``, a whole grid: :mod:`.run`)."""
 from __future__ import annotations
 
 import time
@@ -130,33 +130,3 @@ def pretrain(
         return
     print_fields(f"MLM pretraining -> {out}", d)
 
-
-def run(
-    data: DataOpt = None,
-    base: Optional[str] = typer.Option(None, help="Encoder (default: the preset's: minilm for quick, bert-base-uncased "
-                                                  "for paper)."),
-    preset: Preset = typer.Option("quick", callback=plain,
-                                  help="quick (CPU, minutes) or paper (the report's grid, for a GPU)."),
-    registry: RegistryOpt = Path("checkpoints"),
-    out: Path = typer.Option(Path("predictions"), help="Folder for the leaderboard files."),
-    submissions: Path = typer.Option(Path("submissions"), help="Folder for the submission zips."),
-    mode: SelectMode = typer.Option(DEFAULT_MODE, callback=plain, help="Selection mode (see `ensemble select -h`)."),
-    system: System = typer.Option("auto", callback=plain,
-                                  help="auto: per task, submit the best single candidate where the ensemble is not "
-                                       "expected to beat it held out; ensemble: always submit the ensemble."),
-    device: DeviceOpt = "auto",
-    as_json: JsonOpt = False,
-) -> None:
-    """Train the preset's candidates (resuming), select per task, write, validate and zip a submission."""
-    from .. import runner  # lazy: keeps select/list/validate fast
-
-    progress = RichProgress(as_json)
-    result = runner.run(data=data, base=base, preset=preset, registry=registry, out=out, submissions=submissions,
-                        device=device, progress=progress, mode=mode, system=system,
-                        on_trained=None if as_json else print_epochs,
-                        on_message=None if as_json else err.print)
-    progress.stop()
-    if as_json:
-        print_json({**result, "selection": result["selection"].to_dict()}, default=str)
-        return
-    print_run(result, out)
