@@ -9,13 +9,11 @@ import typer
 
 from ..data import resolve_data
 from ..registry import Registry
-from ..selection import DEFAULT_MODE
 from ..tasks import parse_tasks
 from .options import (ALL_TASKS, BASE_HELP, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, TASKS_HELP, Architecture,
-                      DataOpt, DeviceOpt, JsonOpt, Preset, RegistryOpt, Schedule, SeedOpt, SelectMode, System,
-                      TasksOpt, TrainPrecision, plain)
+                      DataOpt, DeviceOpt, JsonOpt, Schedule, SeedOpt, TasksOpt, TrainPrecision, plain)
 from .progress import RichProgress
-from .render import err, print_epochs, print_fields, print_json, print_run, sample_banner
+from .render import print_epochs, print_fields, print_json, sample_banner
 
 MODEL, OPTIM, SMART, DATA, OUTPUT = "Model", "Optimisation", "SMART", "Data", "Output and run"
 

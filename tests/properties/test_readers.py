@@ -2,7 +2,6 @@
 one exception, EnsembleError, naming the file (issue 13). Never another exception."""
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
