@@ -96,7 +96,7 @@ def _ray(root: Path, configs: list[TrainConfig], data_dir: Path, workers: int) -
             "training_seconds_per_run": trained / len(runs)}, reg
 
 
-def bench_grid(data_dir: Path, runs: int = 4, epochs: int = 10, workers: tuple[int, ...] = (1, 2),
+def bench_grid(data_dir: Path, runs: int = 4, epochs: int = 2, workers: tuple[int, ...] = (1, 2),
                hidden: int = 64, layers: int = 2) -> dict[str, Any]:
     """The same grid on the local engine and on Ray with each of ``workers`` workers (see the module)."""
     root = Path(tempfile.mkdtemp(prefix="ensemble-bench-grid-"))

@@ -97,7 +97,7 @@ def train(base: str = BenchBaseOpt, data: DataOpt = None,
 
 def grid(data: DataOpt = None,
          runs: int = typer.Option(4, help="Runs in the grid (seeds 0, 1, ...; multi and cerberus-1 in turn)."),
-         epochs: int = typer.Option(10, help="Epochs per run."),
+         epochs: int = typer.Option(2, help="Epochs per run."),
          workers: str = typer.Option("1,2", help="Ray instances to time, by their workers (CPUs), comma-separated."),
          hidden: int = typer.Option(64, help="Hidden size of the random tiny BERT trained."),
          as_json: JsonOpt = False) -> None:

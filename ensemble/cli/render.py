@@ -348,10 +348,11 @@ def print_bench(result: dict[str, Any]) -> None:
     rows = result.get("rows")
     if isinstance(rows, list) and rows:
         keys = list(rows[0].keys())
-        numeric = {k for k in keys if all(isinstance(r.get(k), (int, float)) for r in rows)}
-        cells = [[fmt(r.get(k), 3) if isinstance(r.get(k), float) else escape(str(r.get(k, "-"))) for k in keys]
-                 for r in rows]
-        print_table(result.get("title", "benchmark"), [Col(k, k in numeric) for k in keys], cells)
+        numeric = {k for k in keys if all(isinstance(r.get(k), (int, float, type(None))) for r in rows)
+                   and any(isinstance(r.get(k), (int, float)) for r in rows)}
+        cells = [[_bench_cell(r.get(k)) for k in keys] for r in rows]
+        # headers split at words (wall seconds), so a narrow column wraps between words, never inside one
+        print_table(result.get("title", "benchmark"), [Col(k.replace("_", " "), k in numeric) for k in keys], cells)
         rest = {k: v for k, v in result.items() if k not in ("rows", "title", "targets")}
         if rest:
             print_flat("details", rest)
@@ -359,6 +360,19 @@ def print_bench(result: dict[str, Any]) -> None:
         print_flat(result.get("title", "benchmark"), {k: v for k, v in result.items() if k != "targets"})
     if result.get("targets"):
         print_targets(result["targets"])
+
+
+def _bench_cell(v: Any) -> str:
+    """A bench value as a cell: floats to 3 decimals, nothing as '-', a list joined (empty: '-')."""
+    if v is None or v == []:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return fmt(v, 3)
+    if isinstance(v, list):
+        return escape(", ".join(map(str, v)))
+    return escape(str(v))
 
 
 def print_targets(targets: dict[str, Any]) -> None:

@@ -106,3 +106,18 @@ def test_select_summary_prints_every_number_whole(registry_with_imports):
         assert_fits(text, columns or render.PIPED_WIDTH)
         assert all(n in text for n in numbers)
         assert all(row["system"].split()[0] in text for row in report["summary"])
+
+
+def test_bench_rows_show_nothing_as_a_dash_and_headers_by_words(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr(render, "console", Console(file=out, width=120, color_system=None))
+    render.print_bench({"title": "bench", "rows": [
+        {"system": "local engine", "wall_seconds": 37.911, "failed": None, "same_as_local": True},
+        {"system": "Ray, 2 workers", "wall_seconds": 19.281, "failed": [], "same_as_local": False}]})
+    text = out.getvalue()
+    assert "wall_seconds" not in text and "None" not in text and "[]" not in text
+    header = [line for line in text.splitlines() if line.startswith("┃")]
+    assert any("wall" in h for h in header) and any("seconds" in h for h in header)   # wrapped between words
+    local, ray = [line for line in text.splitlines() if "local engine" in line or "Ray, 2" in line]
+    assert [c.strip() for c in local.split("│")[2:5]] == ["37.911", "-", "yes"]
+    assert [c.strip() for c in ray.split("│")[2:5]] == ["19.281", "-", "no"]
