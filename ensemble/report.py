@@ -33,7 +33,10 @@ from .runs import read_runs
 from .tasks import TASK_NAMES, TASKS
 
 # name -> categorical (strip plot) or numeric (scatter)
-HYPERPARAMETERS = {"lr": False, "smart_weight": False, "layer_decay": False, "architecture": True, "seed": True}
+HYPERPARAMETERS = {"lr": False, "smart_weight": False, "layer_decay": False, "architecture": True, "schedule": True,
+                   "warmup": False, "grad_accum": False, "seed": True}   # name: categorical (strip plot)
+# what a run recorded before an option existed trained with (TrainConfig's defaults)
+LATER_DEFAULTS = {"schedule": "constant", "warmup": 0.0, "grad_accum": 1}
 CSS = """body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em}
@@ -91,7 +94,7 @@ def hyper_value(config: dict[str, Any], name: str) -> Any:
     """A run's value of one hyperparameter (architecture: ``cerberus-<task layers>`` for cerberus)."""
     if name == "architecture" and config.get("architecture") == "cerberus":
         return f"cerberus-{config.get('task_layers')}"
-    return config.get(name)
+    return config.get(name, LATER_DEFAULTS.get(name))
 
 
 def hyper_points(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[Any, float, str]]]]:

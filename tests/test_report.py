@@ -117,3 +117,12 @@ def test_an_existing_file_is_replaced_only_when_it_is_an_earlier_report(tmp_path
     first = report.report(reg, data, tmp_path / "r.html")["report"]
     again = report.report(reg, data, tmp_path / "r.html")["report"]      # its own page: replaced
     assert first == again and (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_schedule_varying_across_runs_is_plotted_older_records_counted_as_constant():
+    runs = [{"name": "a", "config": {"lr": 1e-5}, "epochs": {"sst": [(1, 0.4), (2, 0.5)]}},
+            {"name": "b", "config": {"lr": 1e-5, "schedule": "cosine", "warmup": 0.1}, "epochs": {"sst": [(1, 0.6)]}}]
+    points = report.hyper_points(runs)
+    assert list(points) == ["schedule", "warmup"]
+    assert points["schedule"] == {"sst": [("constant", 0.5, "a"), ("cosine", 0.6, "b")]}
+    assert points["warmup"] == {"sst": [(0.0, 0.5, "a"), (0.1, 0.6, "b")]}
