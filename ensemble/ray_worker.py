@@ -2,7 +2,7 @@
 
 No shared filesystem is assumed. The task gets the course files (and a local ``--base`` folder)
 as bytes through Ray's object store, writes them into a temporary folder of its own, trains with
-the very code of ``--engine local`` (:func:`ensemble.register.train_into`) into a temporary
+the very code of ``--engine local`` (:func:`ensemble.keeper.train_into`) into a temporary
 registry there, and returns each finished candidate's files (weights, manifest, cached
 predictions) and the run's record as bytes; the driver (:mod:`ensemble.ray_engine`) checks and
 registers them. The worker never learns the driver's paths; its folder is removed when it returns.
@@ -22,7 +22,7 @@ from .candidate import MANIFEST
 from .errors import EnsembleError
 from .manifest import SEAL, seal_of
 from .model import CONFIG_FILE
-from .register import train_into
+from .keeper import train_into
 from .registry import Registry
 from .runs import RECORD, run_dir
 

@@ -21,7 +21,7 @@ from .errors import EnsembleError
 from .grid import load_grid, load_preset
 from .progress import NULL, Progress
 from .ray_engine import RayOptions, train_grid
-from .register import close_records, resumable, train_into
+from .keeper import close_records, resumable, train_into
 from .runs import run_complete, runs_of
 from .registry import Registry
 from .submission import checked_files, ensemble_record, pack

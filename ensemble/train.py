@@ -1,5 +1,5 @@
 """Multitask fine-tuning: every option of the method, each epoch evaluated on dev and handed to the
-caller (``on_epoch``); :func:`ensemble.register.train_into` turns the best epochs into candidates
+caller (``on_epoch``); :func:`ensemble.keeper.train_into` turns the best epochs into candidates
 and keeps the run's record.
 
 One batch holds one task; the batches of all tasks are shuffled together (no weighting by dataset
@@ -165,7 +165,7 @@ def train(cfg: TrainConfig, data_dir: Path, on_epoch: Callable[[TrainRun, EpochO
     ``on_epoch(run, output)`` after each one's dev evaluation, then writing the epoch's checkpoint
     into ``checkpoint_dir`` (if given), then ``after_checkpoint(run, result)``. ``resume``
     continues from the checkpoint found there; ``on_start(run, epochs_done)`` is called once the
-    run is set up (the keeper that registers candidates is :func:`ensemble.register.train_into`)."""
+    run is set up (the keeper that registers candidates is :func:`ensemble.keeper.train_into`)."""
     dev = pick_device(device)
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if dev.type == "cuda" else "fp32")
     check_precision(precision, dev)   # fp16 needs CUDA; bf16 on a CPU needs its instructions

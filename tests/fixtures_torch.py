@@ -123,7 +123,7 @@ def trained(tiny_base, tmp_path_factory):
     it was trained on). Read only: tests that change the registry copy it first (``copy_registry``).
     """
     def make():
-        from ensemble.register import train_into
+        from ensemble.keeper import train_into
         from ensemble.registry import Registry
         from ensemble.train import TrainConfig
 

@@ -19,7 +19,7 @@ FLOW = (
     "errors", "tasks", "files", "progress", "data", "predfile", "metrics", "batches", "bases", "model",
     "smart", "kernels", "infer", "schedule", "train_config", "checkpoint", "train", "mlm", "mlm_files", "pretrain",
     "manifest", "candidate", "ensemble_file", "recovery", "registry",
-    "runs", "register", "grid", "selection", "validate", "leaderboard", "submission", "saved", "workflow",
+    "runs", "register", "keeper", "grid", "selection", "validate", "leaderboard", "submission", "saved", "workflow",
     "ray_worker", "ray_engine", "runner",
     "analysis", "figures", "report", "bench", "cli", "__main__",
 )

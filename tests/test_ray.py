@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from ensemble.cli import app
 from ensemble.data import PACKAGE_SAMPLE
 from ensemble.ray_engine import RayOptions
-from ensemble.register import train_into
+from ensemble.keeper import train_into
 from ensemble.registry import Registry
 from ensemble import runner
 from tiny import make_tiny_base

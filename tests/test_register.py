@@ -18,7 +18,8 @@ from ensemble.infer import predict_split
 from ensemble.metrics import score
 from ensemble.model import WEIGHTS_FILE, load_model, outputs_to_predictions
 from ensemble.predfile import read_predictions
-from ensemble.register import refresh, register_model, register_predictions, train_into
+from ensemble.keeper import train_into
+from ensemble.register import refresh, register_model, register_predictions
 from ensemble.registry import Registry
 from ensemble.tasks import TASKS
 from ensemble.train import TrainConfig

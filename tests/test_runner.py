@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ensemble import register as register_mod
+from ensemble import keeper as register_mod
 from ensemble import train as train_mod
 from ensemble import runner, workflow
-from ensemble.register import train_into
+from ensemble.keeper import train_into
 from ensemble.registry import Registry
 from ensemble.train import TrainConfig
 from fixtures_torch import copy_data, copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401

@@ -12,7 +12,7 @@ from ensemble.data import read_split
 from ensemble.errors import EnsembleError
 from ensemble.model import ARCHITECTURES, task_loss
 from ensemble.progress import NULL
-from ensemble.register import train_into
+from ensemble.keeper import train_into
 from ensemble.registry import Registry
 from ensemble.runs import read_runs
 from ensemble.schedule import multiplier

@@ -72,7 +72,7 @@ def train(
 
     Each epoch prints one line and goes into the run's record (`ensemble show CANDIDATE`); a
     configuration already complete in the registry is skipped (--again trains it anyway)."""
-    from ..register import train_into  # lazy: keeps select/list/validate fast
+    from ..keeper import train_into  # lazy: keeps select/list/validate fast
     from ..train import TrainConfig  # lazy: keeps select/list/validate fast
 
     data_dir, sample = resolve_data(data)
