@@ -93,11 +93,20 @@ def test_parameters_must_be_positive(tmp_path, invoke, fake_predictions):
     assert not (tmp_path / "reg" / "candidates").exists()
 
 
-@pytest.mark.parametrize("n", ["0", "-5", "4"])
-def test_max_length_must_hold_a_pair(tmp_path, invoke, tiny_base_dir, n):
-    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--max-length", n,
-               "--registry", tmp_path / "reg")
-    refused(r, "--max-length must be >= 5 tokens")
+def train_refused(tmp_path, invoke, base, *option: str) -> str:
+    """``ensemble train`` on the sample with ``option``: the message it was refused with."""
+    r = invoke("train", "--data", SAMPLE, "--base", base, "--epochs", "1", *option, "--registry", tmp_path / "reg")
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "reg" / "candidates").exists()
+    return r.output
+
+
+@pytest.mark.parametrize("option, message", [
+    *[(("--max-length", n), "--max-length must be >= 5 tokens") for n in ("0", "-5", "4")],
+    *[(("--seed", s), "--seed must be in [0, 2^32)") for s in ("-1", str(2**32))],
+    (("--device", "bogus"), "--device 'bogus': unknown device; expected auto, cpu, cuda or cuda:N")])
+def test_bad_train_options_are_refused_before_any_work(tmp_path, invoke, tiny_base_dir, option, message):
+    assert message in train_refused(tmp_path, invoke, tiny_base_dir, *option)
 
 
 def test_max_length_beyond_the_base_is_said(tmp_path, invoke, tiny_base_dir):
@@ -107,19 +116,6 @@ def test_max_length_beyond_the_base_is_said(tmp_path, invoke, tiny_base_dir):
     assert r.exit_code == 0, r.output
     assert "--max-length 100000: the base" in r.output and "takes at most 64 tokens" in r.output
     assert "inputs are cut at 64" in r.output
-
-
-@pytest.mark.parametrize("seed", ["-1", str(2**32)])
-def test_seed_must_be_a_numpy_seed(tmp_path, invoke, tiny_base_dir, seed):
-    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--seed", seed,
-               "--registry", tmp_path / "reg")
-    refused(r, "--seed must be in [0, 2^32)")
-
-
-def test_unknown_device(tmp_path, invoke, tiny_base_dir):
-    r = invoke("train", "--data", SAMPLE, "--base", tiny_base_dir, "--epochs", "1", "--device", "bogus",
-               "--registry", tmp_path / "reg")
-    refused(r, "--device 'bogus': unknown device; expected auto, cpu, cuda or cuda:N")
 
 
 # -- paths ------------------------------------------------------------------------------------
