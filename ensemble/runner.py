@@ -53,7 +53,7 @@ def grid_configs(data: Path | None, base: str | None, preset: str | None, grid: 
                  ) -> tuple[list[TrainConfig], str, Path, bool]:
     """What ``run`` trains: the grid file's configurations, else the preset's (``base`` replacing
     theirs); with the name the selection is saved under, the data folder and whether it is the
-    packaged sample (tiny: trained on all of it, for at least 3 epochs)."""
+    packaged sample (a preset on it is trained on all of it, for at least 3 epochs; a grid file as written)."""
     if grid is not None:
         configs, name = load_grid(grid, base).configs, Path(grid).stem
     else:
@@ -63,7 +63,7 @@ def grid_configs(data: Path | None, base: str | None, preset: str | None, grid: 
         make, default_base = PRESETS[preset]
         configs, name = make(base or default_base), preset
     data_dir, sample = resolve_data(data)
-    if sample:  # the sample is tiny: train on all of it, for more epochs
+    if sample and grid is None:  # a preset on the tiny sample: all of it, more epochs (a grid file is as written)
         configs = [replace(c, limit=None, epochs=max(c.epochs, 3)) for c in configs]
     return configs, name, data_dir, sample
 
