@@ -364,15 +364,11 @@ def print_bench(result: dict[str, Any]) -> None:
 
 def _bench_cell(v: Any) -> str:
     """A bench value as a cell: floats to 3 decimals, nothing as '-', a list joined (empty: '-')."""
-    if v is None or v == []:
-        return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if isinstance(v, float):
-        return fmt(v, 3)
     if isinstance(v, list):
-        return escape(", ".join(map(str, v)))
-    return escape(str(v))
+        return escape(", ".join(map(str, v))) or "-"
+    return escape(fmt(v, 3))   # fmt: None as '-', floats to 3 decimals
 
 
 def print_targets(targets: dict[str, Any]) -> None:
