@@ -126,8 +126,9 @@ def check_seal(cand: Candidate) -> None:
     """Refuse to rewrite a manifest that was edited after it was written (its seal no longer
     matches): resealing it would erase the evidence that ``verify`` reports. An unsealed manifest
     (an older version's) is sealed by the rewrite."""
-    if cand.manifest.get(SEAL) is not None and seal_problem(cand.manifest):
-        raise EnsembleError(f"{cand.path / MANIFEST}: {seal_problem(cand.manifest)}; refused to rewrite it "
+    problem = seal_problem(cand.manifest)   # None for an unsealed older format only: a removed seal is refused
+    if problem:
+        raise EnsembleError(f"{cand.path / MANIFEST}: {problem}; refused to rewrite it "
                             "(run `ensemble verify`; `ensemble remove` and register again if it was damaged)")
 
 
@@ -171,7 +172,10 @@ def seal_manifest(stage: Path, fields: dict[str, Any], old: Candidate | None = N
             files[rel] = {"sha256": file_sha256(p), "size": p.stat().st_size}
             if old is not None and _same_file(p, old.path / rel):
                 check_sha256(old, rel, files[rel]["sha256"])
-    manifest = {**fields, "format": FORMAT, "files": files}
+    manifest = {**fields, "files": files}
+    problem = shape_problem(manifest)   # never store a manifest every reader would refuse
+    if problem:
+        raise EnsembleError(f"{stage / MANIFEST}: {problem}; not stored")
     write_manifest(stage, manifest)
     return manifest
 

@@ -62,6 +62,9 @@ def _check_task(path: Path, task: str, entry: Any) -> None:
     if not isinstance(entry, dict):
         raise _fail(path, where, entry, "an object with members and weights")
     _check_weights(path, where, entry.get("weights"))
+    if entry.get("selected") is not None:   # the selection's own weights before --system auto (analyze reads it)
+        _check_weights(path, f"{where}.selected", entry["selected"].get("weights")
+                       if isinstance(entry["selected"], dict) else entry["selected"])
     members = entry.get("members", list(entry["weights"]))
     if not isinstance(members, list) or not all(isinstance(m, str) and is_plain_name(m) for m in members):
         raise _fail(path, f"{where}.members", members, "a list of plain candidate ids")

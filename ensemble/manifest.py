@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 from .errors import shown
@@ -84,6 +85,12 @@ def _predictions_problem(preds: Any, files: dict[str, Any]) -> str | None:
                 return f"{where}.file {want!r} is not among the manifest's files"
             if "rows" in entry and (type(entry["rows"]) is not int or entry["rows"] < 0):
                 return f"{where}.rows is {shown(entry['rows'])}; expected a row count"
+            data_file = entry.get("data_file")
+            if data_file is not None and not (isinstance(data_file, str) and data_file == Path(data_file).name
+                                              and data_file not in ("", ".", "..")):
+                return f"{where}.data_file is {shown(data_file)}; expected a course file's plain name"
+            if entry.get("data_sha256") is not None and not isinstance(entry["data_sha256"], str):
+                return f"{where}.data_sha256 is {shown(entry['data_sha256'])}; expected a sha256 string"
     return None
 
 

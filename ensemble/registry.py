@@ -175,7 +175,7 @@ class _EnsembleFiles(_Folder):
             if not names:
                 raise EnsembleError(f"no selected ensemble in {self.ensembles_dir}; run `ensemble select` first")
             name = names[-1]
-        path = self.ensembles_dir / f"{name}.json"
+        path = self.ensembles_dir / f"{check_ensemble_name(name)}.json"   # a saved name, never a path
         if not path.exists():
             have = ", ".join(p.stem for p in sorted(self.ensembles_dir.glob("*.json"))) or "none"
             raise EnsembleError(f"no ensemble {name!r} in {self.ensembles_dir} (have: {have})")

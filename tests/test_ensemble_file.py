@@ -52,6 +52,8 @@ def test_a_whole_document_passes(tmp_path):
     (edited(tasks__sst__members="a1"), "tasks.sst.members", "is 'a1'; expected a list of plain candidate ids"),
     (edited(tasks__sst__dev_score="high"), "tasks.sst.dev_score", "is 'high'; expected a finite number or null"),
     (edited(tasks__sst__prediction_sha256={"a1": "x"}), "tasks.sst.prediction_sha256.a1", "is 'x'"),
+    (edited(tasks__sst__selected=5), "tasks.sst.selected.weights", "is 5; expected an object of member id -> weight"),
+    (edited(tasks__sst__selected={"weights": {"a1": "x"}}), "tasks.sst.selected.weights.a1", "is 'x'"),
     (edited(name=5), "name", "is 5; expected the ensemble's name"),
     (edited(name=KeyError), "name", "is None; expected the ensemble's name"),
     (edited(mode=5), "mode", "is 5; expected a string"),

@@ -415,3 +415,11 @@ def test_one_damaged_manifest_leaves_the_others_usable(imports):
     assert report.notes[0].startswith(f"candidate folder {bad.id} is damaged (candidate.json: not valid JSON")
     assert imports.remove(bad.id).id == bad.id and not bad.path.exists()
     assert imports.verify()[1] == [] and [c.id for c in imports.candidates()] == [good.id]
+
+
+def test_a_saved_ensemble_is_named_never_reached_by_a_path(tmp_path):
+    reg = Registry(tmp_path / "reg")
+    reg.ensure()
+    (tmp_path / "x.json").write_text('{"name": "x", "tasks": {"sst": {"weights": {"a": 1}}}}')
+    with pytest.raises(EnsembleError, match=r"ensemble name '\.\./\.\./x': expected a plain file name"):
+        reg.load_ensemble("../../x")

@@ -58,8 +58,8 @@ def list_(registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False)
     cols = [Col("name"), Col("mode"), Col("tasks", drop=1), Col("members", True), Col("mean dev", True),
             Col("saved", True, 2)]
     print_table(f"saved ensembles in {reg.ensembles_dir}", cols,
-                [[escape(r["name"]), r["mode"] or "-", ",".join(r["tasks"]), str(r["members"]), fmt(r["mean_dev"]),
-                  r["saved"] or "-"] for r in rows])
+                [[escape(r["name"]), escape(r["mode"] or "-"), ",".join(r["tasks"]), str(r["members"]),
+                  fmt(r["mean_dev"]), escape(r["saved"] or "-")] for r in rows])
 
 
 def show(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:

@@ -51,6 +51,8 @@ TAMPERED = {   # case: (the edit, what verify says)
     "edited dev metric": (lambda m: m["metrics"]["sst"].update(dev=0.99), "manifest edited after it was written"),
     "edited name": (lambda m: m.update(name="best"), "manifest edited after it was written"),
     "seal removed": (lambda m: m.pop("seal"), "manifest has no seal"),
+    "data file a number": (lambda m: m["predictions"]["sst"]["dev"].update(data_file=5), "data_file is 5"),
+    "data file a path": (lambda m: m["predictions"]["sst"]["dev"].update(data_file="../x.csv"), "data_file is '../x.csv'"),
 }
 
 
@@ -100,6 +102,24 @@ def test_rewrites_refuse_an_edited_manifest(two, rewrite):
             reg.update(a.id, lambda stage, m: m)
     assert (a.path / MANIFEST).read_bytes() == before
     assert "manifest edited" in reg.verify()[1][0].message
+
+
+def test_a_removed_seal_is_not_resealed_by_a_rewrite(two):
+    """Deleting the seal as well as editing a metric must not get the forged metric sealed."""
+    reg, a, _ = two
+    edit(a, lambda m: (m["metrics"]["sst"].update(dev=0.99), m.pop("seal")))
+    before = (a.path / MANIFEST).read_bytes()
+    with pytest.raises(EnsembleError, match="manifest has no seal.*refused to rewrite it"):
+        reg.update_manifest(a.id, lambda m: m.update(note="x"))
+    assert (a.path / MANIFEST).read_bytes() == before and "no seal" in reg.verify()[1][0].message
+
+
+def test_the_writer_never_stores_a_manifest_the_readers_refuse(two):
+    reg, _, _ = two
+    n = len(reg.candidates())
+    with pytest.raises(EnsembleError, match=r"candidate.json: field name is 5; .*not stored"):
+        reg.add(lambda stage: {"name": 5})
+    assert len(reg.candidates()) == n and reg.verify()[1] == []
 
 
 def test_a_manifest_from_before_seals_passes_and_is_sealed_by_a_rewrite(two):

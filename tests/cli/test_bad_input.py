@@ -211,7 +211,9 @@ def test_names_and_paths_with_rich_markup_print_as_written(tmp_path, invoke, fak
     assert r.exit_code == 0 and "saved ensemble [b]e[i] to" in r.output, r.output
     r = invoke("predict", "--data", SAMPLE, "--registry", reg, "--out", tmp_path / "[x]out")
     assert r.exit_code == 0 and "ensemble: [b]e[i]" in r.output and "wrote " + str(tmp_path / "[x]out") in r.output
-    for args in (("ensembles", "show", "[b]e[i]"), ("ensembles", "remove", "[b]e[i]", "--yes"), ("remove", cid, "--yes")):
+    for args in (("ensembles", "list"), ("ensembles", "show", "[b]e[i]"), ("ensembles", "remove", "[b]e[i]", "--yes"),
+                 ("remove", cid, "--yes")):
         r = invoke(*args, "--registry", reg)
         assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+        assert args[0] == "remove" or "[b]e[i]" in r.output, r.output
     assert f"removed {cid} ({MARKUP})" in r.output
