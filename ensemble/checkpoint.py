@@ -29,20 +29,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .errors import EnsembleError
 from .files import fault_point
+from .model import save_tensors
 
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 STATE = "state.json"
-META = {"format": "pt"}
-
-
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors with a deterministic header: identical tensors, identical bytes."""
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=META)
 
 
 # -- optimizer state -----------------------------------------------------------------------------

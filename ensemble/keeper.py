@@ -44,11 +44,8 @@ class EpochKeeper:
         self.registry = registry
         self.progress = progress
         self.on_epoch = on_epoch
-        self.record = record or {}
-        self.holders: dict[str, str] = {}           # task -> candidate id currently best for it
-        for e in self.record.get("epochs", []):
-            for t in e.get("best_for") or []:
-                self.holders[t] = e["candidate"]
+        self.record = record or {}                  # a resumed run's: its start time carries over
+        self.holders: dict[str, str] = {}           # task -> candidate id currently best for it (set by start)
 
     def start(self, run: TrainRun, done: list) -> None:
         """The record of a starting (or resumed) run, with the epochs already completed."""
@@ -120,9 +117,8 @@ class EpochKeeper:
                 m["training"]["run_complete"] = True
                 m["training"]["best_for"] = held
             self.registry.update_manifest(cid, mark)
-        if self.record:
-            self.record.update(status=status, finished=now_iso(), candidates=final)
-            write_run(self.registry.root, self.record)
+        self.record.update(status=status, finished=now_iso(), candidates=final)   # start() always ran
+        write_run(self.registry.root, self.record)
         return final
 
 

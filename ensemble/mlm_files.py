@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .checkpoint import optimizer_tensors, restore_optimizer
 from .errors import EnsembleError
 from .files import refuse_pickles
+from .model import save_tensors
 from .bases import quiet_transformers
 
 PROVENANCE_FILE = "ensemble_pretrain.json"
@@ -65,7 +66,7 @@ def _unique_state(mlm) -> dict[str, torch.Tensor]:
 def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> dict[str, Any]:
     """AdamW state tensors into ``optimizer.safetensors``; scalars returned for the JSON state."""
     tensors, scalars = optimizer_tensors(optimizer)
-    save_file(tensors, str(directory / OPTIMIZER), metadata={"format": "pt", "producer": "ensemble pretrain"})
+    save_tensors(tensors, directory / OPTIMIZER)
     return scalars
 
 
@@ -83,7 +84,7 @@ def write_checkpoint(out: Path, mlm, pooler_sd: dict, optimizer, state: dict[str
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     weights = {**_unique_state(mlm), **pooler_sd}
-    save_file(weights, str(tmp / WEIGHTS), metadata={"format": "pt", "producer": "ensemble pretrain"})
+    save_tensors(weights, tmp / WEIGHTS)
     state = dict(state)
     state["optimizer_scalars"] = _save_optimizer(optimizer, tmp)
     (tmp / STATE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")

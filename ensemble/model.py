@@ -315,16 +315,22 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "ensemble_model.json"
 
 
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """The one safetensors writer (weights, optimizer state, checkpoints): one metadata key, so
+    identical tensors give identical bytes (with several, the header's order varies per process);
+    a full disk raises ENOSPC as an OSError (safetensors' own error is none), for files.disk_full."""
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+    except SafetensorError as e:
+        if "os error 28" in str(e):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        raise
+
+
 def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
     """Write weights (safetensors), the model config and the tokenizer files into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    try:
-        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})   # one key: same bytes every time
-    except SafetensorError as e:   # its I/O errors are no OSError: a full disk becomes one (files.disk_full)
-        if "os error 28" in str(e):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(directory / WEIGHTS_FILE)) from e
-        raise
+    save_tensors(model.state_dict(), directory / WEIGHTS_FILE)
     (directory / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(str(directory))
     return sorted(p for p in directory.rglob("*") if p.is_file())

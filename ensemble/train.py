@@ -250,8 +250,9 @@ class Stepper:
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def __call__(self) -> float | None:
-        """One optimizer step; returns the global gradient norm before clipping (None unclipped)."""
+    def __call__(self) -> torch.Tensor | None:
+        """One optimizer step; returns the global gradient norm before clipping (None unclipped), as a
+        0-d tensor: no host sync each step on a GPU for a value the loop does not read."""
         m = multiplier(self.cfg.schedule, self.step, self.total, self.cfg.warmup)
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
             g["lr"] = base * m
@@ -260,7 +261,7 @@ class Stepper:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.cfg.max_grad_norm > 0:
-            norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm))
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

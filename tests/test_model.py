@@ -213,3 +213,26 @@ def test_pickle_files_refused(tiny_base, tmp_path, name):
         with pytest.raises(EnsembleError, match="safetensors") as e:
             call(tmp_path / "m")
         assert name.split("/")[-1] in str(e.value)
+
+
+def test_the_one_safetensors_writer_turns_a_full_disk_into_enospc(tmp_path, monkeypatch):
+    """Weights, optimizer state and checkpoints all go through save_tensors: safetensors' own error on a
+    full disk (not an OSError) becomes ENOSPC, which the CLI reports as a full disk, not as a bug."""
+    import errno
+
+    import torch
+    from safetensors import SafetensorError
+
+    from ensemble import model as model_mod
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "
+                              "\"No space left on device\" }) (os error 28)")
+    monkeypatch.setattr(model_mod, "save_file", full)
+    with pytest.raises(OSError) as e:
+        model_mod.save_tensors({"w": torch.zeros(2)}, tmp_path / "x.safetensors")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "x.safetensors")
+    monkeypatch.undo()
+    model_mod.save_tensors({"w": torch.zeros(2)}, tmp_path / "a.safetensors")
+    model_mod.save_tensors({"w": torch.zeros(2)}, tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()

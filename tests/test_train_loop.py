@@ -133,11 +133,17 @@ def test_clipping_bounds_the_global_norm(tiny_base, sample_data, max_norm):
 # -- gradient checkpointing ------------------------------------------------------------------------
 @pytest.mark.parametrize("smart_weight", [0.0, 1.0])
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_checkpointing_gives_the_same_loss_and_gradients(tiny_base, sample_data, architecture, smart_weight):
+def test_checkpointing_gives_the_same_loss_and_gradients(tiny_base, sample_data, architecture, smart_weight,
+                                                        monkeypatch):
     """With dropout on (checkpointing replays the same masks) and with SMART (its ascent takes
-    gradients through the checkpointed layers): the loss equal, every gradient within 1e-6."""
+    gradients through the checkpointed layers): the loss equal, every gradient within 1e-6; and the
+    layers really went through torch's checkpoint when asked (else both runs would be the same code)."""
+    import torch.utils.checkpoint as tuc
+
+    real, calls = tuc.checkpoint, []
+    monkeypatch.setattr(tuc, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     task_layers = 1 if architecture == "cerberus" else 0
-    out = []
+    out, counted = [], []
     for on in (False, True):
         model, tok, _ = build_model(tiny_base, architecture, task_layers, hidden_dropout=0.1, seed=5)
         model.set_gradient_checkpointing(on)
@@ -148,6 +154,8 @@ def test_checkpointing_gives_the_same_loss_and_gradients(tiny_base, sample_data,
                                       torch.Generator().manual_seed(3))
         total.backward()
         out.append((float(total.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+        counted.append(len(calls))
+    assert counted[0] == 0 and counted[1] > 0, counted      # off: never checkpointed; on: the layers were
     (plain_loss, plain), (ckpt_loss, ckpt) = out
     assert ckpt_loss == pytest.approx(plain_loss, rel=1e-6)
     assert plain.keys() == ckpt.keys() and plain
