@@ -70,7 +70,8 @@ def grid_configs(data: Path | None, base: str | None, preset: str | None, grid: 
 
 def plan(reg: Registry, configs: list[TrainConfig], data_dir: Path) -> list[dict[str, Any]]:
     """Each configuration's name, fingerprint and what the registry holds of it: the candidates of
-    its finished runs (``registered``: it is skipped) and of its interrupted ones. Reads only."""
+    its finished runs (``registered``: it is skipped) and of its interrupted ones, and those runs
+    (``runs``: run id -> candidates). Reads only; the data files are hashed once per task set."""
     hashes: dict[tuple[str, ...], dict[str, str]] = {}
     rows = []
     for cfg in configs:
@@ -78,7 +79,7 @@ def plan(reg: Registry, configs: list[TrainConfig], data_dir: Path) -> list[dict
             hashes[cfg.tasks] = split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test")))
         fp = cfg.fingerprint(hashes[cfg.tasks])
         runs = runs_of(reg, fp)
-        rows.append({"name": cfg.run_name, "fingerprint": fp, "config": cfg,
+        rows.append({"name": cfg.run_name, "fingerprint": fp, "config": cfg, "runs": runs,
                      "registered": [c.id for cands in runs.values() if run_complete(cands) for c in cands],
                      "interrupted": [c.id for cands in runs.values() if not run_complete(cands) for c in cands]})
     return rows
@@ -90,7 +91,7 @@ def dry_run(data: Path | None, base: str | None, preset: str | None, grid: Path 
     configs, name, data_dir, sample = grid_configs(data, base, preset, grid)
     rows = plan(Registry(registry), configs, data_dir)
     return {"grid": name, "data": str(data_dir), "sample": sample,
-            "runs": [{**{k: v for k, v in r.items() if k != "config"}, "config": r["config"].to_dict(),
+            "runs": [{**{k: v for k, v in r.items() if k not in ("config", "runs")}, "config": r["config"].to_dict(),
                       "status": "registered" if r["registered"] else "to train"} for r in rows]}
 
 
@@ -102,12 +103,12 @@ def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine:
     todo, skipped = [], []
     for i, row in enumerate(rows, 1):
         head = f"[{i}/{len(rows)}] {row['name']}"
+        _clean_interrupted(reg, row["runs"], head, say)   # first, as --engine local does: also beside a finished run
         if row["registered"]:
-            close_records(reg, [c for c in reg.candidates() if c.id in set(row["registered"])])
+            close_records(reg, [c for cands in row["runs"].values() if run_complete(cands) for c in cands])
             skipped.append(row["name"])
             say(f"{head}: already in the registry ({', '.join(row['registered'])}); skipped")
             continue
-        _clean_interrupted(reg, runs_of(reg, row["fingerprint"]), head, say)
         todo.append((row["fingerprint"], row["config"]))
     summary = (train_grid(reg, todo, data_dir, engine, on_event) if todo else
                {"engine": "ray", "runs": [], "done": [], "retried": [], "failed": [], "seconds": 0.0,
@@ -160,10 +161,9 @@ def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device
     --resume``), and cleaning up its other interrupted runs (:func:`_clean_interrupted`); returns
     (the trained runs' results, the skipped run names)."""
     trained, skipped = [], []
-    for i, cfg in enumerate(configs, 1):
+    for i, row in enumerate(plan(reg, configs, data_dir), 1):
+        cfg, fp, runs = row["config"], row["fingerprint"], row["runs"]
         head = f"[{i}/{len(configs)}] {cfg.run_name}"
-        fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
-        runs = runs_of(reg, fp)
         done = [c for cands in runs.values() if run_complete(cands) for c in cands]
         unfinished, epoch = resumable(reg, fp)
         go_on = unfinished["run_id"] if unfinished is not None and epoch and not done else None

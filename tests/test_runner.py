@@ -68,6 +68,25 @@ def test_a_finished_run_is_kept_and_only_the_interrupted_one_removed(trained, tm
     assert reg.verify()[1] == []
 
 
+def test_the_ray_engine_cleans_an_interrupted_run_beside_a_finished_one(trained, tmp_path, monkeypatch):
+    """The same registry as above through ``train_ray``: nothing is left to train, so Ray never starts,
+    and the interrupted run's candidate is removed as the local engine removes it."""
+    from ensemble.ray_engine import RayOptions
+
+    root = copy_registry(trained["registry"], tmp_path / "reg")
+    reg, cfg, data = Registry(root), trained["config"], trained["data"]
+    complete = sorted(trained["result"].candidates)
+    interrupted = train_interrupted(monkeypatch, reg, cfg, data)
+    run_id = reg.get(interrupted).manifest["training"]["run_id"]
+    said: list[str] = []
+    res = runner.train_ray(reg, [cfg], data, RayOptions(), said.append)
+    assert res["skipped"] == [cfg.run_name] and res["runs"] == []
+    assert sorted(c.id for c in reg.candidates()) == complete
+    assert said == [f"[1/1] {cfg.run_name}: removed {interrupted}: the candidates of run {run_id}, which was "
+                    "interrupted before it finished (never marked complete)",
+                    f"[1/1] {cfg.run_name}: already in the registry ({', '.join(complete)}); skipped"]
+
+
 def small_config(base) -> TrainConfig:
     return TrainConfig(base=str(base), epochs=1, batch_size=16, limit=8)
 
