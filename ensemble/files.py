@@ -15,7 +15,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from .errors import EnsembleError
+from .errors import EnsembleError, shown
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 FAULT_ENV = "ENSEMBLE_FAULT_AT"
@@ -97,9 +97,9 @@ def _check_safetensors_header(path: Path, raw: bytes, data_size: int) -> None:
     for name, t in header.items():
         if name == "__metadata__":
             continue
-        where = f"{path}: tensor {name[:80]!r}"
+        where = f"{path}: tensor {shown(name)}"
         if not isinstance(t, dict) or t.get("dtype") not in SAFETENSORS_DTYPES:
-            raise EnsembleError(f"{where}: unknown dtype {t.get('dtype') if isinstance(t, dict) else t!r:.80}; "
+            raise EnsembleError(f"{where}: unknown dtype {shown(t.get('dtype') if isinstance(t, dict) else t)}; "
                                 "the file is damaged")
         shape, offsets = t.get("shape"), t.get("data_offsets")
         if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)

@@ -191,8 +191,8 @@ def _parse_rows(path: Path, task: str, lines: list[str]) -> tuple[list[str], np.
             raise EnsembleError(f"{path}:{line}: id {shown(sid)} repeats line {seen[sid]}; expected each id once")
         seen[sid] = line
         ids.append(sid)
-        fields = parts[1:]
-        if not all(NUMBER.match(x.strip()) for x in fields):
+        fields = [x.strip() for x in parts[1:]]   # float() keeps what str.strip() removes (\x1c-\x1f)
+        if not all(NUMBER.match(x) for x in fields):
             _not_a_number(path, line, fields, columns)
         rows.append([float(x) for x in fields])
     return ids, np.array(rows, dtype=np.float64).reshape(n, len(columns))

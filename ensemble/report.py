@@ -35,7 +35,9 @@ from .tasks import TASK_NAMES, TASKS
 # name -> categorical (strip plot) or numeric (scatter)
 HYPERPARAMETERS = {"lr": False, "smart_weight": False, "layer_decay": False, "architecture": True, "schedule": True,
                    "warmup": False, "grad_accum": False, "seed": True}   # name: categorical (strip plot)
-# what a run recorded before an option existed trained with (TrainConfig's defaults)
+TITLE = "ensemble report: "   # the page's title, by which an earlier report is recognised (refuse_foreign)
+# what a run recorded before an option existed trained with (TrainConfig's defaults; tests/test_report.py
+# checks them against train_config.LATER_FIELDS, which this torch-free room cannot import)
 LATER_DEFAULTS = {"schedule": "constant", "warmup": 0.0, "grad_accum": 1}
 CSS = """body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
@@ -242,7 +244,7 @@ def _runs_section(runs: list[dict[str, Any]], images: dict[str, bytes]) -> str:
 
 def page(view: dict[str, Any], runs: list[dict[str, Any]], images: dict[str, bytes]) -> str:
     """The whole self-contained page."""
-    title = f"ensemble report: {view['ensemble']}"
+    title = f"{TITLE}{view['ensemble']}"
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{_e(title)}</title>",
              f"<style>{CSS}</style></head><body>", f"<h1>{_e(title)}</h1>",
              f"<p>mode {_e(view['mode'])}, selected {_e(view['created'])}; data {_e(view['data'])}</p>"]
@@ -271,7 +273,7 @@ def refuse_foreign(out: Path) -> None:
             head = f.read(4096)
     except OSError as e:
         raise EnsembleError(f"--out {out}: cannot be read ({e.strerror}); expected a new file or an earlier report")
-    if b"<title>ensemble report: " not in head:
+    if f"<title>{TITLE}".encode() not in head:
         raise EnsembleError(f"--out {out}: exists and is not a page `ensemble report` wrote; not replaced "
                             "(remove it or choose another name)")
 

@@ -219,3 +219,12 @@ def test_20k_rows_round_trip_bit_for_bit(tmp_path):
     write_predictions(p, "sst", ids, v)
     ids2, v2 = read_predictions(p, "sst")
     assert ids2 == ids and np.array_equal(bits(v2), bits(v))
+
+
+def test_a_value_wrapped_in_control_separators_reads_as_its_number(tmp_path):
+    """str.strip() removes \\x1c-\\x1f but float() does not: the value read is the stripped one (found by
+    the property test of imported prediction files)."""
+    f = tmp_path / "sts-dev.csv"
+    f.write_text("id,score\na1,\x1c2.5\x1f\n")
+    ids, values = read_predictions(f, "sts")
+    assert ids == ["a1"] and values.tolist() == [[2.5]]

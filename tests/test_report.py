@@ -126,3 +126,8 @@ def test_a_schedule_varying_across_runs_is_plotted_older_records_counted_as_cons
     assert list(points) == ["schedule", "warmup"]
     assert points["schedule"] == {"sst": [("constant", 0.5, "a"), ("cosine", 0.6, "b")]}
     assert points["warmup"] == {"sst": [(0.0, 0.5, "a"), (0.1, 0.6, "b")]}
+
+
+def test_the_defaults_of_later_options_are_the_training_configurations():
+    from ensemble.train_config import LATER_FIELDS
+    assert report.LATER_DEFAULTS.items() <= LATER_FIELDS.items()

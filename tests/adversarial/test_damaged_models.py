@@ -121,11 +121,18 @@ def test_exported_candidate_with_a_bad_manifest_adds_nothing(model_copy, tmp_pat
     assert not (tmp_path / "reg" / "candidates").exists() or not any((tmp_path / "reg" / "candidates").iterdir())
 
 
-def test_exported_candidate_without_weights_adds_nothing(model_copy, tmp_path):
+@pytest.mark.parametrize("exported", [False, True], ids=["model folder", "exported candidate"])
+def test_a_model_without_weights_adds_nothing(model_copy, tmp_path, exported):
     (model_copy / WEIGHTS_FILE).unlink()
+    source = model_copy
+    if exported:                                  # a candidate folder copied from another registry
+        source = tmp_path / "exported"
+        shutil.copytree(model_copy, source / "model")
+        (source / "candidate.json").write_text('{"name": "exported"}')
     reg = Registry(tmp_path / "reg")
     with pytest.raises(EnsembleError, match="model.safetensors: missing"):
-        register_model(reg, model_copy, SAMPLE, device="cpu")
+        register_model(reg, source, SAMPLE, device="cpu")
+    assert not reg.exists or reg.candidates() == []
 
 
 def test_a_header_length_that_begins_like_a_pickle_passes(tmp_path):
