@@ -1,10 +1,10 @@
 """``ensemble run``: the main job in one call, from a data folder to a validated submission.
 
-Trains a grid (a grid file's or a preset's configurations, :mod:`ensemble.grid`): a configuration
+Trains a grid (a grid file's or a preset's configurations, :mod:`ensemble.scale.grid`): a configuration
 with a run already finished on the same data is skipped; its unfinished run continues from its last
 completed epoch, the candidates of its other interrupted runs are removed, so an interrupted
 ``ensemble run`` resumes where it stopped. Here, one after another (``engine=None``), or on Ray
-(:mod:`ensemble.ray_engine`: an unfinished run starts again there, from the start). Then selects
+(:mod:`ensemble.scale.driver`: an unfinished run starts again there, from the start). Then selects
 per task, writes the six leaderboard files, validates them and zips a submission.
 """
 from __future__ import annotations
@@ -15,18 +15,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import workflow
-from .candidate import Candidate
+from .registry.candidate import Candidate
 from .data import load_splits, resolve_data, split_hashes
 from .errors import EnsembleError
-from .grid import load_grid, load_preset
+from .scale.grid import load_grid, load_preset
 from .progress import NULL, Progress
-from .ray_engine import RayOptions, train_grid
-from .keeper import close_records, resumable, train_into
-from .runs import run_complete, runs_of
-from .registry import Registry
-from .submission import checked_files, ensemble_record, pack
+from .scale.driver import RayOptions, train_grid
+from .registry.keeper import close_records, resumable, train_into
+from .registry.runs import run_complete, runs_of
+from .registry.store import Registry
+from .leaderboard.submission import checked_files, ensemble_record, pack
 from .tasks import TASK_NAMES
-from .train import TrainConfig
+from .training.finetune import TrainConfig
 from .selection import DEFAULT_MODE
 
 
@@ -97,7 +97,7 @@ def dry_run(data: Path | None, base: str | None, preset: str | None, grid: Path 
 
 def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine: RayOptions, say,
               on_event=None) -> dict[str, Any]:
-    """The grid on Ray (:func:`ensemble.ray_engine.train_grid`): what is registered is skipped,
+    """The grid on Ray (:func:`ensemble.scale.driver.train_grid`): what is registered is skipped,
     the leftovers of interrupted runs cleaned up first (as ``--engine local`` does)."""
     rows = plan(reg, configs, data_dir)
     todo, skipped = [], []

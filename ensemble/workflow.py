@@ -17,12 +17,12 @@ from .errors import EnsembleError
 from .metrics import score
 from .files import atomic_write_bytes, file_sha256, make_folder
 from .predfile import align_predictions
-from .candidate import Candidate, check_model, damaged_note, now_iso
-from .registry import Registry
+from .registry.candidate import Candidate, check_model, damaged_note, now_iso
+from .registry.store import Registry
 from .selection import ensemble_predictions, score_on
-from .leaderboard import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
-from .ensemble_file import check_ensemble_name
-from .saved import SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes
+from .leaderboard.write import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
+from .registry.saved import check_ensemble_name
+from .registry.saved_doc import SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes
 from .tasks import TASK_NAMES, TASKS
 
 # -- selection ----------------------------------------------------------------------------------
@@ -306,8 +306,8 @@ def _stamp(doc: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
 def predict_input(registry: Registry, input_file: Path, task: str, out: Path, ensemble: str | None = None,
                   device=None, precision: str = "fp32", progress=None, compile: bool = False) -> dict[str, Any]:
     """Run the ensemble's members on a new file in the course format and write its leaderboard file."""
-    from .infer import TokenCache, check_precision, pick_device, predict_split  # lazy: torch, only for --input
-    from .model import load_model  # lazy: torch, only for --input
+    from .modeling.infer import TokenCache, check_precision, pick_device, predict_split  # lazy: torch, only for --input
+    from .modeling.model import load_model  # lazy: torch, only for --input
 
     if task not in TASKS:
         raise EnsembleError(f"--task {task}: expected one of {', '.join(TASKS)}")

@@ -16,9 +16,9 @@ import numpy as np
 
 from ensemble import workflow
 from ensemble.predfile import write_predictions
-from ensemble.register import register_predictions
-from ensemble.registry import Registry
-from ensemble.runs import write_run
+from ensemble.registry.register import register_predictions
+from ensemble.registry.store import Registry
+from ensemble.registry.runs import write_run
 
 IDS = ["s1", "s2", "s3", "s4", "s5", "s6"]
 GOLD = [0, 1, 2, 3, 4, 2]
@@ -59,7 +59,7 @@ def sst_registry(tmp: Path, runs: bool = True) -> tuple[Registry, Path, dict[str
 
 
 def run_record(run_id: str, name: str, config: dict, dev: list[float], kept: str) -> dict:
-    """A complete run record (ensemble.runs' format) with one dev score per epoch; the best epoch
+    """A complete run record (ensemble.registry.runs' format) with one dev score per epoch; the best epoch
     names candidate ``kept``."""
     best = int(np.argmax(dev))
     epochs = [{"epoch": e + 1, "train_loss": {"sst": 1.0}, "dev": {"sst": s}, "lr": config["lr"], "seconds": 1.0,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ensemble.bases import load_base
+from ensemble.modeling.bases import load_base
 from ensemble.data import Example, Split
-from ensemble.model import ModelConfig, MultitaskModel
+from ensemble.modeling.model import ModelConfig, MultitaskModel
 
 WORDS = "the film was good bad not very fun boring plot acting story ending great awful fine".split()
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from ensemble.batches import collate, encode
+from ensemble.modeling.batches import collate, encode
 from ensemble.data import read_split
 from tiny import make_tiny_base
 
@@ -66,7 +66,7 @@ def tiny_base(tmp_path_factory) -> Path:
 
 def fresh_base(base_dir: Path, hidden_dropout: float = 0.1):
     """A new (model, tokenizer) pair loaded from the tiny base folder (each call a fresh copy)."""
-    from ensemble.bases import load_base
+    from ensemble.modeling.bases import load_base
 
     return load_base(str(base_dir), hidden_dropout)
 
@@ -76,7 +76,7 @@ def build_model(base_dir: Path, architecture: str = "multi", task_layers: int = 
     """A MultitaskModel over a fresh copy of the tiny base; returns (model, tokenizer, base_model)."""
     import torch
 
-    from ensemble.model import ModelConfig, MultitaskModel
+    from ensemble.modeling.model import ModelConfig, MultitaskModel
 
     base, tok = fresh_base(base_dir, hidden_dropout)
     torch.manual_seed(seed)
@@ -103,7 +103,7 @@ def saved_model_dir(tiny_base, tmp_path_factory) -> Path:
     def make():
         import torch
 
-        from ensemble.model import save_model
+        from ensemble.modeling.model import save_model
 
         model, tok, _ = build_model(tiny_base, "multi", seed=1)
         with torch.no_grad():  # move the heads away from their init so predictions are not trivial
@@ -123,9 +123,9 @@ def trained(tiny_base, tmp_path_factory):
     it was trained on). Read only: tests that change the registry copy it first (``copy_registry``).
     """
     def make():
-        from ensemble.keeper import train_into
-        from ensemble.registry import Registry
-        from ensemble.train import TrainConfig
+        from ensemble.registry.keeper import train_into
+        from ensemble.registry.store import Registry
+        from ensemble.training.finetune import TrainConfig
 
         root = tmp_path_factory.mktemp("trained")
         data = root / "data"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import TINY_IDS
 
-from ensemble.leaderboard import write_leaderboard
+from ensemble.leaderboard.write import write_leaderboard
 
 NOW = datetime(2024, 3, 1, 12, 34, 56)
 
@@ -65,7 +65,7 @@ def edit(preds: Path, name: str, text: str) -> Path:
 def interrupted_write(folder: Path, outputs: dict, stamp: dict, monkeypatch, steps: int = 2) -> None:
     """What a kill leaves: ``write_leaderboard`` stopped dead (no rollback) after ``steps`` renames
     (the writing stamp, then the first files)."""
-    import ensemble.leaderboard as lb
+    import ensemble.leaderboard.write as lb
 
     class Killed(BaseException):
         pass

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from analysis_cases import sst_registry
-from ensemble import analysis
+from ensemble.report import analysis
 from ensemble.errors import EnsembleError
-from ensemble.registry import Registry
+from ensemble.registry.store import Registry
 
 
 def onehot(classes, k=5, p=0.6):

@@ -95,5 +95,5 @@ def test_relative_imports_are_resolved_to_rooms():
     """The checks above are not vacuous: relative imports resolve to the rooms they name."""
     assert imports(PACKAGE / "metrics.py", "from .selection import select\n") == [(1, "ensemble.selection")]
     assert imports(PACKAGE / "selection" / "greedy.py", "from ..train import x\nfrom . import pool\n") == [
-        (1, "ensemble.train"), (2, "ensemble.selection.pool")]
+        (1, "ensemble.training.finetune"), (2, "ensemble.selection.pool")]
     assert imports(PACKAGE / "cli" / "app.py", "import torch\n") == [(1, "torch")]

@@ -1,4 +1,4 @@
-"""ensemble.bases: a random BERT of any size, written offline, loads as a base; pickles are refused;
+"""ensemble.modeling.bases: a random BERT of any size, written offline, loads as a base; pickles are refused;
 --base names resolve at once, offline too, with the near name and what to do."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import threading
 import pytest
 from huggingface_hub import constants as hf_constants
 
-from ensemble import bases
-from ensemble.bases import load_base, make_random_base, resolve_base, stand_in_path
+from ensemble.modeling import bases
+from ensemble.modeling.bases import load_base, make_random_base, resolve_base, stand_in_path
 from ensemble.errors import EnsembleError
 from fixtures_torch import tiny_base  # noqa: F401 (fixture)
 

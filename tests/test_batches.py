@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ensemble.batches import budget_batches, collate, encode, length_buckets, tokenize, training_batches
+from ensemble.modeling.batches import budget_batches, collate, encode, length_buckets, tokenize, training_batches
 from ensemble.data import Example, read_split
-from ensemble.bases import load_base
+from ensemble.modeling.bases import load_base
 from fixtures_torch import sample_data, tiny_base, torch_one_thread  # noqa: F401
 
 

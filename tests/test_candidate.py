@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ensemble.candidate import MANIFEST
+from ensemble.registry.candidate import MANIFEST
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
-from ensemble.register import register_predictions
-from ensemble.registry import Registry
+from ensemble.registry.register import register_predictions
+from ensemble.registry.store import Registry
 from fixtures_torch import copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401
 from registry_files import crafted_copy, flip_last_byte, make_pred_dir, tamper_refusal
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ensemble.ensemble_file import check_ensemble_doc, check_ensemble_name, read_ensemble_file
+from ensemble.registry.saved import check_ensemble_doc, check_ensemble_name, read_ensemble_file
 from ensemble.errors import EnsembleError
 
 GOOD = {"name": "e", "mode": "caruana", "created": "2026-01-01T00:00:00+00:00", "sample": True,

@@ -8,8 +8,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from ensemble import figures
-from ensemble.report import png_size
+from ensemble.report import figures
+from ensemble.report.page import png_size
 
 CURVE = {"steps": [{"step": 1, "candidate": "a", "score": 0.50, "accepted": True},
                    {"step": 2, "candidate": "b", "score": 0.55, "accepted": True},

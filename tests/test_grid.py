@@ -8,8 +8,8 @@ import pytest
 
 from ensemble import runner
 from ensemble.errors import EnsembleError
-from ensemble.grid import GRIDS_DIR, load_grid, load_preset
-from ensemble.train import TrainConfig
+from ensemble.scale.grid import GRIDS_DIR, load_grid, load_preset
+from ensemble.training.finetune import TrainConfig
 
 HASHES = {"ids-sst-train.csv": "a" * 64, "quora-dev.csv": "b" * 64}   # any data: the same for old and new
 

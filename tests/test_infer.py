@@ -1,13 +1,13 @@
-"""ensemble.infer: batched predictions equal a plain unbatched forward, in input order."""
+"""ensemble.modeling.infer: batched predictions equal a plain unbatched forward, in input order."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from ensemble.batches import budget_batches, encode
+from ensemble.modeling.batches import budget_batches, encode
 from ensemble.bench.accuracy import unbatched_predictions
-from ensemble.infer import predict_encoded
+from ensemble.modeling.infer import predict_encoded
 from fixtures_bench import mixed_split, tiny_model  # noqa: F401
 from fixtures_torch import tiny_base  # noqa: F401
 

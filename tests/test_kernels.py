@@ -1,4 +1,4 @@
-"""ensemble.kernels: each patch computes what the unpatched code computes and is undone on exit."""
+"""ensemble.modeling.kernels: each patch computes what the unpatched code computes and is undone on exit."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from ensemble import kernels
-from ensemble.bases import load_base
-from ensemble.batches import budget_batches, encode
+from ensemble.modeling import kernels
+from ensemble.modeling.bases import load_base
+from ensemble.modeling.batches import budget_batches, encode
 from ensemble.bench.accuracy import unbatched_predictions
 from ensemble.errors import EnsembleError
-from ensemble.infer import cpu_has_bf16, predict_encoded
-from ensemble.model import ModelConfig, MultitaskModel
+from ensemble.modeling.infer import cpu_has_bf16, predict_encoded
+from ensemble.modeling.model import ModelConfig, MultitaskModel
 from fixtures_bench import mixed_split
 from fixtures_torch import tiny_base  # noqa: F401
 

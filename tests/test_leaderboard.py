@@ -14,10 +14,10 @@ from asserts import raises
 from leaderboard_cases import EXPECTED_BYTES, NOW, preds, snapshot, tiny_outputs  # noqa: F401 (fixture)
 
 from ensemble.data import read_split
-from ensemble.leaderboard import leaderboard_bytes, score_dir, write_leaderboard
-from ensemble.submission import make_submission
+from ensemble.leaderboard.write import leaderboard_bytes, score_dir, write_leaderboard
+from ensemble.leaderboard.submission import make_submission
 from ensemble.tasks import TASKS
-from ensemble.validate import STAMP_NAME, check_folder, check_stamp, validate_dir
+from ensemble.leaderboard.validate import STAMP_NAME, check_folder, check_stamp, validate_dir
 
 
 # --------------------------------------------------------------------------- bytes
@@ -296,7 +296,7 @@ def test_real_dev_scores_of_perfect_predictions(shared_data, tmp_path):
 
 def test_two_writers_of_one_folder_take_turns(preds):
     import threading
-    from ensemble.leaderboard import dir_lock
+    from ensemble.leaderboard.write import dir_lock
     done = threading.Event()
     errors = []
 
@@ -351,7 +351,7 @@ def test_the_stamp_says_writing_while_the_files_are_replaced(preds, monkeypatch)
 
 def test_where_a_folder_cannot_be_locked_a_hidden_lock_file_is(preds, monkeypatch):
     import fcntl as fcntl_mod
-    from ensemble.leaderboard import LOCK_FILE
+    from ensemble.leaderboard.write import LOCK_FILE
     real = fcntl_mod.flock
 
     def flock(fd, op):                                     # as on NFS: no lock on a folder opened to read

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ensemble.manifest import SEAL, seal_of, seal_problem, shape_problem
+from ensemble.registry.manifest import SEAL, seal_of, seal_problem, shape_problem
 
 ENTRY = {"file": "predictions/sst-dev.csv", "data_file": "ids-sst-dev.csv", "data_sha256": "d", "rows": 3}
 GOOD = {"id": "a1", "name": "x", "kind": "predictions", "tasks": ["sst"],

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ensemble.errors import EnsembleError
-from ensemble.mlm import MlmRoles, load_mlm, mask_tokens, mlm_loss_sum
-from ensemble.pretrain import PretrainConfig, step_seed
-from ensemble.train import param_groups
+from ensemble.training.mlm import MlmRoles, load_mlm, mask_tokens, mlm_loss_sum
+from ensemble.training.pretrain import PretrainConfig, step_seed
+from ensemble.training.finetune import param_groups
 from fixtures_torch import torch_one_thread  # noqa: F401
 
 CLS, SEP, PAD, MASK = 2, 3, 0, 4   # ids in tests/tiny.py's vocabulary

@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from ensemble.bases import load_base
+from ensemble.modeling.bases import load_base
 from ensemble.errors import EnsembleError
 from ensemble.files import refuse_pickles
-from ensemble.model import (
+from ensemble.modeling.model import (
     CONFIG_FILE, WEIGHTS_FILE, ModelConfig, load_model, save_model,
 )
 from fixtures_torch import ALL_TASKS, build_model, tiny_base, torch_one_thread  # noqa: F401
@@ -223,7 +223,7 @@ def test_the_one_safetensors_writer_turns_a_full_disk_into_enospc(tmp_path, monk
     import torch
     from safetensors import SafetensorError
 
-    from ensemble import model as model_mod
+    from ensemble.modeling import model as model_mod
 
     def full(*a, **k):
         raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "

@@ -13,10 +13,10 @@ from safetensors.torch import load_file
 from ensemble.data import PACKAGE_SAMPLE, read_split
 from ensemble.errors import EnsembleError
 from ensemble.files import PICKLE_SUFFIXES
-from ensemble.mlm import mask_tokens, mlm_loss_sum, perplexity
-from ensemble.mlm_files import CHECKPOINT_DIR, PROVENANCE_FILE
-from ensemble.bases import load_base
-from ensemble.pretrain import PretrainConfig, epoch_batches, pretrain
+from ensemble.training.mlm import mask_tokens, mlm_loss_sum, perplexity
+from ensemble.training.mlm_checkpoint import CHECKPOINT_DIR, PROVENANCE_FILE
+from ensemble.modeling.bases import load_base
+from ensemble.training.pretrain import PretrainConfig, epoch_batches, pretrain
 from ensemble.progress import NULL
 from ensemble.tasks import TASKS
 from fixtures_torch import torch_one_thread  # noqa: F401
@@ -66,7 +66,7 @@ def test_pretrain_draws_new_masks_every_step(tiny_base_dir, tmp_path, monkeypatc
         seen.append((a[0].clone(), res[1].clone()))
         return res
 
-    monkeypatch.setattr("ensemble.mlm.mask_tokens", spy)
+    monkeypatch.setattr("ensemble.training.mlm.mask_tokens", spy)
     run_pretrain(data, str(tiny_base_dir), ("sst",), 4, tmp_path / "o", batch_size=4, perplexity_limit=0)
     assert len(seen) == 4 and all(torch.equal(x, seen[0][0]) for x, _ in seen)   # the same sentence
     assert len({tuple((lab != -100).flatten().tolist()) for _, lab in seen}) == 4  # four different masks
@@ -79,7 +79,7 @@ def test_pairs_are_encoded_as_pairs_with_token_types(tiny_base_dir, tmp_path, mo
         seen.append((input_ids.clone(), attention_mask.clone(), token_type_ids.clone(), labels.clone()))
         return mlm_loss_sum(mlm, input_ids, attention_mask, token_type_ids, labels)
 
-    monkeypatch.setattr("ensemble.pretrain.mlm_loss_sum", spy)
+    monkeypatch.setattr("ensemble.training.pretrain.mlm_loss_sum", spy)
     run_pretrain(SAMPLE, str(tiny_base_dir), ("para",), 1, tmp_path / "o", batch_size=64, perplexity_limit=0)
     (xin, m, tt, labels), = seen
     assert xin.shape[0] == 48

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.data import PACKAGE_SAMPLE
-from ensemble.ray_engine import RayOptions
-from ensemble.keeper import train_into
-from ensemble.registry import Registry
+from ensemble.scale.driver import RayOptions
+from ensemble.registry.keeper import train_into
+from ensemble.registry.store import Registry
 from ensemble import runner
 from tiny import make_tiny_base
 

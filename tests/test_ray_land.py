@@ -8,9 +8,9 @@ import json
 import pytest
 
 from ensemble.errors import EnsembleError
-from ensemble.ray_engine import first_line, land
-from ensemble.ray_worker import read_files, write_files
-from ensemble.registry import Registry
+from ensemble.scale.driver import first_line, land
+from ensemble.scale.worker import read_files, write_files
+from ensemble.registry.store import Registry
 from fixtures_torch import tiny_base, torch_one_thread, trained  # noqa: F401
 
 

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from ensemble import register as register_mod
-from ensemble import train as train_mod
+from ensemble.registry import register as register_mod
+from ensemble.training import finetune as train_mod
 from ensemble.data import read_split
 from ensemble.errors import EnsembleError
 from ensemble.files import file_sha256
-from ensemble.infer import predict_split
+from ensemble.modeling.infer import predict_split
 from ensemble.metrics import score
-from ensemble.model import WEIGHTS_FILE, load_model, outputs_to_predictions
+from ensemble.modeling.model import WEIGHTS_FILE, load_model, outputs_to_predictions
 from ensemble.predfile import read_predictions
-from ensemble.keeper import train_into
-from ensemble.register import refresh, register_model, register_predictions
-from ensemble.registry import Registry
+from ensemble.registry.keeper import train_into
+from ensemble.registry.register import refresh, register_model, register_predictions
+from ensemble.registry.store import Registry
 from ensemble.tasks import TASKS
-from ensemble.train import TrainConfig
+from ensemble.training.finetune import TrainConfig
 from fixtures_torch import (  # noqa: F401
     ALL_TASKS, build_model, copy_data, copy_registry, sample_data, saved_model_dir, tiny_base, torch_one_thread,
     trained,
@@ -453,7 +453,7 @@ def test_the_same_model_twice_is_refused_before_inference_unless_forced(saved_mo
 def test_a_complete_configuration_is_skipped_naming_its_candidates(trained, tmp_path):
     """Same fingerprint, already complete: nothing trained, the candidates named; a run killed after
     marking its candidates but before its record said so gets its record closed and checkpoint removed."""
-    from ensemble.runs import read_runs, write_run
+    from ensemble.registry.runs import read_runs, write_run
 
     root = copy_registry(trained["registry"], tmp_path / "reg")
     reg = Registry(root)
@@ -477,7 +477,7 @@ def test_a_complete_configuration_is_skipped_naming_its_candidates(trained, tmp_
 
 
 def test_the_record_holds_every_epoch_and_on_epoch_gets_each_entry(trained):
-    from ensemble.runs import read_runs
+    from ensemble.registry.runs import read_runs
 
     (record,) = read_runs(trained["registry"])
     res = trained["result"]

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble.candidate import MANIFEST
+from ensemble.registry.candidate import MANIFEST
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
 from ensemble.predfile import read_predictions, write_predictions
-from ensemble.register import register_predictions
-from ensemble.registry import Registry
+from ensemble.registry.register import register_predictions
+from ensemble.registry.store import Registry
 from fixtures_torch import (  # noqa: F401
     copy_registry, sample_data, saved_model_dir, tiny_base, torch_one_thread, trained,
 )
@@ -34,12 +34,12 @@ WORKER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     root, kind, src, data, name, ready, go = sys.argv[1:]
-    from ensemble.registry import Registry
-    from ensemble.register import register_model, register_predictions
+    from ensemble.registry.store import Registry
+    from ensemble.registry.register import register_model, register_predictions
     if kind == "model":
         import torch
         torch.set_num_threads(1)
-        from ensemble import model, infer  # noqa: F401  (imports done before the start signal)
+        from ensemble.modeling import model, infer  # noqa: F401  (imports done before the start signal)
     Path(ready).touch()
     t0 = time.time()
     while not Path(go).exists():
@@ -296,7 +296,7 @@ def test_reading_checks_each_manifest_id_against_its_folder(tmp_path):
 HOLD_STAGE = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from ensemble.registry import Registry
+    from ensemble.registry.store import Registry
     with Registry(sys.argv[1])._stage() as stage:
         (stage / "half-written").write_text("x")
         Path(sys.argv[2]).write_text(str(stage))

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from analysis_cases import sst_registry
-from ensemble import report
+from ensemble.report import page as report
 from ensemble.errors import EnsembleError
 
 DATA_URI = re.compile(r'data:image/png;base64,[A-Za-z0-9+/=]+')
@@ -129,5 +129,5 @@ def test_a_schedule_varying_across_runs_is_plotted_older_records_counted_as_cons
 
 
 def test_the_defaults_of_later_options_are_the_training_configurations():
-    from ensemble.train_config import LATER_FIELDS
+    from ensemble.training.config import LATER_FIELDS
     assert report.LATER_DEFAULTS.items() <= LATER_FIELDS.items()

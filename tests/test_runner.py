@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ensemble import keeper as register_mod
-from ensemble import train as train_mod
+from ensemble.registry import keeper as register_mod
+from ensemble.training import finetune as train_mod
 from ensemble import runner, workflow
-from ensemble.keeper import train_into
-from ensemble.registry import Registry
-from ensemble.train import TrainConfig
+from ensemble.registry.keeper import train_into
+from ensemble.registry.store import Registry
+from ensemble.training.finetune import TrainConfig
 from fixtures_torch import copy_data, copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401
 
 
@@ -71,7 +71,7 @@ def test_a_finished_run_is_kept_and_only_the_interrupted_one_removed(trained, tm
 def test_the_ray_engine_cleans_an_interrupted_run_beside_a_finished_one(trained, tmp_path, monkeypatch):
     """The same registry as above through ``train_ray``: nothing is left to train, so Ray never starts,
     and the interrupted run's candidate is removed as the local engine removes it."""
-    from ensemble.ray_engine import RayOptions
+    from ensemble.scale.driver import RayOptions
 
     root = copy_registry(trained["registry"], tmp_path / "reg")
     reg, cfg, data = Registry(root), trained["config"], trained["data"]

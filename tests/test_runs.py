@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ensemble.errors import EnsembleError
-from ensemble.runs import RUN_FORMAT, read_run, read_runs, run_dir, write_run
+from ensemble.registry.runs import RUN_FORMAT, read_run, read_runs, run_dir, write_run
 
 
 def _record(run_id, started, status="running"):

@@ -1,4 +1,4 @@
-"""ensemble.saved: the saved ensemble records, per task, the system chosen and why, the mode's
+"""ensemble.registry.saved_doc: the saved ensemble records, per task, the system chosen and why, the mode's
 settings and the held-out interval; with system="auto" a task whose ensemble is not expected to
 beat its best single candidate saves (and so predicts and submits) the best single candidate."""
 from __future__ import annotations
@@ -8,10 +8,10 @@ import pytest
 from ensemble import workflow
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
-from ensemble.leaderboard import score_dir
-from ensemble.register import register_predictions
-from ensemble.registry import Registry
-from ensemble.saved import members_in_order
+from ensemble.leaderboard.write import score_dir
+from ensemble.registry.register import register_predictions
+from ensemble.registry.store import Registry
+from ensemble.registry.saved_doc import members_in_order
 from registry_files import make_pred_dir
 
 

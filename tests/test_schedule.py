@@ -7,8 +7,8 @@ import math
 import pytest
 
 from ensemble.errors import EnsembleError
-from ensemble.schedule import multiplier, warmup_steps
-from ensemble.train_config import TrainConfig
+from ensemble.training.schedule import multiplier, warmup_steps
+from ensemble.training.config import TrainConfig
 
 BY_HAND = {
     # step:          0      1       2    4                          6      9

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from ensemble.smart import SmartConfig, divergence, smart_loss
+from ensemble.training.smart import SmartConfig, divergence, smart_loss
 from ensemble.tasks import TASKS
-from ensemble.train import training_step
+from ensemble.training.finetune import training_step
 from fixtures_torch import ALL_TASKS, build_model, sample_batch, sample_data, tiny_base, torch_one_thread  # noqa: F401
 
 

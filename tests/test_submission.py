@@ -11,8 +11,8 @@ from asserts import raises
 from conftest import TINY_IDS
 from leaderboard_cases import interrupted_write, EXPECTED_BYTES, NOW, edit, preds, tiny_outputs  # noqa: F401 (fixture)
 
-from ensemble.leaderboard import write_leaderboard
-from ensemble.submission import UNSTAMPED, checked_files, ensemble_record, list_submissions, make_submission
+from ensemble.leaderboard.write import write_leaderboard
+from ensemble.leaderboard.submission import UNSTAMPED, checked_files, ensemble_record, list_submissions, make_submission
 from ensemble.tasks import TASKS
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ensemble.errors import EnsembleError
-from ensemble.model import task_loss
-from ensemble.train import TrainConfig, param_groups, training_step
+from ensemble.modeling.model import task_loss
+from ensemble.training.finetune import TrainConfig, param_groups, training_step
 from fixtures_torch import (  # noqa: F401
     ALL_TASKS, build_model, sample_batch, sample_data, tiny_base, torch_one_thread,
 )

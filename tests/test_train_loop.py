@@ -6,17 +6,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ensemble import train as train_mod
-from ensemble.batches import encode
+from ensemble.training import finetune as train_mod
+from ensemble.modeling.batches import encode
 from ensemble.data import read_split
 from ensemble.errors import EnsembleError
-from ensemble.model import ARCHITECTURES, task_loss
+from ensemble.modeling.model import ARCHITECTURES, task_loss
 from ensemble.progress import NULL
-from ensemble.keeper import train_into
-from ensemble.registry import Registry
-from ensemble.runs import read_runs
-from ensemble.schedule import multiplier
-from ensemble.train import Stepper, TrainConfig, _train_epoch, make_optimizer, training_step
+from ensemble.registry.keeper import train_into
+from ensemble.registry.store import Registry
+from ensemble.registry.runs import read_runs
+from ensemble.training.schedule import multiplier
+from ensemble.training.finetune import Stepper, TrainConfig, _train_epoch, make_optimizer, training_step
 from fixtures_torch import ALL_TASKS, build_model, copy_data, sample_batch, sample_data, tiny_base  # noqa: F401
 from fixtures_torch import torch_one_thread  # noqa: F401
 
@@ -218,7 +218,7 @@ def test_fp64_model_keeps_an_fp64_loss(tiny_base, sample_data):
 def test_bf16_training_on_a_cpu_with_bf16_instructions(tiny_base, tmp_path):
     """--precision bf16 on a CPU: trains under bf16 autocast where the CPU has the instructions
     (the candidate says so), else the error names what is missing."""
-    from ensemble.infer import cpu_has_bf16
+    from ensemble.modeling.infer import cpu_has_bf16
 
     reg = Registry(tmp_path / "reg")
     cfg = TrainConfig(base=str(tiny_base), tasks=("sst",), epochs=1, batch_size=16, limit=16, precision="bf16")
@@ -237,7 +237,7 @@ def test_loss_scaling_unscales_before_clipping_and_skips_inf_steps(tiny_base, sa
     """Stepper with a GradScaler: the scaled backward, unscaled before clipping, gives the very
     update of the unscaled step (SGD: update = gradient); a step with an inf gradient is skipped and
     the scale halved; the scaler's state goes through a checkpoint and back."""
-    from ensemble import checkpoint as ckpt
+    from ensemble.training import checkpoint as ckpt
 
     updates = []
     for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)):

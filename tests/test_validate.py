@@ -9,9 +9,9 @@ from leaderboard_cases import interrupted_write, edit, preds, tiny_outputs  # no
 
 from ensemble.data import PACKAGE_SAMPLE
 from ensemble.files import file_sha256
-from ensemble.leaderboard import write_leaderboard
+from ensemble.leaderboard.write import write_leaderboard
 from ensemble.tasks import TASKS
-from ensemble.validate import (STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, format_problems,
+from ensemble.leaderboard.validate import (STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, format_problems,
                                made_from_sample, report, validate_dir)
 
 

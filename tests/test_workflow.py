@@ -13,8 +13,8 @@ from ensemble import workflow
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
 from ensemble.files import file_sha256
-from ensemble.register import register_predictions
-from ensemble.registry import Registry
+from ensemble.registry.register import register_predictions
+from ensemble.registry.store import Registry
 from fixtures_torch import copy_registry, tiny_base, torch_one_thread, trained  # noqa: F401
 from registry_files import flip_last_byte, make_pred_dir, tamper_refusal
 

@@ -13,7 +13,7 @@ the same keys) and further sections. No typer/rich here. No core module imports 
     the issue's targets, each as ``value``, ``target`` and ``met``.
 :mod:`~ensemble.bench.inference`
     :func:`~ensemble.bench.inference.bench_inference`: ``transformers.pipeline`` against
-    :func:`ensemble.infer.predict_encoded` on SST and Quora dev, fp32 and bf16, with accuracy checks
+    :func:`ensemble.modeling.infer.predict_encoded` on SST and Quora dev, fp32 and bf16, with accuracy checks
     (fp32 against a plain unbatched forward to 1e-4, bf16 argmax agreement with fp32 >= 99.5% on
     SST dev, pipeline against tool).
 :mod:`~ensemble.bench.training`

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..batches import Encoded, collate, encode
+from ..modeling.batches import Encoded, collate, encode
 from ..data import read_split
 from ..errors import EnsembleError
 from ..metrics import round_predictions
-from ..model import MultitaskModel, outputs_to_predictions, task_loss
+from ..modeling.model import MultitaskModel, outputs_to_predictions, task_loss
 from ..tasks import TASKS
 
 FP32_TOLERANCE = 1e-4        # fp32 batched vs unbatched, max abs difference of the predictions

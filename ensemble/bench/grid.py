@@ -5,7 +5,7 @@ Each system trains the same configurations into a fresh registry. The local engi
 ``ensemble run --engine local``'s loop (:func:`ensemble.runner._train_all`) in this process, one
 thread. Each Ray instance is started on the loopback address, with ``workers`` CPUs, and its
 workers loaded with the training code before the clock starts (``start-up``, reported apart with
-the progress actor's start); then the grid runs through :func:`ensemble.ray_engine.train_grid`,
+the progress actor's start); then the grid runs through :func:`ensemble.scale.driver.train_grid`,
 one thread a run. Reported: wall time, runs per hour, speed-up over local, and Ray's overhead per
 run: the worker slot time not spent training, ``(workers x wall - sum of training time) / runs``
 (scheduling, the data written out, shipping a candidate back, registering it, idle slots at the
@@ -23,14 +23,14 @@ from typing import Any
 
 import torch
 
-from ..bases import make_random_base
+from ..modeling.bases import make_random_base
 from ..errors import EnsembleError
 from ..progress import NULL
-from ..ray_engine import LOOPBACK, RayOptions, require_ray, train_grid
-from ..ray_worker import warm
-from ..registry import Registry
+from ..scale.driver import LOOPBACK, RayOptions, require_ray, train_grid
+from ..scale.worker import warm
+from ..registry.store import Registry
 from ..runner import _train_all, plan
-from ..train import TrainConfig
+from ..training.finetune import TrainConfig
 from .machine import load_average
 
 

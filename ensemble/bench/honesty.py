@@ -37,7 +37,7 @@ from .. import data as data_mod
 from .. import metrics
 from ..errors import EnsembleError
 from ..progress import NULL, Progress
-from ..registry import Registry
+from ..registry.store import Registry
 from ..selection import MODES, EnsembleSelector, TaskInput, ensemble_predictions, score_on
 from ..selection.inputs import align
 from ..selection.crossfit import cross_fit_pool

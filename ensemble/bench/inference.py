@@ -2,8 +2,8 @@
 
 SST dev sentences and Quora dev pairs (optionally a seeded subsample): a
 ``transformers.pipeline("text-classification")`` over ``AutoModelForSequenceClassification`` (its
-defaults: one input at a time; and ``batch_size=32``), and :func:`ensemble.infer.predict_encoded`
-over a ``multi`` :class:`~ensemble.model.MultitaskModel` in fp32 and bf16 (where the CPU has it).
+defaults: one input at a time; and ``batch_size=32``), and :func:`ensemble.modeling.infer.predict_encoded`
+over a ``multi`` :class:`~ensemble.modeling.model.MultitaskModel` in fp32 and bf16 (where the CPU has it).
 Both models hold the same encoder weights and the same head (a linear probe fitted on a few train
 rows: :func:`ensemble.bench.accuracy.fit_probe_head`), so both compute the same function. The
 tool is timed twice per precision: tokenising included (as the pipeline does), and on tokens
@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from transformers import pipeline as hf_pipeline
 
-from ..bases import load_base, quiet_transformers, resolve_base
-from ..batches import Encoded, budget_batches, encode, max_length_for
+from ..modeling.bases import load_base, quiet_transformers, resolve_base
+from ..modeling.batches import Encoded, budget_batches, encode, max_length_for
 from ..data import Split, read_split
-from ..infer import check_precision, cpu_has_bf16, default_max_tokens, pick_device, predict_encoded
-from ..kernels import drop_compiled
-from ..model import ModelConfig, MultitaskModel
+from ..modeling.infer import check_precision, cpu_has_bf16, default_max_tokens, pick_device, predict_encoded
+from ..modeling.kernels import drop_compiled
+from ..modeling.model import ModelConfig, MultitaskModel
 from ..progress import NULL
 from .accuracy import compiled_accuracy, fit_probe_heads, pipeline_accuracy, tool_accuracy
 from .pipeline import pipeline_inputs, sequence_classifier
@@ -140,7 +140,7 @@ def _time_tool(run: _Run, split: Split, enc: Encoded, flops: float, repeats: int
 
 def _time_compiled(run: _Run, split: Split, enc: Encoded, flops: float, repeats: int,
                    results: dict[str, Any]) -> None:
-    """What --compile does (:func:`ensemble.kernels.compiled`): the first call, which compiles,
+    """What --compile does (:func:`ensemble.modeling.kernels.compiled`): the first call, which compiles,
     timed apart in ``compile_times``; then timed as the tool is."""
     for p in run.precisions:
         t0 = time.perf_counter()
@@ -234,10 +234,10 @@ def bench_inference(base: str = "minilm", data_dir: str | Path = "data", repeats
 
     ``quora_limit``: a seeded random subsample of that many Quora dev pairs (for time).
     ``pipeline_repeats``: timed runs of each pipeline system (slow; best is kept).
-    ``max_tokens``: the tool's token budget per batch (default: :func:`ensemble.infer.default_max_tokens`).
+    ``max_tokens``: the tool's token budget per batch (default: :func:`ensemble.modeling.infer.default_max_tokens`).
     ``threads``: ``torch.set_num_threads`` for the run (restored after).
     ``compile``: also time the tool's inference with ``compile=True`` (what ``--compile`` does:
-    :func:`ensemble.kernels.compiled`); the first call, which compiles, is reported apart in ``compile_s``.
+    :func:`ensemble.modeling.kernels.compiled`); the first call, which compiles, is reported apart in ``compile_s``.
     ``probe_rows``: train rows per task to fit the linear-probe heads on (0: random heads).
     ``check_rows``: Quora rows checked against the unbatched forward (SST: all).
     ``matmul_sizes``: the square sizes :func:`~ensemble.bench.machine.matmul_peak` tries (default:

@@ -16,8 +16,8 @@ from typing import Any, Callable
 import torch
 import transformers
 
-from ..infer import cpu_has_bf16
-from ..kernels import onednn_linear_ops
+from ..modeling.infer import cpu_has_bf16
+from ..modeling.kernels import onednn_linear_ops
 
 
 def sync(device: torch.device) -> None:
@@ -45,7 +45,7 @@ def matmul_peak(device: torch.device | str = "cpu", precision: str = "fp32", siz
 
     Two ways are timed where they exist: ``torch.matmul`` (on a CPU: MKL's sgemm for fp32, oneDNN
     for bf16; on CUDA: cuBLAS), and on a CPU oneDNN's matmul on a pre-packed weight (the kernel
-    :func:`ensemble.kernels.packed_linears` uses; on AMD CPUs MKL's fp32 sgemm reaches only about
+    :func:`ensemble.modeling.kernels.packed_linears` uses; on AMD CPUs MKL's fp32 sgemm reaches only about
     half of it). ``gflops`` is the better of the two: the machine's rate, not one library's.
 
     Returns ``gflops``, ``n``, ``seconds``, ``method`` (of the best), ``torch_matmul_gflops`` and

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from ..model import MultitaskModel
+from ..modeling.model import MultitaskModel
 from ..tasks import TASKS
 
 

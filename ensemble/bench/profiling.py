@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ..model import MultitaskModel
+from ..modeling.model import MultitaskModel
 from .machine import sync
 
 LINEAR_OPS = ("mkldnn::_linear_pointwise", "aten::addmm", "aten::mm")   # the matmul kernels themselves

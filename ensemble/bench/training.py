@@ -1,5 +1,5 @@
-"""A training step of the tool (:func:`ensemble.train.training_step` with the optimizer that
-:func:`ensemble.train.train` builds), plain and with SMART, against a plain transformers loop
+"""A training step of the tool (:func:`ensemble.training.finetune.training_step` with the optimizer that
+:func:`ensemble.training.finetune.train` builds), plain and with SMART, against a plain transformers loop
 (``AutoModelForSequenceClassification`` + ``torch.optim.AdamW``) on the very same batches,
 interleaved step by step so that a change of machine load hits every system alike."""
 from __future__ import annotations
@@ -13,15 +13,15 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from ..bases import load_base, quiet_transformers, resolve_base
-from ..batches import Batch, encode, max_length_for, training_batches
+from ..modeling.bases import load_base, quiet_transformers, resolve_base
+from ..modeling.batches import Batch, encode, max_length_for, training_batches
 from ..data import read_split
 from ..errors import EnsembleError
-from ..infer import autocast, check_precision, pick_device
-from ..model import ModelConfig, MultitaskModel, task_loss
+from ..modeling.infer import autocast, check_precision, pick_device
+from ..modeling.model import ModelConfig, MultitaskModel, task_loss
 from ..progress import NULL
 from ..tasks import TASK_NAMES, TASKS, get_task
-from ..train import TrainConfig, make_optimizer, param_groups, training_step
+from ..training.finetune import TrainConfig, make_optimizer, param_groups, training_step
 from .machine import load_average, machine_facts, sync, torch_threads
 from .targets import train_targets
 
@@ -32,7 +32,7 @@ def smart_floor(phase_ms: dict[str, float], steps: int = 1) -> dict[str, Any]:
     """The least a SMART step can cost against a plain one, from the plain step's measured phases.
 
     A plain step is a forward ``F``, a backward ``B`` and an optimizer step ``O``. A SMART step
-    (:mod:`ensemble.smart`) does the clean forward, then per ascent step a forward on the noised
+    (:mod:`ensemble.training.smart`) does the clean forward, then per ascent step a forward on the noised
     embeddings and a backward to the noise only (``B_in``: input gradients, no weight gradients),
     then the adversarial forward, one backward through both the clean and the adversarial graph,
     and the same optimizer step::
@@ -131,7 +131,7 @@ def _plain_system(base_path: str, task: str, cfg: TrainConfig, dev: torch.device
 
 def _phase_system(model_opt, task: str, dev: torch.device, prec: str, phases: dict[str, list[float]]):
     """The tool's plain step cut into its phases (see :func:`smart_floor`), each timed apart; a
-    recorded step appends its phase times to ``phases``. Not :func:`ensemble.train.training_step`:
+    recorded step appends its phase times to ``phases``. Not :func:`ensemble.training.finetune.training_step`:
     the clock is read between the forward, the input backward, the backward and the optimizer step."""
     m, opt = model_opt
 
@@ -211,7 +211,7 @@ def bench_train(base: str = "minilm", data_dir: str | Path = "data", steps: int 
     transformers loop, on the same ``warmup + steps`` batches of ``task``'s train file.
 
     Every system gets its own model from the same base weights and its own AdamW (the tool's: the
-    layer-wise groups of :func:`ensemble.train.param_groups`, as ``train`` builds it; the plain
+    layer-wise groups of :func:`ensemble.training.finetune.param_groups`, as ``train`` builds it; the plain
     loop's: one group, same base rate and weight decay). Steps are interleaved (batch i for every
     system, then batch i + 1) and each is timed alone: forward, loss, backward, optimizer step.
 

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
-from ..bases import load_base, quiet_transformers, resolve_base
+from ..modeling.bases import load_base, quiet_transformers, resolve_base
 from ..data import read_split
-from ..infer import cpu_has_bf16, pick_device
-from ..model import ModelConfig, MultitaskModel
+from ..modeling.infer import cpu_has_bf16, pick_device
+from ..modeling.model import ModelConfig, MultitaskModel
 from ..progress import NULL
 from ..tasks import TASK_NAMES, get_task
-from ..train import Stepper, TrainConfig, make_optimizer, training_step
+from ..training.finetune import Stepper, TrainConfig, make_optimizer, training_step
 from .machine import machine_facts, sync, torch_threads
 from .training import _interleave, _train_batches
 

@@ -8,9 +8,9 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from .. import analysis
+from ..report import analysis
 from ..data import resolve_data
-from ..registry import Registry
+from ..registry.store import Registry
 from ..tasks import TASKS, parse_tasks
 from .options import DataOpt, JsonOpt, RegistryOpt
 from .render import console, fmt, note, print_json, print_table, sample_banner
@@ -50,7 +50,7 @@ def report(
 ) -> None:
     """Write one self-contained HTML page of plots (selection curves, learning curves, dev score against each
     hyperparameter, confusion matrices, member correlation, the summary table); no network needed to view it."""
-    from .. import report as report_mod  # lazy: matplotlib, loaded by this command only
+    from ..report import page as report_mod  # lazy: matplotlib, loaded by this command only
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)

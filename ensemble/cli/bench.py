@@ -57,7 +57,7 @@ def random_base(out: Path = typer.Argument(..., help="New folder for the model."
                 seed: SeedOpt = 0) -> None:
     """Write a random BERT encoder of any size (default: BERT-base's) with MiniLM's uncased WordPiece
     tokenizer: a --base for speed measurements with no download (random weights predict nothing)."""
-    from ..bases import make_random_base  # lazy: keeps select/list/validate fast
+    from ..modeling.bases import make_random_base  # lazy: keeps select/list/validate fast
 
     path = make_random_base(out, layers, hidden, heads, intermediate, seed=seed)
     console.print(f"wrote a random {layers}-layer, hidden-{hidden} BERT to {escape(str(path))}; measure it with "

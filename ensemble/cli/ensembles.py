@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..errors import EnsembleError
-from ..registry import Registry
+from ..registry.store import Registry
 from .options import JsonOpt, RegistryOpt
 from .render import console, err, fmt, note, print_json, print_table
 from .tables import Col

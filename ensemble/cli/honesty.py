@@ -28,7 +28,7 @@ def honesty(replications: int = typer.Option(200, help="Replications per scenari
     """Coverage, bias and width of the held-out gain interval, and each mode's true gain, on simulated
     problems with known truth; with --registry, each mode's held-out gain on real candidates."""
     from ..bench.honesty import real_check, run_honesty  # lazy: keeps select/list/validate fast
-    from ..registry import Registry  # lazy: only the real check needs a registry
+    from ..registry.store import Registry  # lazy: only the real check needs a registry
 
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     if registry is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Callable
 
-from ..candidate import Candidate
+from ..registry.candidate import Candidate
 from ..errors import EnsembleError
 from ..tasks import TASKS
 

@@ -18,10 +18,10 @@ from ..selection import MODES
 from ..tasks import TASK_NAMES
 
 ALL_TASKS = ",".join(TASK_NAMES)
-ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")   # ensemble.model.ARCHITECTURES
-TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")                        # ensemble.train's check
-SCHEDULES = ("constant", "linear", "cosine", "slanted")                     # ensemble.train_config.SCHEDULES
-INFER_PRECISIONS = ("fp32", "bf16", "fp16")                                # ensemble.infer.PRECISIONS
+ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")   # ensemble.modeling.model.ARCHITECTURES
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")                        # ensemble.training.finetune's check
+SCHEDULES = ("constant", "linear", "cosine", "slanted")                     # ensemble.training.config.SCHEDULES
+INFER_PRECISIONS = ("fp32", "bf16", "fp16")                                # ensemble.modeling.infer.PRECISIONS
 PRESETS = ("quick", "paper")                                               # ensemble.runner.PRESETS
 SELECT_MODES = tuple(MODES)
 

@@ -7,16 +7,16 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from .. import register as reg_mod
+from ..registry import register as reg_mod
 from ..data import resolve_data
-from ..candidate import Candidate, damaged_note
+from ..registry.candidate import Candidate, damaged_note
 from ..errors import EnsembleError
-from ..registry import Registry
+from ..registry.store import Registry
 from ..tasks import TASKS
 from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
-from ..runs import RECORD, read_run, run_dir
+from ..registry.runs import RECORD, read_run, run_dir
 from .render import (candidate_row, console, err, print_candidate, print_candidates, print_compare, print_json,
                      print_refreshed, print_registered, print_run_record, print_verify, sample_banner, warn)
 
@@ -98,7 +98,7 @@ def show(candidate: str = typer.Argument(..., help="Candidate id (or unique pref
 
 
 def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
-    """The record of run ``run_id`` in the registry (:mod:`ensemble.runs`), or None."""
+    """The record of run ``run_id`` in the registry (:mod:`ensemble.registry.runs`), or None."""
     try:
         path = run_dir(reg.root, run_id) / RECORD
     except EnsembleError:
@@ -198,7 +198,7 @@ def print_done(done: list, as_json: bool) -> None:
 def register_models(reg: Registry, paths: list[Path], data_dir: Path, name: Optional[str], progress: RichProgress,
                     say: bool, **run: Any) -> list[Candidate]:
     """Register model folders one at a time (one model in memory), printing each as it lands when ``say``."""
-    from ..infer import TokenCache  # lazy: keeps select/list/validate fast
+    from ..modeling.infer import TokenCache  # lazy: keeps select/list/validate fast
     cache = TokenCache()   # each input file is tokenised once for all models sharing a tokenizer
     added = []
     for path in paths:

@@ -116,7 +116,7 @@ def print_epochs(result, elapsed: float) -> None:
 
 
 def print_epoch_rows(title: str, tasks: list[str], rows: list[dict[str, Any]], live) -> None:
-    """Epochs as the run's record holds them (:mod:`ensemble.runs`); a candidate not in ``live`` is
+    """Epochs as the run's record holds them (:mod:`ensemble.registry.runs`); a candidate not in ``live`` is
     marked superseded."""
     n = len(tasks)
     cols = [Col("epoch", True), *[Col(f"{t} loss", True, 3 + i) for i, t in enumerate(tasks)],

@@ -109,7 +109,7 @@ def print_dry_run(plan: dict[str, Any]) -> None:
 
 
 def _ray_options(engine: str, address, gpus_per_run, cpus_per_run, max_retries, device):
-    from ..ray_engine import RayOptions, require_ray   # lazy: torch
+    from ..scale.driver import RayOptions, require_ray   # lazy: torch
 
     if engine == "local":
         given = [o for o, v in (("--address", address), ("--gpus-per-run", gpus_per_run),

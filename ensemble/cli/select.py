@@ -10,7 +10,7 @@ from rich.markup import escape
 from .. import workflow
 from ..data import resolve_data
 from ..errors import EnsembleError
-from ..registry import Registry
+from ..registry.store import Registry
 from ..selection import DEFAULT_MODE
 from ..tasks import parse_tasks
 from .options import (ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,

@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from ..submission import UNSTAMPED, list_submissions
+from ..leaderboard.submission import UNSTAMPED, list_submissions
 from .options import JsonOpt
 from .render import console, fmt, print_json, print_table
 from .tables import Col

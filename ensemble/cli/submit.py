@@ -8,11 +8,11 @@ import typer
 from rich.markup import escape
 
 from ..data import resolve_data
-from ..leaderboard import score_checked
-from ..registry import Registry
-from ..submission import UNSTAMPED, checked_files, ensemble_record, pack
+from ..leaderboard.write import score_checked
+from ..registry.store import Registry
+from ..leaderboard.submission import UNSTAMPED, checked_files, ensemble_record, pack
 from ..tasks import TASK_NAMES, TASKS
-from ..validate import OUTPUT_SPLITS, STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, made_from_sample, report
+from ..leaderboard.validate import OUTPUT_SPLITS, STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, made_from_sample, report
 from .options import DataOpt, JsonOpt, RegistryOpt
 from .render import console, err, note, print_json, print_validated, sample_banner
 

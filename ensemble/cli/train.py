@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..data import resolve_data
-from ..registry import Registry
+from ..registry.store import Registry
 from ..tasks import parse_tasks
 from .options import (ALL_TASKS, BASE_HELP, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, TASKS_HELP, Architecture,
                       DataOpt, DeviceOpt, JsonOpt, Schedule, SeedOpt, TasksOpt, TrainPrecision, plain)
@@ -72,8 +72,8 @@ def train(
 
     Each epoch prints one line and goes into the run's record (`ensemble show CANDIDATE`); a
     configuration already complete in the registry is skipped (--again trains it anyway)."""
-    from ..keeper import train_into  # lazy: keeps select/list/validate fast
-    from ..train import TrainConfig  # lazy: keeps select/list/validate fast
+    from ..registry.keeper import train_into  # lazy: keeps select/list/validate fast
+    from ..training.finetune import TrainConfig  # lazy: keeps select/list/validate fast
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
@@ -114,7 +114,7 @@ def pretrain(
     as_json: JsonOpt = False,
 ) -> None:
     """Further masked-language-model pretraining on the tasks' own text."""
-    from ..pretrain import PretrainConfig, pretrain as run_pretrain  # lazy: keeps select/list/validate fast
+    from ..training.pretrain import PretrainConfig, pretrain as run_pretrain  # lazy: keeps select/list/validate fast
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)

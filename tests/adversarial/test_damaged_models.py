@@ -12,9 +12,9 @@ import pytest
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
 from ensemble.files import check_safetensors
-from ensemble.model import CONFIG_FILE, WEIGHTS_FILE, load_model
-from ensemble.register import register_model
-from ensemble.registry import Registry
+from ensemble.modeling.model import CONFIG_FILE, WEIGHTS_FILE, load_model
+from ensemble.registry.register import register_model
+from ensemble.registry.store import Registry
 from fixtures_torch import saved_model_dir, tiny_base  # noqa: F401  (fixtures)
 
 

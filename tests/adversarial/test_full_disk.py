@@ -10,8 +10,8 @@ import pytest
 
 from disk_helpers import full_disk_skip, on_full_disk
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
-from ensemble.register import register_model, register_predictions
-from ensemble.registry import Registry
+from ensemble.registry.register import register_model, register_predictions
+from ensemble.registry.store import Registry
 from ensemble.workflow import predict, select
 from fixtures_torch import saved_model_dir, tiny_base  # noqa: F401  (fixtures)
 from registry_files import make_pred_dir

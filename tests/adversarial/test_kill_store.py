@@ -16,10 +16,10 @@ from ensemble import workflow
 from ensemble.cli import app
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
-from ensemble.register import register_predictions
-from ensemble.registry import Registry
-from ensemble.submission import checked_files, ensemble_record, list_submissions
-from ensemble.validate import OUTPUT_SPLITS, STAMP_NAME, check_folder, check_stamp
+from ensemble.registry.register import register_predictions
+from ensemble.registry.store import Registry
+from ensemble.leaderboard.submission import checked_files, ensemble_record, list_submissions
+from ensemble.leaderboard.validate import OUTPUT_SPLITS, STAMP_NAME, check_folder, check_stamp
 from kill_helpers import housekeeping, killed_at, run_at, stored
 from registry_files import make_pred_dir
 
@@ -132,7 +132,7 @@ UPDATE = """
 import sys
 from pathlib import Path
 from ensemble.predfile import read_predictions, write_predictions
-from ensemble.registry import Registry
+from ensemble.registry.store import Registry
 def build(stage, manifest):
     p = stage / "predictions" / "sts-dev.csv"
     ids, values = read_predictions(p, "sts")
@@ -173,7 +173,7 @@ def test_remove_killed(work, point):
 
 UPDATE_MANIFEST = """
 import sys
-from ensemble.registry import Registry
+from ensemble.registry.store import Registry
 Registry(sys.argv[1]).update_manifest(sys.argv[2], lambda m: m.update(note="edited"))
 """
 
@@ -201,7 +201,7 @@ TRAIN_KILLED_AT_MARK = """
 import os, sys
 import torch
 torch.set_num_threads(1)
-from ensemble.registry import Registry
+from ensemble.registry.store import Registry
 real = Registry.update_manifest
 def update_manifest(self, ref, edit):
     os.environ["ENSEMBLE_FAULT_AT"] = "atomic-write"    # the next atomic write is this one's replace

@@ -12,8 +12,8 @@ import pytest
 from safetensors.torch import load_file
 
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
-from ensemble.registry import Registry
-from ensemble.runs import read_runs
+from ensemble.registry.store import Registry
+from ensemble.registry.runs import read_runs
 from fixtures_torch import tiny_base  # noqa: F401
 from kill_helpers import housekeeping, killed_at, run_at
 

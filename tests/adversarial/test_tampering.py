@@ -8,11 +8,11 @@ import json
 import pytest
 
 from ensemble import workflow
-from ensemble.candidate import MANIFEST
+from ensemble.registry.candidate import MANIFEST
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
-from ensemble.register import register_predictions
-from ensemble.registry import Registry
+from ensemble.registry.register import register_predictions
+from ensemble.registry.store import Registry
 from registry_files import make_pred_dir
 
 

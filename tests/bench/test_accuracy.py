@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from ensemble.bases import load_base
-from ensemble.batches import encode
+from ensemble.modeling.bases import load_base
+from ensemble.modeling.batches import encode
 from ensemble.bench.accuracy import fit_probe_head, label_agreement, predicted_labels, unbatched_predictions
-from ensemble.infer import predict_encoded
-from ensemble.model import ModelConfig, MultitaskModel
+from ensemble.modeling.infer import predict_encoded
+from ensemble.modeling.model import ModelConfig, MultitaskModel
 from fixtures_bench import mixed_split, tiny_model  # noqa: F401
 from fixtures_torch import tiny_base  # noqa: F401
 

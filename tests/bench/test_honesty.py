@@ -11,8 +11,8 @@ from ensemble.bench.honesty import Scenario, holdout_rows, real_check, run_hones
 from ensemble.data import PACKAGE_SAMPLE, read_split
 from ensemble.errors import EnsembleError
 from ensemble.predfile import write_predictions
-from ensemble.register import register_predictions
-from ensemble.registry import Registry
+from ensemble.registry.register import register_predictions
+from ensemble.registry.store import Registry
 from ensemble.selection import TaskInput, score_on, select
 
 TINY = [Scenario("tiny-sts", "sts", 4, 2, 0.1, 60, n_pop=400),

@@ -6,7 +6,7 @@ import pytest
 
 from ensemble.bench.inference import bench_inference
 from ensemble.bench.targets import TOKENISED_ONCE
-from ensemble.infer import cpu_has_bf16
+from ensemble.modeling.infer import cpu_has_bf16
 from fixtures_torch import tiny_base  # noqa: F401
 
 INFER_ROW_KEYS = {"input", "system", "precision", "batch", "inputs", "tokens", "seconds", "median_s", "inputs_per_s",

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ensemble.bases import load_base
+from ensemble.modeling.bases import load_base
 from ensemble.bench.profiling import is_linear_op, model_flops, profile_ops
-from ensemble.model import ModelConfig, MultitaskModel
+from ensemble.modeling.model import ModelConfig, MultitaskModel
 from fixtures_bench import tiny_model  # noqa: F401
 from fixtures_torch import tiny_base  # noqa: F401
 

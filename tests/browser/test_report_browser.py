@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from analysis_cases import sst_registry
-from ensemble import report
+from ensemble.report import page as report
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)

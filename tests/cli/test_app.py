@@ -156,14 +156,15 @@ def _help(*path: str) -> str:
 
 
 def test_fixed_values_are_choices_that_match_the_core(invoke):
-    from ensemble import infer, model, runner   # lazy: torch, only this test
-    from ensemble.train import TrainConfig   # lazy: torch, only this test
+    from ensemble.modeling import infer, model   # lazy: torch, only this test
+    from ensemble import runner
+    from ensemble.training.finetune import TrainConfig   # lazy: torch, only this test
 
     assert options.ARCHITECTURES == model.ARCHITECTURES and options.INFER_PRECISIONS == infer.PRECISIONS
     assert options.PRESETS == tuple(runner.PRESETS) and options.SELECT_MODES == tuple(MODES)
     for precision in options.TRAIN_PRECISIONS:
         TrainConfig(precision=precision)   # each one the core accepts
-    from ensemble.train_config import PRECISIONS, SCHEDULES
+    from ensemble.training.config import PRECISIONS, SCHEDULES
     assert options.SCHEDULES == SCHEDULES and options.TRAIN_PRECISIONS == PRECISIONS
     assert "<constant|linear|cosine|slanted>" in _help("train")
     assert "<multi|cerberus|triple|static|multi+triple>" in _help("train")

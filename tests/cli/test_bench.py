@@ -35,7 +35,7 @@ def test_bench_train_prints_the_targets(tiny_base_dir, invoke):
     ratio = d["targets"]["SMART step / plain step"]
     assert ratio["met"] == (ratio["value"] <= 2.5) and d["smart_floor"]["floor_ratio"] > 1
     rows = {row["option"]: row for row in d["options"]["rows"]}
-    from ensemble.infer import cpu_has_bf16   # lazy: torch
+    from ensemble.modeling.infer import cpu_has_bf16   # lazy: torch
     assert list(rows) == ["plain step", *(["bf16 autocast"] if cpu_has_bf16() else []), "gradient accumulation x2",
                           "gradient checkpointing"]
     assert rows["plain step"]["vs_plain"] == 1.0 and rows["plain step"]["peak_vs_plain"] == 1.0

@@ -127,7 +127,7 @@ def test_remove_refuses_when_an_ensemble_saved_after_the_warning_names_the_candi
                                                                                    invoke, monkeypatch):
     """What the user confirms is the list of ensembles they were warned of: one saved in between
     (a `select` racing the `remove`) makes the removal refused, naming it."""
-    from ensemble.registry import Registry
+    from ensemble.registry.store import Registry
     reg = registry_with_imports
     assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "first").exit_code == 0
     member = next(iter(json.loads((reg / "ensembles" / "first.json").read_text())["tasks"]["sst"]["weights"]))

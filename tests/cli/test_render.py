@@ -68,7 +68,7 @@ def test_no_truncate_keeps_every_column(mixed_registry):
 
 
 def epochs_result(tasks=("sst", "para", "sts")) -> SimpleNamespace:
-    """What ``print_epochs`` reads of a TrainResult (ensemble.train, which imports torch)."""
+    """What ``print_epochs`` reads of a TrainResult (ensemble.training.finetune, which imports torch)."""
     epochs = [SimpleNamespace(epoch=e, train_loss={t: 1.5712345 + e + i for i, t in enumerate(tasks)},
                               dev={t: -0.2158 + 0.1 * e * (i + 1) for i, t in enumerate(tasks)}, seconds=12.25 * e,
                               tokens=123_456_789 * e, candidate=f"cand{e:06d}", best_for=["sst"] if e == 2 else [])

@@ -11,9 +11,9 @@ import pytest
 
 from ensemble.cli.run import GridView
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
-from ensemble.grid import load_preset
+from ensemble.scale.grid import load_preset
 from ensemble.runner import plan
-from ensemble.registry import Registry
+from ensemble.registry.store import Registry
 
 
 def test_dry_run_lists_the_runs_their_fingerprints_and_what_is_registered(tmp_path, invoke, tiny_base_dir):

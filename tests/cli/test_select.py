@@ -11,7 +11,7 @@ import pytest
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.data import read_split
 from ensemble.predfile import write_predictions
-from ensemble.registry import Registry
+from ensemble.registry.store import Registry
 from ensemble.selection import ensemble_predictions
 
 

@@ -8,9 +8,9 @@ import shutil
 import pytest
 from huggingface_hub import constants as hf_constants
 
-from ensemble import bases
+from ensemble.modeling import bases
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
-from ensemble.registry import Registry
+from ensemble.registry.store import Registry
 
 NO_REGISTRY = "{}: no registry here (expected a folder made by `ensemble train` or `ensemble register`)"
 

@@ -11,7 +11,7 @@ import pytest
 
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.data import read_split
-from ensemble.validate import STAMP_NAME
+from ensemble.leaderboard.validate import STAMP_NAME
 
 
 def test_import_select_predict_validate_submit(tmp_path, registry_with_imports, invoke):

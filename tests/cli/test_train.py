@@ -111,7 +111,7 @@ def test_every_train_config_field_is_a_train_option_of_the_same_name():
     from typer.main import get_command
 
     from ensemble.cli import app
-    from ensemble.train_config import TrainConfig   # lazy: torch, only this test
+    from ensemble.training.config import TrainConfig   # lazy: torch, only this test
 
     train = get_command(app).commands["train"]
     options = {o for p in train.params for o in p.opts}

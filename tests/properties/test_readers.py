@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from ensemble.candidate import MANIFEST, try_read, verify_folder
+from ensemble.registry.candidate import MANIFEST, try_read, verify_folder
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.data import read_file, read_split
-from ensemble.ensemble_file import read_ensemble_file
+from ensemble.registry.saved import read_ensemble_file
 from ensemble.errors import EnsembleError
 from ensemble.predfile import read_predictions
-from ensemble.runs import RUN_FORMAT, read_run
+from ensemble.registry.runs import RUN_FORMAT, read_run
 from ensemble.tasks import TASKS
-from ensemble.validate import check_folder
+from ensemble.leaderboard.validate import check_folder
 from registry_files import make_pred_dir
 from property_strategies import PROPERTY, any_bytes, any_json_bytes
 

@@ -1,0 +1,276 @@
+"""Putting candidates into the registry: model folders, exported candidates, imported predictions,
+refreshed predictions, and the pieces a trained model's candidate is made of (its prediction files
+and manifest; :mod:`ensemble.registry.keeper` turns training epochs into candidates with them).
+
+Every model candidate carries unrounded dev and test predictions computed by the one batched
+inference path (:mod:`ensemble.modeling.infer`), each bound to the sha256 of the data file it came from.
+torch is imported only where a model runs, so registering imported predictions stays light.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .candidate import MANIFEST, Candidate, check_model, prediction_entry
+from ..data import Split, load_splits, read_split
+from ..errors import EnsembleError
+from ..files import check_inside, file_sha256, refuse_pickles
+from ..metrics import score
+from ..predfile import align_predictions, check_ids, prediction_file_name, read_predictions, write_predictions
+from ..progress import NULL, Progress
+from .store import Registry
+from ..tasks import TASKS
+
+if TYPE_CHECKING:
+    from ..modeling.model import ModelConfig
+
+Loaded = dict[tuple[str, str], tuple[list[str], Any]]   # (task, split) -> (ids, unrounded values)
+
+
+# -- the candidate's contents -------------------------------------------------------------------
+def write_prediction_files(stage: Path, loaded: Loaded, splits: dict[tuple[str, str], Split]) -> tuple[dict, dict]:
+    """Write ``predictions/<task>-<split>.csv`` into ``stage`` for each loaded (task, split);
+    returns the manifest's ``predictions`` and ``metrics`` sections (metrics where labelled)."""
+    preds_manifest: dict[str, dict] = {}
+    metrics: dict[str, dict] = {}
+    (stage / "predictions").mkdir(parents=True, exist_ok=True)
+    for (t, s), (ids, values) in sorted(loaded.items()):
+        write_predictions(stage / "predictions" / prediction_file_name(t, s), t, ids, values)
+        split = splits[(t, s)]
+        preds_manifest.setdefault(t, {})[s] = prediction_entry(t, s, split.path, split.sha256, len(ids))
+        if split.labelled:
+            metrics.setdefault(t, {})[s] = score(t, align_predictions(stage, ids, values, split.ids), split.labels)
+    return preds_manifest, metrics
+
+
+def predict_into(stage: Path, model, tokenizer, tasks, splits: dict, device, precision: str = "fp32",
+                 cache=None, known: Loaded | None = None, progress: Progress = NULL,
+                 compile: bool = False) -> tuple[dict, dict]:
+    """Predict every loaded split of the tasks and write the files (see :func:`write_prediction_files`).
+
+    ``known`` holds predictions already computed (dev evaluation during training), keyed like ``splits``.
+    """
+    from ..modeling.infer import predict_split  # lazy: torch
+
+    known = known or {}
+    loaded: Loaded = {}
+    for (t, s), split in sorted(splits.items()):
+        if t not in tasks:
+            continue
+        if (t, s) in known:
+            loaded[(t, s)] = known[(t, s)]
+        else:
+            progress.start(f"predict {t} {s}", len(split))
+            loaded[(t, s)] = predict_split(model, tokenizer, split, device=device, precision=precision,
+                                           cache=cache, progress=progress, compile=compile)
+    return write_prediction_files(stage, loaded, splits)
+
+
+def model_manifest(name: str, config: ModelConfig, parameters: int, training: dict[str, Any] | None,
+                   precision: str, predictions: dict, metrics: dict, **extra: Any) -> dict[str, Any]:
+    """The manifest fields of a model candidate (the registry adds id, created, format, files)."""
+    return {
+        "name": name,
+        "kind": "model",
+        "architecture": config.name,
+        "tasks": list(config.tasks),
+        "parameters": parameters,
+        "model": {k: v for k, v in config.to_dict().items() if k != "encoder"},
+        "training": training,
+        "precision": precision,
+        "metrics": metrics,
+        "predictions": predictions,
+        **extra,
+    }
+
+
+def copy_model_dir(src: Path, dst: Path) -> None:
+    """Copy a model folder, refusing pickles and anything that leaves it."""
+    src = Path(src)
+    refuse_pickles(src)
+    for p in sorted(src.rglob("*")):
+        check_inside(src, p, "model folder")
+        rel = p.relative_to(src)
+        if p.is_dir():
+            (dst / rel).mkdir(parents=True, exist_ok=True)
+        elif p.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, dst / rel)
+
+
+# -- the same content twice --------------------------------------------------------------------
+def already_registered(registry: Registry, files: dict[str, str]) -> Candidate | None:
+    """The candidate that already stores every one of ``files`` (path in the candidate -> sha256)."""
+    if not registry.exists:
+        return None
+    for c in registry.candidates():
+        have = c.manifest.get("files", {})
+        if all(have.get(rel, {}).get("sha256") == sha for rel, sha in files.items()):
+            return c
+    return None
+
+
+def refuse_twice(registry: Registry, files: dict[str, str], what: str) -> None:
+    """An error naming the candidate that already holds this content (nothing is added)."""
+    c = already_registered(registry, files)
+    if c is not None:
+        raise EnsembleError(f"{what}: already registered as candidate {c.id} ({c.name}), same content (sha256); "
+                            "nothing added (`ensemble register --again` adds a second copy)")
+
+
+# -- model folders ------------------------------------------------------------------------------
+def _model_source(path: Path) -> tuple[Path, dict[str, Any]]:
+    """The model folder inside ``path`` (itself, or ``model/`` of an exported candidate) and the
+    exported candidate's manifest (empty for a plain model folder)."""
+    from ..modeling.model import CONFIG_FILE  # lazy: torch
+
+    if not path.is_dir():
+        raise EnsembleError(f"{path}: expected a candidate folder or a model folder")
+    refuse_pickles(path)
+    exported = (path / MANIFEST).is_file()
+    model_src = path / "model" if exported else path
+    if not (model_src / CONFIG_FILE).is_file():
+        raise EnsembleError(
+            f"{path}: neither a candidate folder (candidate.json + model/) nor a model folder ({CONFIG_FILE} + "
+            "model.safetensors + tokenizer files); predictions from other code go in with --predictions"
+        )
+    return model_src, _exported_manifest(path / MANIFEST) if exported else {}
+
+
+def _exported_manifest(f: Path) -> dict[str, Any]:
+    """An exported candidate's ``candidate.json`` (its name, training record and id are kept)."""
+    try:
+        manifest = json.loads(f.read_bytes().decode("utf-8"))
+    except ValueError as e:   # UnicodeDecodeError is one
+        raise EnsembleError(f"{f}: not valid JSON ({e}); expected the manifest of an exported candidate") from e
+    if not isinstance(manifest, dict):
+        raise EnsembleError(f"{f}: a JSON {type(manifest).__name__}; expected the manifest object of an exported candidate")
+    return manifest
+
+
+def register_model(registry: Registry, path: Path, data_dir: Path, name: str | None = None,
+                   device=None, precision: str = "fp32", progress: Progress = NULL, cache=None,
+                   compile: bool = False, force: bool = False) -> Candidate:
+    """Register a model folder (this tool's format) or a candidate exported from another registry,
+    running batched inference over the dev and test files of its tasks. Weights already in the
+    registry (same sha256) are refused unless ``force``."""
+    from ..modeling.infer import check_precision, pick_device  # lazy: torch
+    from ..modeling.model import WEIGHTS_FILE, load_model  # lazy: torch
+
+    path = Path(path)
+    model_src, old = _model_source(path)
+    device = pick_device(device)
+    check_precision(precision, device)
+    if not force and (model_src / WEIGHTS_FILE).is_file():   # before the model is loaded: a hash is cheap
+        refuse_twice(registry, {f"model/{WEIGHTS_FILE}": file_sha256(model_src / WEIGHTS_FILE)}, str(path))
+    model, tokenizer = load_model(model_src, device)
+    tasks = list(model.config.tasks)
+    splits = load_splits(data_dir, tasks, ("dev", "test"))
+
+    def build(stage: Path) -> dict[str, Any]:
+        copy_model_dir(model_src, stage / "model")
+        preds, metrics = predict_into(stage, model, tokenizer, tasks, splits, device, precision, cache,
+                                      progress=progress, compile=compile)
+        return model_manifest(name or old.get("name") or path.name, model.config, model.num_parameters(),
+                              old.get("training"), precision, preds, metrics,
+                              source={"registered_from": str(path.resolve()), "previous_id": old.get("id")})
+
+    return registry.add(build)
+
+
+# -- predictions made by other code -------------------------------------------------------------
+def _find_prediction_files(pred_dir: Path) -> dict[tuple[str, str], Path]:
+    """The ``<task>-<split>.csv`` files in ``pred_dir``; every task found needs its dev file."""
+    if not pred_dir.is_dir():
+        raise EnsembleError(f"--predictions {pred_dir}: expected a folder of <task>-<split>.csv files")
+    found: dict[tuple[str, str], Path] = {}
+    for t in TASKS:
+        for s in ("dev", "test"):
+            p = pred_dir / prediction_file_name(t, s)
+            if p.exists():
+                check_inside(pred_dir, p, "prediction file")
+                found[(t, s)] = p
+    if not found:
+        raise EnsembleError(
+            f"--predictions {pred_dir}: no prediction files; expected files named <task>-<split>.csv "
+            "(sst-dev.csv, sst-test.csv, para-dev.csv, para-test.csv, sts-dev.csv, sts-test.csv)"
+        )
+    for t in TASKS:
+        if (t, "test") in found and (t, "dev") not in found:
+            raise EnsembleError(f"{found[(t, 'test')]}: has no matching {prediction_file_name(t, 'dev')}; "
+                                "dev predictions are needed to select")
+    return found
+
+
+def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir: Path,
+                         parameters: int | None = None, force: bool = False) -> Candidate:
+    """Register predictions made by other code: ``<task>-<split>.csv`` files (see ensemble.predfile).
+
+    Each file's ids must be exactly those of the matching course file; every task found needs
+    its dev file. Errors name the file and line. Prediction files already in the registry (the
+    same stored sha256s) are refused unless ``force``."""
+    if parameters is not None and parameters < 1:
+        raise EnsembleError(f"--parameters {parameters}: expected a positive integer (the model's parameter count)")
+    pred_dir = Path(pred_dir)
+    found = _find_prediction_files(pred_dir)
+    tasks = sorted({t for t, _ in found}, key=list(TASKS).index)
+    splits = {k: read_split(data_dir, *k) for k in found}
+    loaded: Loaded = {}
+    for k, p in found.items():
+        ids, values = read_predictions(p, k[0])
+        check_ids(p, ids, splits[k].ids)
+        loaded[k] = (ids, values)
+
+    def build(stage: Path) -> dict[str, Any]:
+        preds_manifest, metrics = write_prediction_files(stage, loaded, splits)
+        if not force:
+            refuse_twice(registry, {f"predictions/{p.name}": file_sha256(p) for p in (stage / "predictions").glob("*.csv")},
+                         f"--predictions {pred_dir}")
+        return {"name": name, "kind": "predictions", "architecture": "external", "tasks": tasks,
+                "parameters": parameters, "source": {"registered_from": str(pred_dir.resolve())},
+                "metrics": metrics, "predictions": preds_manifest}
+
+    return registry.add(build)
+
+
+# -- stale predictions --------------------------------------------------------------------------
+def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, device=None,
+            precision: str = "fp32", progress: Progress = NULL, force: bool = False,
+            compile: bool = False) -> list[tuple[Candidate, list[str]]]:
+    """Recompute the cached predictions of stale model candidates (or all named ones with force)."""
+    from ..modeling.infer import TokenCache, check_precision, pick_device  # lazy: torch
+    from ..modeling.model import load_model  # lazy: torch
+
+    device = pick_device(device)
+    check_precision(precision, device)
+    cands = [registry.get(r) for r in refs] if refs else registry.candidates()
+    hashes: dict[str, str] = {}
+    cache = TokenCache()
+    done = []
+    for cand in cands:
+        stale = cand.stale(data_dir, hashes)
+        if not stale and not force:
+            continue
+        if cand.kind != "model":
+            raise EnsembleError(
+                f"candidate {cand.id} ({cand.name}) holds imported predictions only and is stale "
+                f"({'; '.join(stale)}); re-export them from the code that made them and register again"
+            )
+        check_model(cand)
+        model, tokenizer = load_model(cand.model_dir, device)
+        splits = load_splits(data_dir, cand.tasks, ("dev", "test"))
+
+        def build(stage: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+            for f in (stage / "predictions").glob("*.csv"):
+                f.unlink()
+            preds, metrics = predict_into(stage, model, tokenizer, cand.tasks, splits, device, precision,
+                                          cache, progress=progress, compile=compile)
+            manifest["predictions"], manifest["metrics"] = preds, metrics
+            manifest["precision"] = precision
+            return manifest
+
+        done.append((registry.update(cand.id, build), stale))
+        del model
+    return done

@@ -1,0 +1,125 @@
+"""Training runs' records in the registry: one folder per run, beside the candidates it produced.
+
+Layout::
+
+    <registry>/runs/<run_id>/record.json     the run's record (format below), rewritten atomically per epoch
+    <registry>/runs/<run_id>/checkpoint/     the last completed epoch's training state (``train --resume``),
+                                             removed when the run completes
+
+``record.json``::
+
+    {"format": "ensemble-run/1", "run_id": str, "name": str (TrainConfig.run_name),
+     "fingerprint": str, "config": TrainConfig.to_dict(), "data": {course file: sha256},
+     "device": str, "precision": str, "parameters": int,
+     "status": "running" | "complete" | "stopped" (early stopping by --patience),
+     "started": iso time, "finished": iso time or null,
+     "epochs": [{"epoch": int, "train_loss": {task: float}, "dev": {task: float}, "lr": float,
+                 "seconds": float, "tokens": int, "tokens_per_second": float,
+                 "candidate": candidate id or null, "best_for": [task, ...]}, ...],
+     "candidates": [candidate id, ...]}      the run's surviving candidates once it completes
+
+Storage only (no torch): the training code decides what goes in.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .candidate import Candidate
+from ..errors import EnsembleError
+from ..files import atomic_write_text
+from .store import Registry
+from ..tasks import is_plain_id
+
+RUN_FORMAT = "ensemble-run/1"
+RECORD = "record.json"
+STATUSES = ("running", "complete", "stopped")
+
+
+def runs_dir(root: Path) -> Path:
+    return Path(root) / "runs"
+
+
+def run_dir(root: Path, run_id: str) -> Path:
+    if not isinstance(run_id, str) or not is_plain_id(run_id) or any(s in run_id for s in ("/", "\\", "..")):
+        raise EnsembleError(f"run id {run_id!r}: expected a plain name (no '/', '..', commas, quotes or spaces)")
+    return runs_dir(root) / run_id
+
+
+def write_run(root: Path, record: dict[str, Any]) -> Path:
+    """Write (or replace) a run's record atomically; returns its path."""
+    record = {"format": RUN_FORMAT, **record}
+    if record.get("status") not in STATUSES:
+        raise EnsembleError(f"run {record.get('run_id')}: status {record.get('status')!r}, expected one of {STATUSES}")
+    path = run_dir(root, record["run_id"]) / RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    """One record; an error naming the file and what was expected."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EnsembleError(f"{path}: unreadable run record ({type(e).__name__}: {e})") from None
+    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
+        raise EnsembleError(f"{path}: not a run record (expected a JSON object with format {RUN_FORMAT!r})")
+    if record.get("run_id") != Path(path).parent.name:
+        raise EnsembleError(f"{path}: run_id {record.get('run_id')!r} differs from its folder's name")
+    if not isinstance(record.get("epochs"), list):
+        raise EnsembleError(f"{path}: field 'epochs': expected a list")
+    return record
+
+
+def read_runs(root: Path) -> list[dict[str, Any]]:
+    """Every run record in the registry, oldest first (by start time, then id); none if no runs yet."""
+    d = runs_dir(root)
+    if not d.is_dir():
+        return []
+    records = [read_run(p / RECORD) for p in sorted(d.iterdir()) if (p / RECORD).is_file()]
+    return sorted(records, key=lambda r: (str(r.get("started") or ""), r["run_id"]))
+
+
+def unfinished_run(root: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The latest record of a run with ``fingerprint`` that never ended (status "running"): a
+    killed or interrupted ``train``, which ``train --resume`` continues."""
+    running = [r for r in read_runs(root) if r.get("status") == "running" and r.get("fingerprint") == fingerprint]
+    return running[-1] if running else None
+
+
+def epoch_line(entry: dict[str, Any], tasks, epochs: int) -> str:
+    """One permanent line per epoch: losses, dev scores (``*`` where best so far), their mean, the
+    rate, time, throughput and the candidate it became."""
+    best = set(entry.get("best_for") or [])
+    losses = " ".join(f"{t} {entry['train_loss'][t]:.4f}" for t in tasks)
+    dev = " ".join(f"{t} {entry['dev'][t]:.4f}{'*' if t in best else ''}" for t in tasks)
+    mean = sum(entry["dev"][t] for t in tasks) / len(tasks)
+    kept = f"candidate {entry['candidate']} (best for {', '.join(t for t in tasks if t in best)})" \
+        if entry.get("candidate") else "no candidate"
+    return (f"epoch {entry['epoch']}/{epochs}  loss {losses}  dev {dev}  mean {mean:.4f}  lr {entry['lr']:.3g}  "
+            f"{entry['seconds']:.1f} s  {entry['tokens_per_second']:,.0f} tokens/s  {kept}")
+
+
+# -- a configuration's runs, from its candidates' manifests ------------------------------------
+def runs_of(registry: Registry, fingerprint: str) -> dict[str | None, list[Candidate]]:
+    """The registry's candidates trained with ``fingerprint`` (same configuration, same data),
+    grouped by the run that made them (``training.run_id``)."""
+    runs: dict[str | None, list[Candidate]] = {}
+    for c in registry.candidates() if registry.exists else []:
+        training = c.manifest.get("training") or {}
+        if training.get("fingerprint") == fingerprint:
+            runs.setdefault(training.get("run_id"), []).append(c)
+    return runs
+
+
+def run_complete(cands: list[Candidate]) -> bool:
+    """Whether the run of ``cands`` finished: its end marks its survivors complete one by one, so a
+    single mark means training ended (a kill among the marks leaves a finished run)."""
+    return any((c.manifest.get("training") or {}).get("run_complete") for c in cands)
+
+
+def completed(registry: Registry, fingerprint: str) -> list[Candidate]:
+    """The candidates of the finished runs with ``fingerprint``."""
+    return [c for cands in runs_of(registry, fingerprint).values() if run_complete(cands) for c in cands]
