@@ -26,18 +26,18 @@ from .registry.runs import run_complete, runs_of
 from .registry.store import Registry
 from .leaderboard.submission import checked_files, ensemble_record, pack
 from .tasks import TASK_NAMES
-from .training.finetune import TrainConfig
+from .training.config import TrainConfig
 from .selection import DEFAULT_MODE
 
 
 def quick_preset(base: str | None = None) -> list[TrainConfig]:
-    """The shipped grid ``ensemble/grids/quick.toml``: small enough for a 2-core CPU in minutes with
+    """The shipped grid ``ensemble/scale/grids/quick.toml``: small enough for a 2-core CPU in minutes with
     the MiniLM stand-in (400 examples per task, 2 epochs, lr 1e-4, four configurations)."""
     return load_preset("quick", base).configs
 
 
 def paper_preset(base: str | None = None) -> list[TrainConfig]:
-    """The shipped grid ``ensemble/grids/paper.toml``: the report's grid (meant for a GPU): multi,
+    """The shipped grid ``ensemble/scale/grids/paper.toml``: the report's grid (meant for a GPU): multi,
     cerberus-2/3, triple for SST; SMART 10-15; layer decay 0.95; lr 1e-5; up to 10 epochs with
     every best epoch kept; three seeds."""
     return load_preset("paper", base).configs

@@ -21,8 +21,8 @@ from .registry.candidate import Candidate, check_model, damaged_note, now_iso
 from .registry.store import Registry
 from .selection import ensemble_predictions, score_on
 from .leaderboard.write import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
-from .registry.saved import check_ensemble_name
-from .registry.saved_doc import SYSTEMS, choose_systems, ensemble_doc, members_in_order, prediction_hashes
+from .registry.saved import check_ensemble_name, ensemble_doc, members_in_order, prediction_hashes
+from .selection import SYSTEMS, choose_systems
 from .tasks import TASK_NAMES, TASKS
 
 # -- selection ----------------------------------------------------------------------------------

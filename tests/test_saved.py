@@ -1,4 +1,4 @@
-"""ensemble.registry.saved_doc: the saved ensemble records, per task, the system chosen and why, the mode's
+"""ensemble.registry.saved: the saved ensemble records, per task, the system chosen and why, the mode's
 settings and the held-out interval; with system="auto" a task whose ensemble is not expected to
 beat its best single candidate saves (and so predicts and submits) the best single candidate."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ensemble.errors import EnsembleError
 from ensemble.leaderboard.write import score_dir
 from ensemble.registry.register import register_predictions
 from ensemble.registry.store import Registry
-from ensemble.registry.saved_doc import members_in_order
+from ensemble.registry.saved import members_in_order
 from registry_files import make_pred_dir
 
 

@@ -30,7 +30,7 @@ from ..scale.driver import LOOPBACK, RayOptions, require_ray, train_grid
 from ..scale.worker import warm
 from ..registry.store import Registry
 from ..runner import _train_all, plan
-from ..training.finetune import TrainConfig
+from ..training.config import TrainConfig
 from .machine import load_average
 
 

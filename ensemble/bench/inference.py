@@ -27,7 +27,8 @@ from ..modeling.batches import Encoded, budget_batches, encode, max_length_for
 from ..data import Split, read_split
 from ..modeling.infer import check_precision, cpu_has_bf16, default_max_tokens, pick_device, predict_encoded
 from ..modeling.kernels import drop_compiled
-from ..modeling.model import ModelConfig, MultitaskModel
+from ..modeling.config import ModelConfig
+from ..modeling.model import MultitaskModel
 from ..progress import NULL
 from .accuracy import compiled_accuracy, fit_probe_heads, pipeline_accuracy, tool_accuracy
 from .pipeline import pipeline_inputs, sequence_classifier

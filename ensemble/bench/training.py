@@ -18,10 +18,12 @@ from ..modeling.batches import Batch, encode, max_length_for, training_batches
 from ..data import read_split
 from ..errors import EnsembleError
 from ..modeling.infer import autocast, check_precision, pick_device
-from ..modeling.model import ModelConfig, MultitaskModel, task_loss
+from ..modeling.config import ModelConfig
+from ..modeling.model import MultitaskModel, task_loss
 from ..progress import NULL
 from ..tasks import TASK_NAMES, TASKS, get_task
-from ..training.finetune import TrainConfig, make_optimizer, param_groups, training_step
+from ..training.config import TrainConfig
+from ..training.finetune import make_optimizer, param_groups, training_step
 from .machine import load_average, machine_facts, sync, torch_threads
 from .targets import train_targets
 
@@ -91,8 +93,7 @@ def _tool_model(base_path: str, base: str, tc: TrainConfig, dev: torch.device, s
     """A fresh tool model from the base weights, in train mode, with the optimizer ``train`` builds."""
     torch.manual_seed(seed)
     bm, _ = load_base(base_path, tc.hidden_dropout)
-    m = MultitaskModel.from_base(ModelConfig("multi", TASK_NAMES, 0, tc.head_dropout, tc.hidden_dropout,
-                                             base=base), bm).to(dev)
+    m = MultitaskModel.from_base(ModelConfig("multi", TASK_NAMES, 0, tc.head_dropout, base=base), bm).to(dev)
     return m.train(), make_optimizer(m, tc)
 
 

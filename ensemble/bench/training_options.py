@@ -23,10 +23,12 @@ import torch
 from ..modeling.bases import load_base, quiet_transformers, resolve_base
 from ..data import read_split
 from ..modeling.infer import cpu_has_bf16, pick_device
-from ..modeling.model import ModelConfig, MultitaskModel
+from ..modeling.config import ModelConfig
+from ..modeling.model import MultitaskModel
 from ..progress import NULL
 from ..tasks import TASK_NAMES, get_task
-from ..training.finetune import Stepper, TrainConfig, make_optimizer, training_step
+from ..training.config import TrainConfig
+from ..training.finetune import Stepper, make_optimizer, training_step
 from .machine import machine_facts, sync, torch_threads
 from .training import _interleave, _train_batches
 

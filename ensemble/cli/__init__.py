@@ -1,9 +1,47 @@
-"""The ``ensemble`` command line, the only rooms that import typer and rich.
+"""The ``ensemble`` command line: the only wing that imports typer and rich. Each command is a thin
+function over the core; any :class:`~ensemble.errors.EnsembleError` it raises is one red line and
+exit 1 (:mod:`.app`), anything else a bug report with its traceback in a file.
 
-``app`` (the Typer app, for typer's CliRunner) and ``main`` (the console script) come from
-:mod:`.app`; the commands live by group in ``train``, ``registry``, ``select``, ``submit`` and
-``bench``, their options in ``options``, their printing in ``render`` and ``progress``.
+Files, in flow order:
+
+``options``
+    the options several commands share (``Annotated`` aliases), the value sets, and the training
+    options made from :class:`~ensemble.training.config.TrainConfig`.
+``tables``
+    column widths decided before rich lays a table out, so that no number is ever cut.
+``listing``
+    the columns and filters of ``list`` and ``compare``.
+``render``
+    the two consoles, JSON, messages and the tables every command prints.
+``progress``
+    the core's progress events on a rich bar, with permanent lines in logs.
+``candidates``
+    ``list``, ``compare``, ``show``, ``verify``, ``remove``, ``register``.
+``train``
+    ``train`` and ``pretrain``.
+``run``
+    ``run``: a grid here or on Ray, then select, write, validate and zip.
+``select``
+    ``select`` and ``predict``.
+``submit``
+    ``validate`` and ``submit``.
+``submissions``
+    ``submissions``: the zips ``submit`` wrote.
+``ensembles``
+    ``ensembles list|show|remove``.
+``analyze``
+    ``analyze`` and ``report``.
+``honesty``
+    ``bench honesty``.
+``bench``
+    the other ``bench`` commands.
+``app``
+    the Typer app: every command registered, the one error path, ``main``.
+
+``app`` (the Typer app, for typer's CliRunner) and ``main`` (the console script) are its public names.
 """
 from .app import app, main
 
+FILES = ("options", "tables", "listing", "render", "progress", "candidates", "train", "run", "select", "submit",
+         "submissions", "ensembles", "analyze", "honesty", "bench", "app")
 __all__ = ["app", "main"]

@@ -17,7 +17,7 @@ from typer.core import TyperCommand
 
 from ..errors import EnsembleError
 from ..files import disk_full
-from . import analyze, bench, ensembles, honesty, registry, run, select, submissions, submit, train
+from . import analyze, bench, candidates, ensembles, honesty, run, select, submissions, submit, train
 from .render import err, error, print_json
 
 CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
@@ -99,9 +99,9 @@ ensembles_app = typer.Typer(no_args_is_help=True, help="List, show and remove th
 app.add_typer(ensembles_app, name="ensembles")
 
 COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists them
-    (app, "train", train.train), (app, "list", registry.list_), (app, "compare", registry.compare),
-    (app, "show", registry.show),
-    (app, "verify", registry.verify), (app, "remove", registry.remove), (app, "register", registry.register),
+    (app, "train", train.train), (app, "list", candidates.list_), (app, "compare", candidates.compare),
+    (app, "show", candidates.show),
+    (app, "verify", candidates.verify), (app, "remove", candidates.remove), (app, "register", candidates.register),
     (app, "select", select.select), (app, "predict", select.predict), (app, "validate", submit.validate),
     (app, "submit", submit.submit), (app, "pretrain", train.pretrain),
     (app, "submissions", submissions.submissions), (app, "analyze", analyze.analyze), (app, "report", analyze.report),

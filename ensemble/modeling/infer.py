@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .config import INFER_PRECISIONS
 from .batches import Encoded, budget_batches, encode, max_length_for
 from ..errors import EnsembleError, shown
 from .kernels import compiled, compiled_context, cpu_attention, packed_linears
 from .model import outputs_to_predictions
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -50,8 +50,8 @@ def cpu_has_bf16() -> bool:
 
 
 def check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise EnsembleError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if precision not in INFER_PRECISIONS:
+        raise EnsembleError(f"--precision {precision}: expected one of {', '.join(INFER_PRECISIONS)}")
     if device.type == "cpu" and precision == "fp16":
         raise EnsembleError("--precision fp16 needs a CUDA device; on a CPU use fp32 or bf16")
     if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():

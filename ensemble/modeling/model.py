@@ -20,7 +20,6 @@ import copy
 import errno
 import json
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,51 +31,10 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers.masking_utils import create_bidirectional_mask
 
 from .bases import encoder_parts
+from .config import ARCHITECTURES, CONFIG_FILE, WEIGHTS_FILE, ModelConfig
 from ..errors import EnsembleError, shown
 from ..files import check_safetensors, refuse_pickles
 from ..tasks import TASKS
-
-ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")
-
-
-@dataclass
-class ModelConfig:
-    architecture: str
-    tasks: tuple[str, ...]
-    task_layers: int = 0            # cerberus: K top layers copied per task
-    head_dropout: float = 0.0
-    hidden_dropout: float = 0.1
-    base: str = ""                  # where the pretrained weights came from (provenance only)
-    max_length: int | None = None   # truncation used in training; inference uses the same
-    encoder: dict[str, Any] = field(default_factory=dict)  # the encoder's transformers config
-
-    def __post_init__(self) -> None:
-        self.tasks = tuple(self.tasks)
-        if self.architecture not in ARCHITECTURES:
-            raise EnsembleError(
-                f"architecture {self.architecture!r} is not known; expected one of {', '.join(ARCHITECTURES)}"
-            )
-        if not self.tasks or any(t not in TASKS for t in self.tasks):
-            raise EnsembleError(f"tasks {self.tasks!r}: expected a non-empty subset of {', '.join(TASKS)}")
-        if self.architecture != "cerberus" and self.task_layers:
-            raise EnsembleError("--task-layers applies to the cerberus architecture only")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tasks"] = list(self.tasks)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        missing = [k for k in ("architecture", "tasks", "encoder") if k not in d]
-        if missing:
-            raise EnsembleError(f"model config lacks {', '.join(missing)}")
-        return cls(**known)
-
-    @property
-    def name(self) -> str:
-        return f"cerberus-{self.task_layers}" if self.architecture == "cerberus" else self.architecture
 
 
 def encoder_from_config(encoder: dict[str, Any]) -> nn.Module:
@@ -311,8 +269,6 @@ def task_loss(task: str, outputs: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 # -- saving and loading -------------------------------------------------------------------------
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "ensemble_model.json"
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:

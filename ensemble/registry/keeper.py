@@ -17,7 +17,8 @@ from .store import Registry
 from .runs import completed, epoch_line, read_runs, run_dir, unfinished_run, write_run
 
 if TYPE_CHECKING:
-    from ..training.finetune import EpochOutput, TrainConfig, TrainResult, TrainRun
+    from ..training.config import TrainConfig
+    from ..training.finetune import EpochOutput, TrainResult, TrainRun
 
 
 # -- training epochs into candidates ------------------------------------------------------------

@@ -24,7 +24,7 @@ from .store import Registry
 from ..tasks import TASKS
 
 if TYPE_CHECKING:
-    from ..modeling.model import ModelConfig
+    from ..modeling.config import ModelConfig
 
 Loaded = dict[tuple[str, str], tuple[list[str], Any]]   # (task, split) -> (ids, unrounded values)
 
@@ -124,7 +124,7 @@ def refuse_twice(registry: Registry, files: dict[str, str], what: str) -> None:
 def _model_source(path: Path) -> tuple[Path, dict[str, Any]]:
     """The model folder inside ``path`` (itself, or ``model/`` of an exported candidate) and the
     exported candidate's manifest (empty for a plain model folder)."""
-    from ..modeling.model import CONFIG_FILE  # lazy: torch
+    from ..modeling.config import CONFIG_FILE
 
     if not path.is_dir():
         raise EnsembleError(f"{path}: expected a candidate folder or a model folder")

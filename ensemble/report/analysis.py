@@ -40,7 +40,7 @@ from ..errors import EnsembleError
 from ..metrics import pearson, round_predictions, score
 from ..predfile import align_predictions
 from ..registry.store import Registry
-from ..registry.saved_doc import members_in_order
+from ..registry.saved import members_in_order
 from ..selection import ensemble_predictions, score_on
 from ..selection.results import jsonable
 from ..tasks import TASK_NAMES, TASKS

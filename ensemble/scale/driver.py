@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..modeling.bases import BASE_ALIASES
+from ..modeling.config import BASE_ALIASES
 from ..registry.candidate import MANIFEST
 from ..errors import EnsembleError
 from ..registry.manifest import SEAL, seal_of
@@ -34,7 +34,7 @@ from .worker import Files, read_files, run_task, write_files
 from ..registry.store import Registry
 from ..registry.runs import write_run
 from ..tasks import TASKS
-from ..training.finetune import TrainConfig
+from ..training.config import TrainConfig
 
 RAY_INSTALL = 'pip install -e ".[ray]"'
 Event = Callable[[str, dict[str, Any], dict[str, Any] | None], None]   # (kind, run's row, epoch entry)

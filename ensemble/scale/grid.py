@@ -12,7 +12,7 @@ overrides the defaults; a key may not be in both ``[grid]`` and a run. Keys are 
 fields (``smart_weight`` or ``smart-weight``), read from the dataclass, so a new training option
 works in grid files with no change here. Values are checked for their type here and for their
 range by TrainConfig itself; every error names the file, the table and the key. The ``quick`` and
-``paper`` presets are grid files shipped in the package (``ensemble/grids/``).
+``paper`` presets are grid files shipped in the package (``ensemble/scale/grids/``).
 """
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnsembleError
-from ..modeling.model import ModelConfig
 from ..tasks import parse_tasks
-from ..training.finetune import TrainConfig
+from ..training.config import TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -176,10 +175,9 @@ def _coerce(path: Path, where: str, key: str, value: Any, hint: Any) -> Any:
 
 
 def _config(path: Path, where: str, fields: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig of one run, its range checks (and the model's) naming the file and the run."""
+    """The TrainConfig of one run, its checks naming the file and the run."""
     try:
         cfg = TrainConfig(**fields)
-        ModelConfig(cfg.architecture, cfg.tasks, cfg.task_layers, cfg.head_dropout, cfg.hidden_dropout)
     except EnsembleError as e:
         raise EnsembleError(f"{path}: {where}: {e}") from None
     return cfg

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..modeling.bases import SHIPPED_BASES
 from ..registry.candidate import MANIFEST
 from ..errors import EnsembleError
 from ..registry.manifest import SEAL, seal_of
-from ..modeling.model import CONFIG_FILE
+from ..modeling.config import CONFIG_FILE
 from ..registry.keeper import train_into
 from ..registry.store import Registry
 from ..registry.runs import RECORD, run_dir
@@ -89,7 +88,8 @@ def run_task(key: str, cfg: dict[str, Any], data: Files, base: Files | None, dev
     import ray   # lazy: only in a Ray worker
     import torch
 
-    from ..training.finetune import TrainConfig
+    from ..modeling.bases import SHIPPED_BASES
+    from ..training.config import TrainConfig
 
     t0 = time.time()
     ctx = ray.get_runtime_context()

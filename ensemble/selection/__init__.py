@@ -1,12 +1,45 @@
 """Per-task ensemble selection over cached, unrounded dev predictions (numpy/scipy only).
 
-This package sees arrays and ids, never models: no torch, typer, rich or pandas here. Its files,
-in the order they import each other: ``checks`` (options, seeds, labels, arrays), ``keys`` (how
-scores compare), ``results`` (what is reported), ``average`` (the one weighted average),
-``accuracy``, ``workset`` and ``pearson`` (the scorer's pieces), ``pool`` (the scorer),
-``greedy``, ``caruana`` and ``bagged`` (the modes), ``modes`` (mode name -> mode), ``estimator``
-(EnsembleSelector), ``interval``, ``crossfit``, ``inputs`` (TaskInput -> pool) and ``task``
-(``select``).
+This package sees arrays and ids, never models: no torch, typer, rich or pandas here.
+
+Files, in flow order:
+
+``checks``
+    options, seeds, labels, arrays.
+``keys``
+    how scores compare.
+``results``
+    what is reported.
+``average``
+    the one weighted average.
+``accuracy``
+    the accuracy scorer's piece.
+``workset``
+    the rows a scorer works on.
+``pearson``
+    the Pearson scorer's piece.
+``pool``
+    the scorer over a library of candidates.
+``greedy``
+    the report's mode (and greedy-strict).
+``caruana``
+    forward selection with replacement.
+``bagged``
+    bagged ensemble selection.
+``modes``
+    mode name -> mode.
+``estimator``
+    :class:`EnsembleSelector`, arrays in, ``weights_`` out.
+``interval``
+    the held-out interval (Nadeau and Bengio).
+``crossfit``
+    the repeated cross-fitted held-out gain.
+``inputs``
+    a task's candidates to a pool.
+``task``
+    :func:`select`: one task's selection, estimate and report.
+``verdict``
+    whether the ensemble is expected to beat the best single candidate, and the system saved.
 
 Conventions
 -----------
@@ -75,7 +108,7 @@ from .modes import DEFAULT_MODE, MODES
 from .pool import content_hash
 from .results import CrossFit, Fold, Ranked, Step, TaskSelection
 from .task import select
-from .verdict import verdict
+from .verdict import SYSTEMS, choose_systems, verdict
 
 __all__ = [
     "MODES",
@@ -90,6 +123,8 @@ __all__ = [
     "EnsembleSelector",
     "select",
     "verdict",
+    "SYSTEMS",
+    "choose_systems",
     "cross_fit",
     "kfold_splits",
     "nb_interval",
@@ -98,3 +133,6 @@ __all__ = [
     "ensemble_predictions",
     "score_key",
 ]
+
+FILES = ("checks", "keys", "results", "average", "accuracy", "workset", "pearson", "pool", "greedy", "caruana",
+         "bagged", "modes", "estimator", "interval", "crossfit", "inputs", "task", "verdict")

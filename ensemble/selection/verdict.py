@@ -6,6 +6,8 @@ score says; ``run`` then submits the best single candidate for that task.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .results import TaskSelection
 
 
@@ -24,3 +26,20 @@ def verdict(sel: TaskSelection) -> tuple[bool | None, str]:
         return True, f"expected to beat the best single candidate: held-out gain {cf.estimate:+.4f}, {interval}"
     return True, (f"expected to beat the best single candidate, but not surely: held-out gain {cf.estimate:+.4f}, "
                   f"{interval} includes 0")
+
+
+SYSTEMS = ("ensemble", "auto")   # what is saved per task: always the ensemble, or the better system
+
+
+def choose_systems(selections: dict[str, Any], system: str) -> dict[str, dict[str, str]]:
+    """Per task, the system saved ("ensemble" or "best single") and why, in words."""
+    out = {}
+    for task, sel in selections.items():
+        expected, words = verdict(sel)
+        single = system == "auto" and expected is False
+        out[task] = {"system": "best single" if single else "ensemble", "expected_to_beat_single": expected,
+                     "verdict": words,
+                     "reason": (f"the best single candidate is submitted: the ensemble is {words}" if single
+                                else "the ensemble is submitted" + (" (asked for)" if system == "ensemble" else "")
+                                + f": {words}")}
+    return out

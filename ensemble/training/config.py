@@ -1,6 +1,8 @@
-"""A training run's configuration (:class:`TrainConfig`), its checks and its fingerprint.
+"""A training run's configuration, declared once: every option's default, its help text, its help
+panel and its check (no torch). The ``train`` command's options, grid files' keys, the Ray driver
+and ``--dry-run`` all read them from here.
 
-Every option is a plain dataclass field with a default, checked in ``__post_init__`` by
+Every option is a plain dataclass field made by :func:`option` and checked in ``__post_init__`` by
 :data:`_CHECKS` with a message naming the command-line option. The fingerprint (same
 configuration, same data) leaves out the options added after the first registries were written
 (:data:`LATER_FIELDS`) while they keep their defaults, so those registries keep their fingerprints.
@@ -9,18 +11,43 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
-from ..modeling.batches import MIN_MAX_LENGTH
 from ..errors import EnsembleError
-from .smart import SmartConfig
+from ..modeling.config import ARCHITECTURES, MIN_MAX_LENGTH, ModelConfig
 from ..tasks import TASK_NAMES
 
 SCHEDULES = ("constant", "linear", "cosine", "slanted")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+MODEL, OPTIM, SMART, DATA = "Model", "Optimisation", "SMART", "Data"   # help panels
+BASE_HELP = "Encoder: hub name, local folder, or 'minilm' (offline stand-in)."
+
+
+def option(default: Any, help: str, panel: str, *, choices: tuple[str, ...] = (), short: str = "") -> Any:
+    """A training option: its default and how ``ensemble train --help`` shows it (the help text, the
+    panel, the fixed values it takes, a short flag)."""
+    return field(default=default, metadata={"help": help, "panel": panel, "choices": choices, "short": short})
+
+
+@dataclass(frozen=True)
+class SmartConfig:
+    weight: float = 0.0     # lambda_s; 0 turns SMART off
+    steps: int = 1          # ascent steps
+    sigma: float = 1e-5     # initial noise standard deviation
+    eta: float = 1e-3       # ascent step size
+    epsilon: float = 1e-6   # added to the l_inf norm when normalising
+
+
+def _finite(*names: str) -> Callable[["TrainConfig"], bool]:
+    return lambda c: all(math.isfinite(getattr(c, n)) for n in names)
+
 
 _CHECKS: tuple[tuple[Callable[["TrainConfig"], bool], str], ...] = (
+    (_finite("lr", "weight_decay", "layer_decay", "head_lr_mult", "embed_lr_mult", "head_dropout", "hidden_dropout",
+             "smart_weight", "smart_sigma", "smart_eta", "smart_epsilon", "warmup", "max_grad_norm"),
+     "training options must be finite numbers (inf or nan given)"),
     (lambda c: c.lr > 0, "--lr must be > 0"), (lambda c: c.epochs >= 1, "--epochs must be >= 1"),
     (lambda c: c.batch_size >= 1, "--batch-size must be >= 1"),
     (lambda c: c.weight_decay >= 0, "--weight-decay must be >= 0"),
@@ -36,7 +63,7 @@ _CHECKS: tuple[tuple[Callable[["TrainConfig"], bool], str], ...] = (
     (lambda c: c.max_length is None or c.max_length >= MIN_MAX_LENGTH,
      f"--max-length must be >= {MIN_MAX_LENGTH} tokens ([CLS], two [SEP]s and a word piece of each sentence); "
      "leave it out for the model's own limit"),
-    (lambda c: c.precision in PRECISIONS, "--precision: expected auto, fp32, bf16 or fp16"),
+    (lambda c: c.precision in PRECISIONS, f"--precision: expected one of {', '.join(PRECISIONS)}"),
     (lambda c: c.schedule in SCHEDULES, f"--schedule: expected one of {', '.join(SCHEDULES)}"),
     (lambda c: 0 <= c.warmup < 1, "--warmup must be a fraction of the training steps in [0, 1)"),
     (lambda c: c.schedule != "slanted" or c.warmup > 0,
@@ -50,40 +77,52 @@ _CHECKS: tuple[tuple[Callable[["TrainConfig"], bool], str], ...] = (
 
 @dataclass
 class TrainConfig:
-    base: str = "bert-base-uncased"
-    architecture: str = "multi"
-    task_layers: int = 0
-    tasks: tuple[str, ...] = TASK_NAMES
-    lr: float = 1e-5
-    epochs: int = 10
-    batch_size: int = 16
-    weight_decay: float = 1e-4
-    layer_decay: float = 0.95
-    head_lr_mult: float = 1.0
-    embed_lr_mult: float = 1.0
-    head_dropout: float = 0.0
-    hidden_dropout: float = 0.1
-    smart_weight: float = 0.0
-    smart_steps: int = 1
-    smart_sigma: float = 1e-5
-    smart_eta: float = 1e-3
-    smart_epsilon: float = 1e-6
-    seed: int = 0
-    limit: int | None = None
-    max_length: int | None = None
-    precision: str = "auto"      # autocast while training: auto = bf16 on CUDA, fp32 on CPU
-    schedule: str = "constant"   # learning-rate schedule over all steps (ensemble.training.schedule)
-    warmup: float = 0.0          # fraction of the steps spent warming up (slanted: cut_frac)
-    grad_accum: int = 1          # batches per optimizer step
-    max_grad_norm: float = 0.0   # clip the global gradient norm to this (0 = off)
-    gradient_checkpointing: bool = False
-    patience: int = 0            # stop when the mean dev score has not improved for N epochs (0 = off)
+    base: str = option("bert-base-uncased", BASE_HELP, MODEL)
+    architecture: str = option("multi", "How the tasks share the encoder.", MODEL, choices=ARCHITECTURES, short="-a")
+    task_layers: int = option(0, "cerberus: top K layers copied per task.", MODEL)
+    tasks: tuple[str, ...] = option(TASK_NAMES, "Comma-separated subset of sst,para,sts.", DATA)
+    lr: float = option(1e-5, "Base learning rate (top encoder layer).", OPTIM)
+    epochs: int = option(10, "Epochs; each epoch best for some task becomes a candidate.", OPTIM)
+    batch_size: int = option(16, "Examples per training batch.", OPTIM)
+    weight_decay: float = option(1e-4, "AdamW weight decay (1e-5 suits SST alone).", OPTIM)
+    layer_decay: float = option(0.95, "Learning-rate factor per layer below the top.", OPTIM)
+    head_lr_mult: float = option(1.0, "Head learning rate = lr x this.", OPTIM)
+    embed_lr_mult: float = option(1.0, "Extra factor on the embeddings' rate; 0 freezes them.", OPTIM)
+    head_dropout: float = option(0.0, "Dropout before each task head.", MODEL)
+    hidden_dropout: float = option(0.1, "The encoder's hidden-layer dropout.", MODEL)
+    smart_weight: float = option(0.0, "SMART lambda_s (0 = off; 10-15 in the report's best models).", SMART)
+    smart_steps: int = option(1, "Ascent steps on the perturbation.", SMART)
+    smart_sigma: float = option(1e-5, "Standard deviation of the initial embedding noise.", SMART)
+    smart_eta: float = option(1e-3, "Ascent step size.", SMART)
+    smart_epsilon: float = option(1e-6, "Added to the l-inf norm when the noise is normalised.", SMART)
+    seed: int = option(0, "Seed of initialisation, shuffling and dropout.", OPTIM)
+    limit: int | None = option(None, "Use the first N training examples per task.", DATA)
+    max_length: int | None = option(None, "Truncate inputs to N tokens (default: the model's limit).", MODEL)
+    precision: str = option("auto", "Training autocast: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 (a CPU needs "
+                            "bf16 instructions), fp16 (CUDA only, with loss scaling).", OPTIM, choices=PRECISIONS)
+    schedule: str = option("constant", "Learning-rate schedule over all steps (slanted: slanted triangular, Howard "
+                           "and Ruder 2018); layer decay applies on top.", OPTIM, choices=SCHEDULES)
+    warmup: float = option(0.0, "Fraction of the steps warming up from 0 (slanted: the fraction rising, cut_frac).",
+                           OPTIM)
+    grad_accum: int = option(1, "Batches per optimizer step (effective batch = batch size x N; the tasks of one "
+                             "step may differ).", OPTIM)
+    max_grad_norm: float = option(0.0, "Clip the global gradient norm to this (0 = off).", OPTIM)
+    gradient_checkpointing: bool = option(False, "Recompute each layer's activations in the backward pass (less "
+                                          "memory, slower).", OPTIM)
+    patience: int = option(0, "Stop when the mean dev score has not improved for N epochs (0 = off).", OPTIM)
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
         for ok, msg in _CHECKS:
             if not ok(self):
                 raise EnsembleError(msg)
+        self.model   # the architecture, tasks and task layers, checked by the model's own config
+
+    @property
+    def model(self) -> ModelConfig:
+        """The model this run trains (its encoder config is filled in when the base is loaded)."""
+        return ModelConfig(self.architecture, self.tasks, self.task_layers, self.head_dropout, base=self.base,
+                           max_length=self.max_length)
 
     @property
     def smart(self) -> SmartConfig:

@@ -34,12 +34,13 @@ from ..files import fault_point
 from ..modeling.infer import TokenCache, autocast, check_precision, pick_device, predict_encoded
 from ..metrics import score
 from ..modeling.bases import load_base, resolve_base
-from ..modeling.model import ModelConfig, MultitaskModel, save_model, task_loss
+from ..modeling.config import PROVENANCE_FILE, ModelConfig
+from ..modeling.model import MultitaskModel, save_model, task_loss
 from ..progress import NULL, Progress
 from .schedule import multiplier
-from .smart import SmartConfig, smart_loss
+from .config import SmartConfig, TrainConfig
+from .smart import smart_loss
 from ..tasks import TASKS
-from .config import TrainConfig  # noqa: F401  (re-exported: ensemble.training.finetune.TrainConfig)
 
 
 def param_groups(model: MultitaskModel, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -289,10 +290,8 @@ def _build_model(cfg: TrainConfig, dev: torch.device) -> tuple[MultitaskModel, A
     """The model over the pretrained base, on ``dev``; its tokenizer; the base's pretraining record."""
     base_path = resolve_base(cfg.base)
     base_model, tokenizer = load_base(base_path, cfg.hidden_dropout)
-    mcfg = ModelConfig(cfg.architecture, cfg.tasks, cfg.task_layers, cfg.head_dropout, cfg.hidden_dropout, base=cfg.base,
-                       max_length=cfg.max_length)
-    model = MultitaskModel.from_base(mcfg, base_model)
-    prov_file = Path(base_path) / "ensemble_pretrain.json"
+    model = MultitaskModel.from_base(cfg.model, base_model)
+    prov_file = Path(base_path) / PROVENANCE_FILE
     provenance = json.loads(prov_file.read_text()) if prov_file.is_file() else None
     model.set_gradient_checkpointing(cfg.gradient_checkpointing)
     model.to(dev)

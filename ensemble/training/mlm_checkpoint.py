@@ -19,10 +19,10 @@ from safetensors.torch import load_file
 from .checkpoint import optimizer_tensors, restore_optimizer
 from ..errors import EnsembleError
 from ..files import refuse_pickles
+from ..modeling.config import PROVENANCE_FILE
 from ..modeling.model import save_tensors
 from ..modeling.bases import quiet_transformers
 
-PROVENANCE_FILE = "ensemble_pretrain.json"
 CHECKPOINT_DIR = "checkpoint"
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"

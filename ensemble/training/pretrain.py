@@ -47,7 +47,8 @@ from ..errors import EnsembleError
 from ..modeling.infer import pick_device
 from .mlm import PERPLEXITY_SEED, Corpus, EvalTexts, Masker, MlmRoles, eval_texts, head_missing_keys, load_mlm
 from .mlm import masking_provenance, mlm_loss_sum, perplexity, read_corpus
-from .mlm_checkpoint import PROVENANCE_FILE, STATE, checkpoint_to_resume, export, load_checkpoint_weights, load_optimizer
+from ..modeling.config import PROVENANCE_FILE
+from .mlm_checkpoint import STATE, checkpoint_to_resume, export, load_checkpoint_weights, load_optimizer
 from .mlm_checkpoint import write_checkpoint
 from ..modeling.bases import resolve_base
 from ..progress import NULL, Progress

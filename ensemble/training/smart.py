@@ -14,21 +14,11 @@ Which variant this is: the public implementations' (MT-DNN's), not the paper's p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from ..tasks import TASKS
-
-
-@dataclass(frozen=True)
-class SmartConfig:
-    weight: float = 0.0     # lambda_s; 0 turns SMART off
-    steps: int = 1          # ascent steps
-    sigma: float = 1e-5     # initial noise standard deviation
-    eta: float = 1e-3       # ascent step size
-    epsilon: float = 1e-6   # added to the l_inf norm when normalising
+from .config import SmartConfig
 
 
 def divergence(task: str, perturbed: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
