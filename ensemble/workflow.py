@@ -1,7 +1,9 @@
-"""What the commands do, without the terminal: select over a registry, predict from a selected
-ensemble, and the end-to-end ``run``. Returns plain data; the CLI renders it.
+"""The conductor of selection and prediction, without the terminal: ``select`` over a registry (each
+task's selection, the system saved and the saved-ensemble document) and ``predict`` from a saved
+ensemble (the six leaderboard files from cached predictions, or a model run on ``--input``).
+Returns plain data; the CLI renders it. (``ensemble run`` from data to a submission: :mod:`ensemble.runner`.)
 
-No torch at import time: only ``predict --input`` and ``run`` (training) load it, lazily.
+No torch at import time: only ``predict --input`` loads it, lazily.
 """
 from __future__ import annotations
 
