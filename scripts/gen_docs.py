@@ -27,7 +27,8 @@ import sys
 from enum import Enum
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]     # where the pages are written (and checked)
+SOURCE = ROOT                                  # the checkout whose package is documented
 CLI_PAGE = Path("docs/reference/cli.md")
 ARCHITECTURE_PAGE = Path("docs/design/architecture.md")
 ARCHITECTURE_TEST = Path("tests/test_architecture.py")
@@ -522,13 +523,15 @@ PAGES = {CLI_PAGE: cli_reference, ARCHITECTURE_PAGE: architecture}
 
 def render() -> dict[Path, str]:
     """Every generated page's text, by its path relative to the repository root."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    if str(SOURCE) not in sys.path:
+        sys.path.insert(0, str(SOURCE))
     return {path: make() for path, make in PAGES.items()}
 
 
-def stale(root: Path = ROOT) -> list[str]:
-    """One message per generated page that differs from what the code gives now (empty: all fresh)."""
+def stale(root: Path | None = None) -> list[str]:
+    """One message per generated page under ``root`` (default: the repository) that differs from
+    what the code gives now (empty: all fresh)."""
+    root = ROOT if root is None else root
     out = []
     for path, text in render().items():
         target = root / path
