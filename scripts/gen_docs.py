@@ -92,6 +92,13 @@ def _click_api():
     return click
 
 
+def _panel(obj) -> str | None:
+    """An option's or a command's ``rich_help_panel`` (typer leaves a placeholder where none is set)."""
+    panel = getattr(obj, "rich_help_panel", None)
+    panel = getattr(panel, "value", panel)   # typer.models.DefaultPlaceholder
+    return panel if isinstance(panel, str) and panel else None
+
+
 def _is_group(command) -> bool:
     return hasattr(command, "list_commands")
 
@@ -196,7 +203,7 @@ def _panels(command) -> list[tuple[str, list]]:
         if getattr(param, "hidden", False):
             continue
         default_panel = "Arguments" if param.param_type_name == "argument" else "Options"
-        panels.setdefault(getattr(param, "rich_help_panel", None) or default_panel, []).append(param)
+        panels.setdefault(_panel(param) or default_panel, []).append(param)
     order = [p for p in ("Arguments", "Options") if p in panels] + [p for p in panels if p not in ("Arguments", "Options")]
     return [(p, panels[p]) for p in order]
 
@@ -225,10 +232,12 @@ def _first_line(text: str) -> str:
     return paragraphs(text)[0].replace("\n", " ") if text.strip() else ""
 
 
-def cli_reference() -> str:
-    """The CLI reference page: every command of the typer app, from its click command tree."""
+def cli_reference(app=None) -> str:
+    """The CLI reference page: every command of the typer app (default: ``ensemble.cli.app``), from
+    its click command tree."""
     import typer
-    from ensemble.cli import app
+    if app is None:
+        from ensemble.cli import app
     click = _click_api()
     root = typer.main.get_command(app)
     root_ctx = click.Context(root, info_name="ensemble")
@@ -237,13 +246,19 @@ def cli_reference() -> str:
            "Every command and option of `ensemble`, generated from the command line itself. Every command "
            "also takes `-h`/`--help`. A value outside an option's listed choices is a usage error (exit 2); "
            "an error the user can fix is one red line and exit 1 (see [Commands at a glance](index.md)).\n\n"]
-    out.append("| command | what it does |\n|---|---|\n")
+    groups: dict[str | None, list[str]] = {}
     for path, command, _ in entries[1:]:
         if _is_group(command):
             continue
         title = " ".join(path)
-        out.append(f"| [{code(title, table=True)}](#{slug(title)}) | {md_text(_first_line(_help_text(command)), table=True)} |\n")
-    out.append("\n")
+        groups.setdefault(_panel(command), []).append(
+            f"| [{code(title, table=True)}](#{slug(title)}) | {md_text(_first_line(_help_text(command)), table=True)} |\n")
+    for panel, rows in groups.items():   # commands by their help panel, where one is set
+        if panel is not None:
+            out.append(f"**{md_text(panel)}**\n\n")
+        out.append("| command | what it does |\n|---|---|\n")
+        out.extend(rows)
+        out.append("\n")
     for path, command, ctx in entries:
         title = " ".join(path)
         level = "##" if len(path) <= 2 else "###"

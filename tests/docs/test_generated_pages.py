@@ -4,6 +4,8 @@ catches a stale page."""
 from __future__ import annotations
 
 import shutil
+from enum import Enum
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,6 +13,7 @@ from docs_helpers import ROOT, load_generator
 from ensemble.cli import app
 
 gen = load_generator()
+Kind = Enum("Kind", {"a|b": "a|b", "c": "c"}, type=str)   # a choice holding a pipe, for the toy app below
 
 
 def test_the_generated_pages_are_not_stale():
@@ -73,13 +76,17 @@ def test_every_command_and_option_is_in_the_reference():
 
 
 def test_choices_are_escaped_for_a_table_and_panels_are_kept():
+    from ensemble.modeling.config import ARCHITECTURES
     page = (ROOT / gen.CLI_PAGE).read_text()
     train = page.split("\n## ensemble train\n")[1].split("\n## ")[0]
     row = next(line for line in train.splitlines() if line.startswith("| `--architecture`"))
-    assert "`multi` \\| `cerberus` \\| `triple` \\| `static` \\| `multi+triple` | `multi` |" in row
+    assert "multi+triple" in ARCHITECTURES
+    assert " \\| ".join(f"`{a}`" for a in ARCHITECTURES) + " | `multi` |" in row
     assert row.count("|") - row.count("\\|") == 5            # four cells, whatever the choices hold
-    assert ["**Model**", "**Data**", "**Optimisation**", "**SMART**", "**Output and run**"] == \
-        [line for line in train.splitlines() if line.startswith("**")]
+    command = typer.main.get_command(app).get_command(None, "train")
+    panels = list(dict.fromkeys(gen._panel(p) or "Options" for p in command.params if not p.hidden))
+    assert len(panels) >= 4 and "SMART" in panels
+    assert [f"**{p}**" for p in panels] == [line for line in train.splitlines() if line.startswith("**")]
 
 
 def test_help_text_is_escaped_outside_code_spans():
@@ -119,3 +126,36 @@ def test_a_wing_docstring_splits_into_its_files():
     assert intro == "Intro line."
     assert entries == {"a": "does a, over two lines.", "b": "does b."}
     assert rest == "``a`` again, in prose."
+
+
+def test_any_typer_app_is_walked_with_its_panels_choices_and_hidden_options():
+    """Commands other helpers add come out the same way: a nested group, command and option
+    panels, a choice holding a pipe, a hidden option left out, a flag pair, a required argument."""
+    toy = typer.Typer()
+    sub = typer.Typer(help="Things in a group.")
+    toy.add_typer(sub, name="things")
+
+    @toy.command("make", rich_help_panel="Building")
+    def make(name: Annotated[str, typer.Argument(help="What to make.")],
+             kind: Annotated[Kind, typer.Option(help="Its kind.", rich_help_panel="Shape")] = Kind.c,
+             secret: Annotated[int, typer.Option(hidden=True)] = 3,
+             loud: Annotated[bool, typer.Option("--loud/--quiet", help="Noise <level>.")] = False,
+             out: Annotated[Optional[str], typer.Option(help="Where.")] = None):
+        """Make a thing.
+
+        Second paragraph."""
+
+    @sub.command("list")
+    def list_(limit: Annotated[int, typer.Option(help="At most this many.")] = 10):
+        """List things."""
+
+    page = gen.cli_reference(toy)
+    assert "**Building**\n\n| command | what it does |\n|---|---|\n| [`ensemble make`](#ensemble-make) | Make a thing. |" in page
+    assert "### ensemble things list\n\n```text\nensemble things list [OPTIONS]\n```\n\nList things." in page
+    assert "| `--limit` | `int` | `10` | At most this many. |" in page
+    assert "**Arguments**\n\n| name | type | default | help |\n|---|---|---|---|\n| `NAME` | `str` | *required* | What to make. |" in page
+    assert "**Shape**\n\n| name | type | default | help |\n|---|---|---|---|\n| `--kind` | `a\\|b` \\| `c` | `c` | Its kind. |" in page
+    assert "| `--loud`, `--quiet` | `flag` | `quiet` | Noise &lt;level&gt;. |" in page
+    assert "| `--out` | `str` |  | Where. |" in page
+    assert "secret" not in page
+    assert "Make a thing.\n\nSecond paragraph." in page
