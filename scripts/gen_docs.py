@@ -189,10 +189,7 @@ def _names(param) -> str:
 
 
 def _usage(path: list[str], command, ctx) -> str:
-    pieces = []
-    for piece in command.collect_usage_pieces(ctx):
-        pieces.append(piece)
-    return " ".join([*path, *pieces])
+    return " ".join([*path, *command.collect_usage_pieces(ctx)])
 
 
 def _panels(command) -> list[tuple[str, list]]:
@@ -283,26 +280,20 @@ def cli_reference(app=None) -> str:
 
 # ---------------------------------------------------------------- the architecture page
 
-_ROLE = re.compile(r":(?:class|func|mod|data|meth|attr|exc|obj):`~?([^`]+)`")
+_ROLE = re.compile(r":(?:class|func|mod|data|meth|attr|exc|obj):`(~?)([^`]+)`")
 
 
 def rst_inline(text: str) -> str:
-    """The docstrings' reStructuredText inline markup as Markdown."""
-    text = _ROLE.sub(lambda m: "`" + m.group(1) + "`", text)
-    text = text.replace("``", "`")
-    return text
-
-
-def _shorten_roles(text: str) -> str:
-    """``:class:`~a.b.C``` names C (the tilde form shows the last part)."""
-    return re.sub(r":(?:class|func|mod|data|meth|attr|exc|obj):`~([^`]+)`",
-                  lambda m: "`" + m.group(1).split(".")[-1] + "`", text)
+    """The docstrings' reStructuredText inline markup as Markdown: ````x```` and roles as code spans
+    (``:class:`~a.b.C``` shows ``C``, as Sphinx does)."""
+    text = _ROLE.sub(lambda m: "`" + (m.group(2).split(".")[-1] if m.group(1) else m.group(2)) + "`", text)
+    return text.replace("``", "`")
 
 
 def rst_block(doc: str) -> str:
     """A docstring's body (paragraphs, ``*`` bullets, definition lists, section titles, ``::``
     literal blocks) as Markdown."""
-    lines = _shorten_roles(doc).splitlines()
+    lines = doc.splitlines()
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -319,6 +310,8 @@ def rst_block(doc: str) -> str:
                 out.append(rst_inline(head) + ":")
             out += ["", "```text"]
             i += 1
+            while i < len(lines) and not lines[i].strip():
+                i += 1
             while i < len(lines) and (not lines[i].strip() or lines[i].startswith(" ")):
                 out.append(lines[i][4:] if lines[i].startswith("    ") else lines[i].strip())
                 i += 1
@@ -351,7 +344,7 @@ def _tidy_lists(text: str) -> str:
     """A blank line before a list that follows a paragraph line (Markdown needs it)."""
     lines = text.split("\n")
     out = []
-    for k, line in enumerate(lines):
+    for line in lines:
         if line.startswith("- ") and out and out[-1].strip() and not out[-1].startswith("- "):
             out.append("")
         out.append(line)
@@ -503,7 +496,7 @@ def architecture() -> str:
             name = f"`{room}`"
         else:
             raise SystemExit(f"ensemble.FLOW names {room!r}, which is neither ensemble/{room}.py nor a wing")
-        out.append(f"| {k} | {name} | {md_text(rst_inline(_shorten_roles(' '.join(summary.split()))), table=True)} |\n")
+        out.append(f"| {k} | {name} | {md_text(rst_inline(' '.join(summary.split())), table=True)} |\n")
     out.append("\n## The wings\n\n")
     out.append("Each wing's `__init__` names its files in flow order (`FILES`) and lists them in its docstring in "
                "that order; its public names load on first use (`ensemble.lazy_names`), so importing a wing "
@@ -518,7 +511,7 @@ def architecture() -> str:
         if files:
             out.append("| # | file | what it does |\n|---|---|---|\n")
             for k, f in enumerate(files, 1):
-                out.append(f"| {k} | `{room}/{f}.py` | {md_text(rst_inline(_shorten_roles(entries.get(f, ''))), table=True)} |\n")
+                out.append(f"| {k} | `{room}/{f}.py` | {md_text(rst_inline(entries.get(f, '')), table=True)} |\n")
             out.append("\n")
         if rest:
             out.append(rst_block(rest) + "\n\n")

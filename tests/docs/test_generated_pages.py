@@ -159,3 +159,12 @@ def test_any_typer_app_is_walked_with_its_panels_choices_and_hidden_options():
     assert "| `--out` | `str` |  | Where. |" in page
     assert "secret" not in page
     assert "Make a thing.\n\nSecond paragraph." in page
+
+
+def test_a_docstring_s_restructuredtext_becomes_markdown():
+    doc = ("Reads ``x`` with :func:`~ensemble.data.read_split`.\n\nConventions\n-----------\n"
+           "Format::\n\n    id,prob\n\n``greedy`` (the report's)\n    joins if it\n    does not hurt.\n\n"
+           "Quirks:\n\n* one\n  continued;\n* two.\n")
+    assert gen.rst_block(doc) == (
+        "Reads `x` with `read_split`.\n\n#### Conventions\n\nFormat:\n\n```text\nid,prob\n```\n\n"
+        "- **`greedy` (the report's)**: joins if it does not hurt.\n\nQuirks:\n\n- one continued;\n- two.")
