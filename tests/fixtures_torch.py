@@ -80,7 +80,7 @@ def build_model(base_dir: Path, architecture: str = "multi", task_layers: int = 
 
     base, tok = fresh_base(base_dir, hidden_dropout)
     torch.manual_seed(seed)
-    cfg = ModelConfig(architecture, tuple(tasks), task_layers, hidden_dropout=hidden_dropout, base=str(base_dir))
+    cfg = ModelConfig(architecture, tuple(tasks), task_layers, base=str(base_dir))   # the dropout is the base's (fresh_base)
     return MultitaskModel.from_base(cfg, base), tok, base
 
 
