@@ -136,7 +136,6 @@ def test_the_accessors_read_each_field_of_a_manifest_worked_by_hand(tmp_path):
     assert c.files["predictions/sts-dev.csv"] == StoredFile(STS_DEV, 20000) and len(c.files) == 4
     assert (c.stored_sha256("model/model.safetensors"), c.stored_sha256("model/absent.json")) == ("d" * 64, None)
     assert (c.prediction_splits("sst"), c.prediction_splits("sts")) == (["dev", "test"], ["dev"])
-    assert c.prediction_file("sst", "test") == tmp_path / "c0ffee" / "predictions" / "sst-test.csv"
     assert [c.prediction_sha256(t, s) for t, s in (("sst", "dev"), ("sst", "test"), ("sts", "dev"))] == [
         SST_DEV, SST_TEST, STS_DEV]
     assert c.prediction_record("sts", "dev") == PredictionRecord(
@@ -149,8 +148,7 @@ def test_a_task_or_split_without_predictions_reads_as_none_or_empty(tmp_path):
     c = Candidate(tmp_path / "c0ffee", _worked_manifest())
     for task, split in (("para", "dev"), ("para", "test"), ("sts", "test")):
         assert not c.has_predictions(task, split)
-        assert (c.prediction_record(task, split), c.prediction_file(task, split), c.prediction_sha256(task, split)) == (
-            None, None, None)
+        assert (c.prediction_record(task, split), c.prediction_sha256(task, split)) == (None, None)
     assert c.prediction_splits("para") == [] and c.dev_metric("para") is None
     with pytest.raises(EnsembleError, match="candidate c0ffee has no sts test predictions"):
         c.predictions("sts", "test")

@@ -69,11 +69,6 @@ class Candidate(ManifestFields):
     def model_dir(self) -> Path:
         return self.path / "model"
 
-    def prediction_file(self, task: str, split: str) -> Path | None:
-        """Where its cached ``task`` ``split`` predictions are (None: it has none)."""
-        record = self.prediction_record(task, split)
-        return None if record is None else self.path / record.file
-
     def predictions(self, task: str, split: str) -> tuple[list[str], np.ndarray]:
         record = self.prediction_record(task, split)
         if record is None:
