@@ -76,8 +76,7 @@ def _member_problems(candidates_dir: Path, doc: dict[str, Any]) -> list[str]:
                 problems.append(f"member {cid} ({task}) is no longer in the registry")
                 continue
             for split, want in sorted((hashes.get(cid) or {}).items()):
-                entry_file = (cand.manifest.get("predictions") or {}).get(task, {}).get(split) or {}
-                have = (cand.manifest.get("files") or {}).get(entry_file.get("file"), {}).get("sha256")
+                have = cand.prediction_sha256(task, split)
                 if have != want:
                     problems.append(f"member {cid}'s {task} {split} predictions changed (sha256 {have}, "
                                     f"selected with {want})")
@@ -88,7 +87,7 @@ def _shared_ids(checked: list[Candidate]) -> list[Problem]:
     """A problem for each folder whose manifest's id is also another folder's manifest's id."""
     folders: dict[Any, list[str]] = {}
     for c in checked:
-        folders.setdefault(json.dumps(c.manifest.get("id")), []).append(c.path.name)
+        folders.setdefault(json.dumps(c.recorded_id), []).append(c.path.name)
     return [Problem(name, MANIFEST, f"manifest id {json.loads(key)!r} is also the id in folder(s) "
                     f"{', '.join(repr(n) for n in names if n != name)}")
             for key, names in folders.items() if len(names) > 1 for name in names]
@@ -212,7 +211,7 @@ class Registry(_EnsembleFiles):
                     damaged.append(problem)
                 else:
                     good.append(cand)
-        good.sort(key=lambda c: (str(c.manifest.get("created", "")), c.id))
+        good.sort(key=lambda c: (c.created or "", c.id))
         return good, damaged
 
     def candidates(self) -> list[Candidate]:
