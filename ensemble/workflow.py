@@ -20,6 +20,7 @@ from .predfile import align_predictions
 from .registry.candidate import Candidate, check_model, damaged_note, now_iso
 from .registry.store import Registry
 from .selection import ensemble_predictions, score_on
+from .leaderboard.votes import LABELS
 from .leaderboard.write import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
 from .registry.saved import check_ensemble_name, ensemble_doc, members_in_order, prediction_hashes
 from .selection import SYSTEMS, choose_systems
@@ -57,8 +58,9 @@ def usable_candidates(cands: list[Candidate], data_dir: Path, notes: list[str]) 
     stale = stale_candidates(cands, data_dir)
     by_id = {c.id: c for c in cands}
     for cid, what in stale.items():
-        fix = (f"`ensemble register --refresh --data {data_dir}` recomputes them" if by_id[cid].kind == "model"
-               else "re-export them from the code that made them and register them again")
+        fix = (f"the files in {data_dir} changed since they were predicted: restore them, or, if the course "
+               "files were updated on purpose, `ensemble register --refresh` recomputes them (it asks first)"
+               if by_id[cid].kind == "model" else "re-export them from the code that made them and register them again")
         notes.append(f"candidate {cid} has stale cached predictions ({'; '.join(what)}): left out; {fix}")
     return [c for c in cands if c.id not in stale], stale
 
@@ -117,15 +119,37 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
     if not selections:
         raise EnsembleError("\n  ".join(["no task has candidates with dev predictions; nothing to select", *notes]))
     notes += [f"{t}: no candidate has dev predictions; task left out of the ensemble" for t in left_out]
+    notes += vote_notes(list(selections), usable)
     test_scores = labelled_test_scores(selections, by_id, data_dir, notes)
     summary = summarise(selections, usable, test_scores)
     choices = choose_systems(selections, system)
-    report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t), **choices[t]}
+    report = SelectionReport(name, mode, {t: mark_votes({**s.to_dict(), "test": test_scores.get(t), **choices[t]}, by_id)
                                           for t, s in selections.items()}, summary, notes, stale, sample=sample)
     if save:
         doc = ensemble_doc(name, mode, sample, data_dir, selections, choices, by_id, summary)
         report.path = str(registry.save_ensemble(name, doc))
     return report
+
+
+def vote_notes(tasks: list[str], usable: list[Candidate]) -> list[str]:
+    """One note per task whose library holds hard-label candidates (leaderboard files): they vote."""
+    out = []
+    for task in tasks:
+        votes = [c for c in usable if c.kind == LABELS and c.has_predictions(task, "dev")]
+        if votes:
+            out.append(f"{task}: {', '.join(f'{c.id} ({c.name})' for c in votes)}: hard labels from "
+                       "leaderboard files (vote): " + ("the score as written" if task == "sts" else
+                                                        "each adds a full vote to its label, no confidence"))
+    return out
+
+
+def mark_votes(sel: dict[str, Any], by_id: dict[str, Candidate]) -> dict[str, Any]:
+    """The selection's steps with ``vote: true`` on each hard-label candidate (shown as such)."""
+    for step in sel.get("trajectory", []):
+        c = by_id.get(step.get("candidate"))
+        if c is not None and c.kind == LABELS:
+            step["vote"] = True
+    return sel
 
 
 def _aligned(cand: Candidate, task: str, split: str, ids: list[str]) -> np.ndarray | None:
@@ -258,7 +282,9 @@ def _member_predictions(doc: dict[str, Any], by_id: dict[str, Candidate], task: 
                                 "since selection; run `ensemble select` again")
         if entry_file.get("data_sha256") != sp.sha256:
             raise EnsembleError(f"member {cid}'s cached {task} {split} predictions were made from another "
-                                f"version of {sp.path.name}; run `ensemble register --refresh --data {data_dir}`")
+                                f"version of {sp.path.name} than the one in {data_dir}; restore that file, or, if the "
+                                "course files were updated on purpose, `ensemble register --refresh` recomputes the "
+                                "members (it asks first), then `ensemble select` again")
         loaded[cid] = c.predictions(task, split)
     return loaded
 

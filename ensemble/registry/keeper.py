@@ -14,6 +14,7 @@ from ..errors import EnsembleError
 from ..progress import NULL, Progress
 from .register import model_manifest, predict_into
 from .store import Registry
+from .home import remember
 from .runs import completed, epoch_line, read_runs, run_dir, unfinished_run, write_run
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     from ..training.finetune import TrainResult, train  # lazy: torch
 
     fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
+    remember(registry, data_dir)   # the registry's data, from its first run on
     done = [] if again else completed(registry, fp)
     if done:
         close_records(registry, done)
