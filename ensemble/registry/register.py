@@ -113,12 +113,13 @@ def already_registered(registry: Registry, files: dict[str, str]) -> Candidate |
     return None
 
 
-def refuse_twice(registry: Registry, files: dict[str, str], what: str) -> None:
+def refuse_twice(registry: Registry, files: dict[str, str], what: str,
+                 again: str = "`ensemble register --again`") -> None:
     """An error naming the candidate that already holds this content (nothing is added)."""
     c = already_registered(registry, files)
     if c is not None:
         raise EnsembleError(f"{what}: already registered as candidate {c.id} ({c.name}), same content (sha256); "
-                            "nothing added (`ensemble register --again` adds a second copy)")
+                            f"nothing added ({again} adds a second copy)")
 
 
 # -- model folders ------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def add_imported(registry: Registry, loaded: Loaded, splits: dict[tuple[str, str
         preds_manifest, metrics = write_prediction_files(stage, loaded, splits)
         if not force:
             refuse_twice(registry, {f"predictions/{p.name}": file_sha256(p) for p in (stage / "predictions").glob("*.csv")},
-                         what)
+                         what, "again=True" if what.startswith("log_candidate") else "`ensemble register --again`")
         return {"name": name, "kind": kind, "architecture": architecture, "tasks": tasks,
                 "parameters": parameters, "source": source, "metrics": metrics, "predictions": preds_manifest}
 
@@ -292,8 +293,8 @@ def refresh_plan(registry: Registry, data_dir: Path, refs: list[str] | None = No
     plan = []
     for cand in cands:
         stale = cand.stale(data_dir, hashes)
-        if not stale and not force:
-            continue
+        if not stale and (not force or cand.kind != "model"):
+            continue   # forced: the model candidates (imported ones have no model to run)
         if cand.kind != "model":
             raise EnsembleError(
                 f"candidate {cand.id} ({cand.name}) holds imported predictions only and is stale "
