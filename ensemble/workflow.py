@@ -58,8 +58,9 @@ def usable_candidates(cands: list[Candidate], data_dir: Path, notes: list[str]) 
     stale = stale_candidates(cands, data_dir)
     by_id = {c.id: c for c in cands}
     for cid, what in stale.items():
-        fix = (f"the files in {data_dir} changed since they were predicted: restore them, or, if the course "
-               "files were updated on purpose, `ensemble register --refresh` recomputes them (it asks first)"
+        fix = (f"they were made from other versions of these files than those in {data_dir}: pass the --data "
+               "they were made from, or, if the course files were updated on purpose, `ensemble register "
+               "--refresh` recomputes them (it asks first)"
                if by_id[cid].kind == "model" else "re-export them from the code that made them and register them again")
         notes.append(f"candidate {cid} has stale cached predictions ({'; '.join(what)}): left out; {fix}")
     return [c for c in cands if c.id not in stale], stale

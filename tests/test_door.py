@@ -229,6 +229,10 @@ def test_leaderboard_files_and_a_submission_zip_register_as_vote_candidates(tmp_
     doc = Registry(reg).load_ensemble("ensemble-greedy")
     members = {cid for t in doc["tasks"].values() for cid in t["members"]}
     assert members and members <= {c.id for c in cands}
+    analysis = invoke("analyze", "--registry", reg, "--ensemble", "ensemble-greedy", "--task", "sst")
+    assert analysis.exit_code == 0 and "(vote: hard labels)" in " ".join(analysis.stdout.split())
+    out = tmp_path / "predictions"
+    assert invoke("predict", "--registry", reg, "--out", out).exit_code == 0   # the votes' ensemble writes the files
     again = invoke("register", "--predictions", folder.parent, "--name", "past-1b", "--registry", reg)
     assert again.exit_code == 1 and "same content" in again.stderr
 
