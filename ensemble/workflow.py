@@ -20,7 +20,7 @@ from .predfile import align_predictions
 from .registry.candidate import Candidate, check_model, damaged_note, now_iso
 from .registry.store import Registry
 from .selection import ensemble_predictions, score_on
-from .leaderboard.votes import LABELS
+from .leaderboard.votes import mark_votes, vote_notes
 from .leaderboard.write import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
 from .registry.saved import check_ensemble_name, ensemble_doc, members_in_order, prediction_hashes
 from .selection import SYSTEMS, choose_systems
@@ -130,27 +130,6 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
         doc = ensemble_doc(name, mode, sample, data_dir, selections, choices, by_id, summary)
         report.path = str(registry.save_ensemble(name, doc))
     return report
-
-
-def vote_notes(tasks: list[str], usable: list[Candidate]) -> list[str]:
-    """One note per task whose library holds hard-label candidates (leaderboard files): they vote."""
-    out = []
-    for task in tasks:
-        votes = [c for c in usable if c.kind == LABELS and c.has_predictions(task, "dev")]
-        if votes:
-            out.append(f"{task}: {', '.join(f'{c.id} ({c.name})' for c in votes)}: hard labels from "
-                       "leaderboard files (vote): " + ("the score as written" if task == "sts" else
-                                                        "each adds a full vote to its label, no confidence"))
-    return out
-
-
-def mark_votes(sel: dict[str, Any], by_id: dict[str, Candidate]) -> dict[str, Any]:
-    """The selection's steps with ``vote: true`` on each hard-label candidate (shown as such)."""
-    for step in sel.get("trajectory", []):
-        c = by_id.get(step.get("candidate"))
-        if c is not None and c.kind == LABELS:
-            step["vote"] = True
-    return sel
 
 
 def _aligned(cand: Candidate, task: str, split: str, ids: list[str]) -> np.ndarray | None:

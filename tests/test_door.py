@@ -21,7 +21,9 @@ from ensemble.cli import app
 from ensemble.data import PACKAGE_SAMPLE, read_split
 from ensemble.errors import EnsembleError
 from ensemble.leaderboard.write import leaderboard_bytes
+from ensemble.predfile import write_predictions
 from ensemble.registry.home import RECORD
+from ensemble.registry.logged import checked_outputs
 from ensemble.registry.store import Registry
 from ensemble.tasks import TASKS
 
@@ -175,7 +177,7 @@ def test_the_environment_sets_the_registry_and_data(tmp_path, monkeypatch):
 
 
 # -- the Quora row with an empty label ------------------------------------------------------------
-def test_the_row_the_reader_drops_is_counted_and_accepted(tmp_path):
+def test_the_row_the_reader_drops_is_counted_and_accepted(tmp_path, capsys):
     data = other_data(tmp_path)
     assert [i for _, i in read_split(data, "para", "dev").skipped] == [EMPTY_LABEL_ID]
     pred = tmp_path / "preds"
@@ -190,6 +192,7 @@ def test_the_row_the_reader_drops_is_counted_and_accepted(tmp_path):
     assert EMPTY_LABEL_ID not in c.predictions("para", "dev")[0] and c.manifest["predictions"]["para"]["dev"]["rows"] == 24
     out = {"para": {"dev": (ids, np.zeros(len(ids)))}}
     c2 = ensemble.log_candidate("api-all-rows", out, registry=tmp_path / "reg")
+    assert f"para-dev: 1 row dropped ({EMPTY_LABEL_ID})" in capsys.readouterr().err
     assert (Registry(tmp_path / "reg").get(c2).manifest["source"]["dropped_rows"] == {"para-dev": [EMPTY_LABEL_ID]})
 
 
@@ -235,6 +238,17 @@ def test_leaderboard_files_and_a_submission_zip_register_as_vote_candidates(tmp_
     assert invoke("predict", "--registry", reg, "--out", out).exit_code == 0   # the votes' ensemble writes the files
     again = invoke("register", "--predictions", folder.parent, "--name", "past-1b", "--registry", reg)
     assert again.exit_code == 1 and "same content" in again.stderr
+
+
+def test_unrounded_files_beside_leaderboard_files_are_the_ones_registered(tmp_path):
+    out = outputs_for(PACKAGE_SAMPLE, tasks=("sst",))
+    folder = _leaderboard_folder(tmp_path / "both", out)
+    probs = checked_outputs(out, PACKAGE_SAMPLE, "logits")[1]
+    for (t, s), (ids, v) in probs.items():
+        write_predictions(folder / f"{t}-{s}.csv", t, ids, v)
+    r = invoke("register", "--predictions", folder, "--name", "rich", "--registry", tmp_path / "reg", "--data", PACKAGE_SAMPLE)
+    assert r.exit_code == 0, r.stderr
+    assert [c.kind for c in Registry(tmp_path / "reg").candidates()] == ["predictions"]
 
 
 def test_a_leaderboard_file_under_the_import_name_says_what_it_is(tmp_path):

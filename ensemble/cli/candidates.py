@@ -178,7 +178,7 @@ def register(
     if predictions is not None:
         if not name:
             raise EnsembleError("--predictions needs --name NAME")
-        if votes.leaderboard_files(predictions):
+        if not reg_mod.has_prediction_files(predictions) and votes.leaderboard_files(predictions):
             added = [votes.register_labels(reg, predictions, name, data_dir, parameters, force=again)]
         else:
             added = [reg_mod.register_predictions(reg, predictions, name, data_dir, parameters, force=again)]
@@ -226,7 +226,7 @@ def refresh_cmd(reg: Registry, chosen, refs: Optional[list[str]], force: bool, y
                 f"({', '.join(c.id for c, _ in plan[:5])}{', ...' if len(plan) > 5 else ''})?", yes, as_json)
     done = reg_mod.refresh(reg, chosen.folder, refs, progress=progress, force=force, plan=plan, **run)
     progress.stop()
-    if chosen.other:
+    if done or chosen.other:   # the record follows the files the predictions are now bound to
         remember(reg, chosen.folder, replace=True)
     print_done(done, as_json)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -86,3 +87,25 @@ def register_labels(registry: Registry, path: Path, name: str, data_dir: Path, p
     return add_imported(registry, loaded, splits, name, LABELS, f"--predictions {path}",
                         {"registered_from": str(Path(path).resolve()), "format": "leaderboard files"},
                         parameters, force, dropped, architecture=ARCHITECTURE)
+
+
+# -- marked as such wherever they appear ---------------------------------------------------------
+def vote_notes(tasks: list[str], usable: list[Candidate]) -> list[str]:
+    """One note per task whose library holds hard-label candidates (leaderboard files): they vote."""
+    out = []
+    for task in tasks:
+        votes = [c for c in usable if c.kind == LABELS and c.has_predictions(task, "dev")]
+        if votes:
+            out.append(f"{task}: {', '.join(f'{c.id} ({c.name})' for c in votes)}: hard labels from "
+                       "leaderboard files (vote): " + ("the score as written" if task == "sts" else
+                                                        "each adds a full vote to its label, no confidence"))
+    return out
+
+
+def mark_votes(sel: dict[str, Any], by_id: dict[str, Candidate]) -> dict[str, Any]:
+    """The selection's steps with ``vote: true`` on each hard-label candidate (shown as such)."""
+    for step in sel.get("trajectory", []):
+        c = by_id.get(step.get("candidate"))
+        if c is not None and c.kind == LABELS:
+            step["vote"] = True
+    return sel

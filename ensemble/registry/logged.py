@@ -14,6 +14,7 @@ Plain Python, numpy and scipy: importable, and usable, without torch or transfor
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -58,9 +59,14 @@ def log_candidate(name: str, outputs: Mapping[str, Mapping[str, Any]], *, regist
         raise EnsembleError(f"a candidate named {name!r} is already in {reg.root} ({c.id}: {_held(c)}); nothing "
                             "added: pass add=True to add splits or tasks it lacks, or log under another name")
     if same_name:
-        return _add_to(reg, same_name[0], loaded, splits, dropped).id
-    return add_imported(reg, loaded, splits, name, "predictions", f"log_candidate({name!r})", {"logged": kind},
-                        parameters, again, dropped).id
+        cand = _add_to(reg, same_name[0], loaded, splits, dropped)
+    else:
+        cand = add_imported(reg, loaded, splits, name, "predictions", f"log_candidate({name!r})", {"logged": kind},
+                            parameters, again, dropped)
+    for key, ids in dropped.items():   # said, as the command line says it: the row is not lost by accident
+        print(f"ensemble: {key}: {len(ids)} row{'s' if len(ids) != 1 else ''} dropped ({', '.join(ids[:3])}): the "
+              "course's reader skips such rows for an empty label, so no model is scored on them", file=sys.stderr)
+    return cand.id
 
 
 def checked_outputs(outputs: Mapping[str, Mapping[str, Any]], folder: Path, kind: str

@@ -185,6 +185,12 @@ def register_model(registry: Registry, path: Path, data_dir: Path, name: str | N
 
 
 # -- predictions made by other code -------------------------------------------------------------
+def has_prediction_files(path: Path) -> bool:
+    """Whether ``path`` is a folder holding any ``<task>-<split>.csv`` (the richer format wins)."""
+    return Path(path).is_dir() and any((Path(path) / prediction_file_name(t, s)).is_file()
+                                       for t in TASKS for s in ("dev", "test"))
+
+
 def _find_prediction_files(pred_dir: Path) -> dict[tuple[str, str], Path]:
     """The ``<task>-<split>.csv`` files in ``pred_dir``; every task found needs its dev file."""
     if not pred_dir.is_dir():
