@@ -251,6 +251,17 @@ def test_unrounded_files_beside_leaderboard_files_are_the_ones_registered(tmp_pa
     assert [c.kind for c in Registry(tmp_path / "reg").candidates()] == ["predictions"]
 
 
+def test_unrounded_predictions_under_a_leaderboard_name_say_how_to_register_them(tmp_path):
+    folder = tmp_path / "lb"
+    folder.mkdir()
+    ids, v = checked_outputs(outputs_for(PACKAGE_SAMPLE, tasks=("sst",)), PACKAGE_SAMPLE, "logits")[1][("sst", "dev")]
+    write_predictions(folder / "sst-dev-output.csv", "sst", ids, v)
+    r = invoke("register", "--predictions", folder, "--name", "x", "--registry", tmp_path / "reg", "--data", PACKAGE_SAMPLE)
+    assert r.exit_code == 1
+    assert "its header 'id,p0,p1,p2,p3,p4' is that of unrounded predictions: named sst-dev.csv it registers" in \
+        " ".join(r.stderr.split())
+
+
 def test_a_leaderboard_file_under_the_import_name_says_what_it_is(tmp_path):
     folder = _leaderboard_folder(tmp_path / "lb", outputs_for(PACKAGE_SAMPLE, tasks=("sst",)))
     renamed = tmp_path / "renamed"

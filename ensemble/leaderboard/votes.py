@@ -22,6 +22,7 @@ from ..errors import EnsembleError
 from ..registry.candidate import Candidate
 from ..registry.register import add_imported, reader_rows
 from ..registry.store import Registry
+from ..predfile import header_for
 from ..tasks import TASKS
 from .validate import OUTPUT_SPLITS, check_output, format_problems
 
@@ -77,8 +78,11 @@ def register_labels(registry: Registry, path: Path, name: str, data_dir: Path, p
         split = read_split(data_dir, t, s)
         problems, values = check_output(label, payload, t, split)
         if problems:
+            first = payload.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+            hint = (f"\n  its header {first!r} is that of unrounded predictions: named {t}-{s}.csv it registers as "
+                    "such (richer than labels)" if first == header_for(t) else "")
             raise EnsembleError(f"{label}: not a valid leaderboard file of {split.path}; nothing registered:\n"
-                                + format_problems(problems, per_file=5))
+                                + format_problems(problems, per_file=5) + hint)
         ids = list(values)
         v = np.fromiter(values.values(), dtype=np.float64, count=len(ids))
         arr = np.eye(5)[v.astype(np.int64)] if TASKS[t].kind == "classes" else v.reshape(-1, 1)
