@@ -313,3 +313,15 @@ def test_an_unrecorded_registry_never_falls_back_to_the_sample_silently(tmp_path
 def test_no_message_advises_refreshing_towards_other_data():
     for path in (REPO / "ensemble").rglob("*.py"):
         assert "--refresh --data" not in path.read_text(), path
+
+
+def test_a_registry_from_before_the_record_is_not_claimed_by_other_data(tmp_path):
+    data = other_data(tmp_path)
+    reg = tmp_path / "reg"
+    ensemble.log_candidate("a", outputs_for(data, 1), registry=reg, data=data)
+    (reg / RECORD).unlink()
+    ensemble.log_candidate("b", outputs_for(PACKAGE_SAMPLE, 2), registry=reg, data=PACKAGE_SAMPLE)
+    assert not (reg / RECORD).exists()   # its candidates come from two data sets: neither is recorded
+    fresh = tmp_path / "fresh"
+    ensemble.log_candidate("c", outputs_for(PACKAGE_SAMPLE, 3), registry=fresh, data=PACKAGE_SAMPLE)
+    assert json.loads((fresh / RECORD).read_text())["sample"] is True

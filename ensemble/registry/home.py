@@ -73,12 +73,16 @@ def recorded_folder(doc: dict[str, Any]) -> Path:
 
 
 def remember(registry: Registry, folder: Path, replace: bool = False) -> None:
-    """Record ``folder`` as the registry's data (when it has no record yet, or ``replace``)."""
+    """Record ``folder`` as the registry's data (when it has no record yet, or ``replace``). A registry
+    from before the record whose candidates were made from other files is left unrecorded: which data
+    it belongs to is not this folder's to claim."""
     if not replace and read_record(registry.root) is not None:
         return
     folder = Path(folder).resolve()
-    doc = {"format": FORMAT, "data": str(folder), "sample": folder == PACKAGE_SAMPLE.resolve(),
-           "files": data_hashes(folder)}
+    hashes = data_hashes(folder)
+    if not replace and not _made_from(registry, hashes):
+        return
+    doc = {"format": FORMAT, "data": str(folder), "sample": folder == PACKAGE_SAMPLE.resolve(), "files": hashes}
     registry.ensure()
     atomic_write_text(registry.root / RECORD, json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
@@ -103,15 +107,14 @@ def _other_data(registry: Registry, doc: dict[str, Any], folder: Path, names: li
                          f"(the record is {registry.root / RECORD}; candidates of other data go in another --registry)")
 
 
-def _made_from_sample(registry: Registry) -> bool:
-    """Whether an unrecorded registry's candidates could come from the packaged sample (or it has none)."""
+def _made_from(registry: Registry, hashes: dict[str, str]) -> bool:
+    """Whether every candidate's cached predictions are bound to these files (true when it has none)."""
     if not registry.exists:
         return True
-    sample = data_hashes(PACKAGE_SAMPLE)
     for c in registry.candidates():
         for entries in c.manifest.get("predictions", {}).values():
             for e in entries.values():
-                if e.get("data_file") in sample and e.get("data_sha256") != sample[e["data_file"]]:
+                if e.get("data_file") in hashes and e.get("data_sha256") != hashes[e["data_file"]]:
                     return False
     return True
 
@@ -138,7 +141,7 @@ def data_for(registry: Registry | Path, data: Path | None, other_ok: bool = Fals
                                 "files now")
         return DataChoice(folder, bool(doc.get("sample")), False, folder)
     folder, sample = resolve_data(None)
-    if sample and not _made_from_sample(registry):
+    if sample and not _made_from(registry, data_hashes(PACKAGE_SAMPLE)):
         raise EnsembleError(f"the candidates in {registry.root} were not made from the packaged sample, and no "
                             "--data was given: pass --data with the course data folder they were made from")
     return DataChoice(folder, sample)
