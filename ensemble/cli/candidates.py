@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..registry import register as reg_mod
 from ..leaderboard import votes
-from ..registry.home import data_for, remember
+from ..registry.home import DataChoice, data_for, remember
 from ..registry.candidate import Candidate, damaged_note
 from ..errors import EnsembleError
 from ..registry.store import Registry
@@ -211,7 +211,7 @@ def confirm(question: str, yes: bool, as_json: bool) -> None:
         raise typer.Exit(1)
 
 
-def refresh_cmd(reg: Registry, chosen, refs: Optional[list[str]], force: bool, yes: bool, as_json: bool,
+def refresh_cmd(reg: Registry, chosen: DataChoice, refs: Optional[list[str]], force: bool, yes: bool, as_json: bool,
                 progress: RichProgress, **run: Any) -> None:
     """``register --refresh``: what would be recomputed, asked first when it is more than one candidate
     or data other than the registry's; the registry then records the data it was refreshed onto."""

@@ -27,7 +27,7 @@ from ..predfile import STS_BOUND, SUM_TOLERANCE, id_listing
 from ..tasks import TASKS
 from .candidate import Candidate
 from .home import data_for
-from .register import Loaded, add_imported, write_prediction_files
+from .register import Loaded, add_imported, dropped_lines, reader_rows, write_prediction_files
 from .store import Registry
 
 KINDS = ("logits", "probabilities")
@@ -63,9 +63,8 @@ def log_candidate(name: str, outputs: Mapping[str, Mapping[str, Any]], *, regist
     else:
         cand = add_imported(reg, loaded, splits, name, "predictions", f"log_candidate({name!r})", {"logged": kind},
                             parameters, again, dropped)
-    for key, ids in dropped.items():   # said, as the command line says it: the row is not lost by accident
-        print(f"ensemble: {key}: {len(ids)} row{'s' if len(ids) != 1 else ''} dropped ({', '.join(ids[:3])}): the "
-              "course's reader skips such rows for an empty label, so no model is scored on them", file=sys.stderr)
+    for line in dropped_lines(dropped):   # said, as the command line says it: no row is lost unseen
+        print(f"ensemble: {line}", file=sys.stderr)
     return cand.id
 
 
@@ -88,7 +87,7 @@ def checked_outputs(outputs: Mapping[str, Mapping[str, Any]], folder: Path, kind
             split = read_split(folder, task, split_name)
             ids, values = _checked(task, split, *pair, kind)
             splits[(task, split_name)] = split
-            loaded[(task, split_name)] = _drop_reader_skipped(split, ids, values, dropped)
+            loaded[(task, split_name)] = reader_rows(split.path, ids, values, split, dropped)
     return splits, loaded, dropped
 
 
@@ -160,17 +159,6 @@ def _check_values(where: str, task: str, ids: list[str], arr: np.ndarray, kind: 
             r = int(np.argmax(off))
             raise EnsembleError(f"{where}, row {r} (id {ids[r]}): probabilities sum to {float(rows[r].sum())!r}; "
                                 f"expected 1 within {SUM_TOLERANCE:g} (pass kind='logits' for raw scores)")
-
-
-def _drop_reader_skipped(split: Split, ids: list[str], values: np.ndarray,
-                         dropped: dict[str, list[str]]) -> tuple[list[str], np.ndarray]:
-    """Without the rows the course reader skips (Quora rows with an empty label), recorded in ``dropped``."""
-    skipped = {sid for _, sid in split.skipped}
-    keep = [n for n, i in enumerate(ids) if i not in skipped]
-    if len(keep) == len(ids):
-        return ids, values
-    dropped[f"{split.task}-{split.split}"] = [i for i in ids if i in skipped]
-    return [ids[n] for n in keep], values[keep]
 
 
 def _held(c: Candidate) -> str:

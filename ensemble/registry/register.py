@@ -256,8 +256,13 @@ def reader_rows(where: str | Path, ids: list[str], values: Any, split: Split,
 
 def dropped_note(cand: Candidate) -> list[str]:
     """One line per imported file whose rows the reader drops (the empty-label Quora rows)."""
+    return dropped_lines((cand.manifest.get("source") or {}).get("dropped_rows") or {})
+
+
+def dropped_lines(dropped: dict[str, list[str]]) -> list[str]:
+    """One line per ``<task>-<split>`` of ``dropped``: how many rows, which, and why."""
     out = []
-    for key, ids in ((cand.manifest.get("source") or {}).get("dropped_rows") or {}).items():
+    for key, ids in dropped.items():
         out.append(f"{key}: {len(ids)} row{'s' if len(ids) != 1 else ''} dropped ({', '.join(ids[:3])}"
                    f"{', ...' if len(ids) > 3 else ''}): the course's reader skips {'them' if len(ids) != 1 else 'it'} "
                    "for an empty label, so no model is scored on it")
