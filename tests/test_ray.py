@@ -25,6 +25,7 @@ from ensemble.registry.store import Registry
 from ensemble import runner
 from tiny import make_tiny_base
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 

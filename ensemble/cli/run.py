@@ -117,13 +117,13 @@ def _ray_options(engine: str, address, gpus_per_run, cpus_per_run, max_retries, 
         if given:
             raise EnsembleError(f"{given[0]} applies to --engine ray only; add --engine ray")
         return None
-    require_ray(local=not (address or os.environ.get("RAY_ADDRESS")))   # before Ray is imported: see require_ray
     if gpus_per_run is not None and gpus_per_run < 0:
         raise EnsembleError(f"--gpus-per-run {gpus_per_run:g}: expected a number >= 0 (fractions allowed)")
     if cpus_per_run is not None and cpus_per_run <= 0:
         raise EnsembleError(f"--cpus-per-run {cpus_per_run:g}: expected a number > 0 (fractions allowed)")
     if max_retries is not None and max_retries < 0:
         raise EnsembleError(f"--max-retries {max_retries}: expected an integer >= 0")
+    require_ray(local=not (address or os.environ.get("RAY_ADDRESS")))   # after the values' checks; before Ray is imported (see require_ray)
     return RayOptions(address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run or 1.0,
                       max_retries=2 if max_retries is None else max_retries, device=device)
 
