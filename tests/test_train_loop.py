@@ -11,7 +11,7 @@ from ensemble.modeling.batches import encode
 from ensemble.data import read_split
 from ensemble.errors import EnsembleError
 from ensemble.modeling.model import ARCHITECTURES, task_loss
-from ensemble.progress import NULL
+from ensemble.progress import NULL, Recorder
 from ensemble.registry.keeper import train_into
 from ensemble.registry.store import Registry
 from ensemble.registry.runs import read_runs
@@ -185,12 +185,13 @@ def test_patience_stops_where_the_scripted_curve_says(tiny_base, tmp_path, monke
     monkeypatch.setattr(train_mod, "score", fake_score)
     reg = Registry(tmp_path / "reg")
     cfg = TrainConfig(base=str(tiny_base), epochs=5, batch_size=16, limit=8, patience=2)
-    seen = []
-    res = train_into(reg, cfg, copy_data(tmp_path / "data"), device="cpu", on_epoch=seen.append)
+    told = Recorder()
+    res = train_into(reg, cfg, copy_data(tmp_path / "data"), device="cpu", progress=told)
+    seen = [{k: v for k, v in e.items() if k != "kind"} for e in told.events if e["kind"] == "epoch"]
     assert [e.epoch for e in res.epochs] == [1, 2, 3, 4] and res.status == "stopped"
     (record,) = read_runs(reg.root)
     assert record["status"] == "stopped" and len(record["epochs"]) == 4
-    # on_epoch: every epoch, candidate or not, its record entry plus the run's id and name
+    # each epoch's "epoch" event: every epoch, candidate or not, its record entry plus the run's id and name
     assert seen == [{**e, "run_id": res.run_id, "name": cfg.run_name} for e in record["epochs"]]
     assert [e["candidate"] is not None for e in seen] == [True, True, False, False]
     assert [c.manifest["training"]["epoch"] for c in reg.candidates()] == [2]
