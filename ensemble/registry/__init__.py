@@ -13,18 +13,20 @@ Files, in flow order:
     checked field by field before ``predict`` uses it.
 ``recovery``
     locks, and the recovery on open of whatever a killed writer left behind.
+``ensembles``
+    the registry's folder and its saved ensembles' files, written under the registry's lock.
 ``store``
-    :class:`Registry`: atomic adds, updates and removals, saved ensembles, ``verify``.
+    :class:`Registry`: atomic adds, updates and removals, ``verify``; holds the saved ensembles.
 ``runs``
     training runs' records (``runs/<run_id>/record.json``).
 ``register``
     putting candidates in: model folders, exported candidates, imported predictions, refresh.
 ``keeper``
-    training epochs into candidates: :func:`train_into`, the one entry point of a training run.
+    training epochs into candidates: :func:`train_into` (skip, new run or resume) and ``train_run``.
 """
 from .. import lazy_names
 
-FILES = ("manifest", "candidate", "saved", "recovery", "store", "runs", "register", "keeper")
+FILES = ("manifest", "candidate", "saved", "recovery", "ensembles", "store", "runs", "register", "keeper")
 __all__ = ["Candidate", "Registry", "read_ensemble_file", "register_model", "register_predictions", "train_into"]
 __getattr__ = lazy_names(__name__, {"Candidate": "candidate", "Registry": "store", "read_ensemble_file": "saved",
                                     "register_model": "register", "register_predictions": "register",
