@@ -33,7 +33,7 @@ def resumable(registry: Registry, fingerprint: str) -> tuple[dict[str, Any] | No
     from ..training import checkpoint as ckpt  # lazy: torch, only where a run is unfinished
 
     found = ckpt.find(run_dir(registry.root, record["run_id"]) / "checkpoint")
-    return record, (ckpt.read_loop(found)["epoch"] if found else 0)
+    return record, (ckpt.read_loop(found).epoch if found else 0)
 
 
 class EpochKeeper:

@@ -7,9 +7,10 @@ the last completed epoch and end bit for bit where an uninterrupted run ends (on
     optimizer.safetensors   AdamW's state tensors (``<param index>.<name>``) and the RNG states'
                             tensors (``rng.torch``, ``rng.cuda.<i>``, ``rng.numpy``, ``rng.smart``,
                             ``scaler.<name>``)
-    state.json              the rest: epoch, optimizer step, the optimizer's scalar state, the RNGs'
-                            scalars, the loss scaler's scalars and what the training loop keeps
-                            across epochs (best scores, the record's epochs so far)
+    state.json              the rest: the optimizer's scalar state, the RNGs' scalars, the loss
+                            scaler's scalars and, under "loop", the training loop's
+                            :class:`LoopState` (epoch, optimizer step, best scores, early
+                            stopping's count, the record's epochs so far)
 
 No pickle: torch's optimizer state dict is flattened to tensors plus JSON. A checkpoint is written
 into ``<folder>.new`` and swapped in by renames (``<folder>`` -> ``<folder>.old``, ``.new`` ->
@@ -24,6 +25,7 @@ import json
 import os
 import random
 import shutil
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,39 @@ from ..modeling.model import save_tensors
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 STATE = "state.json"
+
+
+@dataclass
+class LoopState:
+    """What the training loop carries from epoch to epoch, saved with each epoch's checkpoint
+    (``state.json``'s "loop", one key per field, as checkpoints have always held it)."""
+    epoch: int = 0                                   # the last completed epoch
+    step: int = 0                                    # optimizer steps taken
+    best: dict[str, float | None] = field(default_factory=dict)   # task -> best dev score so far
+    best_mean: float | None = None                   # the best mean dev score (early stopping)
+    since_best: int = 0                              # epochs since it last improved
+    stopped: bool = False                            # --patience ended the run
+    epochs: list[dict[str, Any]] = field(default_factory=list)    # the epochs' record entries
+
+    @classmethod
+    def start(cls, tasks) -> "LoopState":
+        """A run's state before its first epoch: no best score for any of ``tasks``."""
+        return cls(best={t: None for t in tasks})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, loop: Any, where: Path) -> "LoopState":
+        """The state saved in ``where``; an error naming the file and the missing field."""
+        if not isinstance(loop, dict):
+            raise EnsembleError(f"{where}: field 'loop': expected a JSON object (the training loop's state)")
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in loop]
+        if missing:
+            raise EnsembleError(f"{where}: field 'loop' has no {missing[0]!r}; expected the fields "
+                                f"{', '.join(names)} (a checkpoint written by `ensemble train`)")
+        return cls(**{n: loop[n] for n in names})
 
 
 # -- optimizer state -----------------------------------------------------------------------------
@@ -99,7 +134,7 @@ def set_rng_state(smart: torch.Generator, tensors: dict[str, torch.Tensor], scal
 
 
 # -- the folder ----------------------------------------------------------------------------------
-def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler, loop: dict[str, Any]) -> None:
+def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler, loop: LoopState) -> None:
     """The checkpoint of a completed epoch: written beside ``folder``, swapped in by renames."""
     folder = Path(folder)
     new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
@@ -111,7 +146,7 @@ def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generato
     scaler_state = scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}
     scaler_tensors = {f"scaler.{k}": v for k, v in scaler_state.items() if isinstance(v, torch.Tensor)}
     save_tensors({**opt, **rng, **scaler_tensors}, new / OPTIMIZER)
-    state = {"loop": loop, "optimizer_scalars": opt_scalars, "rng": rng_scalars,
+    state = {"loop": loop.to_dict(), "optimizer_scalars": opt_scalars, "rng": rng_scalars,
              "scaler": {k: v for k, v in scaler_state.items() if not isinstance(v, torch.Tensor)}}
     (new / STATE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
     fault_point("train.checkpoint.swap")
@@ -132,15 +167,17 @@ def find(folder: Path) -> Path | None:
     return None
 
 
-def read_loop(folder: Path) -> dict[str, Any]:
+def read_loop(folder: Path) -> LoopState:
     """The training loop's part of the checkpoint at ``folder`` (:func:`find`'s answer)."""
+    path = Path(folder) / STATE
     try:
-        return json.loads((Path(folder) / STATE).read_text())["loop"]
-    except (OSError, ValueError, KeyError) as e:
-        raise EnsembleError(f"{folder / STATE}: unreadable checkpoint state ({type(e).__name__}: {e})") from None
+        loop = json.loads(path.read_text())["loop"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EnsembleError(f"{path}: unreadable checkpoint state ({type(e).__name__}: {e})") from None
+    return LoopState.from_dict(loop, path)
 
 
-def restore(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler) -> dict[str, Any]:
+def restore(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler) -> LoopState:
     """Load weights, optimizer, RNGs and loss scaler from :func:`find`'s folder; returns the loop's state."""
     folder = Path(folder)
     state = json.loads((folder / STATE).read_text())
@@ -154,7 +191,7 @@ def restore(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Genera
     if scaler is not None and scaler.is_enabled() and state.get("scaler"):
         scaler.load_state_dict({**state["scaler"], **{k[7:]: v for k, v in flat.items() if k.startswith("scaler.")}})
     set_rng_state(smart, flat, state["rng"])
-    return state["loop"]
+    return LoopState.from_dict(state.get("loop"), folder / STATE)
 
 
 def remove(folder: Path) -> None:
