@@ -1,7 +1,9 @@
-"""What the commands do, without the terminal: select over a registry, predict from a selected
-ensemble, and the end-to-end ``run``. Returns plain data; the CLI renders it.
+"""The conductor of selection and prediction, without the terminal: ``select`` over a registry (each
+task's selection, the system saved and the saved-ensemble document) and ``predict`` from a saved
+ensemble (the six leaderboard files from cached predictions, or a model run on ``--input``).
+Returns plain data; the CLI renders it. (``ensemble run`` from data to a submission: :mod:`ensemble.runner`.)
 
-No torch at import time: only ``predict --input`` and ``run`` (training) load it, lazily.
+No torch at import time: only ``predict --input`` loads it, lazily.
 """
 from __future__ import annotations
 
@@ -80,7 +82,7 @@ def dev_predictions(task: str, usable: list[Candidate], notes: list[str]) -> tup
             notes.append(f"{task}: candidate {c.id} left out: its cached dev predictions are damaged ({e}); "
                          "`ensemble verify` checks every stored file")
             continue
-        params[c.id] = c.manifest.get("parameters") or 0
+        params[c.id] = c.parameters or 0
     return cand_preds, params
 
 
@@ -165,7 +167,7 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
               test_scores: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
     """The report's results table: best single model, best single per task, the ensemble."""
     tasks = list(selections)
-    params = {c.id: c.manifest.get("parameters") or 0 for c in cands}
+    params = {c.id: c.parameters or 0 for c in cands}
     names = {c.id: c.name for c in cands}
     rows = []
     full = [c for c in cands if all(c.dev_metric(t) is not None for t in tasks)]
@@ -251,13 +253,11 @@ def _member_predictions(doc: dict[str, Any], by_id: dict[str, Candidate], task: 
         c = by_id[cid]
         if not c.has_predictions(task, split):
             raise EnsembleError(f"ensemble {doc['name']}: member {cid} has no cached {task} {split} predictions")
-        entry_file = c.manifest["predictions"][task][split]
         want = entry.get("prediction_sha256", {}).get(cid, {}).get(split)
-        have = c.manifest["files"][entry_file["file"]]["sha256"]
-        if want and want != have:
+        if want and want != c.prediction_sha256(task, split):
             raise EnsembleError(f"ensemble {doc['name']}: member {cid}'s {task} {split} predictions changed "
                                 "since selection; run `ensemble select` again")
-        if entry_file.get("data_sha256") != sp.sha256:
+        if c.prediction_record(task, split).data_sha256 != sp.sha256:
             raise EnsembleError(f"member {cid}'s cached {task} {split} predictions were made from another "
                                 f"version of {sp.path.name}; run `ensemble register --refresh --data {data_dir}`")
         loaded[cid] = c.predictions(task, split)

@@ -76,11 +76,12 @@ def build_model(base_dir: Path, architecture: str = "multi", task_layers: int = 
     """A MultitaskModel over a fresh copy of the tiny base; returns (model, tokenizer, base_model)."""
     import torch
 
-    from ensemble.modeling.model import ModelConfig, MultitaskModel
+    from ensemble.modeling.config import ModelConfig
+    from ensemble.modeling.model import MultitaskModel
 
     base, tok = fresh_base(base_dir, hidden_dropout)
     torch.manual_seed(seed)
-    cfg = ModelConfig(architecture, tuple(tasks), task_layers, hidden_dropout=hidden_dropout, base=str(base_dir))
+    cfg = ModelConfig(architecture, tuple(tasks), task_layers, base=str(base_dir))   # the dropout is the base's (fresh_base)
     return MultitaskModel.from_base(cfg, base), tok, base
 
 

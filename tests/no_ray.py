@@ -1,5 +1,5 @@
 """Ray hidden, as on an install without the ``ray`` extra. As a pytest plugin:
-``python -m pytest -p no_ray tests/test_ray.py tests/cli/test_run.py`` (``tests`` is on pytest's
+``python -m pytest -p no_ray tests/scale tests/cli/test_run.py`` (``tests`` is on pytest's
 ``pythonpath``): importing ``ray`` or any ``ray.*`` module raises ModuleNotFoundError, as when it is
 not installed, so the Ray tests skip and ``--engine ray`` says that Ray is missing. Importing this
 module changes nothing; :func:`pytest_configure` (the plugin) hides Ray for the whole session."""

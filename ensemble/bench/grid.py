@@ -44,9 +44,8 @@ def _predictions(reg: Registry) -> dict[str, dict[str, str]]:
     """fingerprint -> {prediction file: sha256} of the registry's candidates (one per run here)."""
     out: dict[str, dict[str, str]] = {}
     for c in reg.candidates():
-        files = {k: v["sha256"] for k, v in c.manifest["files"].items() if k.startswith("predictions/")}
-        out.setdefault(c.manifest["training"]["fingerprint"], {}).update(
-            {f"{c.manifest['training']['epoch']}:{k}": v for k, v in files.items()})
+        files = {k: v.sha256 for k, v in c.files.items() if k.startswith("predictions/")}
+        out.setdefault(c.fingerprint, {}).update({f"{c.epoch}:{k}": v for k, v in files.items()})
     return out
 
 

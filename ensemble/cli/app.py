@@ -114,7 +114,7 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "run", run.run),
 )
 for group, name, function in COMMANDS:
-    group.command(name, cls=Command)(function)
+    group.command(name, cls=Command, epilog=getattr(function, "examples", None))(function)
 
 
 def main() -> None:

@@ -87,8 +87,7 @@ def show(candidate: str = typer.Argument(..., help="Candidate id (or unique pref
         else:
             print_run_record(record, {x.id for x in reg.candidates()} if reg.exists else set())
         return
-    run_id = (c.manifest.get("training") or {}).get("run_id")
-    record = _run_record(reg, run_id) if run_id else None
+    record = _run_record(reg, c.run_id) if c.run_id else None
     if as_json:
         print_json({**c.manifest, "run": record} if record else c.manifest, sort_keys=True)
         return

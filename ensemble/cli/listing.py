@@ -13,17 +13,13 @@ from ..errors import EnsembleError
 from ..tasks import TASKS
 
 
-def _training(c: Candidate) -> dict[str, Any]:
-    return c.manifest.get("training") or {}
-
-
 def _config(key: str) -> Callable[[Candidate], Any]:
-    return lambda c: (_training(c).get("config") or {}).get(key)
+    return lambda c: c.training_config.get(key)
 
 
 def _base(c: Candidate) -> str | None:
-    base = (c.manifest.get("model") or {}).get("base")
-    prov = _training(c).get("base_provenance")
+    base = c.base
+    prov = c.base_provenance
     if base and prov:
         base += f" (+MLM {prov.get('steps', '?')} steps)"
     return base
@@ -60,18 +56,18 @@ FIELDS: dict[str, Field] = {
     "id": Field("id", lambda c: c.id),
     "name": Field("name", lambda c: c.name, floor=20),
     "kind": Field("kind", lambda c: c.kind, drop=7),
-    "arch": Field("arch", lambda c: c.manifest.get("architecture"), drop=7),
+    "arch": Field("arch", lambda c: c.architecture, drop=7),
     "tasks": Field("tasks", lambda c: c.tasks, drop=8, show=lambda v: ",".join(v or []), floor=12),
-    "params": Field("params", lambda c: c.manifest.get("parameters"), True, 9, params),
+    "params": Field("params", lambda c: c.parameters, True, 9, params),
     **{t: Field(f"{t} dev", _dev(t), True) for t in TASKS},
-    "epoch": Field("epoch", lambda c: _training(c).get("epoch"), True, 3),
+    "epoch": Field("epoch", lambda c: c.epoch, True, 3),
     "lr": Field("lr", _config("lr"), True, 2, _g),
     "smart": Field("SMART weight", _config("smart_weight"), True, 5, _g),
     "layer_decay": Field("layer decay", _config("layer_decay"), True, 6, _g),
     "seed": Field("seed", _config("seed"), True, 4),
     "task_layers": Field("task layers", _config("task_layers"), True, 6),
     "base": Field("base", _base, drop=10, floor=16),
-    "created": Field("created", lambda c: c.manifest.get("created"), drop=11,
+    "created": Field("created", lambda c: c.created, drop=11,
                      show=lambda v: (v or "")[:16].replace("T", " "), floor=16),
 }
 DEFAULT_COLUMNS = ("id", "name", "arch", "tasks", "params", *TASKS, "epoch", "lr", "smart", "seed", "base", "created")
@@ -141,7 +137,7 @@ def compare_fields(cands: list[Candidate]) -> list[dict[str, Any]]:
     keys = [k for k in FIELDS if k not in ("id", "lr", "smart", "layer_decay", "seed", "task_layers")]
     rows = [(FIELDS[k].header, [FIELDS[k].value(c) for c in cands], machine if k == "created" else FIELDS[k].show)
             for k in keys]   # the whole time: the list's minutes may be equal where the times differ
-    settings = sorted({k for c in cands for k in (_training(c).get("config") or {})})
+    settings = sorted({k for c in cands for k in c.training_config})
     rows += [(f"config {k}", [_config(k)(c) for c in cands], _setting) for k in settings]
     return [{"field": label, "values": values, "shown": [show(v) for v in values],
              "differs": any(v != values[0] for v in values[1:])} for label, values, show in rows]

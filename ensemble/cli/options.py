@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from dataclasses import MISSING, Field, fields
+from dataclasses import Field, fields
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -20,10 +20,19 @@ from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS
 from ..scale.grid import PRESETS
 from ..selection import MODES
 from ..tasks import TASK_NAMES, parse_tasks
-from ..training.config import BASE_HELP, PRECISIONS as TRAIN_PRECISIONS, SCHEDULES
+from ..training.config import BASE_HELP, TASKS_HELP
 
 ALL_TASKS = ",".join(TASK_NAMES)
 SELECT_MODES = tuple(MODES)
+
+
+def examples(*lines: str) -> Callable[[Callable], Callable]:
+    """Attach usage examples to a command; ``ensemble CMD --help`` shows them last (the app reads
+    ``function.examples``), one command a line."""
+    def attach(command: Callable) -> Callable:
+        command.examples = "Examples:\n\n" + "\n".join(f"  $ {line}" for line in lines)
+        return command
+    return attach
 
 
 def choice(name: str, values) -> type[Enum]:
@@ -49,7 +58,6 @@ REGISTRY_HELP = "Registry folder."
 DATA_HELP = "Course data folder (default: ./data if present, else the packaged sample)."
 JSON_HELP = "Print JSON instead of tables."
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:1 ..."
-TASKS_HELP = "Comma-separated subset of sst,para,sts."
 
 RegistryOpt = Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP)]
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP)]
@@ -83,7 +91,7 @@ def config_options(config: type, into: str = "cfg") -> Callable[[Callable], Call
     option per field of the dataclass ``config`` (made with :func:`ensemble.training.config.option`)
     and receives them as one checked ``config`` (its check's error is the command's error, exit 1)."""
     hints = typing.get_type_hints(config)
-    made = [_option_param(f, hints[f.name]) for f in fields(config) if f.default is not MISSING]
+    made = [_option_param(f, hints[f.name]) for f in fields(config) if "help" in f.metadata]
 
     def decorate(command: Callable) -> Callable:
         own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != into]

@@ -160,13 +160,12 @@ def print_run(result: dict[str, Any], out: Path) -> None:
 # -- registry ------------------------------------------------------------------------------------
 def candidate_row(c) -> dict[str, Any]:
     """A candidate as ``list --json`` prints it."""
-    training = c.manifest.get("training") or {}
     return {
-        "id": c.id, "name": c.name, "kind": c.kind, "architecture": c.manifest.get("architecture"),
-        "tasks": c.tasks, "parameters": c.manifest.get("parameters"),
+        "id": c.id, "name": c.name, "kind": c.kind, "architecture": c.architecture,
+        "tasks": c.tasks, "parameters": c.parameters,
         "dev": {t: c.dev_metric(t) for t in TASKS if c.dev_metric(t) is not None},
-        "epoch": training.get("epoch"), "created": c.manifest.get("created"),
-        "base": (c.manifest.get("model") or {}).get("base"), "base_provenance": training.get("base_provenance"),
+        "epoch": c.epoch, "created": c.created,
+        "base": c.base, "base_provenance": c.base_provenance,
         **{k: FIELDS[f].value(c) for k, f in (("lr", "lr"), ("smart_weight", "smart"), ("layer_decay", "layer_decay"),
                                               ("seed", "seed"), ("task_layers", "task_layers"))},
     }
@@ -184,22 +183,20 @@ def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: boo
 
 
 def print_candidate(c) -> None:
-    m = c.manifest
-    console.print(f"[bold]{c.id}[/]  {escape(str(c.name))}  ({escape(str(m.get('kind')))}, "
-                  f"{escape(str(m.get('architecture')))}, {params(m.get('parameters'))} parameters)")
-    console.print(f"created {escape(str(m.get('created')))}  at {escape(str(c.path))}")
-    if m.get("model"):
-        console.print("model: " + json.dumps(m["model"], sort_keys=True))
-    if m.get("training"):
-        tr = dict(m["training"])
+    console.print(f"[bold]{c.id}[/]  {escape(str(c.name))}  ({escape(c.kind)}, "
+                  f"{escape(str(c.architecture))}, {params(c.parameters)} parameters)")
+    console.print(f"created {escape(str(c.created))}  at {escape(str(c.path))}")
+    if c.model_config:
+        console.print("model: " + json.dumps(c.model_config, sort_keys=True))
+    if c.training:
+        tr = dict(c.training)
         console.print("training: " + json.dumps(tr.pop("config", {}), sort_keys=True))
         console.print("run: " + json.dumps(tr, sort_keys=True))
-    rows = [[task, split, fmt(m.get("metrics", {}).get(task, {}).get(split)), str(e.get("rows")),
-             e.get("data_file", "-"), (e.get("data_sha256") or "-")[:16]]
-            for task, splits in m.get("predictions", {}).items() for split, e in splits.items()]
+    rows = [[r.task, r.split, fmt(c.metric(r.task, r.split)), str(r.rows), r.data_file or "-",
+             (r.data_sha256 or "-")[:16]] for r in c.prediction_records()]
     print_table("dev metrics and cached predictions", [Col("task"), Col("split"), Col("metric", True), Col("rows", True),
                                                        Col("data file"), Col("data sha256", drop=1)], rows)
-    files = [[rel, f"{info['size']:,}", info["sha256"]] for rel, info in sorted(m.get("files", {}).items())]
+    files = [[rel, f"{info.size:,}", info.sha256] for rel, info in sorted(c.files.items())]
     print_table("files", [Col("file"), Col("size", True), Col("sha256")], files)
 
 
@@ -216,7 +213,7 @@ def print_compare(cands: list, fields: list[dict[str, Any]]) -> None:
 def print_verify(checked: list, found: list) -> None:
     for p in found:
         problems(str(p))
-    n_files = sum(len(c.manifest.get("files", {})) for c in checked)
+    n_files = sum(len(c.files) for c in checked)
     colour = "red" if found else "green"
     console.print(f"[{colour}]{len(checked)} candidates, {n_files} files checked: {len(found)} problems[/]")
 

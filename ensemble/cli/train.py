@@ -9,16 +9,17 @@ import typer
 
 from ..data import resolve_data
 from ..registry.store import Registry
-from ..tasks import parse_tasks
-from ..training.config import DATA, TrainConfig
-from .options import (ALL_TASKS, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, BaseOpt, DataOpt, DeviceOpt,
-                      JsonOpt, SeedOpt, TasksOpt, config_options)
+from ..training.config import DATA, PretrainConfig, TrainConfig
+from .options import DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, config_options, examples
 from .progress import RichProgress
 from .render import print_epochs, print_fields, print_json, sample_banner
 
 OUTPUT = "Output and run"
 
 
+@examples("ensemble train --base minilm --data ../data --epochs 2 --limit 1500 --lr 5e-5",
+          "ensemble train --architecture cerberus --task-layers 3 --smart-weight 10 --data ../data",
+          "ensemble train --base minilm --data ../data --resume")
 @config_options(TrainConfig)
 def train(
     cfg: TrainConfig,
@@ -51,34 +52,23 @@ def train(
     print_epochs(result, elapsed)
 
 
+@config_options(PretrainConfig)
 def pretrain(
-    data: DataOpt = None,
-    base: BaseOpt = "bert-base-uncased",
-    tasks: TasksOpt = ALL_TASKS,
-    steps: int = typer.Option(1000, help="Optimiser steps of masked-language-model training."),
-    out: Path = typer.Option(..., help="Output encoder folder (use it as `ensemble train --base OUT`)."),
-    lr: float = typer.Option(1e-5, help="Base learning rate (top encoder layer)."),
-    layer_decay: float = typer.Option(1.0, help="Learning-rate factor per layer below the top."),
-    batch_size: int = typer.Option(32, help="Texts per batch."),
-    seed: SeedOpt = 0,
-    checkpoint_every: int = typer.Option(500, help="Save a resumable checkpoint every K steps."),
-    include_eval_inputs: bool = typer.Option(False, help="Also use the (unlabelled) dev and test inputs' text."),
-    resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUT."),
-    device: DeviceOpt = "auto",
-    as_json: JsonOpt = False,
+    cfg: PretrainConfig,
+    out: Annotated[Path, typer.Option(help="Output encoder folder (use it as `ensemble train --base OUT`).",
+                                      rich_help_panel=OUTPUT)],
+    data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, rich_help_panel=DATA)] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.", rich_help_panel=OUTPUT)] = False,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, rich_help_panel=OUTPUT)] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP, rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Further masked-language-model pretraining on the tasks' own text."""
-    from ..training.pretrain import PretrainConfig, pretrain as run_pretrain  # lazy: keeps select/list/validate fast
+    from ..training.pretrain import pretrain as run_pretrain  # lazy: torch
 
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
-    cfg = PretrainConfig(base=base, tasks=parse_tasks(tasks), steps=steps, lr=lr, layer_decay=layer_decay,
-                         batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
-                         include_eval_inputs=include_eval_inputs)
     result = run_pretrain(cfg, data_dir, out, resume=resume, device=device, progress=RichProgress(as_json))
-    d = result.to_dict() if hasattr(result, "to_dict") else dict(result.__dict__)
     if as_json:
-        print_json(d, default=str)
+        print_json(result.to_dict(), default=str)
         return
-    print_fields(f"MLM pretraining -> {out}", d)
-
+    print_fields(f"MLM pretraining -> {out}", result.to_dict())

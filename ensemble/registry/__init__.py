@@ -5,7 +5,8 @@ files load models, and only inside the functions that need them.
 Files, in flow order:
 
 ``manifest``
-    the fields of a candidate's ``candidate.json``, checked on every read, and its seal.
+    the fields of a candidate's ``candidate.json``: checked on every read, read through typed
+    accessors (the candidate's ``run_id``, ``files``, ``prediction_sha256`` ...), and its seal.
 ``candidate``
     one candidate folder: manifest, cached predictions, staleness, the model check.
 ``saved``

@@ -26,7 +26,7 @@ import numpy as np
 from ..data import decode_utf8, read_raw
 from ..errors import EnsembleError
 from ..files import PICKLE_SUFFIXES, atomic_write_text, check_inside, file_sha256
-from .manifest import SEAL, seal_of, seal_problem, shape_problem
+from .manifest import SEAL, ManifestFields, seal_of, seal_problem, shape_problem
 from ..predfile import UTF8_CSV, parse_predictions, prediction_file_name
 from ..tasks import is_plain_id
 
@@ -49,14 +49,16 @@ class Problem:
 
 
 @dataclass
-class Candidate:
+class Candidate(ManifestFields):
+    """A candidate folder and its manifest. Code outside the registry's manifest files reads the
+    manifest through the fields of :class:`ManifestFields`, never its dict."""
     path: Path
     manifest: dict[str, Any]
 
     @property
     def id(self) -> str:
         """The folder's name: every path of a candidate is built from it, never from the
-        manifest's ``"id"`` (checked equal to it on every read: :func:`read_candidate`)."""
+        manifest's ``"id"`` (checked equal to it on every read: :func:`try_read`)."""
         return self.path.name
 
     @property
@@ -64,50 +66,35 @@ class Candidate:
         return self.manifest.get("name", self.id)
 
     @property
-    def kind(self) -> str:
-        return self.manifest.get("kind", "model")
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(self.manifest.get("tasks", []))
-
-    @property
     def model_dir(self) -> Path:
         return self.path / "model"
 
-    def has_predictions(self, task: str, split: str) -> bool:
-        return split in self.manifest.get("predictions", {}).get(task, {})
-
-    def dev_metric(self, task: str) -> float | None:
-        return self.manifest.get("metrics", {}).get(task, {}).get("dev")
-
     def predictions(self, task: str, split: str) -> tuple[list[str], np.ndarray]:
-        entry = self.manifest.get("predictions", {}).get(task, {}).get(split)
-        if entry is None:
+        record = self.prediction_record(task, split)
+        if record is None:
             raise EnsembleError(f"candidate {self.id} has no {task} {split} predictions")
-        path = self.path / entry["file"]
+        path = self.path / record.file
         check_inside(self.path, path, "prediction file")
         raw = read_raw(path, "cached prediction file missing; run `ensemble verify`")
-        check_sha256(self, entry["file"], hashlib.sha256(raw).hexdigest())
+        check_sha256(self, record.file, hashlib.sha256(raw).hexdigest())
         return parse_predictions(path, task, decode_utf8(path, raw, UTF8_CSV))
 
     def stale(self, data_dir: Path, hashes: dict[str, str] | None = None) -> list[str]:
         """Cached prediction files whose input data file has changed (or vanished)."""
         out = []
-        for task, splits in self.manifest.get("predictions", {}).items():
-            for split, entry in splits.items():
-                data_file = entry.get("data_file")
-                if not data_file:
-                    continue
-                p = Path(data_dir) / data_file
-                if hashes is not None and data_file in hashes:
-                    current = hashes[data_file]
-                else:
-                    current = file_sha256(p) if p.exists() else None
-                    if hashes is not None:
-                        hashes[data_file] = current
-                if current != entry.get("data_sha256"):
-                    out.append(f"{task}-{split} ({data_file} {'missing' if current is None else 'changed'})")
+        for record in self.prediction_records():
+            data_file = record.data_file
+            if not data_file:
+                continue
+            p = Path(data_dir) / data_file
+            if hashes is not None and data_file in hashes:
+                current = hashes[data_file]
+            else:
+                current = file_sha256(p) if p.exists() else None
+                if hashes is not None:
+                    hashes[data_file] = current
+            if current != record.data_sha256:
+                out.append(f"{record.task}-{record.split} ({data_file} {'missing' if current is None else 'changed'})")
         return out
 
 
@@ -115,7 +102,7 @@ class Candidate:
 def check_sha256(cand: Candidate, rel: str, actual: str) -> None:
     """Refuse file ``rel`` of ``cand`` whose content hashes to ``actual`` unless its manifest
     records that sha256: an error naming the file, both sha256s and `ensemble verify`."""
-    recorded = cand.manifest.get("files", {}).get(rel, {}).get("sha256")
+    recorded = cand.stored_sha256(rel)
     if actual != recorded:
         raise EnsembleError(f"{cand.path / rel}: sha256 {actual} differs from the {recorded} recorded in the "
                             "candidate's manifest: the file changed after it was stored; refused (run "
@@ -143,7 +130,7 @@ def check_file(cand: Candidate, rel: str) -> None:
 
 def check_model(cand: Candidate) -> None:
     """Check every stored file of the candidate's model folder before the model is loaded."""
-    for rel in sorted(cand.manifest.get("files", {})):
+    for rel in sorted(cand.files):
         if rel.startswith("model/"):
             check_file(cand, rel)
 
@@ -252,14 +239,6 @@ def damaged_note(problem: Problem) -> str:
             f"`ensemble verify` checks it, `ensemble remove {problem.candidate}` deletes it")
 
 
-def read_candidate(d: Path) -> Candidate:
-    """The candidate in folder ``d`` (:func:`try_read`); an error naming the folder otherwise."""
-    cand, problem = try_read(d)
-    if problem:
-        raise damage_error(d, problem)
-    return cand
-
-
 def verify_folder(d: Path) -> tuple[Candidate | None, list[Problem]]:
     """Rehash one candidate folder against its manifest: mismatched, missing, extra, symlinked;
     a symlinked folder, or a manifest id that is not the folder's plain name."""
@@ -279,15 +258,15 @@ def _listed_problems(cand: Candidate) -> list[Problem]:
     """The manifest's files: each inside the folder, present, of its size and sha256."""
     problems = []
     d = cand.path
-    for rel, info in sorted(cand.manifest.get("files", {}).items()):
+    for rel, info in sorted(cand.files.items()):
         p = d / rel
         if not p.resolve().is_relative_to(d.resolve()) or p.is_symlink():
             problems.append(Problem(cand.id, rel, "path or symlink leaves the candidate folder"))
         elif not p.is_file():
             problems.append(Problem(cand.id, rel, "missing"))
-        elif p.stat().st_size != info.get("size"):
-            problems.append(Problem(cand.id, rel, f"size {p.stat().st_size} bytes, manifest says {info.get('size')}"))
-        elif file_sha256(p) != info.get("sha256"):
+        elif p.stat().st_size != info.size:
+            problems.append(Problem(cand.id, rel, f"size {p.stat().st_size} bytes, manifest says {info.size}"))
+        elif file_sha256(p) != info.sha256:
             problems.append(Problem(cand.id, rel, "sha256 mismatch (content changed)"))
     return problems
 
@@ -295,7 +274,7 @@ def _listed_problems(cand: Candidate) -> list[Problem]:
 def _unlisted_problems(cand: Candidate) -> list[Problem]:
     """What the folder holds beyond its manifest: symlinks, extra files, pickles."""
     problems = []
-    listed = cand.manifest.get("files", {})
+    listed = cand.files
     for p in sorted(cand.path.rglob("*")):
         rel = p.relative_to(cand.path).as_posix()
         if p.is_symlink():

@@ -73,8 +73,7 @@ def _member_problems(candidates_dir: Path, doc: dict[str, Any]) -> list[str]:
                 problems.append(f"member {cid} ({task}) is no longer in the registry")
                 continue
             for split, want in sorted((hashes.get(cid) or {}).items()):
-                entry_file = (cand.manifest.get("predictions") or {}).get(task, {}).get(split) or {}
-                have = (cand.manifest.get("files") or {}).get(entry_file.get("file"), {}).get("sha256")
+                have = cand.prediction_sha256(task, split)
                 if have != want:
                     problems.append(f"member {cid}'s {task} {split} predictions changed (sha256 {have}, "
                                     f"selected with {want})")

@@ -88,7 +88,7 @@ class EpochKeeper:
         saved ensemble names is kept, and said."""
         live = set(self.holders.values())
         for c in self.registry.candidates() if self.registry.exists else []:
-            if (c.manifest.get("training") or {}).get("run_id") != run_id or c.id in live:
+            if c.run_id != run_id or c.id in live:
                 continue
             try:
                 self.registry.remove(c.id)
@@ -142,7 +142,7 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
         close_records(registry, done)
         progress.note(f"{cfg.run_name}: already complete in the registry ({', '.join(sorted(c.id for c in done))}); skipped "
                       "(`--again` trains it anyway; for a new seed change --seed)")
-        return TrainResult(cfg, done[0].manifest["training"]["run_id"], done[0].manifest.get("parameters") or 0, [],
+        return TrainResult(cfg, done[0].run_id, done[0].parameters or 0, [],
                            {}, "", candidates=sorted(c.id for c in done), status="skipped")
     record, epoch = resumable(registry, fp)
     if record is None and resume:
@@ -181,10 +181,10 @@ def close_records(registry: Registry, done: list[Candidate]) -> None:
     the checkpoint it no longer needs removed."""
     from ..training import checkpoint as ckpt  # lazy: torch
 
-    run_ids = {(c.manifest.get("training") or {}).get("run_id") for c in done}
+    run_ids = {c.run_id for c in done}
     for record in read_runs(registry.root):
         if record["run_id"] in run_ids and record.get("status") == "running":
             record.update(status="complete", finished=record.get("finished") or now_iso(),
-                          candidates=sorted(c.id for c in done if c.manifest["training"]["run_id"] == record["run_id"]))
+                          candidates=sorted(c.id for c in done if c.run_id == record["run_id"]))
             write_run(registry.root, record)
             ckpt.remove(run_dir(registry.root, record["run_id"]) / "checkpoint")

@@ -1,4 +1,5 @@
-"""The fields of a candidate's manifest (``candidate.json``), checked on every read, and its seal.
+"""The fields of a candidate's manifest (``candidate.json``): checked on every read, read through
+:class:`ManifestFields` (the one place that knows their layout), and its seal.
 
 A manifest is a document a user can edit. Before any of it is used, :func:`shape_problem` checks
 the fields that paths, hashes and tables are built from: the file list (relative paths inside
@@ -18,7 +19,8 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ..errors import shown
 from ..tasks import TASKS
@@ -135,3 +137,143 @@ def shape_problem(manifest: dict[str, Any]) -> str | None:
         if manifest.get(key) is not None and not isinstance(manifest[key], str):
             return f"field {key} is {shown(manifest[key])}; expected a string"
     return None
+
+
+# -- reading the fields -------------------------------------------------------------------------
+class StoredFile(NamedTuple):
+    """A manifest's record of one stored file (None only in a manifest :func:`shape_problem` refuses)."""
+    sha256: str | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """A manifest's record of one cached prediction file (written by
+    :func:`ensemble.registry.candidate.prediction_entry`)."""
+    task: str
+    split: str
+    file: str                # relative to the candidate folder: predictions/<task>-<split>.csv
+    data_file: str | None    # the course file the predictions were made from (its plain name)
+    data_sha256: str | None  # that file's sha256 then (compared by ``stale`` and ``predict``)
+    rows: int | None
+
+
+class ManifestFields:
+    """Typed reads of a manifest's fields, for a class holding one as ``manifest`` (the registry's
+    :class:`~ensemble.registry.candidate.Candidate`): the one place that knows their layout."""
+    manifest: dict[str, Any]
+
+    @property
+    def recorded_id(self) -> Any:
+        """The manifest's ``"id"`` as written (``verify`` names one that two folders share)."""
+        return self.manifest.get("id")
+
+    @property
+    def kind(self) -> str:
+        """``"model"`` (weights stored) or ``"predictions"`` (imported predictions only)."""
+        return self.manifest.get("kind", "model")
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.manifest.get("tasks", []))
+
+    @property
+    def architecture(self) -> str | None:
+        return self.manifest.get("architecture")
+
+    @property
+    def parameters(self) -> int | None:
+        return self.manifest.get("parameters")
+
+    @property
+    def created(self) -> str | None:
+        """When the candidate was stored (ISO 8601, UTC)."""
+        return self.manifest.get("created")
+
+    @property
+    def model_config(self) -> dict[str, Any] | None:
+        """The model's configuration, its encoder's left out (None: imported predictions)."""
+        return self.manifest.get("model")
+
+    @property
+    def base(self) -> str | None:
+        """The pretrained encoder the model started from."""
+        return (self.model_config or {}).get("base")
+
+    @property
+    def training(self) -> dict[str, Any] | None:
+        """The record of the training run that made it: config, run_id, epoch, fingerprint,
+        run_complete, best_for, base_provenance (None: not trained by this tool)."""
+        return self.manifest.get("training")
+
+    @property
+    def training_config(self) -> dict[str, Any]:
+        """The training options of its run (empty: not trained by this tool)."""
+        return (self.training or {}).get("config") or {}
+
+    @property
+    def run_id(self) -> str | None:
+        return (self.training or {}).get("run_id")
+
+    @property
+    def epoch(self) -> int | None:
+        return (self.training or {}).get("epoch")
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Its run's configuration and data, hashed (``TrainConfig.fingerprint``)."""
+        return (self.training or {}).get("fingerprint")
+
+    @property
+    def run_complete(self) -> bool:
+        """Whether its run was marked finished."""
+        return bool((self.training or {}).get("run_complete"))
+
+    @property
+    def base_provenance(self) -> dict[str, Any] | None:
+        """How its base was pretrained further (MLM steps, ...), when it was."""
+        return (self.training or {}).get("base_provenance")
+
+    def metric(self, task: str, split: str) -> float | None:
+        return self.manifest.get("metrics", {}).get(task, {}).get(split)
+
+    def dev_metric(self, task: str) -> float | None:
+        return self.metric(task, "dev")
+
+    @property
+    def files(self) -> dict[str, StoredFile]:
+        """Every stored file the manifest lists: path in the folder -> sha256 and size."""
+        files = self.manifest.get("files", {})
+        if not isinstance(files, dict):
+            return {}
+        return {rel: StoredFile(info.get("sha256"), info.get("size")) if isinstance(info, dict)
+                else StoredFile(None, None) for rel, info in files.items()}
+
+    def stored_sha256(self, rel: str) -> str | None:
+        """The sha256 the manifest records for stored file ``rel`` (None: not listed)."""
+        info = self.manifest.get("files", {}).get(rel)
+        return info.get("sha256") if isinstance(info, dict) else None
+
+    def prediction_splits(self, task: str) -> list[str]:
+        """The splits of ``task`` with cached predictions (empty: none)."""
+        return list(self.manifest.get("predictions", {}).get(task, {}))
+
+    def has_predictions(self, task: str, split: str) -> bool:
+        return split in self.prediction_splits(task)
+
+    def prediction_record(self, task: str, split: str) -> PredictionRecord | None:
+        entry = self.manifest.get("predictions", {}).get(task, {}).get(split)
+        if entry is None:
+            return None
+        return PredictionRecord(task, split, entry["file"], entry.get("data_file"), entry.get("data_sha256"),
+                                entry.get("rows"))
+
+    def prediction_records(self) -> list[PredictionRecord]:
+        """Every cached prediction file's record, in the manifest's order."""
+        return [self.prediction_record(task, split)
+                for task, splits in self.manifest.get("predictions", {}).items() for split in splits]
+
+    def prediction_sha256(self, task: str, split: str) -> str | None:
+        """The sha256 recorded for the cached ``task`` ``split`` predictions (None: none cached)."""
+        record = self.prediction_record(task, split)
+        return None if record is None else self.stored_sha256(record.file)

@@ -106,8 +106,7 @@ def already_registered(registry: Registry, files: dict[str, str]) -> Candidate |
     if not registry.exists:
         return None
     for c in registry.candidates():
-        have = c.manifest.get("files", {})
-        if all(have.get(rel, {}).get("sha256") == sha for rel, sha in files.items()):
+        if all(c.stored_sha256(rel) == sha for rel, sha in files.items()):
             return c
     return None
 

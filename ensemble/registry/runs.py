@@ -108,16 +108,15 @@ def runs_of(registry: Registry, fingerprint: str) -> dict[str | None, list[Candi
     grouped by the run that made them (``training.run_id``)."""
     runs: dict[str | None, list[Candidate]] = {}
     for c in registry.candidates() if registry.exists else []:
-        training = c.manifest.get("training") or {}
-        if training.get("fingerprint") == fingerprint:
-            runs.setdefault(training.get("run_id"), []).append(c)
+        if c.fingerprint == fingerprint:
+            runs.setdefault(c.run_id, []).append(c)
     return runs
 
 
 def run_complete(cands: list[Candidate]) -> bool:
     """Whether the run of ``cands`` finished: its end marks its survivors complete one by one, so a
     single mark means training ended (a kill among the marks leaves a finished run)."""
-    return any((c.manifest.get("training") or {}).get("run_complete") for c in cands)
+    return any(c.run_complete for c in cands)
 
 
 def completed(registry: Registry, fingerprint: str) -> list[Candidate]:

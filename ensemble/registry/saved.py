@@ -115,8 +115,7 @@ def read_ensemble_file(path: Path) -> dict[str, Any]:
 # -- writing: the document select saves, and the weights predict reads back -------------------------
 def prediction_hashes(task: str, members, by_id: dict[str, Candidate]) -> dict[str, dict[str, str]]:
     """member -> split -> sha256 of its cached prediction file (checked again by ``predict``)."""
-    return {cid: {s: by_id[cid].manifest["files"][e["file"]]["sha256"]
-                  for s, e in by_id[cid].manifest["predictions"].get(task, {}).items()}
+    return {cid: {s: by_id[cid].prediction_sha256(task, s) for s in by_id[cid].prediction_splits(task)}
             for cid in members}
 
 

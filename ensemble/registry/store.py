@@ -53,7 +53,7 @@ def _shared_ids(checked: list[Candidate]) -> list[Problem]:
     """A problem for each folder whose manifest's id is also another folder's manifest's id."""
     folders: dict[Any, list[str]] = {}
     for c in checked:
-        folders.setdefault(json.dumps(c.manifest.get("id")), []).append(c.path.name)
+        folders.setdefault(json.dumps(c.recorded_id), []).append(c.path.name)
     return [Problem(name, MANIFEST, f"manifest id {json.loads(key)!r} is also the id in folder(s) "
                     f"{', '.join(repr(n) for n in names if n != name)}")
             for key, names in folders.items() if len(names) > 1 for name in names]
@@ -129,7 +129,7 @@ class Registry:
                     damaged.append(problem)
                 else:
                     good.append(cand)
-        good.sort(key=lambda c: (str(c.manifest.get("created", "")), c.id))
+        good.sort(key=lambda c: (c.created or "", c.id))
         return good, damaged
 
     def candidates(self) -> list[Candidate]:

@@ -6,7 +6,7 @@ is named after the page, ``<stem>_files``). The page embeds every figure as a ``
 style is inline CSS, and it has no scripts, fonts, links or any other reference outside itself, so
 it opens offline and can be mailed as one file. Each file is written atomically.
 
-Figures, in page order (:func:`figure_names`): per task ``selection-<task>`` (the selection
+Figures, in page order (:func:`draw`): per task ``selection-<task>`` (the selection
 curve), ``confusion-<task>`` (``sst`` and ``para``) and ``correlation-<task>`` (two members or
 more); then ``learning-curves`` (when some run has dev scores per epoch) and ``dev-vs-<name>``
 for each hyperparameter of :data:`HYPERPARAMETERS` that takes more than one value across runs.
@@ -36,7 +36,7 @@ from ..tasks import TASK_NAMES, TASKS
 HYPERPARAMETERS = {"lr": False, "smart_weight": False, "layer_decay": False, "architecture": True, "schedule": True,
                    "warmup": False, "grad_accum": False, "seed": True}   # name: categorical (strip plot)
 TITLE = "ensemble report: "   # the page's title, by which an earlier report is recognised (refuse_foreign)
-# what a run recorded before an option existed trained with (TrainConfig's defaults; tests/test_report.py
+# what a run recorded before an option existed trained with (TrainConfig's defaults; tests/report/test_page.py
 # checks them against train_config.LATER_FIELDS, which this torch-free room cannot import)
 LATER_DEFAULTS = {"schedule": "constant", "warmup": 0.0, "grad_accum": 1}
 CSS = """body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
@@ -55,12 +55,11 @@ def _run_name(cand: Candidate) -> str:
 
 def _from_manifests(run_id: str, cands: list[Candidate]) -> dict[str, Any]:
     """A run without a record: one point per kept epoch, from its candidates' manifests."""
-    cands = sorted(cands, key=lambda c: (c.manifest["training"].get("epoch") or 0, c.id))
-    points = {t: [(c.manifest["training"].get("epoch"), c.dev_metric(t)) for c in cands
-                  if c.dev_metric(t) is not None and c.manifest["training"].get("epoch") is not None]
+    cands = sorted(cands, key=lambda c: (c.epoch or 0, c.id))
+    points = {t: [(c.epoch, c.dev_metric(t)) for c in cands if c.dev_metric(t) is not None and c.epoch is not None]
               for t in TASK_NAMES}
     points = {t: p for t, p in points.items() if p}
-    return {"run_id": run_id, "name": _run_name(cands[0]), "config": cands[0].manifest["training"].get("config") or {},
+    return {"run_id": run_id, "name": _run_name(cands[0]), "config": cands[0].training_config,
             "epochs": points, "kept": points, "source": "candidates' manifests"}
 
 
@@ -81,9 +80,8 @@ def training_runs(root: Path, cands: list[Candidate]) -> list[dict[str, Any]]:
     their candidates' manifests), each with its dev scores per epoch and its kept epochs."""
     by_run: dict[str, list[Candidate]] = {}
     for c in cands:
-        run_id = (c.manifest.get("training") or {}).get("run_id")
-        if run_id:
-            by_run.setdefault(run_id, []).append(c)
+        if c.run_id:
+            by_run.setdefault(c.run_id, []).append(c)
     records = read_runs(root)
     live = {c.id for c in cands}
     runs = [_from_record(r, live) for r in records]
@@ -113,21 +111,6 @@ def hyper_points(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[tuple[A
 
 
 # -- figures --------------------------------------------------------------------------------------
-def figure_names(view: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
-    """The figures the page shows, in order (see the module doc)."""
-    names = []
-    for task, t in view["tasks"].items():
-        names.append(f"selection-{task}")
-        if TASKS[task].kind != "regression":
-            names.append(f"confusion-{task}")
-        if len(t["members"]) >= 2:
-            names.append(f"correlation-{task}")
-    if runs:
-        names.append("learning-curves")
-    names += [f"dev-vs-{name}" for name in hyper_points(runs)]
-    return names
-
-
 def draw(view: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, bytes]:
     """Every figure's PNG bytes, by name, in page order."""
     out: dict[str, bytes] = {}

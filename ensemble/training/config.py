@@ -13,16 +13,17 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from ..errors import EnsembleError
 from ..modeling.config import ARCHITECTURES, MIN_MAX_LENGTH, ModelConfig
-from ..tasks import TASK_NAMES
+from ..tasks import TASK_NAMES, TASKS, parse_tasks
 
 SCHEDULES = ("constant", "linear", "cosine", "slanted")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MODEL, OPTIM, SMART, DATA = "Model", "Optimisation", "SMART", "Data"   # help panels
 BASE_HELP = "Encoder: hub name, local folder, or 'minilm' (offline stand-in)."
+TASKS_HELP = "Comma-separated subset of sst,para,sts."
 
 
 def option(default: Any, help: str, panel: str, *, choices: tuple[str, ...] = (), short: str = "") -> Any:
@@ -80,7 +81,7 @@ class TrainConfig:
     base: str = option("bert-base-uncased", BASE_HELP, MODEL)
     architecture: str = option("multi", "How the tasks share the encoder.", MODEL, choices=ARCHITECTURES, short="-a")
     task_layers: int = option(0, "cerberus: top K layers copied per task.", MODEL)
-    tasks: tuple[str, ...] = option(TASK_NAMES, "Comma-separated subset of sst,para,sts.", DATA)
+    tasks: tuple[str, ...] = option(TASK_NAMES, TASKS_HELP, DATA)
     lr: float = option(1e-5, "Base learning rate (top encoder layer).", OPTIM)
     epochs: int = option(10, "Epochs; each epoch best for some task becomes a candidate.", OPTIM)
     batch_size: int = option(16, "Examples per training batch.", OPTIM)
@@ -151,3 +152,54 @@ class TrainConfig:
 LATER_FIELDS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)
                                 if f.name in ("schedule", "warmup", "grad_accum", "max_grad_norm",
                                               "gradient_checkpointing", "patience")}
+
+
+@dataclass
+class PretrainConfig:
+    """The settings of one pretraining run; checked when built."""
+    base: str = option("bert-base-uncased", "Encoder to adapt: " + BASE_HELP[len("Encoder: "):], MODEL)
+    tasks: tuple[str, ...] = option(TASK_NAMES, TASKS_HELP, DATA)
+    steps: int = option(1000, "Optimiser steps of masked-language-model training (a resumed run continues to it).",
+                        OPTIM)
+    lr: float = option(1e-5, "Base learning rate (top encoder layer).", OPTIM)
+    layer_decay: float = option(1.0, "Learning-rate factor per layer below the top.", OPTIM)
+    batch_size: int = option(32, "Texts per batch.", OPTIM)
+    seed: int = option(0, "Seed of masking, shuffling and dropout.", OPTIM)
+    checkpoint_every: int = option(500, "Save a resumable checkpoint every K steps (0: only at the end).", OPTIM)
+    include_eval_inputs: bool = option(False, "Also use the (unlabelled) dev and test inputs' text.", DATA)
+    mask_prob: float = 0.15
+    max_length: int | None = None
+    weight_decay: float = 0.01
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    perplexity_limit: int = 2000    # perplexity on at most this many dev inputs per task (0: none)
+    # read by train.param_groups: pretraining keeps the fine-tuning multipliers at 1
+    head_lr_mult: ClassVar[float] = 1.0
+    embed_lr_mult: ClassVar[float] = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = parse_tasks(self.tasks)
+        bad = [t for t in self.tasks if t not in TASKS]
+        if not self.tasks or bad:
+            raise EnsembleError(
+                f"--tasks {','.join(map(str, self.tasks))}: expected a non-empty subset of {','.join(TASK_NAMES)}")
+        self.tasks = tuple(t for t in TASK_NAMES if t in set(self.tasks))
+        checks = [
+            (self.steps >= 1, f"--steps {self.steps}: expected at least 1"),
+            (self.batch_size >= 1, f"--batch-size {self.batch_size}: expected at least 1"),
+            (0.0 < self.mask_prob < 1.0,
+             f"--mask-prob {self.mask_prob}: expected a probability between 0 and 1 (BERT: 0.15)"),
+            (self.lr > 0, f"--lr {self.lr}: expected a positive learning rate"),
+            (0.0 < self.layer_decay <= 1.0, f"--layer-decay {self.layer_decay}: expected a factor in (0, 1]"),
+            (self.checkpoint_every >= 0 and self.warmup_steps >= 0,
+             "--checkpoint-every and warm-up steps must not be negative"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise EnsembleError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d

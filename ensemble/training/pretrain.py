@@ -48,6 +48,7 @@ from ..modeling.infer import pick_device
 from .mlm import PERPLEXITY_SEED, Corpus, EvalTexts, Masker, MlmRoles, eval_texts, head_missing_keys, load_mlm
 from .mlm import masking_provenance, mlm_loss_sum, perplexity, read_corpus
 from ..modeling.config import PROVENANCE_FILE
+from .config import PretrainConfig
 from .mlm_checkpoint import STATE, checkpoint_to_resume, export, load_checkpoint_weights, load_optimizer
 from .mlm_checkpoint import write_checkpoint
 from ..modeling.bases import resolve_base
@@ -56,56 +57,6 @@ from ..tasks import TASK_NAMES, TASKS, parse_tasks
 from .finetune import param_groups
 
 BUCKET = 50  # length buckets of BUCKET batches, as in fine-tuning
-
-
-@dataclass
-class PretrainConfig:
-    """The settings of one pretraining run; checked when built."""
-    base: str
-    tasks: tuple[str, ...]
-    steps: int                      # optimiser steps in total (a resumed run continues to it)
-    lr: float = 5e-5
-    layer_decay: float = 1.0
-    batch_size: int = 32
-    seed: int = 0
-    checkpoint_every: int = 500     # checkpoint every K steps (0: only at the end; the last step always)
-    include_eval_inputs: bool = False
-    mask_prob: float = 0.15
-    max_length: int | None = None
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    perplexity_limit: int = 2000    # perplexity on at most this many dev inputs per task (0: none)
-    # read by train.param_groups: pretraining keeps the fine-tuning multipliers at 1
-    head_lr_mult: ClassVar[float] = 1.0
-    embed_lr_mult: ClassVar[float] = 1.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.tasks, str):
-            self.tasks = parse_tasks(self.tasks)
-        bad = [t for t in self.tasks if t not in TASKS]
-        if not self.tasks or bad:
-            raise EnsembleError(
-                f"--tasks {','.join(map(str, self.tasks))}: expected a non-empty subset of {','.join(TASK_NAMES)}")
-        self.tasks = tuple(t for t in TASK_NAMES if t in set(self.tasks))
-        checks = [
-            (self.steps >= 1, f"--steps {self.steps}: expected at least 1"),
-            (self.batch_size >= 1, f"--batch-size {self.batch_size}: expected at least 1"),
-            (0.0 < self.mask_prob < 1.0,
-             f"--mask-prob {self.mask_prob}: expected a probability between 0 and 1 (BERT: 0.15)"),
-            (self.lr > 0, f"--lr {self.lr}: expected a positive learning rate"),
-            (0.0 < self.layer_decay <= 1.0, f"--layer-decay {self.layer_decay}: expected a factor in (0, 1]"),
-            (self.checkpoint_every >= 0 and self.warmup_steps >= 0,
-             "--checkpoint-every and warm-up steps must not be negative"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise EnsembleError(msg)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["tasks"] = list(self.tasks)
-        return d
 
 
 @dataclass

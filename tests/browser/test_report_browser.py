@@ -9,11 +9,7 @@ ink. Every browser process the test starts is in its own
 process group, killed when the test ends."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import matplotlib.image
@@ -21,13 +17,10 @@ import numpy as np
 import pytest
 
 from analysis_cases import sst_registry
+from headless import chromium
 from ensemble.report import page as report
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--disable-extensions"]
 WRAPPER = """<!DOCTYPE html><html><body><iframe id="f" src="{src}" width="1200" height="900"></iframe>
 <pre id="out">not loaded</pre><script>
 document.getElementById("f").addEventListener("load", function () {{
@@ -54,23 +47,6 @@ document.getElementById("f").addEventListener("load", function () {{
 }});
 </script></body></html>
 """
-
-
-def chromium(tmp: Path, *args: str) -> str:
-    """Run headless Chromium with its own profile; its whole process group is killed afterwards."""
-    if CHROMIUM is None:
-        pytest.skip("no chromium binary (Debian's `chromium` package; .ci/run installs it)")
-    proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={tmp / 'profile'}", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, start_new_session=True, text=True)
-    try:
-        out, _ = proc.communicate(timeout=90)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    return out
 
 
 @pytest.fixture

@@ -116,3 +116,35 @@ def test_every_train_config_field_is_a_train_option_of_the_same_name():
     train = get_command(app).commands["train"]
     options = {o for p in train.params for o in p.opts}
     assert [f.name for f in fields(TrainConfig) if f"--{f.name.replace('_', '-')}" not in options] == []
+
+
+@pytest.mark.parametrize("command, config", [("train", "TrainConfig"), ("pretrain", "PretrainConfig")])
+def test_every_default_is_the_configs(command, config):
+    """Each option of train and pretrain that is a config field shows the config's own default (a command
+    that declared its own default beside the config's would fail here)."""
+    from dataclasses import fields
+
+    from typer.main import get_command
+
+    from ensemble.cli import app
+    from ensemble.training import config as config_mod
+
+    cls = getattr(config_mod, config)
+    params = {p.name: p for p in get_command(app).commands[command].params}
+    shown = {f.name: params[f.name].default for f in fields(cls) if "help" in f.metadata}
+    expected = {f.name: ",".join(f.default) if f.name == "tasks" else f.default
+                for f in fields(cls) if "help" in f.metadata}
+    assert shown == expected and len(shown) >= (25 if command == "train" else 9)
+    assert {f.name: f.default for f in fields(cls)} == {f.name: getattr(cls(), f.name) for f in fields(cls)}
+
+
+def test_run_and_select_default_to_the_selection_default():
+    from typer.main import get_command
+
+    from ensemble.cli import app
+    from ensemble.selection import DEFAULT_MODE
+
+    commands = get_command(app).commands
+    for name in ("select", "run"):
+        mode = {p.name: p for p in commands[name].params}["mode"].default
+        assert getattr(mode, "value", mode) == DEFAULT_MODE, name

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ensemble.registry.candidate import MANIFEST
+from ensemble.registry.candidate import MANIFEST, Candidate
+from ensemble.registry.manifest import PredictionRecord, StoredFile, shape_problem
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.errors import EnsembleError
 from ensemble.registry.register import register_predictions
@@ -91,3 +92,75 @@ def test_an_update_refuses_to_rehash_a_file_changed_after_it_was_stored(tmp_path
     assert [(p.candidate, p.file, p.message) for p in reg.verify()[1]] == [
         (a.id, "predictions/sts-test.csv", "sha256 mismatch (content changed)")]
 
+
+
+# -- the manifest's fields, read through the candidate's accessors ----------------------------------
+SST_DEV, SST_TEST, STS_DEV = "a" * 64, "b" * 64, "c" * 64
+
+
+def _worked_manifest() -> dict:
+    """A trained candidate's manifest written out by hand: sst dev and test, sts dev only, no para."""
+    def entry(task, split, rows):
+        return {"file": f"predictions/{task}-{split}.csv", "data_file": f"ids-{task}-{split}.csv",
+                "data_sha256": f"{task}-{split}-data", "rows": rows}
+    return {
+        "id": "c0ffee", "name": "multi-lr3e-05-e2", "kind": "model", "architecture": "multi",
+        "tasks": ["sst", "para", "sts"], "parameters": 110_106_629, "created": "2026-01-02T03:04:05+00:00",
+        "model": {"base": "bert-base-uncased", "tasks": ["sst", "para", "sts"]},
+        "training": {"config": {"lr": 3e-05, "seed": 4}, "run_id": "r17", "epoch": 2, "fingerprint": "fp9",
+                     "run_complete": True, "base_provenance": {"steps": 500}},
+        "metrics": {"sst": {"dev": 0.512, "test": None}, "sts": {"dev": 0.87}},
+        "predictions": {"sst": {"dev": entry("sst", "dev", 1101), "test": entry("sst", "test", 2210)},
+                        "sts": {"dev": entry("sts", "dev", 864)}},
+        "files": {"predictions/sst-dev.csv": {"sha256": SST_DEV, "size": 30000},
+                  "predictions/sst-test.csv": {"sha256": SST_TEST, "size": 60000},
+                  "predictions/sts-dev.csv": {"sha256": STS_DEV, "size": 20000},
+                  "model/model.safetensors": {"sha256": "d" * 64, "size": 440}},
+    }
+
+
+def test_the_accessors_read_each_field_of_a_manifest_worked_by_hand(tmp_path):
+    manifest = _worked_manifest()
+    assert shape_problem(manifest) is None   # a manifest every reader accepts
+    c = Candidate(tmp_path / "c0ffee", manifest)
+    assert (c.id, c.recorded_id, c.name, c.kind, c.architecture) == (
+        "c0ffee", "c0ffee", "multi-lr3e-05-e2", "model", "multi")
+    assert (c.tasks, c.parameters, c.created) == (["sst", "para", "sts"], 110_106_629, "2026-01-02T03:04:05+00:00")
+    assert c.model_config == {"base": "bert-base-uncased", "tasks": ["sst", "para", "sts"]}
+    assert c.base == "bert-base-uncased"
+    assert c.training == manifest["training"] and c.training_config == {"lr": 3e-05, "seed": 4}
+    assert (c.run_id, c.epoch, c.fingerprint, c.run_complete, c.base_provenance) == (
+        "r17", 2, "fp9", True, {"steps": 500})
+    assert (c.dev_metric("sst"), c.dev_metric("sts")) == (0.512, 0.87)
+    assert (c.metric("sst", "test"), c.metric("sts", "test")) == (None, None)
+    assert c.files["predictions/sts-dev.csv"] == StoredFile(STS_DEV, 20000) and len(c.files) == 4
+    assert (c.stored_sha256("model/model.safetensors"), c.stored_sha256("model/absent.json")) == ("d" * 64, None)
+    assert (c.prediction_splits("sst"), c.prediction_splits("sts")) == (["dev", "test"], ["dev"])
+    assert [c.prediction_sha256(t, s) for t, s in (("sst", "dev"), ("sst", "test"), ("sts", "dev"))] == [
+        SST_DEV, SST_TEST, STS_DEV]
+    assert c.prediction_record("sts", "dev") == PredictionRecord(
+        "sts", "dev", "predictions/sts-dev.csv", "ids-sts-dev.csv", "sts-dev-data", 864)
+    assert [(r.task, r.split, r.rows) for r in c.prediction_records()] == [("sst", "dev", 1101), ("sst", "test", 2210),
+                                                                          ("sts", "dev", 864)]
+
+
+def test_a_task_or_split_without_predictions_reads_as_none_or_empty(tmp_path):
+    c = Candidate(tmp_path / "c0ffee", _worked_manifest())
+    for task, split in (("para", "dev"), ("para", "test"), ("sts", "test")):
+        assert not c.has_predictions(task, split)
+        assert (c.prediction_record(task, split), c.prediction_sha256(task, split)) == (None, None)
+    assert c.prediction_splits("para") == [] and c.dev_metric("para") is None
+    with pytest.raises(EnsembleError, match="candidate c0ffee has no sts test predictions"):
+        c.predictions("sts", "test")
+
+
+def test_a_manifest_without_training_or_model_reads_as_absent(tmp_path):
+    """Imported predictions (no model, no run) and a folder made by hand with its id alone."""
+    imported = {k: v for k, v in _worked_manifest().items() if k not in ("model", "training")}
+    c = Candidate(tmp_path / "ext", {**imported, "id": "ext", "kind": "predictions"})
+    assert (c.kind, c.model_config, c.base, c.training, c.training_config) == ("predictions", None, None, None, {})
+    assert (c.run_id, c.epoch, c.fingerprint, c.run_complete, c.base_provenance) == (None, None, None, False, None)
+    bare = Candidate(tmp_path / "bare", {"id": "bare"})
+    assert (bare.name, bare.kind, bare.tasks, bare.architecture, bare.parameters, bare.created) == (
+        "bare", "model", [], None, None, None)
+    assert (bare.files, bare.prediction_records(), bare.prediction_splits("sst")) == ({}, [], [])
