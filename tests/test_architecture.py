@@ -21,7 +21,7 @@ TORCH = ("torch", "transformers")
 # never import torch, not even inside a function: the foundation, every configuration module, and the
 # wings that see arrays, JSON and text only
 NEVER_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "modeling.config",
-               "training.config", "training.schedule", "registry.manifest", "registry.candidate", "registry.saved",
+               "training.config", "training.schedule", "training.loop_state", "registry.manifest", "registry.candidate", "registry.saved",
                "registry.recovery", "registry.ensembles", "registry.store", "registry.runs", "selection", "leaderboard", "report")
 # may import torch inside the functions that need it, never on import: what --help, select, list,
 # parsing a grid, run --dry-run and the Ray driver load

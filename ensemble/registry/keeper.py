@@ -17,6 +17,7 @@ from ..progress import NULL, Progress
 from .register import model_manifest, predict_into
 from .store import Registry
 from .runs import completed, epoch_line, read_runs, run_dir, unfinished_run, write_run
+from ..training.loop_state import find as find_checkpoint, read_loop
 
 if TYPE_CHECKING:
     from ..training.config import TrainConfig
@@ -30,10 +31,8 @@ def resumable(registry: Registry, fingerprint: str) -> tuple[dict[str, Any] | No
     record = unfinished_run(registry.root, fingerprint)
     if record is None:
         return None, 0
-    from ..training import checkpoint as ckpt  # lazy: torch, only where a run is unfinished
-
-    found = ckpt.find(run_dir(registry.root, record["run_id"]) / "checkpoint")
-    return record, (ckpt.read_loop(found).epoch if found else 0)
+    found = find_checkpoint(run_dir(registry.root, record["run_id"]) / "checkpoint")
+    return record, (read_loop(found).epoch if found else 0)
 
 
 class EpochKeeper:

@@ -15,7 +15,8 @@ the last completed epoch and end bit for bit where an uninterrupted run ends (on
 No pickle: torch's optimizer state dict is flattened to tensors plus JSON. A checkpoint is written
 into ``<folder>.new`` and swapped in by renames (``<folder>`` -> ``<folder>.old``, ``.new`` ->
 ``<folder>``), so a kill at any moment leaves the previous checkpoint or the new one; reading
-takes ``<folder>.old`` when the kill fell between the two renames. safetensors files carry one
+takes ``<folder>.old`` when the kill fell between the two renames (:func:`find`, torch-free in
+:mod:`ensemble.training.loop_state` with :class:`LoopState` and :func:`read_loop`). safetensors files carry one
 metadata key, so the same tensors give the same bytes (a header with several keys is written in
 a random order).
 """
@@ -25,7 +26,6 @@ import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,42 +37,7 @@ from ..errors import EnsembleError
 from ..files import fault_point
 from ..modeling.model import save_tensors
 
-WEIGHTS = "model.safetensors"
-OPTIMIZER = "optimizer.safetensors"
-STATE = "state.json"
-
-
-@dataclass
-class LoopState:
-    """What the training loop carries from epoch to epoch, saved with each epoch's checkpoint
-    (``state.json``'s "loop", one key per field, as checkpoints have always held it)."""
-    epoch: int = 0                                   # the last completed epoch
-    step: int = 0                                    # optimizer steps taken
-    best: dict[str, float | None] = field(default_factory=dict)   # task -> best dev score so far
-    best_mean: float | None = None                   # the best mean dev score (early stopping)
-    since_best: int = 0                              # epochs since it last improved
-    stopped: bool = False                            # --patience ended the run
-    epochs: list[dict[str, Any]] = field(default_factory=list)    # the epochs' record entries
-
-    @classmethod
-    def start(cls, tasks) -> "LoopState":
-        """A run's state before its first epoch: no best score for any of ``tasks``."""
-        return cls(best={t: None for t in tasks})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, loop: Any, where: Path) -> "LoopState":
-        """The state saved in ``where``; an error naming the file and the missing field."""
-        if not isinstance(loop, dict):
-            raise EnsembleError(f"{where}: field 'loop': expected a JSON object (the training loop's state)")
-        names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in loop]
-        if missing:
-            raise EnsembleError(f"{where}: field 'loop' has no {missing[0]!r}; expected the fields "
-                                f"{', '.join(names)} (a checkpoint written by `ensemble train`)")
-        return cls(**{n: loop[n] for n in names})
+from .loop_state import OPTIMIZER, STATE, WEIGHTS, LoopState, find, read_loop  # noqa: F401  (the checkpoint's names)
 
 
 # -- optimizer state -----------------------------------------------------------------------------
@@ -156,25 +121,6 @@ def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generato
     fault_point("train.checkpoint.swap.in")
     os.rename(new, folder)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def find(folder: Path) -> Path | None:
-    """The complete checkpoint at ``folder`` (or its ``.old`` twin after a kill between renames)."""
-    folder = Path(folder)
-    for d in (folder, folder.with_name(folder.name + ".old")):
-        if all((d / f).is_file() for f in (WEIGHTS, OPTIMIZER, STATE)):
-            return d
-    return None
-
-
-def read_loop(folder: Path) -> LoopState:
-    """The training loop's part of the checkpoint at ``folder`` (:func:`find`'s answer)."""
-    path = Path(folder) / STATE
-    try:
-        loop = json.loads(path.read_text())["loop"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise EnsembleError(f"{path}: unreadable checkpoint state ({type(e).__name__}: {e})") from None
-    return LoopState.from_dict(loop, path)
 
 
 def restore(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler) -> LoopState:
