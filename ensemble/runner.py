@@ -151,8 +151,8 @@ def settled(reg: Registry, rows: list[dict[str, Any]], progress: Progress, skipp
 def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine: RayOptions,
               progress: Progress = NULL) -> dict[str, Any]:
     """The grid on Ray (:func:`ensemble.scale.driver.train_grid`): what is registered is skipped,
-    the leftovers of interrupted runs cleaned up first, as ``--engine local`` does (there an
-    unfinished run starts again, from the start)."""
+    the leftovers of interrupted runs cleaned up first, as ``--engine local`` does; an unfinished
+    run is not continued on Ray: its configuration is trained again from the start."""
     skipped: list[str] = []
     todo = [(row["fingerprint"], row["config"])
             for _, row in settled(reg, plan(reg, configs, data_dir), progress, skipped, resume=False)]
