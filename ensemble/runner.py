@@ -6,13 +6,19 @@ completed epoch, the candidates of its other interrupted runs are removed, so an
 ``ensemble run`` resumes where it stopped. Here, one after another (``engine=None``), or on Ray
 (:mod:`ensemble.scale.driver`: an unfinished run starts again there, from the start). Then selects
 per task, writes the six leaderboard files, validates them and zips a submission.
+
+Each configuration is planned once (:func:`plan`: what the registry holds of it, read before
+anything changes) and both engines walk that plan in its order through one step
+(:func:`settled`: clean, skip or train). Everything said goes through one
+:class:`~ensemble.progress.Progress`: lines (``say``) and events (``"trained"``, and the Ray
+engine's ``"grid"``); nothing here formats for a terminal.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import workflow
 from .registry.candidate import Candidate
@@ -22,13 +28,29 @@ from .scale.grid import load_grid, load_preset
 from .progress import NULL, Progress
 from .scale.driver import RayOptions, train_grid
 from .registry.home import data_for
-from .registry.keeper import close_records, resumable, train_into
+from .registry.keeper import close_records, resumable, train_run
 from .registry.runs import run_complete, runs_of
 from .registry.store import Registry
 from .leaderboard.submission import checked_files, ensemble_record, pack
 from .tasks import TASK_NAMES
 from .training.config import TrainConfig
 from .selection import DEFAULT_MODE
+
+
+@dataclass
+class RunOptions:
+    """What ``ensemble run`` trains, how, and where it writes: its command-line options."""
+    data: Path | None = None              # the course files (None: ./data, else the packaged sample)
+    base: str | None = None               # the encoder of every run (None: the grid's)
+    preset: str | None = None             # a shipped grid (None, without ``grid``: quick)
+    grid: Path | None = None              # a grid file, instead of a preset
+    registry: Path = Path("checkpoints")
+    out: Path = Path("predictions")       # the six leaderboard files
+    submissions: Path = Path("submissions")
+    device: str | None = None
+    mode: str = DEFAULT_MODE              # the selection mode
+    system: str = "auto"                  # auto: per task the better system by the held-out estimate; ensemble
+    engine: RayOptions | None = None      # None: here, one run after another; else on Ray
 
 
 def quick_preset(base: str | None = None) -> list[TrainConfig]:
@@ -74,9 +96,11 @@ def grid_configs(data: Path | None, base: str | None, preset: str | None, grid: 
 
 
 def plan(reg: Registry, configs: list[TrainConfig], data_dir: Path) -> list[dict[str, Any]]:
-    """Each configuration's name, fingerprint and what the registry holds of it: the candidates of
-    its finished runs (``registered``: it is skipped) and of its interrupted ones, and those runs
-    (``runs``: run id -> candidates). Reads only; the data files are hashed once per task set."""
+    """Each configuration's name, fingerprint and what the registry holds of it, read once, before
+    anything changes: the candidates of its finished runs (``registered``, ids sorted: it is
+    skipped), of its interrupted ones (``interrupted``), those runs (``runs``: run id ->
+    candidates), and its unfinished run that ``--resume`` continues (``unfinished``: its record, or
+    None; ``epoch``: its last completed epoch). Reads only; the data files are hashed once per task set."""
     hashes: dict[tuple[str, ...], dict[str, str]] = {}
     rows = []
     for cfg in configs:
@@ -84,114 +108,129 @@ def plan(reg: Registry, configs: list[TrainConfig], data_dir: Path) -> list[dict
             hashes[cfg.tasks] = split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test")))
         fp = cfg.fingerprint(hashes[cfg.tasks])
         runs = runs_of(reg, fp)
+        unfinished, epoch = resumable(reg, fp)
         rows.append({"name": cfg.run_name, "fingerprint": fp, "config": cfg, "runs": runs,
-                     "registered": [c.id for cands in runs.values() if run_complete(cands) for c in cands],
-                     "interrupted": [c.id for cands in runs.values() if not run_complete(cands) for c in cands]})
+                     "registered": sorted(c.id for cands in runs.values() if run_complete(cands) for c in cands),
+                     "interrupted": sorted(c.id for cands in runs.values() if not run_complete(cands) for c in cands),
+                     "unfinished": unfinished, "epoch": epoch})
     return rows
 
 
-def dry_run(data: Path | None, base: str | None, preset: str | None, grid: Path | None,
-            registry: Path) -> dict[str, Any]:
+def dry_run(opts: RunOptions) -> dict[str, Any]:
     """``run --dry-run``: the runs, their fingerprints, and which are already in the registry."""
-    configs, name, data_dir, sample = grid_configs(data, base, preset, grid, registry)
-    rows = plan(Registry(registry), configs, data_dir)
+    configs, name, data_dir, sample = grid_configs(opts.data, opts.base, opts.preset, opts.grid, opts.registry)
+    rows = plan(Registry(opts.registry), configs, data_dir)
+    hidden = ("config", "runs", "unfinished", "epoch")
     return {"grid": name, "data": str(data_dir), "sample": sample,
-            "runs": [{**{k: v for k, v in r.items() if k not in ("config", "runs")}, "config": r["config"].to_dict(),
+            "runs": [{**{k: v for k, v in r.items() if k not in hidden}, "config": r["config"].to_dict(),
                       "status": "registered" if r["registered"] else "to train"} for r in rows]}
 
 
-def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine: RayOptions, say,
-              on_event=None) -> dict[str, Any]:
-    """The grid on Ray (:func:`ensemble.scale.driver.train_grid`): what is registered is skipped,
-    the leftovers of interrupted runs cleaned up first (as ``--engine local`` does)."""
-    rows = plan(reg, configs, data_dir)
-    todo, skipped = [], []
+def continued(row: dict[str, Any]) -> str | None:
+    """The run the local engine continues for a plan's row: its unfinished run, where that completed
+    an epoch and no run of the configuration finished (None: none)."""
+    return row["unfinished"]["run_id"] if row["unfinished"] is not None and row["epoch"] and \
+        not row["registered"] else None
+
+
+def settled(reg: Registry, rows: list[dict[str, Any]], progress: Progress, skipped: list[str],
+            resume: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The one walk both engines take over a plan, in its order. For each configuration: the
+    candidates of its interrupted runs are removed (:func:`_clean_interrupted`; with ``resume``,
+    never those of the run it continues, :func:`continued`); one with a finished run is skipped
+    (its records closed, said, its name added to ``skipped``); each other is yielded, with its
+    ``[i/n]`` head, to train. Lazy: the local engine trains each before the next is settled."""
     for i, row in enumerate(rows, 1):
-        head = f"[{i}/{len(rows)}] {row['name']}"
-        _clean_interrupted(reg, row["runs"], head, say)   # first, as --engine local does: also beside a finished run
+        head = f"[{i}/{len(rows)}]"
+        keep = continued(row) if resume else None
+        _clean_interrupted(reg, {k: v for k, v in row["runs"].items() if k != keep}, f"{head} {row['name']}",
+                           progress)
         if row["registered"]:
             close_records(reg, [c for cands in row["runs"].values() if run_complete(cands) for c in cands])
             skipped.append(row["name"])
-            say(f"{head}: already in the registry ({', '.join(row['registered'])}); skipped")
+            progress.say(f"{head} {row['name']}: already in the registry ({', '.join(row['registered'])}); skipped")
             continue
-        todo.append((row["fingerprint"], row["config"]))
-    summary = (train_grid(reg, todo, data_dir, engine, on_event) if todo else
+        yield head, row
+
+
+def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine: RayOptions,
+              progress: Progress = NULL) -> dict[str, Any]:
+    """The grid on Ray (:func:`ensemble.scale.driver.train_grid`): what is registered is skipped,
+    the leftovers of interrupted runs cleaned up first, as ``--engine local`` does; an unfinished
+    run is not continued on Ray: its configuration is trained again from the start."""
+    skipped: list[str] = []
+    todo = [(row["fingerprint"], row["config"])
+            for _, row in settled(reg, plan(reg, configs, data_dir), progress, skipped, resume=False)]
+    summary = (train_grid(reg, todo, data_dir, engine, progress) if todo else
                {"engine": "ray", "runs": [], "done": [], "retried": [], "failed": [], "seconds": 0.0,
                 "startup_seconds": 0.0, "runs_seconds": 0.0})
     return {**summary, "skipped": skipped}
 
 
-def run(data: Path | None, base: str | None, preset: str | None, registry: Path, out: Path, submissions: Path,
-        device: str | None = None, progress: Progress | None = None, on_trained=None, on_message=None,
-        mode: str = DEFAULT_MODE, system: str = "auto", grid: Path | None = None,
-        engine: RayOptions | None = None, on_event=None) -> dict[str, Any]:
+def train_local(reg: Registry, configs: list[TrainConfig], data_dir: Path, device: str | None,
+                progress: Progress = NULL) -> tuple[list[dict[str, Any]], list[str]]:
+    """Train each configuration into the registry, one after another: one with a run already
+    finished on the same data skipped, its unfinished run continued from that run's last completed
+    epoch (``train --resume``), its other interrupted runs cleaned up (:func:`settled`); each
+    trained run a ``"trained"`` event. Returns (the trained runs' results, the skipped run names)."""
+    trained: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for head, row in settled(reg, plan(reg, configs, data_dir), progress, skipped, resume=True):
+        cfg, go_on = row["config"], continued(row)
+        if go_on:
+            progress.say(f"{head} resuming {cfg.run_name}: run {go_on} after epoch {row['epoch']} of {cfg.epochs}")
+        else:
+            progress.say(f"{head} training {cfg.run_name}")
+        t1 = time.perf_counter()
+        result = train_run(reg, cfg, data_dir, row["unfinished"], row["epoch"], device=device, progress=progress)
+        progress.stop()
+        trained.append(result.to_dict())
+        progress.event({"kind": "trained", "result": result, "seconds": time.perf_counter() - t1})
+    return trained, skipped
+
+
+def run(opts: RunOptions, progress: Progress = NULL) -> dict[str, Any]:
     """Train the grid file's or the preset's runs (skipping what is done) here, or on Ray with
-    ``engine``; select with ``mode``, write, validate and zip. ``system="auto"`` submits, per task,
-    the better system by the held-out estimate (the choice and its reason are printed and recorded
-    in the submission's manifest); "ensemble" always the ensemble. Where a Ray run failed, nothing
-    is selected: the result names the failed runs (``failed``) and a rerun trains only them."""
+    ``opts.engine``; select with ``opts.mode``, write, validate and zip. ``system="auto"`` submits,
+    per task, the better system by the held-out estimate (the choice and its reason are printed and
+    recorded in the submission's manifest); "ensemble" always the ensemble. Where a Ray run failed,
+    nothing is selected: the result names the failed runs (``failed``) and a rerun trains only them."""
     t0 = time.perf_counter()
-    say = on_message or (lambda m: None)
-    progress = progress or NULL
-    configs, name, data_dir, sample = grid_configs(data, base, preset, grid, registry)
+    configs, name, data_dir, sample = grid_configs(opts.data, opts.base, opts.preset, opts.grid, opts.registry)
     if sample:
-        say(f"[bold magenta]SAMPLE DATA:[/] no --data and no ./data, so using the sample shipped in the package "
-            f"({data_dir}); its scores mean nothing")
-    reg = Registry(registry)
+        progress.say(f"no --data and no ./data, so using the sample shipped in the package ({data_dir}); its "
+                     "scores mean nothing", label="SAMPLE DATA")
+    reg = Registry(opts.registry)
     summary = None
-    if engine is None:
-        trained, skipped = _train_all(reg, configs, data_dir, device, progress, on_trained, say)
+    if opts.engine is None:
+        trained, skipped = train_local(reg, configs, data_dir, opts.device, progress)
     else:
-        summary = train_ray(reg, configs, data_dir, replace(engine, device=device or engine.device), say, on_event)
+        engine = replace(opts.engine, device=opts.device or opts.engine.device)
+        summary = train_ray(reg, configs, data_dir, engine, progress)
         trained = [r for r in summary["runs"] if r["status"] == "done"]
         skipped = summary["skipped"]
         if summary["failed"]:
             return {"selection": None, "trained": trained, "skipped": skipped, "failed": summary["failed"],
                     "grid": summary, "sample": sample, "seconds": time.perf_counter() - t0}
-    report = workflow.select(reg, data_dir, TASK_NAMES, mode, name=f"run-{name}", sample=sample, system=system)
-    pred = workflow.predict(reg, data_dir, out, report.name)
-    found = checked_files(out, data_dir)   # the six files validated once, for the zip as for `submit`
-    record = {**ensemble_record(out, found, sample), "preset": name, "mode": mode, "system": system}
+    return {**_submit(reg, data_dir, name, sample, opts), "trained": trained, "skipped": skipped, "failed": [],
+            "grid": summary, "sample": sample, "seconds": time.perf_counter() - t0}
+
+
+def _submit(reg: Registry, data_dir: Path, name: str, sample: bool, opts: RunOptions) -> dict[str, Any]:
+    """Select per task, write the six files, validate them once and zip them."""
+    report = workflow.select(reg, data_dir, TASK_NAMES, opts.mode, name=f"run-{name}", sample=sample,
+                             system=opts.system)
+    pred = workflow.predict(reg, data_dir, opts.out, report.name)
+    found = checked_files(opts.out, data_dir)   # the six files validated once, for the zip as for `submit`
+    record = {**ensemble_record(opts.out, found, sample), "preset": name, "mode": opts.mode, "system": opts.system}
     mean = sum(pred["dev_scores"].values()) / len(pred["dev_scores"]) if pred["dev_scores"] else None
-    zip_path = pack(found, submissions, record, mean)
-    return {"selection": report, "trained": trained, "skipped": skipped, "failed": [], "grid": summary,
-            "written": pred["written"], "dev_scores": pred["dev_scores"], "submission": str(zip_path),
-            "sample": sample, "seconds": time.perf_counter() - t0}
+    zip_path = pack(found, opts.submissions, record, mean)
+    return {"selection": report, "written": pred["written"], "dev_scores": pred["dev_scores"],
+            "submission": str(zip_path)}
 
 
-def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device: str | None, progress: Progress,
-               on_trained, say) -> tuple[list[dict[str, Any]], list[str]]:
-    """Train each configuration into the registry, skipping one with a run already finished on the
-    same data, resuming its unfinished run from that run's last completed epoch (``train
-    --resume``), and cleaning up its other interrupted runs (:func:`_clean_interrupted`); returns
-    (the trained runs' results, the skipped run names)."""
-    trained, skipped = [], []
-    for i, row in enumerate(plan(reg, configs, data_dir), 1):
-        cfg, fp, runs = row["config"], row["fingerprint"], row["runs"]
-        head = f"[{i}/{len(configs)}] {cfg.run_name}"
-        done = [c for cands in runs.values() if run_complete(cands) for c in cands]
-        unfinished, epoch = resumable(reg, fp)
-        go_on = unfinished["run_id"] if unfinished is not None and epoch and not done else None
-        _clean_interrupted(reg, {k: v for k, v in runs.items() if k != go_on}, head, say)
-        if done:
-            close_records(reg, done)
-            skipped.append(cfg.run_name)
-            say(f"{head}: already in the registry ({', '.join(c.id for c in done)}); skipped")
-            continue
-        if go_on:
-            say(f"[{i}/{len(configs)}] resuming {cfg.run_name}: run {go_on} after epoch {epoch} of {cfg.epochs}")
-        else:
-            say(f"[{i}/{len(configs)}] training {cfg.run_name}")
-        t1 = time.perf_counter()
-        result = train_into(reg, cfg, data_dir, device=device, progress=progress, resume=unfinished is not None)
-        progress.stop()
-        trained.append(result.to_dict())
-        if on_trained:
-            on_trained(result, time.perf_counter() - t1)
-    return trained, skipped
-
-
-def _clean_interrupted(reg: Registry, runs: dict[str | None, list[Candidate]], head: str, say) -> None:
+def _clean_interrupted(reg: Registry, runs: dict[str | None, list[Candidate]], head: str,
+                       progress: Progress) -> None:
     """Remove the candidates of the runs that never finished (an interrupted training leaves the
     epochs it had kept), saying which and why; a finished run's candidates are never touched, nor
     one that a saved ensemble has as a member."""
@@ -202,10 +241,10 @@ def _clean_interrupted(reg: Registry, runs: dict[str | None, list[Candidate]], h
         for c in cands:
             used_by = reg.ensembles_naming(c.id)
             if used_by:
-                say(f"{head}: kept {c.id} ({c.name}) of the unfinished run {run_id}: a member of the saved "
-                    f"ensemble{'s' if len(used_by) > 1 else ''} {', '.join(used_by)}")
+                progress.say(f"{head}: kept {c.id} ({c.name}) of the unfinished run {run_id}: a member of the saved "
+                             f"ensemble{'s' if len(used_by) > 1 else ''} {', '.join(used_by)}")
             else:
                 removed.append(reg.remove(c.id).id)
         if removed:
-            say(f"{head}: removed {', '.join(removed)}: the candidates of run {run_id}, which was interrupted "
-                "before it finished (never marked complete)")
+            progress.say(f"{head}: removed {', '.join(removed)}: the candidates of run {run_id}, which was "
+                         "interrupted before it finished (never marked complete)")

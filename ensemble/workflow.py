@@ -19,6 +19,7 @@ from .errors import EnsembleError
 from .metrics import score
 from .files import atomic_write_bytes, file_sha256, make_folder
 from .predfile import align_predictions
+from .progress import NULL, Progress
 from .registry.candidate import Candidate, check_model, damaged_note, now_iso
 from .registry.store import Registry
 from .selection import ensemble_predictions, score_on
@@ -310,7 +311,7 @@ def _stamp(doc: dict[str, Any], by_id: dict[str, Candidate], data_dir: Path,
 
 
 def predict_input(registry: Registry, input_file: Path, task: str, out: Path, ensemble: str | None = None,
-                  device=None, precision: str = "fp32", progress=None, compile: bool = False) -> dict[str, Any]:
+                  device=None, precision: str = "fp32", progress: Progress = NULL, compile: bool = False) -> dict[str, Any]:
     """Run the ensemble's members on a new file in the course format and write its leaderboard file."""
     from .modeling.infer import TokenCache, check_precision, pick_device, predict_split  # lazy: torch, only for --input
     from .modeling.model import load_model  # lazy: torch, only for --input
@@ -335,11 +336,9 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     for cid, c in cands.items():   # one model in memory at a time
         check_model(c)
         model, tokenizer = load_model(c.model_dir, dev)
-        if progress is not None:
-            progress.start(f"{c.name} on {Path(input_file).name}", len(split))
+        progress.start(f"{c.name} on {Path(input_file).name}", len(split))
         loaded[cid] = predict_split(model, tokenizer, split, dev, precision, cache, progress=progress, compile=compile)
-        if progress is not None:
-            progress.stop()
+        progress.stop()
         del model
     values = _weighted(task, members, loaded, split.ids, str(input_file))
     stem = Path(input_file).stem

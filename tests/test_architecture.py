@@ -21,9 +21,9 @@ TORCH = ("torch", "transformers")
 # never import torch, not even inside a function: the foundation, every configuration module, and the
 # wings that see arrays, JSON and text only
 NEVER_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "modeling.config",
-               "training.config", "training.schedule", "registry.manifest", "registry.candidate", "registry.saved",
-               "registry.recovery", "registry.store", "registry.home", "registry.runs", "registry.logged",
-               "selection", "leaderboard", "report")
+               "training.config", "training.schedule", "training.loop_state", "registry.manifest", "registry.candidate",
+               "registry.saved", "registry.recovery", "registry.ensembles", "registry.store", "registry.home",
+               "registry.runs", "registry.logged", "selection", "leaderboard", "report")
 # may import torch inside the functions that need it, never on import: what --help, select, list,
 # parsing a grid, run --dry-run and the Ray driver load
 LOAD_WITHOUT_TORCH = NEVER_TORCH + ("registry.register", "registry.keeper", "registry.adapter", "workflow", "scale.grid", "scale.driver",

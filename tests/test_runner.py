@@ -10,6 +10,7 @@ import pytest
 from ensemble.registry import keeper as register_mod
 from ensemble.training import finetune as train_mod
 from ensemble import runner, workflow
+from ensemble.progress import Recorder
 from ensemble.registry.keeper import train_into
 from ensemble.registry.store import Registry
 from ensemble.training.finetune import TrainConfig
@@ -36,10 +37,12 @@ def train_interrupted(monkeypatch, reg: Registry, cfg: TrainConfig, data: Path) 
 
 def run_preset(monkeypatch, cfg: TrainConfig, data: Path, reg: Path, tmp_path: Path) -> tuple[dict, list[str]]:
     """``runner.run`` over a one-configuration preset; returns its result and its messages."""
-    said: list[str] = []
+    said = Recorder()
     monkeypatch.setitem(runner.PRESETS, "one", (lambda base: [cfg], cfg.base))
-    res = runner.run(data, None, "one", reg, tmp_path / "out", tmp_path / "subs", device="cpu", on_message=said.append)
-    return res, said
+    opts = runner.RunOptions(data=data, preset="one", registry=reg, out=tmp_path / "out",
+                             submissions=tmp_path / "subs", device="cpu")
+    res = runner.run(opts, said)
+    return res, said.lines
 
 
 def test_a_finished_run_is_kept_and_only_the_interrupted_one_removed(trained, tmp_path, monkeypatch):
@@ -55,12 +58,11 @@ def test_a_finished_run_is_kept_and_only_the_interrupted_one_removed(trained, tm
 
     res, said = run_preset(monkeypatch, cfg, data, root, tmp_path)
     assert res["trained"] == [] and res["skipped"] == [cfg.run_name]
-    kept = [c.id for c in reg.candidates()]
-    assert sorted(kept) == complete                                  # every finished candidate kept
+    assert sorted(c.id for c in reg.candidates()) == complete       # every finished candidate kept
     assert said == [
         f"[1/1] {cfg.run_name}: removed {interrupted}: the candidates of run {training['run_id']}, which was "
         "interrupted before it finished (never marked complete)",
-        f"[1/1] {cfg.run_name}: already in the registry ({', '.join(kept)}); skipped",
+        f"[1/1] {cfg.run_name}: already in the registry ({', '.join(complete)}); skipped",
     ]
     # the ensemble saved before still predicts, and the registry is whole
     written = workflow.predict(reg, data, tmp_path / "mine-out", "mine")["written"]
@@ -78,13 +80,44 @@ def test_the_ray_engine_cleans_an_interrupted_run_beside_a_finished_one(trained,
     complete = sorted(trained["result"].candidates)
     interrupted = train_interrupted(monkeypatch, reg, cfg, data)
     run_id = reg.get(interrupted).manifest["training"]["run_id"]
-    said: list[str] = []
-    res = runner.train_ray(reg, [cfg], data, RayOptions(), said.append)
+    said = Recorder()
+    res = runner.train_ray(reg, [cfg], data, RayOptions(), said)
     assert res["skipped"] == [cfg.run_name] and res["runs"] == []
     assert sorted(c.id for c in reg.candidates()) == complete
-    assert said == [f"[1/1] {cfg.run_name}: removed {interrupted}: the candidates of run {run_id}, which was "
+    assert said.lines == [f"[1/1] {cfg.run_name}: removed {interrupted}: the candidates of run {run_id}, which was "
                     "interrupted before it finished (never marked complete)",
                     f"[1/1] {cfg.run_name}: already in the registry ({', '.join(complete)}); skipped"]
+
+
+def listed_newest_first(reg: Registry, ids: list[str]) -> None:
+    """Date the candidates ``ids`` (two or more) so that the registry, which lists its candidates
+    oldest first, lists them in the reverse of their ids' order."""
+    assert len(ids) >= 2
+    for year, cid in enumerate(sorted(ids, reverse=True), 2001):
+        reg.update_manifest(cid, lambda m, year=year: m.update(created=f"{year}-01-01T00:00:00+00:00"))
+    assert [c.id for c in reg.candidates() if c.id in ids] == sorted(ids, reverse=True)
+
+
+def test_both_engines_name_a_skipped_configurations_candidates_in_one_order(trained, tmp_path):
+    """Planned once, in one order: the candidates of a finished run are named by id (as `ensemble
+    train`'s skip names them), whatever order the registry lists them in, by either engine."""
+    from ensemble.scale.driver import RayOptions
+
+    cfg, data = trained["config"], trained["data"]
+    complete = sorted(trained["result"].candidates)
+    said = {}
+    for engine in ("local", "ray"):
+        reg = Registry(copy_registry(trained["registry"], tmp_path / engine))
+        listed_newest_first(reg, complete)
+        (row,) = runner.plan(reg, [cfg], data)
+        assert row["registered"] == complete and row["interrupted"] == []
+        said[engine] = Recorder()
+        if engine == "local":
+            assert runner.train_local(reg, [cfg], data, "cpu", said[engine]) == ([], [cfg.run_name])
+        else:
+            assert runner.train_ray(reg, [cfg], data, RayOptions(), said[engine])["skipped"] == [cfg.run_name]
+    assert said["local"].lines == said["ray"].lines == [
+        f"[1/1] {cfg.run_name}: already in the registry ({', '.join(complete)}); skipped"]
 
 
 def small_config(base) -> TrainConfig:

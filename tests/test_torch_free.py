@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent('''
 
     g = grid.load_grid(Path(sys.argv[1]))
     assert [c.lr for c in g.configs] == [1e-5, 2e-5], g.configs
-    plan = runner.dry_run(None, None, "paper", None, Path(sys.argv[2]))
+    plan = runner.dry_run(runner.RunOptions(preset="paper", registry=Path(sys.argv[2])))
     assert len(plan["runs"]) == 12, plan
     assert driver.RayOptions is not None
 

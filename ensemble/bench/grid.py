@@ -2,7 +2,7 @@
 on Ray with 1 and 2 (or more) workers, in one run.
 
 Each system trains the same configurations into a fresh registry. The local engine is
-``ensemble run --engine local``'s loop (:func:`ensemble.runner._train_all`) in this process, one
+``ensemble run --engine local``'s loop (:func:`ensemble.runner.train_local`) in this process, one
 thread. Each Ray instance is started on the loopback address, with ``workers`` CPUs, and its
 workers loaded with the training code before the clock starts (``start-up``, reported apart with
 the progress actor's start); then the grid runs through :func:`ensemble.scale.driver.train_grid`,
@@ -25,11 +25,10 @@ import torch
 
 from ..modeling.bases import make_random_base
 from ..errors import EnsembleError
-from ..progress import NULL
 from ..scale.driver import LOOPBACK, RayOptions, require_ray, train_grid
 from ..scale.worker import warm
 from ..registry.store import Registry
-from ..runner import _train_all, plan
+from ..runner import plan, train_local
 from ..training.config import TrainConfig
 from .machine import load_average
 
@@ -56,7 +55,7 @@ def _local(root: Path, configs: list[TrainConfig], data_dir: Path) -> tuple[dict
     torch.set_num_threads(1)
     try:
         t0 = time.perf_counter()
-        _train_all(reg, configs, data_dir, "cpu", NULL, None, lambda m: None)
+        train_local(reg, configs, data_dir, "cpu")
         wall = time.perf_counter() - t0
     finally:
         torch.set_num_threads(old)

@@ -43,9 +43,10 @@ class RichProgress(Progress):
         if not self.quiet:
             note(text)
 
-    def say(self, text: str) -> None:
+    def say(self, text: str, label: str | None = None) -> None:
         """A permanent line on stderr (above a live bar, if any), flushed at once: in a pipe each
-        epoch's line arrives as the epoch ends."""
+        epoch's line arrives as the epoch ends. A label heads it in bold magenta."""
         if not self.quiet:
-            err.print(escape(text), soft_wrap=True, highlight=False)
+            head = f"[bold magenta]{escape(label)}:[/] " if label else ""
+            err.print(head + escape(text), soft_wrap=True, highlight=False)
             err.file.flush()

@@ -89,6 +89,25 @@ class GridView:
             self.live = None
 
 
+class RunProgress(RichProgress):
+    """``ensemble run``'s progress: bars, notes and lines as every command's, a table per run trained
+    here (its ``"trained"`` event), the Ray engine's runs (its ``"grid"`` events) on a :class:`GridView`."""
+
+    def __init__(self, quiet: bool):
+        super().__init__(quiet)
+        self.view = GridView(quiet)
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event["kind"] == "trained" and not self.quiet:
+            print_epochs(event["result"], event["seconds"])
+        elif event["kind"] == "grid":
+            self.view(event["change"], event["row"], event["entry"])
+
+    def close(self) -> None:
+        self.stop()
+        self.view.stop()
+
+
 def print_grid(summary: dict[str, Any]) -> None:
     """The summary of a grid on Ray: every run with what became of it."""
     rows = [[r["name"], r["status"] + (" (retried)" if r["attempts"] > 1 else ""), str(r["attempts"]),
@@ -117,13 +136,13 @@ def _ray_options(engine: str, address, gpus_per_run, cpus_per_run, max_retries, 
         if given:
             raise EnsembleError(f"{given[0]} applies to --engine ray only; add --engine ray")
         return None
-    require_ray(local=not (address or os.environ.get("RAY_ADDRESS")))   # before Ray is imported: see require_ray
     if gpus_per_run is not None and gpus_per_run < 0:
         raise EnsembleError(f"--gpus-per-run {gpus_per_run:g}: expected a number >= 0 (fractions allowed)")
     if cpus_per_run is not None and cpus_per_run <= 0:
         raise EnsembleError(f"--cpus-per-run {cpus_per_run:g}: expected a number > 0 (fractions allowed)")
     if max_retries is not None and max_retries < 0:
         raise EnsembleError(f"--max-retries {max_retries}: expected an integer >= 0")
+    require_ray(local=not (address or os.environ.get("RAY_ADDRESS")))   # after the values' checks; before Ray is imported (see require_ray)
     return RayOptions(address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run or 1.0,
                       max_retries=2 if max_retries is None else max_retries, device=device)
 
@@ -163,23 +182,21 @@ def run(
 
     if grid is not None and preset is not None:
         raise EnsembleError("--grid and --preset: expected one of them (a preset is a shipped grid file)")
+    opts = runner.RunOptions(data=data, base=base, preset=preset, grid=grid, registry=registry, out=out,
+                             submissions=submissions, device=device, mode=mode, system=system)
     if dry_run:
-        plan = runner.dry_run(data, base, preset, grid, registry)
+        plan = runner.dry_run(opts)
         if as_json:
             print_json(plan, default=str)
         else:
             print_dry_run(plan)
         return
-    ray_opts = _ray_options(engine, address, gpus_per_run, cpus_per_run, max_retries, device)
-    progress, view = RichProgress(as_json), GridView(as_json)
+    opts.engine = _ray_options(engine, address, gpus_per_run, cpus_per_run, max_retries, device)
+    progress = RunProgress(as_json)
     try:
-        result = runner.run(data=data, base=base, preset=preset, registry=registry, out=out, submissions=submissions,
-                            device=device, progress=progress, mode=mode, system=system, grid=grid, engine=ray_opts,
-                            on_trained=None if as_json else print_epochs, on_event=view,
-                            on_message=None if as_json else err.print)
+        result = runner.run(opts, progress)
     finally:
-        progress.stop()
-        view.stop()
+        progress.close()
     _report(result, out, as_json)
 
 

@@ -14,8 +14,10 @@ Files, in flow order:
     checked field by field before ``predict`` uses it.
 ``recovery``
     locks, and the recovery on open of whatever a killed writer left behind.
+``ensembles``
+    the registry's folder and its saved ensembles' files, written under the registry's lock.
 ``store``
-    :class:`Registry`: atomic adds, updates and removals, saved ensembles, ``verify``.
+    :class:`Registry`: atomic adds, updates and removals, ``verify``; holds the saved ensembles.
 ``home``
     ``registry.json``: the data folder the candidates were made from, and ``--data`` resolved through it.
 ``runs``
@@ -23,7 +25,7 @@ Files, in flow order:
 ``register``
     putting candidates in: model folders, exported candidates, imported predictions, refresh.
 ``keeper``
-    training epochs into candidates: :func:`train_into`, the one entry point of a training run.
+    training epochs into candidates: :func:`train_into` (skip, new run or resume) and ``train_run``.
 ``logged``
     :func:`log_candidate`: any training loop's unrounded outputs, checked and registered (no torch).
 ``adapter``
@@ -31,7 +33,7 @@ Files, in flow order:
 """
 from .. import lazy_names
 
-FILES = ("manifest", "candidate", "saved", "recovery", "store", "home", "runs", "register", "keeper", "logged", "adapter")
+FILES = ("manifest", "candidate", "saved", "recovery", "ensembles", "store", "home", "runs", "register", "keeper", "logged", "adapter")
 __all__ = ["Candidate", "Registry", "log_candidate", "log_course_model", "read_ensemble_file", "register_model",
            "register_predictions", "train_into"]
 __getattr__ = lazy_names(__name__, {"Candidate": "candidate", "Registry": "store", "read_ensemble_file": "saved",

@@ -1,7 +1,9 @@
 """Training epochs into candidates: the keeper that registers each epoch best on dev for some
-task, keeps the run's record (:mod:`ensemble.registry.runs`) and prints its line, and :func:`train_into`,
-the one entry point of a training run into a registry (``ensemble train``, ``ensemble run`` on
-either engine). It knows the registry; :mod:`ensemble.training.finetune` does not.
+task, keeps the run's record (:mod:`ensemble.registry.runs`) and says its line; :func:`train_into`,
+which decides what a configuration needs (skip, a new run, continue the unfinished one: ``ensemble
+train``, a Ray worker), and :func:`train_run`, the one way a run is trained into a registry
+(``ensemble run``'s plan decides for itself, once, and calls it). It knows the registry;
+:mod:`ensemble.training.finetune` does not.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from .register import model_manifest, predict_into
 from .store import Registry
 from .home import remember
 from .runs import completed, epoch_line, read_runs, run_dir, unfinished_run, write_run
+from ..training.loop_state import find as find_checkpoint, read_loop
 
 if TYPE_CHECKING:
     from ..training.config import TrainConfig
@@ -26,13 +29,11 @@ if TYPE_CHECKING:
 def resumable(registry: Registry, fingerprint: str) -> tuple[dict[str, Any] | None, int]:
     """The unfinished run of ``fingerprint`` that ``--resume`` continues (its record, or None) and
     its last completed epoch (0: none completed, it starts again from the beginning)."""
-    from ..training import checkpoint as ckpt  # lazy: torch
-
     record = unfinished_run(registry.root, fingerprint)
     if record is None:
         return None, 0
-    found = ckpt.find(run_dir(registry.root, record["run_id"]) / "checkpoint")
-    return record, (ckpt.read_loop(found)["epoch"] if found else 0)
+    found = find_checkpoint(run_dir(registry.root, record["run_id"]) / "checkpoint")
+    return record, (read_loop(found).epoch if found else 0)
 
 
 class EpochKeeper:
@@ -40,14 +41,14 @@ class EpochKeeper:
     an epoch best on dev for some task so far is registered (its model, dev predictions and
     freshly computed test predictions); once the epoch's checkpoint is written, its entry goes
     into the record, one line is printed, and a candidate of the run no longer best for any task
-    is removed; :meth:`finish` marks the survivors complete."""
+    is removed, and an ``"epoch"`` event reported (:mod:`ensemble.progress`); :meth:`finish`
+    marks the survivors complete."""
 
-    def __init__(self, registry: Registry, progress: Progress = NULL, on_epoch=None, record: dict | None = None,
+    def __init__(self, registry: Registry, progress: Progress = NULL, record: dict | None = None,
                  data_dir: Path | None = None):
         self.registry = registry
         self.data_dir = data_dir                    # recorded as the registry's data with its first candidate
         self.progress = progress
-        self.on_epoch = on_epoch
         self.record = record or {}                  # a resumed run's: its start time carries over
         self.holders: dict[str, str] = {}           # task -> candidate id currently best for it (set by start)
 
@@ -83,8 +84,7 @@ class EpochKeeper:
         write_run(self.registry.root, self.record)
         self.progress.say(epoch_line(entry, run.config.tasks, run.config.epochs))
         self.tidy(run.run_id)
-        if self.on_epoch:
-            self.on_epoch({**entry, "run_id": run.run_id, "name": run.config.run_name})
+        self.progress.event({"kind": "epoch", **entry, "run_id": run.run_id, "name": run.config.run_name})
 
     def tidy(self, run_id: str) -> None:
         """Remove the run's candidates that hold no task: superseded epochs, and those of an epoch
@@ -129,17 +129,16 @@ class EpochKeeper:
 
 
 def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str | None = None,
-               progress: Progress = NULL, *, resume: bool = False, again: bool = False,
-               on_epoch=None) -> TrainResult:
-    """Train ``cfg`` and register every epoch that is best on dev for some task (the CLI's and
-    runner's one entry point to training), keeping the run's record in ``<registry>/runs/``.
+               progress: Progress = NULL, *, resume: bool = False, again: bool = False) -> TrainResult:
+    """Train ``cfg`` and register every epoch that is best on dev for some task (``ensemble train``'s
+    and a Ray worker's entry point to training), keeping the run's record in ``<registry>/runs/``.
 
     A configuration already complete in the registry (same fingerprint) is skipped, naming its
     candidates (``status`` "skipped"), unless ``again``. ``resume`` continues the configuration's
-    unfinished run from its last completed epoch. ``on_epoch(entry)`` gets each epoch's record
-    entry (:mod:`ensemble.registry.runs`) with ``run_id`` and ``name`` added."""
-    from ..training import checkpoint as ckpt  # lazy: torch
-    from ..training.finetune import TrainResult, train  # lazy: torch
+    unfinished run from its last completed epoch. Each committed epoch is reported to ``progress``
+    as an ``"epoch"`` event: its record entry (:mod:`ensemble.registry.runs`) with ``run_id`` and
+    ``name``."""
+    from ..training.finetune import TrainResult  # lazy: torch
 
     fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
     done = [] if again else completed(registry, fp)
@@ -150,18 +149,29 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
         return TrainResult(cfg, done[0].run_id, done[0].parameters or 0, [],
                            {}, "", candidates=sorted(c.id for c in done), status="skipped")
     record, epoch = resumable(registry, fp)
-    if record is not None and resume:
-        progress.note(f"{cfg.run_name}: resuming run {record['run_id']} after epoch {epoch} of {cfg.epochs}"
-                      if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
-    elif resume:
+    if record is None and resume:
         progress.note(f"{cfg.run_name}: --resume: no unfinished run of this configuration; training a new run")
-    elif record is not None:
+    elif record is not None and not resume:
         progress.note(f"{cfg.run_name}: run {record['run_id']} of this configuration is unfinished ({epoch} of "
                       f"{cfg.epochs} epochs done); `--resume` continues it. Training a new run.")
         record = None
+    return train_run(registry, cfg, data_dir, record, epoch, device=device, progress=progress)
+
+
+def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict[str, Any] | None = None,
+              epoch: int = 0, *, device: str | None = None, progress: Progress = NULL) -> TrainResult:
+    """Train ``cfg`` into the registry as decided (by :func:`train_into`, or by ``ensemble run``'s
+    plan): a new run, or with ``record`` the configuration's unfinished run (:func:`resumable`),
+    continued after its last completed epoch ``epoch`` (from the start where that is 0)."""
+    from ..training import checkpoint as ckpt  # lazy: torch
+    from ..training.finetune import train  # lazy: torch
+
+    if record is not None:
+        progress.note(f"{cfg.run_name}: resuming run {record['run_id']} after epoch {epoch} of {cfg.epochs}"
+                      if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
     run_id = record["run_id"] if record else registry.new_id()
     folder = run_dir(registry.root, run_id) / "checkpoint"
-    keeper = EpochKeeper(registry, progress, on_epoch, record, data_dir)
+    keeper = EpochKeeper(registry, progress, record, data_dir)
     result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
                    resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
     result.candidates = keeper.finish(cfg.tasks, result.status)

@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .candidate import (
-    MANIFEST, Candidate, Problem, check_seal, damage_error, is_plain_name, now_iso, seal_manifest, try_read, verify_folder,
-    write_manifest,
+    MANIFEST, Candidate, Problem, check_seal, damage_error, now_iso, seal_manifest, try_read, verify_folder, write_manifest,
 )
-from .saved import check_ensemble_name, read_ensemble_file
 from ..errors import EnsembleError
-from ..files import atomic_write_text, fault_point
+from ..files import fault_point
 from .recovery import folder_lock, owned_stage, recover
+from .ensembles import EnsembleFiles, RegistryFolder
 
 
 def _linked_copy(src: Path, stage: Path) -> None:
@@ -50,39 +49,6 @@ def _linked_copy(src: Path, stage: Path) -> None:
             os.link(p, stage / rel)
 
 
-# -- the registry folder and its selected ensembles ---------------------------------------------
-def _names_member(path: Path, cid: str) -> bool:
-    """Whether the saved ensemble at ``path`` has ``cid`` among some task's members (a damaged
-    document names nobody: ``load_ensemble`` reports it when it is used)."""
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError:
-        return False
-    tasks = doc.get("tasks") if isinstance(doc, dict) else None
-    return any(cid in (t.get("weights") or {}) or cid in (t.get("members") or [])
-               for t in (tasks or {}).values() if isinstance(t, dict))
-
-
-def _member_problems(candidates_dir: Path, doc: dict[str, Any]) -> list[str]:
-    """Why the ensemble ``doc`` cannot be saved: a member (of some task's weights, members or
-    prediction hashes) that is not a readable candidate of the registry, or whose cached
-    predictions' sha256 now differs from the one recorded in ``doc``."""
-    problems = []
-    for task, entry in (doc.get("tasks") or {}).items():
-        hashes = entry.get("prediction_sha256") or {}
-        for cid in sorted({*(entry.get("weights") or {}), *(entry.get("members") or []), *hashes}, key=str):
-            cand = try_read(candidates_dir / cid)[0] if is_plain_name(cid) else None
-            if cand is None:
-                problems.append(f"member {cid} ({task}) is no longer in the registry")
-                continue
-            for split, want in sorted((hashes.get(cid) or {}).items()):
-                have = cand.prediction_sha256(task, split)
-                if have != want:
-                    problems.append(f"member {cid}'s {task} {split} predictions changed (sha256 {have}, "
-                                    f"selected with {want})")
-    return problems
-
-
 def _shared_ids(checked: list[Candidate]) -> list[Problem]:
     """A problem for each folder whose manifest's id is also another folder's manifest's id."""
     folders: dict[Any, list[str]] = {}
@@ -93,109 +59,61 @@ def _shared_ids(checked: list[Candidate]) -> list[Problem]:
             for key, names in folders.items() if len(names) > 1 for name in names]
 
 
-class _Folder:
-    """The registry's folder: made by the first write, never by a reader."""
-
-    def __init__(self, root: Path | str):
-        self.root = Path(root)
-        if self.root.exists() and not self.root.is_dir():
-            raise EnsembleError(f"{self.root}: is a file, not a registry folder; expected --registry to name a "
-                                "folder (made by `ensemble train` or `ensemble register` when missing)")
-
-    @property
-    def candidates_dir(self) -> Path:
-        return self.root / "candidates"
-
-    @property
-    def exists(self) -> bool:
-        """Whether a writer has made the registry here yet."""
-        return self.candidates_dir.is_dir()
-
-    def _existing(self) -> None:
-        """Readers: an error naming the path where there is no registry (a typo never makes one)."""
-        if not self.exists:
-            raise EnsembleError(f"{self.root}: no registry here (expected a folder made by `ensemble train` "
-                                "or `ensemble register`)")
-
-    def ensure(self) -> None:
-        """Writers: the registry's folders, made on the first write."""
-        for d in ("candidates", "ensembles", ".staging", ".trash"):
-            (self.root / d).mkdir(parents=True, exist_ok=True)
-
-
-class _EnsembleFiles(_Folder):
-    """The ``ensembles/`` folder of a registry: one JSON document per selected ensemble."""
-
-    @property
-    def ensembles_dir(self) -> Path:
-        return self.root / "ensembles"
-
-    def save_ensemble(self, name: str, doc: dict[str, Any]) -> Path:
-        check_ensemble_name(name)
-        self.ensure()
-        path = self.ensembles_dir / f"{name}.json"
-        with folder_lock(self.root):   # a `remove` cannot take a member away between the check and the write
-            problems = _member_problems(self.candidates_dir, doc)
-            if problems:
-                raise EnsembleError(f"ensemble {name} not saved: " + "; ".join(problems)
-                                    + " (changed while `ensemble select` ran?); run `ensemble select` again")
-            fault_point("registry.ensemble")
-            atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        return path
-
-    def load_ensemble(self, name: str | None = None) -> dict[str, Any]:
-        """A saved ensemble by name; without a name, the newest one."""
-        return read_ensemble_file(self._ensemble_path(name))
-
-    def remove_ensemble(self, name: str) -> Path:
-        """Delete the saved ensemble ``name`` (a saved name, never a path), under the lock."""
-        with self.lock():
-            if name not in self.ensemble_names():
-                raise EnsembleError(f"no saved ensemble {name!r} in {self.ensembles_dir} "
-                                    "(`ensemble ensembles list` shows them)")
-            path = self.ensembles_dir / f"{name}.json"
-            path.unlink()
-        return path
-
-    def ensemble_names(self) -> list[str]:
-        """The saved ensembles' names, oldest saved first (read only)."""
-        self._existing()
-        return [p.stem for p in sorted(self.ensembles_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)]
-
-    def ensembles_naming(self, cid: str) -> list[str]:
-        """The saved ensembles that have candidate ``cid`` as a member of some task (read only)."""
-        self._existing()
-        return [p.stem for p in sorted(self.ensembles_dir.glob("*.json")) if _names_member(p, cid)]
-
-    def _ensemble_path(self, name: str | None) -> Path:
-        self._existing()
-        if name is None:
-            names = self.ensemble_names()
-            if not names:
-                raise EnsembleError(f"no selected ensemble in {self.ensembles_dir}; run `ensemble select` first")
-            name = names[-1]
-        path = self.ensembles_dir / f"{check_ensemble_name(name)}.json"   # a saved name, never a path
-        if not path.exists():
-            have = ", ".join(p.stem for p in sorted(self.ensembles_dir.glob("*.json"))) or "none"
-            raise EnsembleError(f"no ensemble {name!r} in {self.ensembles_dir} (have: {have})")
-        return path
-
-
 # -- the registry -------------------------------------------------------------------------------
-class Registry(_EnsembleFiles):
-    """The registry folder: reading, adding, swapping and removing candidates (the selected
-    ensembles: :class:`_EnsembleFiles`). Storage only: what goes into a candidate is
-    :mod:`ensemble.registry.register`'s business."""
+class Registry:
+    """The registry folder: reading, adding, swapping and removing candidates; its selected
+    ensembles are an :class:`~ensemble.registry.ensembles.EnsembleFiles` (``self.ensembles``)
+    holding this registry's lock, their methods offered here too. Storage only: what goes into a
+    candidate is :mod:`ensemble.registry.register`'s business."""
 
     def __init__(self, root: Path | str):
         """Nothing is created here: writers make the folders on their first write (:meth:`ensure`),
         readers of a folder that holds no registry get an error (:meth:`_existing`)."""
-        super().__init__(root)
+        self.folder = RegistryFolder(root)
+        self.root = self.folder.root
         recover(self.root)
+        self.ensembles = EnsembleFiles(self.folder, self.lock)
 
     def lock(self):
         self._existing()   # a lock is for changing candidates that exist: no registry made by it
         return folder_lock(self.root)
+
+    # -- the folder ---------------------------------------------------------------------------
+    @property
+    def candidates_dir(self) -> Path:
+        return self.folder.candidates_dir
+
+    @property
+    def exists(self) -> bool:
+        """Whether a writer has made the registry here yet."""
+        return self.folder.exists
+
+    def _existing(self) -> None:
+        self.folder.existing()
+
+    def ensure(self) -> None:
+        self.folder.ensure()
+
+    # -- the saved ensembles (:class:`~ensemble.registry.ensembles.EnsembleFiles`) --------------
+    @property
+    def ensembles_dir(self) -> Path:
+        return self.ensembles.ensembles_dir
+
+    def save_ensemble(self, name: str, doc: dict[str, Any]) -> Path:
+        return self.ensembles.save_ensemble(name, doc)
+
+    def load_ensemble(self, name: str | None = None) -> dict[str, Any]:
+        """A saved ensemble by name; without a name, the newest one."""
+        return self.ensembles.load_ensemble(name)
+
+    def remove_ensemble(self, name: str) -> Path:
+        return self.ensembles.remove_ensemble(name)
+
+    def ensemble_names(self) -> list[str]:
+        return self.ensembles.ensemble_names()
+
+    def ensembles_naming(self, cid: str) -> list[str]:
+        return self.ensembles.ensembles_naming(cid)
 
     # -- reading ------------------------------------------------------------------------------
     def scan(self) -> tuple[list[Candidate], list[Problem]]:

@@ -13,7 +13,8 @@ half-trained ever reaches the registry: a run that dies leaves nothing in it.
 Faults: a run whose code raises fails once (``retry_exceptions=False``) with the first line of its
 error, and the others go on; a worker or node that dies has its task retried from the start by
 Ray, up to ``max_retries`` times. Progress comes back through a small actor on the driver's node:
-a ``start`` event (which node, which attempt) and one ``epoch`` event per finished epoch.
+a ``start`` event (which node, which attempt) and one ``epoch`` event per finished epoch; each
+change of a run is reported as a ``"grid"`` event (:mod:`ensemble.progress`).
 """
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..modeling.config import BASE_ALIASES
 from ..registry.candidate import MANIFEST
 from ..errors import EnsembleError
+from ..progress import NULL, Progress
 from ..registry.manifest import SEAL, seal_of
 from .worker import Files, read_files, run_task, write_files
 from ..registry.store import Registry
@@ -37,7 +39,6 @@ from ..tasks import TASKS
 from ..training.config import TrainConfig
 
 RAY_INSTALL = 'pip install -e ".[ray]"'
-Event = Callable[[str, dict[str, Any], dict[str, Any] | None], None]   # (kind, run's row, epoch entry)
 
 
 @dataclass
@@ -157,8 +158,13 @@ def _node_names(ray) -> dict[str, str]:
     return {n["NodeID"]: f"{n['NodeManagerAddress']} {n['NodeID'][:8]}" for n in ray.nodes()}
 
 
-def _apply(ray, rows: dict[str, dict], events: list[dict], on_event: Event, nodes: dict[str, str]) -> None:
-    """Workers' events into the rows, each told to ``on_event``."""
+def _tell(progress: Progress, change: str, row: dict[str, Any], entry: dict[str, Any] | None = None) -> None:
+    """A run's change as a ``"grid"`` event (:mod:`ensemble.progress`)."""
+    progress.event({"kind": "grid", "change": change, "row": row, "entry": entry})
+
+
+def _apply(ray, rows: dict[str, dict], events: list[dict], progress: Progress, nodes: dict[str, str]) -> None:
+    """Workers' events into the rows, each reported to ``progress``."""
     for ev in events:
         row = rows.get(ev["key"])
         if row is None or row["status"] in ("done", "failed"):
@@ -170,12 +176,12 @@ def _apply(ray, rows: dict[str, dict], events: list[dict], on_event: Event, node
             row.update(status="running", node=nodes.get(node_id, node_id[:8]), node_id=node_id, epoch=0,
                        attempts=row["attempts"] + 1)
             row["times"]["started"] = ev["time"]
-            on_event("retry" if row["attempts"] > 1 else "start", row, None)
+            _tell(progress, "retry" if row["attempts"] > 1 else "start", row)
         elif ev["type"] == "epoch":
             row["epoch"] = ev["epoch"]
             for t, v in (ev.get("dev") or {}).items():
                 row["best_dev"][t] = max(v, row["best_dev"].get(t, float("-inf")))
-            on_event("epoch", row, ev)
+            _tell(progress, "epoch", row, ev)
 
 
 def first_line(e: BaseException) -> str:
@@ -186,10 +192,10 @@ def first_line(e: BaseException) -> str:
 
 
 def train_grid(reg: Registry, plan: list[tuple[str, TrainConfig]], data_dir: Path, opts: RayOptions,
-               on_event: Event | None = None) -> dict[str, Any]:
+               progress: Progress = NULL) -> dict[str, Any]:
     """Train ``plan`` ((fingerprint, configuration) pairs, all to train) as Ray tasks and register
-    what they ship back; returns the runs' rows and which are done, retried and failed."""
-    on_event = on_event or (lambda kind, row, entry: None)
+    what they ship back; returns the runs' rows and which are done, retried and failed. Each change
+    of a run is a ``"grid"`` event to ``progress``."""
     t0 = time.perf_counter()
     with ray_session(opts) as ray:
         cpus, gpus, device = _resources(ray, opts)
@@ -208,9 +214,9 @@ def train_grid(reg: Registry, plan: list[tuple[str, TrainConfig]], data_dir: Pat
             rows[key]["times"]["submitted"] = time.time()
             pending[task.remote(key, cfg.to_dict(), data_ref, base_refs[cfg.base], device, max(1, int(cpus)),
                                 reporter)] = key
-            on_event("queued", rows[key], None)
+            _tell(progress, "queued", rows[key])
         try:
-            _follow(ray, reg, pending, rows, reporter, opts, on_event)
+            _follow(ray, reg, pending, rows, reporter, opts, progress)
         finally:
             for ref in pending:   # interrupted (Ctrl-C): nothing of ours runs on after us
                 ray.cancel(ref, force=True)
@@ -220,17 +226,17 @@ def train_grid(reg: Registry, plan: list[tuple[str, TrainConfig]], data_dir: Pat
 
 
 def _follow(ray, reg: Registry, pending: dict, rows: dict[str, dict], reporter, opts: RayOptions,
-            on_event: Event) -> None:
+            progress: Progress) -> None:
     """Until every task has ended: the workers' events as they come, each ended task landed."""
     nodes = _node_names(ray)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=opts.poll_seconds)
-        _apply(ray, rows, _drain(ray, reporter), on_event, nodes)
+        _apply(ray, rows, _drain(ray, reporter), progress, nodes)
         for ref in ready:
-            _finish(ray, reg, ref, rows[pending.pop(ref)], opts, on_event)
+            _finish(ray, reg, ref, rows[pending.pop(ref)], opts, progress)
 
 
-def _finish(ray, reg: Registry, ref, row: dict[str, Any], opts: RayOptions, on_event: Event) -> None:
+def _finish(ray, reg: Registry, ref, row: dict[str, Any], opts: RayOptions, progress: Progress) -> None:
     """A task's end: its candidates registered (done), or its error recorded (failed)."""
     try:
         shipped = ray.get(ref)
@@ -247,7 +253,7 @@ def _finish(ray, reg: Registry, ref, row: dict[str, Any], opts: RayOptions, on_e
                                           f"{opts.max_retries + 1} times (--max-retries {opts.max_retries})")
     except EnsembleError as e:   # what it shipped did not check out: nothing of it registered
         row.update(status="failed", error=str(e).splitlines()[0])
-    on_event(row["status"], row, None)
+    _tell(progress, row["status"], row)
 
 
 def _checked(c: dict[str, Any], name: str) -> tuple[str, dict[str, Any], Files]:

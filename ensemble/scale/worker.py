@@ -21,11 +21,25 @@ from ..registry.candidate import MANIFEST
 from ..errors import EnsembleError
 from ..registry.manifest import SEAL, seal_of
 from ..modeling.config import CONFIG_FILE
+from ..progress import Progress
 from ..registry.keeper import train_into
 from ..registry.store import Registry
 from ..registry.runs import RECORD, run_dir
 
 Files = dict[str, bytes]   # path relative to a folder -> content
+
+
+class ToDriver(Progress):
+    """A worker's progress: each ``"epoch"`` event goes to the driver's progress actor (``reporter``),
+    as ``{"type": "epoch", "key": key, ...the epoch's entry}``; the rest stays here."""
+
+    def __init__(self, reporter, key: str):
+        self.reporter, self.key = reporter, key
+
+    def event(self, event: dict[str, Any]) -> None:
+        if event.get("kind") == "epoch":
+            self.reporter.report.remote({"type": "epoch", "key": self.key,
+                                         **{k: v for k, v in event.items() if k != "kind"}})
 
 
 def read_files(folder: Path) -> Files:
@@ -105,8 +119,7 @@ def run_task(key: str, cfg: dict[str, Any], data: Files, base: Files | None, dev
         try:
             reg = Registry(Path(tmp) / "registry")
             t1 = time.time()
-            result = train_into(reg, config, data_dir, device=device,
-                                on_epoch=lambda e: reporter.report.remote({"type": "epoch", "key": key, **e}))
+            result = train_into(reg, config, data_dir, device=device, progress=ToDriver(reporter, key))
             t2 = time.time()
             shipped = _pack(reg, result, copy, str(Path(config.base).expanduser()))
         finally:

@@ -9,6 +9,9 @@ Files, in flow order:
     learning-rate schedules (constant, linear, cosine, slanted triangular) with warm-up (no torch).
 ``smart``
     SMART adversarial regularisation (Jiang et al. 2020).
+``loop_state``
+    the training loop's state between epochs, and a checkpoint's place and loop state read
+    without torch (what planning a run needs).
 ``checkpoint``
     the per-epoch resume checkpoint of a fine-tuning run (safetensors and JSON, no pickle).
 ``finetune``
@@ -22,7 +25,7 @@ Files, in flow order:
 """
 from .. import lazy_names
 
-FILES = ("config", "schedule", "smart", "checkpoint", "finetune", "mlm", "mlm_checkpoint", "pretrain")
+FILES = ("config", "schedule", "smart", "loop_state", "checkpoint", "finetune", "mlm", "mlm_checkpoint", "pretrain")
 __all__ = ["TrainConfig", "SmartConfig", "train", "TrainResult", "PretrainConfig", "pretrain"]
 __getattr__ = lazy_names(__name__, {"TrainConfig": "config", "SmartConfig": "config", "train": "finetune",
                                     "TrainResult": "finetune", "PretrainConfig": "pretrain", "pretrain": "pretrain"})

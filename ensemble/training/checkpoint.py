@@ -7,14 +7,16 @@ the last completed epoch and end bit for bit where an uninterrupted run ends (on
     optimizer.safetensors   AdamW's state tensors (``<param index>.<name>``) and the RNG states'
                             tensors (``rng.torch``, ``rng.cuda.<i>``, ``rng.numpy``, ``rng.smart``,
                             ``scaler.<name>``)
-    state.json              the rest: epoch, optimizer step, the optimizer's scalar state, the RNGs'
-                            scalars, the loss scaler's scalars and what the training loop keeps
-                            across epochs (best scores, the record's epochs so far)
+    state.json              the rest: the optimizer's scalar state, the RNGs' scalars, the loss
+                            scaler's scalars and, under "loop", the training loop's
+                            :class:`LoopState` (epoch, optimizer step, best scores, early
+                            stopping's count, the record's epochs so far)
 
 No pickle: torch's optimizer state dict is flattened to tensors plus JSON. A checkpoint is written
 into ``<folder>.new`` and swapped in by renames (``<folder>`` -> ``<folder>.old``, ``.new`` ->
 ``<folder>``), so a kill at any moment leaves the previous checkpoint or the new one; reading
-takes ``<folder>.old`` when the kill fell between the two renames. safetensors files carry one
+takes ``<folder>.old`` when the kill fell between the two renames (:func:`find`, torch-free in
+:mod:`ensemble.training.loop_state` with :class:`LoopState` and :func:`read_loop`). safetensors files carry one
 metadata key, so the same tensors give the same bytes (a header with several keys is written in
 a random order).
 """
@@ -35,9 +37,7 @@ from ..errors import EnsembleError
 from ..files import fault_point
 from ..modeling.model import save_tensors
 
-WEIGHTS = "model.safetensors"
-OPTIMIZER = "optimizer.safetensors"
-STATE = "state.json"
+from .loop_state import OPTIMIZER, STATE, WEIGHTS, LoopState, find, read_loop  # noqa: F401  (the checkpoint's names)
 
 
 # -- optimizer state -----------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def set_rng_state(smart: torch.Generator, tensors: dict[str, torch.Tensor], scal
 
 
 # -- the folder ----------------------------------------------------------------------------------
-def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler, loop: dict[str, Any]) -> None:
+def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler, loop: LoopState) -> None:
     """The checkpoint of a completed epoch: written beside ``folder``, swapped in by renames."""
     folder = Path(folder)
     new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
@@ -111,7 +111,7 @@ def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generato
     scaler_state = scaler.state_dict() if scaler is not None and scaler.is_enabled() else {}
     scaler_tensors = {f"scaler.{k}": v for k, v in scaler_state.items() if isinstance(v, torch.Tensor)}
     save_tensors({**opt, **rng, **scaler_tensors}, new / OPTIMIZER)
-    state = {"loop": loop, "optimizer_scalars": opt_scalars, "rng": rng_scalars,
+    state = {"loop": loop.to_dict(), "optimizer_scalars": opt_scalars, "rng": rng_scalars,
              "scaler": {k: v for k, v in scaler_state.items() if not isinstance(v, torch.Tensor)}}
     (new / STATE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
     fault_point("train.checkpoint.swap")
@@ -123,24 +123,7 @@ def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generato
     shutil.rmtree(old, ignore_errors=True)
 
 
-def find(folder: Path) -> Path | None:
-    """The complete checkpoint at ``folder`` (or its ``.old`` twin after a kill between renames)."""
-    folder = Path(folder)
-    for d in (folder, folder.with_name(folder.name + ".old")):
-        if all((d / f).is_file() for f in (WEIGHTS, OPTIMIZER, STATE)):
-            return d
-    return None
-
-
-def read_loop(folder: Path) -> dict[str, Any]:
-    """The training loop's part of the checkpoint at ``folder`` (:func:`find`'s answer)."""
-    try:
-        return json.loads((Path(folder) / STATE).read_text())["loop"]
-    except (OSError, ValueError, KeyError) as e:
-        raise EnsembleError(f"{folder / STATE}: unreadable checkpoint state ({type(e).__name__}: {e})") from None
-
-
-def restore(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler) -> dict[str, Any]:
+def restore(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler) -> LoopState:
     """Load weights, optimizer, RNGs and loss scaler from :func:`find`'s folder; returns the loop's state."""
     folder = Path(folder)
     state = json.loads((folder / STATE).read_text())
@@ -154,7 +137,7 @@ def restore(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Genera
     if scaler is not None and scaler.is_enabled() and state.get("scaler"):
         scaler.load_state_dict({**state["scaler"], **{k[7:]: v for k, v in flat.items() if k.startswith("scaler.")}})
     set_rng_state(smart, flat, state["rng"])
-    return state["loop"]
+    return LoopState.from_dict(state.get("loop"), folder / STATE)
 
 
 def remove(folder: Path) -> None:

@@ -187,47 +187,46 @@ def train(cfg: TrainConfig, data_dir: Path, on_epoch: Callable[[TrainRun, EpochO
     gen = torch.Generator().manual_seed(cfg.seed)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     stepper = Stepper(optimizer, cfg, _steps_per_epoch(cfg, train_enc) * cfg.epochs, scaler)
-    loop = {"epoch": 0, "step": 0, "best": {t: None for t in cfg.tasks}, "best_mean": None, "since_best": 0,
-            "stopped": False, "epochs": []}
+    loop = ckpt.LoopState.start(cfg.tasks)
     found = ckpt.find(checkpoint_dir) if resume and checkpoint_dir else None
     if found is not None:
         loop = ckpt.restore(found, model, optimizer, gen, scaler)
-        stepper.step = loop["step"]
-    epochs = [EpochResult(**{k: v for k, v in e.items() if k != "tokens_per_second"}) for e in loop["epochs"]]
+        stepper.step = loop.step
+    epochs = [EpochResult(**{k: v for k, v in e.items() if k != "tokens_per_second"}) for e in loop.epochs]
     if on_start:
         on_start(run, epochs)
-    resumed_from = loop["epoch"]
-    while loop["epoch"] < cfg.epochs and not loop["stopped"]:
-        epoch = loop["epoch"] + 1
+    resumed_from = loop.epoch
+    while loop.epoch < cfg.epochs and not loop.stopped:
+        epoch = loop.epoch + 1
         losses, seconds, tokens = _train_epoch(model, stepper, cfg, epoch, train_enc, dev, precision, gen, progress)
         dev_preds, dev_scores = _evaluate(model, dev_enc, splits, dev, precision, progress)
         improved = _account(loop, cfg, dev_scores)
         result = EpochResult(epoch, losses, dev_scores, seconds, tokens, best_for=improved, lr=stepper.last_lr)
         on_epoch(run, EpochOutput(result, dev_preds, model, tokenizer))
         epochs.append(result)
-        loop.update(epoch=epoch, step=stepper.step, epochs=[e.entry() for e in epochs])
+        loop.epoch, loop.step, loop.epochs = epoch, stepper.step, [e.entry() for e in epochs]
         if checkpoint_dir is not None:
             ckpt.write(checkpoint_dir, model, optimizer, gen, scaler, loop)
         if after_checkpoint:
             after_checkpoint(run, result)
-    status = "stopped" if loop["stopped"] and loop["epoch"] < cfg.epochs else "complete"
+    status = "stopped" if loop.stopped and loop.epoch < cfg.epochs else "complete"
     return TrainResult(cfg, run_id, run.parameters, epochs, skipped, str(dev), status=status, resumed_from=resumed_from)
 
 
-def _account(loop: dict[str, Any], cfg: TrainConfig, dev_scores: dict[str, float]) -> list[str]:
+def _account(loop: ckpt.LoopState, cfg: TrainConfig, dev_scores: dict[str, float]) -> list[str]:
     """Update the best scores and early stopping's count with an epoch's dev scores; returns the
     tasks the epoch is best for so far. ``--patience N`` stops once the mean dev score of the
     trained tasks has not improved (strictly) for N epochs in a row."""
-    best = loop["best"]
+    best = loop.best
     improved = [t for t in cfg.tasks if best[t] is None or dev_scores[t] > best[t]]
     for t in improved:
         best[t] = dev_scores[t]
     mean = sum(dev_scores[t] for t in cfg.tasks) / len(cfg.tasks)
-    if loop["best_mean"] is None or mean > loop["best_mean"]:
-        loop["best_mean"], loop["since_best"] = mean, 0
+    if loop.best_mean is None or mean > loop.best_mean:
+        loop.best_mean, loop.since_best = mean, 0
     else:
-        loop["since_best"] += 1
-    loop["stopped"] = bool(cfg.patience) and loop["since_best"] >= cfg.patience
+        loop.since_best += 1
+    loop.stopped = bool(cfg.patience) and loop.since_best >= cfg.patience
     return improved
 
 

@@ -17,6 +17,8 @@ from ensemble.registry.runs import read_runs
 from fixtures_torch import tiny_base  # noqa: F401
 from kill_helpers import housekeeping, killed_at, run_at
 
+pytestmark = pytest.mark.slow   # real `ensemble train` processes, killed and resumed
+
 BATCHES_PER_EPOCH = 18   # 48 training rows per task, batches of 8, three tasks
 
 

@@ -2,9 +2,9 @@
 and the Ray engine's progress lines as a pipe or log gets them (the engine itself: tests/scale/test_ray.py)."""
 from __future__ import annotations
 
-import builtins
 import json
 import shutil
+import sys
 from dataclasses import replace
 
 import pytest
@@ -14,6 +14,7 @@ from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.scale.grid import load_preset
 from ensemble.runner import plan
 from ensemble.registry.store import Registry
+from no_ray import HideRay, ray_modules
 
 
 def test_dry_run_lists_the_runs_their_fingerprints_and_what_is_registered(tmp_path, invoke, tiny_base_dir):
@@ -48,6 +49,13 @@ def test_the_paper_preset_dry_run_has_twelve_runs(tmp_path, invoke):
     assert [x["fingerprint"] for x in doc["runs"]] == [x["fingerprint"] for x in plan(Registry(tmp_path / "r"), configs, SAMPLE)]
 
 
+def hide_ray(monkeypatch) -> None:
+    """Ray as on an install without the ``ray`` extra: every import of it fails (:mod:`no_ray`)."""
+    monkeypatch.setattr(sys, "meta_path", [HideRay(), *sys.meta_path])
+    for name in ray_modules():
+        monkeypatch.delitem(sys.modules, name)
+
+
 @pytest.mark.parametrize("args,message", [
     (("--grid", "x.toml", "--preset", "quick"), "--grid and --preset: expected one of them"),
     (("--address", "127.0.0.1:6379"), "--address applies to --engine ray only; add --engine ray"),
@@ -56,7 +64,11 @@ def test_the_paper_preset_dry_run_has_twelve_runs(tmp_path, invoke):
     (("--engine", "ray", "--gpus-per-run", "-1"), "--gpus-per-run -1: expected a number >= 0"),
     (("--engine", "ray", "--max-retries", "-1"), "--max-retries -1: expected an integer >= 0"),
 ])
-def test_option_errors(tmp_path, invoke, args, message):
+@pytest.mark.parametrize("ray_installed", [True, False], ids=["with-ray", "without-ray"])
+def test_option_errors(tmp_path, invoke, monkeypatch, args, message, ray_installed):
+    """The options' values are checked first: without Ray too, a bad value is what is said."""
+    if not ray_installed:
+        hide_ray(monkeypatch)
     r = invoke("run", "--data", SAMPLE, "--registry", tmp_path / "reg", *args)
     assert r.exit_code == 1 and message in r.stderr
     assert not (tmp_path / "reg").exists()
@@ -71,13 +83,7 @@ def test_a_bad_grid_file_is_one_error_line(tmp_path, invoke):
 
 
 def test_without_ray_the_engine_says_what_to_install(tmp_path, invoke, monkeypatch):
-    real = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("No module named 'ray'")
-        return real(name, *args, **kwargs)
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+    hide_ray(monkeypatch)
     r = invoke("run", "--data", SAMPLE, "--registry", tmp_path / "reg", "--engine", "ray")
     assert r.exit_code == 1
     assert ('--engine ray: the ray package is not installed; install it with `pip install -e ".[ray]"`'
@@ -108,6 +114,7 @@ def test_the_ray_progress_in_a_pipe_is_one_line_per_epoch_and_per_run(capsys):
     ]
 
 
+@pytest.mark.slow
 def test_a_grid_file_on_the_local_engine_trains_selects_and_skips_on_rerun(tmp_path, invoke, tiny_base_dir):
     data = shutil.copytree(SAMPLE, tmp_path / "data")
     grid = tmp_path / "one.toml"

@@ -10,6 +10,7 @@ import pytest
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 
 
+@pytest.mark.slow
 def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_dir, invoke):
     """`ensemble run` end to end on the packaged sample; a second run skips every finished configuration."""
     monkeypatch.chdir(tmp_path)

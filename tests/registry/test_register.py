@@ -476,7 +476,7 @@ def test_a_complete_configuration_is_skipped_naming_its_candidates(trained, tmp_
     assert not (root / "runs" / record["run_id"] / "checkpoint").exists()
 
 
-def test_the_record_holds_every_epoch_and_on_epoch_gets_each_entry(trained):
+def test_the_record_holds_every_epoch(trained):
     from ensemble.registry.runs import read_runs
 
     (record,) = read_runs(trained["registry"])

@@ -19,12 +19,14 @@ from typer.testing import CliRunner
 
 from ensemble.cli import app
 from ensemble.data import PACKAGE_SAMPLE
+from ensemble.progress import Progress
 from ensemble.scale.driver import RayOptions
 from ensemble.registry.keeper import train_into
 from ensemble.registry.store import Registry
 from ensemble import runner
 from tiny import make_tiny_base
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
@@ -156,12 +158,15 @@ def test_a_node_removed_mid_run_has_its_run_retried_elsewhere_and_registered_onc
     reg = Registry(cl.driver / "reg-death")
     killed: list[str] = []
 
-    def on_event(kind, row, entry):
-        if kind == "epoch" and entry["epoch"] == 1 and row["node_id"] == cl.worker.node_id and not killed:
-            cl.cluster.remove_node(cl.worker, allow_graceful=False)
-            killed.append(row["name"])
+    class KillOnFirstEpoch(Progress):
+        def event(self, ev):
+            row, entry = ev.get("row"), ev.get("entry")
+            if ev["kind"] == "grid" and ev["change"] == "epoch" and entry["epoch"] == 1 \
+                    and row["node_id"] == cl.worker.node_id and not killed:
+                cl.cluster.remove_node(cl.worker, allow_graceful=False)
+                killed.append(row["name"])
 
-    summary = runner.train_ray(reg, configs, data_dir, RayOptions(max_retries=2), lambda m: None, on_event)
+    summary = runner.train_ray(reg, configs, data_dir, RayOptions(max_retries=2), KillOnFirstEpoch())
     assert len(killed) == 1
     assert summary["retried"] == killed and summary["failed"] == []
     assert sorted(summary["done"]) == ["multi-sst+para+sts-s8", "multi-sst+para+sts-s9"]   # mid-run: epoch 1 of 12

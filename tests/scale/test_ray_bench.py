@@ -6,6 +6,7 @@ import pytest
 
 from ensemble.data import PACKAGE_SAMPLE
 
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ray = pytest.importorskip("ray")
 
 

@@ -3,6 +3,8 @@ step on the union, clipping of the global norm, gradient checkpointing against n
 on a scripted dev curve, and precision rules (fp16 on a CPU is an error)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ from ensemble.modeling.batches import encode
 from ensemble.data import read_split
 from ensemble.errors import EnsembleError
 from ensemble.modeling.model import ARCHITECTURES, task_loss
-from ensemble.progress import NULL
+from ensemble.progress import NULL, Recorder
 from ensemble.registry.keeper import train_into
 from ensemble.registry.store import Registry
 from ensemble.registry.runs import read_runs
@@ -185,12 +187,13 @@ def test_patience_stops_where_the_scripted_curve_says(tiny_base, tmp_path, monke
     monkeypatch.setattr(train_mod, "score", fake_score)
     reg = Registry(tmp_path / "reg")
     cfg = TrainConfig(base=str(tiny_base), epochs=5, batch_size=16, limit=8, patience=2)
-    seen = []
-    res = train_into(reg, cfg, copy_data(tmp_path / "data"), device="cpu", on_epoch=seen.append)
+    told = Recorder()
+    res = train_into(reg, cfg, copy_data(tmp_path / "data"), device="cpu", progress=told)
+    seen = [{k: v for k, v in e.items() if k != "kind"} for e in told.events if e["kind"] == "epoch"]
     assert [e.epoch for e in res.epochs] == [1, 2, 3, 4] and res.status == "stopped"
     (record,) = read_runs(reg.root)
     assert record["status"] == "stopped" and len(record["epochs"]) == 4
-    # on_epoch: every epoch, candidate or not, its record entry plus the run's id and name
+    # each epoch's "epoch" event: every epoch, candidate or not, its record entry plus the run's id and name
     assert seen == [{**e, "run_id": res.run_id, "name": cfg.run_name} for e in record["epochs"]]
     assert [e["candidate"] is not None for e in seen] == [True, True, False, False]
     assert [c.manifest["training"]["epoch"] for c in reg.candidates()] == [2]
@@ -255,7 +258,27 @@ def test_loss_scaling_unscales_before_clipping_and_skips_inf_steps(tiny_base, sa
     kept = p.detach().clone()
     stepper()
     assert torch.equal(p.detach(), kept) and scaler.get_scale() == 2.0 ** 9     # skipped, scale halved
-    ckpt.write(tmp_path / "checkpoint", model, stepper.optimizer, torch.Generator(), scaler, {"epoch": 1})
+    ckpt.write(tmp_path / "checkpoint", model, stepper.optimizer, torch.Generator(), scaler, ckpt.LoopState(epoch=1))
     fresh = torch.amp.GradScaler("cpu")
     loop = ckpt.restore(ckpt.find(tmp_path / "checkpoint"), model, stepper.optimizer, torch.Generator(), fresh)
-    assert loop == {"epoch": 1} and fresh.state_dict() == scaler.state_dict()
+    assert loop == ckpt.LoopState(epoch=1) and fresh.state_dict() == scaler.state_dict()
+
+
+def test_the_loop_state_keeps_the_checkpoint_keys_old_checkpoints_hold(tmp_path):
+    """``state.json``'s "loop" as checkpoints have always held it (loose keys) is read into a
+    LoopState and written back key for key, so an older run still resumes; a missing field is an
+    error naming the file and the field."""
+    from ensemble.training import checkpoint as ckpt
+
+    old = {"epoch": 2, "step": 36, "best": {"sst": 0.25, "para": None}, "best_mean": 0.4, "since_best": 1,
+           "stopped": False, "epochs": [{"epoch": 1, "dev": {"sst": 0.25}}, {"epoch": 2, "dev": {"sst": 0.2}}]}
+    (tmp_path / ckpt.STATE).write_text(json.dumps({"loop": old, "rng": {}}))
+    loop = ckpt.read_loop(tmp_path)
+    assert loop.epoch == 2 and loop.step == 36 and loop.best == {"sst": 0.25, "para": None} and loop.since_best == 1
+    assert loop.to_dict() == old
+    assert ckpt.LoopState.start(("sst", "sts")).to_dict() == {
+        "epoch": 0, "step": 0, "best": {"sst": None, "sts": None}, "best_mean": None, "since_best": 0,
+        "stopped": False, "epochs": []}
+    (tmp_path / ckpt.STATE).write_text(json.dumps({"loop": {k: v for k, v in old.items() if k != "since_best"}}))
+    with pytest.raises(EnsembleError, match=rf"{ckpt.STATE}: field 'loop' has no 'since_best'"):
+        ckpt.read_loop(tmp_path)
