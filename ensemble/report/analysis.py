@@ -225,7 +225,8 @@ def _reselect(task: str, doc: dict[str, Any], split, preds: dict, params: dict, 
     best single candidate and trajectory; a note where it no longer picks the saved members."""
     entry = doc["tasks"][task]
     inp = selection.TaskInput(task, split.ids, split.labels, preds, params)
-    sel = selection.select(inp, mode=doc.get("mode") or selection.DEFAULT_MODE, repeats=0,
+    mode = entry.get("mode") or doc.get("mode") or selection.FIXED_DEFAULT   # auto saves each task's mode
+    sel = selection.select(inp, mode=selection.FIXED_DEFAULT if mode == selection.AUTO else mode, repeats=0,
                            **(entry.get("settings") or {}))
     if dict(sel.weights) != dict(selected_weights(doc, task)):
         notes.append(f"{task}: the registry changed since {doc['name']} was selected: today's selection picks other "

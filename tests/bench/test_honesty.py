@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ensemble.bench.honesty import Scenario, holdout_rows, real_check, run_honesty, summarise
+from ensemble.bench.honesty import Scenario, run_honesty, summarise
+from ensemble.bench.realcheck import holdout_rows, real_check
 from ensemble.data import PACKAGE_SAMPLE, read_split
 from ensemble.errors import EnsembleError
 from ensemble.predfile import write_predictions

@@ -32,7 +32,7 @@ def test_errors_are_red_messages_with_exit_1(tmp_path, invoke):
     r = invoke("train", "--data", SAMPLE, "--tasks", "sst,nli")
     assert r.exit_code == 1 and "unknown task 'nli'" in r.output
     r = invoke("select", "--data", SAMPLE, "--registry", tmp_path / "empty", "--mode", "bagging")
-    assert r.exit_code == 2 and "'bagging' is not one of 'greedy'" in r.output   # a choice: click's usage error
+    assert r.exit_code == 2 and "'bagging' is not one of 'auto', 'greedy'" in r.output   # a choice: click's usage error
 
 
 def _leaves(group, path: tuple[str, ...] = ()):
@@ -161,7 +161,7 @@ def test_fixed_values_are_choices_that_match_the_core(invoke):
     from ensemble.training.finetune import TrainConfig   # lazy: torch, only this test
 
     assert options.ARCHITECTURES == model.ARCHITECTURES and options.INFER_PRECISIONS == infer.PRECISIONS
-    assert options.PRESETS == tuple(runner.PRESETS) and options.SELECT_MODES == tuple(MODES)
+    assert options.PRESETS == tuple(runner.PRESETS) and options.SELECT_MODES == ("auto", *MODES)
     for precision in options.TRAIN_PRECISIONS:
         TrainConfig(precision=precision)   # each one the core accepts
     from ensemble.training.config import PRECISIONS, SCHEDULES
