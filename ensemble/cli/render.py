@@ -258,7 +258,7 @@ def print_systems(tasks: dict[str, Any]) -> None:
     if not auto:
         return
     systems = list(next(iter(auto.values()))["systems"])
-    cols = [Col("task"), *[Col(s, True) for s in systems], Col("chosen"), Col("nested est.", True),
+    cols = [Col("task"), *[Col(s, True) for s in systems], Col("chosen", drop=2), Col("nested est.", True),
             Col("interval", drop=1)]
     rows = []
     for t, sel in auto.items():

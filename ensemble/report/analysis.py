@@ -246,6 +246,9 @@ def _curve(task: str, sel, aligned: dict[str, np.ndarray], gold, entry: dict[str
             s["score"] = score_on(task, aligned, gold, {m: sel.weights[m] for m in members[:i + 1]})
     single = float(sel.best_single[1])
     held = entry.get("interval") or {}
+    own = (entry.get("systems") or {}).get(entry.get("mode"))
+    if own is not None:          # mode auto: the interval saved is the choice's; the ensemble's own is here
+        held = {**own, "level": held.get("level")}
     heldout = None if held.get("estimate") is None else {
         "estimate": single + held["estimate"], "low": single + held["low"], "high": single + held["high"],
         "level": held.get("level"), "members": len(sel.weights)}
