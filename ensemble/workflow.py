@@ -91,13 +91,15 @@ def dev_predictions(task: str, usable: list[Candidate], notes: list[str]) -> tup
 
 def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = selection.DEFAULT_MODE,
            max_size: int | None = None, steps: int = 50, repeats: int = 2, seed: int = 0, name: str | None = None,
-           save: bool = True, sample: bool = False, system: str = "ensemble", **settings: Any) -> SelectionReport:
+           save: bool = True, sample: bool = False, system: str | None = None, **settings: Any) -> SelectionReport:
     """Select each task's ensemble over the registry's candidates and save it as ``name``.
 
     ``settings``: the interval's and the modes' (folds, level, bags, fraction; see
     :func:`ensemble.selection.select`). ``system``: "ensemble" saves each task's ensemble; "auto"
     saves the best single candidate instead where the ensemble is not expected to beat it on new
-    rows (:func:`ensemble.selection.verdict`), with the reason recorded."""
+    rows (:func:`ensemble.selection.verdict`; mode ``auto``: where its choice is the best single
+    candidate), with the reason recorded. None: "auto" for mode ``auto``, else "ensemble"."""
+    system = system or ("auto" if mode == selection.AUTO else "ensemble")
     if system not in SYSTEMS:
         raise EnsembleError(f"system {system!r}: expected one of {', '.join(SYSTEMS)}")
     name = check_ensemble_name(f"ensemble-{mode}" if name is None else name)   # before the work, not after
@@ -185,20 +187,29 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
     ids = {per_task[t][0] for t in tasks}
     rows.append({"system": "best single model per task", "parameters": sum(params.get(i, 0) for i in ids),
                  "dev": dev, "mean_dev": float(np.mean(list(dev.values()))), "heldout": None})
-    members = {m for t in tasks for m in selections[t].weights}
-    dev = {t: float(selections[t].ensemble_dev_score) for t in tasks}
+    chosen = {t: _chosen(selections[t]) for t in tasks}
+    members = {m for t in tasks for m in chosen[t][1]}
+    dev = {t: chosen[t][2] for t in tasks}
     held = {t: (None if selections[t].heldout_gain_mean is None
                 else float(selections[t].best_single[1] + selections[t].heldout_gain_mean)) for t in tasks}
-    sizes = {t: len(selections[t].weights) for t in tasks}
     mode = selections[tasks[0]].mode
-    rows.append({"system": f"{mode} ensemble (" + ", ".join(f"{t} {sizes[t]}" for t in tasks) + " members)",
-                 "parameters": sum(params.get(i, 0) for i in members), "dev": dev,
+    what = (f"{mode}: " + ", ".join(f"{t} {chosen[t][0]}" for t in tasks) if mode == selection.AUTO else
+            f"{mode} ensemble (" + ", ".join(f"{t} {len(chosen[t][1])}" for t in tasks) + " members)")
+    rows.append({"system": what, "parameters": sum(params.get(i, 0) for i in members), "dev": dev,
                  "mean_dev": float(np.mean(list(dev.values()))), "heldout": held,
                  "mean_heldout": None if None in held.values() else float(np.mean(list(held.values())))})
     if test_scores:
         rows[-1]["test"] = {t: v["ensemble"] for t, v in test_scores.items()}
         rows[-2]["test"] = {t: v["best_single"] for t, v in test_scores.items()}
     return rows
+
+
+def _chosen(sel) -> tuple[str, list[str], float]:
+    """(the system in words, its members, its dev score): the ensemble, or auto's choice."""
+    if sel.chosen == "single":
+        return "single", [sel.best_single[0]], float(sel.best_single[1])
+    what = f"{sel.chosen} {len(sel.weights)}" if sel.chosen is not None else str(len(sel.weights))
+    return what, list(sel.weights), float(sel.ensemble_dev_score)
 
 
 # -- prediction ---------------------------------------------------------------------------------

@@ -28,7 +28,9 @@ Files, in flow order:
 ``selection``
     ``bench select``: the fast selection against a plain re-averaging reference.
 ``honesty``
-    ``bench honesty``: the known-truth simulation of the held-out interval and the modes.
+    ``bench honesty``: the known-truth simulation of the held-out interval, the modes and ``auto``.
+``realcheck``
+    ``bench honesty --registry``: the modes and ``auto``'s choice on real candidates, part of dev held out.
 ``grid``
     ``bench grid``: one small grid on the local engine and on Ray.
 
@@ -38,4 +40,4 @@ change the numbers a lot.
 """
 
 FILES = ("machine", "accuracy", "profiling", "targets", "pipeline", "inference", "training", "training_options",
-         "selection", "honesty", "grid")
+         "selection", "honesty", "realcheck", "grid")

@@ -6,7 +6,9 @@ correlated: every candidate's noise is ``shared * a + family * b + own * c`` (st
 row and output), ``b`` common to the runs of one family (same base model, other seeds), ``a`` to
 all. Quality ``q_i = 1 + spread * U(-1, 1)`` varies by candidate:
 
-- ``sst``: logits ``noise`` plus ``1.6 q_i`` on the label's class, softmax (5 classes, uniform labels);
+- ``sst``: logits ``noise`` plus ``1.6 q_i`` on the label's class plus the candidate's fixed offset
+  per class (``class_bias`` x standard normal; 0 in the first six scenarios), softmax (5 classes;
+  labels uniform, or the course's SST dev shares where the scenario says so);
 - ``para``: ``sigmoid(2.2 q_i (2y - 1) + 1.6 noise)``, ``P(y = 1) = 0.37``;
 - ``sts``: ``2 q_i y + 2.4 noise``, ``y ~ U(0, 5)``.
 
@@ -17,35 +19,34 @@ rows that no selection sees. Estimate and interval: the selection package's cros
 (:mod:`ensemble.selection.crossfit`) on the dev sample. Everything is a function of ``seed``, the
 scenario's name and the replication index.
 
-Real check (:func:`real_check`): on a registry's candidates, ``splits`` times a fraction of the
-dev rows (chosen by a hash of seed, split and row id) is held out as labelled unseen rows; each
-mode selects on the rest (``ensemble.selection.select``, as ``ensemble select`` does) and the
-ensemble and the best single candidate chosen on the rest are scored on the held-out rows.
+``auto`` (:mod:`ensemble.selection.choice`): the system with the best cross-fitted estimate among
+the best single candidate and every mode, chosen on the dev sample; its true gain is the chosen
+system's (0 for the best single), its estimate and interval the nested cross-fit's. Its row also
+gives the bias of the un-nested estimate it was chosen by (``naive_bias``), how often each system
+was chosen, and its true gain minus the best fixed mode's with the standard error of that paired
+difference over the replications.
+
+The real check on a registry's candidates is :mod:`.realcheck`.
 """
 from __future__ import annotations
 
-import hashlib
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats
 
-from .. import data as data_mod
 from .. import metrics
 from ..errors import EnsembleError
 from ..progress import NULL, Progress
-from ..registry.store import Registry
-from ..selection import MODES, EnsembleSelector, TaskInput, ensemble_predictions, score_on
-from ..selection.inputs import align
+from ..selection import AUTO, MODES, EnsembleSelector, ensemble_predictions
+from ..selection.choice import SINGLE, choose, nested_cross_fit
 from ..selection.crossfit import cross_fit_pool
 from ..selection.pool import Pool
-from ..tasks import TASKS, get_task
-from ..workflow import dev_predictions, usable_candidates
+from ..tasks import TASKS
 
-HONESTY_MODES = tuple(MODES)
+HONESTY_MODES = (*MODES, AUTO)
 COURSE_DEV_ROWS = {"sst": 1101, "para": 3000, "sts": 863}
 TARGETS = {"coverage": (0.90, 0.99), "bias_over_sd": 0.25, "width_ratio": 1.5}
 
@@ -62,32 +63,51 @@ class Scenario:
     shared: float = 1.2    # noise weights: shared, family, own
     family: float = 0.5
     own: float = 0.4
+    classes: tuple[float, ...] | None = None   # sst: the label distribution (None: uniform)
+    class_bias: float = 0.0                    # sst: SD of each candidate's fixed logit offset per class
 
+
+SST_DEV_CLASSES = (0.13, 0.26, 0.19, 0.27, 0.15)   # the course's SST dev: 139, 289, 229, 279, 165 of 1,101 rows
 
 SCENARIOS: dict[str, Scenario] = {
     sc.name: sc for sc in (
-        Scenario(f"{t}-m{m}-{label}", t, m, f, s, COURSE_DEV_ROWS[t])
-        for t in ("sst", "para", "sts")
-        for (m, f, s, label) in ((8, 3, 0.05, "narrow"), (30, 6, 0.25, "wide"))
+        *(Scenario(f"{t}-m{m}-{label}", t, m, f, s, COURSE_DEV_ROWS[t])
+          for t in ("sst", "para", "sts")
+          for (m, f, s, label) in ((8, 3, 0.05, "narrow"), (30, 6, 0.25, "wide"))),
+        # where the modes differ (the pattern of the real SST candidates: greedy keeps the best single,
+        # caruana's weights chase the small classes' dev rows, bagged's bags without the best lose):
+        # one clearly better candidate among correlated ones that lean to some classes, small classes
+        Scenario("sst-m8-smallclass", "sst", 8, 4, 0.5, COURSE_DEV_ROWS["sst"], shared=1.4, family=0.3, own=0.3,
+                 classes=SST_DEV_CLASSES, class_bias=0.5),
+        # one clearly best candidate among highly correlated ones: little or nothing beats it
+        Scenario("para-m6-onebest", "para", 6, 2, 0.6, COURSE_DEV_ROWS["para"], shared=1.4, family=0.3, own=0.2),
+        # diverse candidates of unequal quality: weighting pays
+        Scenario("sts-m12-diverse", "sts", 12, 12, 0.5, COURSE_DEV_ROWS["sts"], shared=0.5, family=0.0, own=1.3),
     )
 }
 
 
-def library(sc: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The candidates' qualities and families."""
+def library(sc: Scenario, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates' qualities, families and fixed per-class logit offsets ``(m, k)`` (sst)."""
     rng = np.random.default_rng([seed, zlib.crc32(sc.name.encode()), 0])
-    return 1.0 + sc.spread * rng.uniform(-1.0, 1.0, sc.candidates), np.arange(sc.candidates) % sc.families
+    q = 1.0 + sc.spread * rng.uniform(-1.0, 1.0, sc.candidates)
+    k = TASKS[sc.task].n_outputs
+    off = sc.class_bias * rng.standard_normal((sc.candidates, k)) if sc.class_bias else np.zeros((sc.candidates, k))
+    return q, np.arange(sc.candidates) % sc.families, off
 
 
-def simulate(sc: Scenario, q: np.ndarray, fam: np.ndarray, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+def simulate(sc: Scenario, lib: tuple[np.ndarray, np.ndarray, np.ndarray], n: int,
+             rng) -> tuple[np.ndarray, np.ndarray]:
     """Labels (n,) and predictions (m, n, k) of the library on n fresh population rows."""
+    q, fam, off = lib
     k, kind, m = TASKS[sc.task].n_outputs, TASKS[sc.task].kind, len(q)
     noise = (sc.shared * rng.standard_normal((1, n, k))
              + sc.family * rng.standard_normal((sc.families, n, k))[fam]
              + sc.own * rng.standard_normal((m, n, k)))
     if kind == "classes":
-        y = rng.integers(0, k, n)
+        y = rng.integers(0, k, n) if sc.classes is None else rng.choice(k, n, p=np.asarray(sc.classes) / sum(sc.classes))
         noise[:, np.arange(n), y] += 1.6 * q[:, None]
+        noise += off[:, None, :]
         z = np.exp(noise - noise.max(axis=2, keepdims=True))
         return y.astype(np.int64), z / z.sum(axis=2, keepdims=True)
     if kind == "binary":
@@ -128,48 +148,83 @@ def get_scenarios(names: Sequence[str | Scenario] | None) -> list[Scenario]:
 
 
 def check_modes(modes: Sequence[str]) -> tuple[str, ...]:
-    unknown = [m for m in modes if m not in MODES]
+    known = (*MODES, AUTO)
+    unknown = [m for m in modes if m not in known]
     if unknown or not modes:
-        raise EnsembleError(f"unknown or no mode(s) {', '.join(unknown)}; expected some of {', '.join(MODES)}")
+        raise EnsembleError(f"unknown or no mode(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
     return tuple(modes)
 
 
-def _replicate(sc: Scenario, md: str, pool: Pool, row_ids: list[str], pop: dict, y_pop: np.ndarray,
-               pop_single: dict[str, float], settings: dict, seed: int) -> tuple[float, Any]:
-    """(true gain, cross-fit) of mode ``md`` on one dev sample."""
-    full = EnsembleSelector(sc.task, md, None, settings["steps"], settings["bags"], seed=seed).fit_pool(pool)
-    truth = metrics.score(sc.task, ensemble_predictions(pop, full.weights_), y_pop) - pop_single[full.best_single_]
-    cf = cross_fit_pool(pool, [row_ids[i] for i in pool.rows], full, settings["folds"], settings["repeats"], seed,
-                        settings["level"])
-    return float(truth), cf
+def _replicate(sc: Scenario, pool: Pool, row_ids: list[str], pop: dict, y_pop: np.ndarray,
+               pop_single: dict[str, float], modes: tuple[str, ...], settings: dict, seed: int) -> dict[str, tuple]:
+    """mode -> (true gain, estimate, low, high) on one dev sample; ``auto`` also its un-nested
+    estimate and the system chosen."""
+    fixed = tuple(MODES) if AUTO in modes else modes
+    ids = [row_ids[i] for i in pool.rows]
+    folds, repeats, level = settings["folds"], settings["repeats"], settings["level"]
+    sels, fits, out = {}, {}, {}
+    for md in fixed:
+        sels[md] = EnsembleSelector(sc.task, md, None, settings["steps"], settings["bags"], seed=seed).fit_pool(pool)
+        w = sels[md].weights_
+        truth = metrics.score(sc.task, ensemble_predictions(pop, w), y_pop) - pop_single[sels[md].best_single_]
+        fits[md] = cross_fit_pool(pool, ids, sels[md], folds, repeats, seed, level)
+        out[md] = (float(truth), fits[md].estimate, fits[md].low, fits[md].high)
+    if AUTO in modes:
+        chosen = choose({md: cf.estimate for md, cf in fits.items()})
+        nested = nested_cross_fit(pool, ids, sels, fits, folds, repeats, seed, level, chosen)
+        naive = 0.0 if chosen == SINGLE else fits[chosen].estimate
+        truth = 0.0 if chosen == SINGLE else out[chosen][0]
+        out[AUTO] = (truth, nested.estimate, nested.low, nested.high, naive, chosen)
+    return out
+
+
+def _auto_extra(rec: dict, modes: tuple[str, ...]) -> dict[str, Any]:
+    """auto's row: the un-nested estimate's bias, the systems chosen, and its true gain against the
+    best fixed mode's (by mean true gain), paired over the replications."""
+    a = rec[AUTO]
+    naive_err = np.asarray(a["naive"]) - np.asarray(a["true"])
+    fixed = [md for md in modes if md != AUTO]
+    out = {"naive_bias": float(naive_err.mean()),
+           "chosen": {s: a["chosen"].count(s) for s in sorted(set(a["chosen"]))}}
+    if fixed:
+        best = max(fixed, key=lambda md: np.mean(rec[md]["true"]))
+        d = np.asarray(a["true"]) - np.asarray(rec[best]["true"])
+        out.update({"best_fixed": best, "vs_best_fixed": float(d.mean()),
+                    "vs_best_fixed_se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")})
+    return out
 
 
 def _scenario_rows(sc: Scenario, replications: int, modes: tuple[str, ...], seed: int, settings: dict,
                    progress: Progress) -> list[dict[str, Any]]:
-    q, fam = library(sc, seed)
+    lib = library(sc, seed)
     tag = zlib.crc32(sc.name.encode())
-    y_pop, P_pop = simulate(sc, q, fam, sc.n_pop, np.random.default_rng([seed, tag, 1]))
+    y_pop, P_pop = simulate(sc, lib, sc.n_pop, np.random.default_rng([seed, tag, 1]))
     ids = [f"cand{i:03d}" for i in range(sc.candidates)]
     pop = {c: P_pop[i] for i, c in enumerate(ids)}
     pop_single = {c: metrics.score(sc.task, pop[c], y_pop) for c in ids}
     row_ids = [f"r{i:05d}" for i in range(sc.n_dev)]
-    rec = {md: {"err": [], "cov": [], "width": [], "true": [], "est": []} for md in modes}
+    rec = {md: {"err": [], "cov": [], "width": [], "true": [], "est": [], "naive": [], "chosen": []} for md in modes}
     for r in range(replications):
-        y, P = simulate(sc, q, fam, sc.n_dev, np.random.default_rng([seed, tag, 2, r]))
+        y, P = simulate(sc, lib, sc.n_dev, np.random.default_rng([seed, tag, 2, r]))
         pool = Pool.from_aligned(sc.task, {c: P[i] for i, c in enumerate(ids)}, y)
+        got = _replicate(sc, pool, row_ids, pop, y_pop, pop_single, modes, settings, seed * 1_000_003 + r)
         for md in modes:
-            truth, cf = _replicate(sc, md, pool, row_ids, pop, y_pop, pop_single, settings, seed * 1_000_003 + r)
+            truth, est, low, high = got[md][:4]
             d = rec[md]
-            d["err"].append(cf.estimate - truth)
-            d["cov"].append(cf.low <= truth <= cf.high)
-            d["width"].append(cf.high - cf.low)
+            d["err"].append(est - truth)
+            d["cov"].append(low <= truth <= high)
+            d["width"].append(high - low)
             d["true"].append(truth)
-            d["est"].append(cf.estimate)
+            d["est"].append(est)
+            if md == AUTO:
+                d["naive"].append(got[md][4])
+                d["chosen"].append(got[md][5])
         progress.advance()
     return [{"scenario": sc.name, "task": sc.task, "candidates": sc.candidates, "spread": sc.spread,
              "n_dev": sc.n_dev, "mode": md, "replications": replications,
              **summarise(rec[md]["err"], rec[md]["cov"], rec[md]["width"], rec[md]["true"], rec[md]["est"],
-                         settings["level"])}
+                         settings["level"]),
+             **(_auto_extra(rec, modes) if md == AUTO else {})}
             for md in modes]
 
 
@@ -179,9 +234,10 @@ def run_honesty(replications: int = 200, scenarios: Sequence[str | Scenario] | N
                 progress: Progress = NULL) -> dict[str, Any]:
     """One row per (scenario, mode): coverage, bias, RMSE, width vs oracle width, true gain (module doc).
 
-    ``bags`` defaults to 10 here (half of selection's 20) to keep 200 replications near a quarter
-    of an hour of one CPU: bagged selection is ``bags x (folds x repeats + 1)`` caruana runs per
-    replication and dominates the cost.
+    ``bags`` defaults to 10 here (half of selection's 20) to keep the cost down: bagged selection
+    is ``bags x (folds x repeats + 1)`` caruana runs per replication, and ``auto`` adds an inner
+    cross-fit of every mode per outer fold (its nested estimate), about five times the fixed modes'
+    cost together.
     """
     if replications < 2:
         raise EnsembleError("run_honesty needs at least 2 replications (the oracle width is an SD)")
@@ -192,78 +248,6 @@ def run_honesty(replications: int = 200, scenarios: Sequence[str | Scenario] | N
     progress.stop()
     return {"replications": replications, "seed": seed, "settings": settings, "modes": list(modes),
             "interval": f"repeated {folds}-fold cross-fitting x {repeats}, Nadeau-Bengio corrected resampled t "
-                        f"(df = {folds - 1}), {level:.0%}",
+                        f"(df = {folds - 1}), {level:.0%}" + (" (auto: nested)" if AUTO in modes else ""),
             "targets": TARGETS, "rows": rows,
             "mean_true_gain": {md: float(np.mean([r["true_gain"] for r in rows if r["mode"] == md])) for md in modes}}
-
-
-def holdout_rows(ids: Sequence[str], fraction: float, seed: int, split: int) -> set[str]:
-    """The ``round(fraction * n)`` ids with the smallest sha256 of ``"seed:split:id"``."""
-    key = {i: hashlib.sha256(f"{seed}:{split}:{i}".encode()).hexdigest() for i in ids}
-    return set(sorted(ids, key=lambda i: (key[i], i))[:int(round(fraction * len(ids)))])
-
-
-def _subset(ids: list[str], arr: np.ndarray, keep: list[str]) -> tuple[list[str], np.ndarray]:
-    pos = {i: j for j, i in enumerate(ids)}
-    return keep, np.asarray(arr)[[pos[i] for i in keep]]
-
-
-def _real_split(task: str, split, cands: dict, held: set[str], modes: tuple[str, ...], seed: int,
-                steps: int, bags: int) -> dict[str, float]:
-    """Held-out gain over the best single of each mode, selected on the rows outside ``held``."""
-    labelled = [str(i) for i, v in zip(split.ids, np.asarray(split.labels, dtype=np.float64)) if np.isfinite(v)]
-    lab = dict(zip([str(i) for i in split.ids], split.labels))
-    rest = [i for i in labelled if i not in held]
-    out_ids = [i for i in labelled if i in held]
-    inp = TaskInput(task=task, dev_ids=rest, dev_labels=[lab[i] for i in rest],
-                    candidates={c: _subset([str(i) for i in ids], a, rest) for c, (ids, a) in cands.items()})
-    held_preds = {c: _subset([str(i) for i in ids], a, out_ids)[1] for c, (ids, a) in cands.items()}
-    y_out = np.asarray([lab[i] for i in out_ids])
-    pool = align(inp).pool            # joined, stacked and hashed once for every mode
-    gains = {}
-    for md in modes:
-        est = EnsembleSelector(task, md, None, steps, bags, seed=seed).fit_pool(pool)
-        single = score_on(task, held_preds, y_out, {est.best_single_: 1})
-        gains[md] = score_on(task, held_preds, y_out, est.weights_) - single
-    return gains
-
-
-def real_check(registry: Registry, data_dir: Path | str, holdout: float = 0.3, splits: int = 20,
-               modes: Sequence[str] = HONESTY_MODES, seed: int = 0, tasks: Sequence[str] = tuple(TASKS),
-               steps: int = 50, bags: int = 20, progress: Progress = NULL) -> dict[str, Any]:
-    """Per task and mode: mean held-out gain over the best single, its SD across splits, and the
-    mean difference from greedy (module doc)."""
-    if not 0 < holdout < 1 or splits < 1:
-        raise EnsembleError(f"real_check needs holdout in (0, 1) and splits >= 1, got {holdout}, {splits}")
-    modes = check_modes(modes)
-    notes: list[str] = []
-    usable, _ = usable_candidates(registry.candidates(), Path(data_dir), notes)
-    rows = []
-    for task in tasks:
-        get_task(task)
-        split = data_mod.read_split(Path(data_dir), task, "dev")
-        cands, _ = dev_predictions(task, usable, notes)
-        if not cands:
-            notes.append(f"{task}: no candidate has dev predictions; left out")
-            continue
-        progress.start(f"real check {task}", splits)
-        per = []
-        for s in range(splits):
-            per.append(_real_split(task, split, cands, holdout_rows([str(i) for i in split.ids], holdout, seed, s),
-                                   modes, seed, steps, bags))
-            progress.advance()
-        progress.stop()
-        rows.extend(_real_rows(task, len(cands), per, modes))
-    return {"holdout": holdout, "splits": splits, "seed": seed, "modes": list(modes), "rows": rows, "notes": notes}
-
-
-def _real_rows(task: str, n_cands: int, per: list[dict[str, float]], modes: tuple[str, ...]) -> list[dict]:
-    rows = []
-    for md in modes:
-        g = np.array([p[md] for p in per])
-        row = {"task": task, "mode": md, "candidates": n_cands, "mean_gain": float(g.mean()),
-               "sd_gain": float(g.std(ddof=1)) if len(g) > 1 else float("nan")}
-        if "greedy" in modes:
-            row["vs_greedy"] = float(np.mean(g - np.array([p["greedy"] for p in per])))
-        rows.append(row)
-    return rows

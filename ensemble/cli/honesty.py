@@ -1,5 +1,6 @@
-"""``ensemble bench honesty``: the known-truth simulation of the held-out interval and the modes,
-or (``--registry``/``--data``) the modes on real candidates with part of dev held out by id."""
+"""``ensemble bench honesty``: the known-truth simulation of the held-out interval, the modes and
+``auto``, or (``--registry``/``--data``) the modes and auto's choice on real candidates with part
+of dev held out by id."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,32 +17,37 @@ from .tables import Col
 
 def honesty(replications: int = typer.Option(200, help="Replications per scenario (simulation)."),
             scenarios: Optional[str] = typer.Option(None, help="Comma-separated scenario names (default: all)."),
-            modes: str = typer.Option("greedy,greedy-strict,caruana,bagged", help="Comma-separated modes."),
+            modes: str = typer.Option("greedy,greedy-strict,caruana,bagged,auto", help="Comma-separated modes."),
             seed: int = typer.Option(0, help="Seed of the simulation (or of the real check's held-out draws)."),
+            folds: int = typer.Option(5, help="Cross-fit folds (as `select --folds`)."),
+            repeats: int = typer.Option(2, help="Cross-fit repeats (as `select --repeats`)."),
             registry: Optional[Path] = typer.Option(None, "--registry",
                                                     help="Real check on this registry's candidates instead."),
             data: DataOpt = None,
             holdout: float = typer.Option(0.3, help="Real check: fraction of dev held out by id."),
             splits: int = typer.Option(20, help="Real check: held-out splits."),
             as_json: JsonOpt = False) -> None:
-    """Coverage, bias and width of the held-out gain interval, and each mode's true gain, on simulated
-    problems with known truth; with --registry, each mode's held-out gain on real candidates."""
-    from ..bench.honesty import real_check, run_honesty  # lazy: keeps select/list/validate fast
+    """Coverage, bias and width of the held-out gain interval, and each mode's and auto's true gain, on
+    simulated problems with known truth; with --registry, each mode's held-out gain and estimate and
+    auto's choice on real candidates."""
+    from ..bench.honesty import run_honesty  # lazy: keeps select/list/validate fast
+    from ..bench.realcheck import real_check
     from ..registry.store import Registry  # lazy: only the real check needs a registry
 
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     if registry is not None:
         data_dir, sample = registry_data(registry, data)
         sample_banner(sample)
-        result = real_check(Registry(registry), data_dir, holdout, splits, mode_list, seed,
-                            progress=RichProgress(as_json))
+        result = real_check(Registry(registry), data_dir, holdout, splits, mode_list, seed, repeats=repeats,
+                            folds=folds, progress=RichProgress(as_json))
         if as_json:
             print_json(jsonable(result))
         else:
             print_real(result)
         return
     names = None if scenarios is None else [s.strip() for s in scenarios.split(",") if s.strip()]
-    result = run_honesty(replications, names, mode_list, seed, progress=RichProgress(as_json))
+    result = run_honesty(replications, names, mode_list, seed, folds=folds, repeats=repeats,
+                         progress=RichProgress(as_json))
     if as_json:
         print_json(jsonable(result))
     else:
@@ -52,13 +58,17 @@ def _signed(v: Any) -> str:
     return "-" if v is None or v != v else f"{v:+.4f}"
 
 
+def _picks(chosen: dict[str, int] | None) -> str:
+    return ", ".join(f"{s} {n}" for s, n in (chosen or {}).items())
+
+
 def print_honesty(result: dict[str, Any]) -> None:
-    """One row per scenario and mode, then each mode's mean true gain."""
+    """One row per scenario and mode, then each mode's mean true gain, then auto's choices."""
     console.print(f"interval: {result['interval']}")
-    cols = [Col("scenario"), Col("mode"), Col("cover", True), Col("bias/sd", True), Col("rmse", True, 1),
-            Col("w/oracle", True), Col("true gain", True), Col("ok")]
-    rows = [[r["scenario"], r["mode"], f"{r['coverage']:.3f}", f"{r['bias_over_sd']:+.3f}", f"{r['rmse']:.4f}",
-             f"{r['width_ratio']:.2f}", _signed(r["true_gain"]), "yes" if r["meets_targets"] else "NO"]
+    cols = [Col("scenario"), Col("mode"), Col("cover", True), Col("bias", True, 2), Col("bias/sd", True),
+            Col("rmse", True, 1), Col("w/oracle", True), Col("true gain", True), Col("ok")]
+    rows = [[r["scenario"], r["mode"], f"{r['coverage']:.3f}", _signed(r["bias"]), f"{r['bias_over_sd']:+.3f}",
+             f"{r['rmse']:.4f}", f"{r['width_ratio']:.2f}", _signed(r["true_gain"]), "yes" if r["meets_targets"] else "NO"]
             for r in result["rows"]]
     print_table(f"simulated problems: {result['replications']} replications, seed {result['seed']}", cols, rows)
     tg = result["targets"]
@@ -67,16 +77,35 @@ def print_honesty(result: dict[str, Any]) -> None:
                   "ok: all three met", highlight=False)
     console.print("mean true gain: " + ", ".join(f"{m} {_signed(v)}" for m, v in result["mean_true_gain"].items()),
                   highlight=False)
+    auto = [r for r in result["rows"] if r["mode"] == "auto"]
+    if auto:
+        cols = [Col("scenario"), Col("chosen (replications)"), Col("un-nested bias", True),
+                Col("nested bias", True), Col("vs best fixed", True), Col("se", True, 1)]
+        rows = [[r["scenario"], _picks(r.get("chosen")), _signed(r.get("naive_bias")), _signed(r["bias"]),
+                 f"{_signed(r.get('vs_best_fixed'))} ({r.get('best_fixed', '-')})", _signed(r.get("vs_best_fixed_se"))]
+                for r in auto]
+        print_table("auto: the systems chosen, the bias of the estimate it chose by and of its nested estimate, "
+                    "and its true gain minus the best fixed mode's", cols, rows)
 
 
 def print_real(result: dict[str, Any]) -> None:
-    """One row per task and mode: mean held-out gain over the best single, SD across splits, vs greedy."""
+    """One row per task and mode: mean held-out gain over the best single, SD across splits, vs greedy,
+    the mean estimate; then auto on all of dev: every system's estimate and the choice."""
     cols = [Col("task"), Col("mode"), Col("candidates", True, 1), Col("mean gain", True), Col("sd", True, 2),
-            Col("vs greedy", True)]
+            Col("vs greedy", True), Col("mean est.", True), Col("chosen", drop=1)]
     rows = [[r["task"], r["mode"], str(r["candidates"]), _signed(r["mean_gain"]),
-             "-" if r["sd_gain"] != r["sd_gain"] else f"{r['sd_gain']:.4f}", _signed(r.get("vs_greedy"))]
+             "-" if r["sd_gain"] != r["sd_gain"] else f"{r['sd_gain']:.4f}", _signed(r.get("vs_greedy")),
+             _signed(r.get("mean_estimate")), _picks(r.get("chosen"))]
             for r in result["rows"]]
     print_table(f"held-out gain on real candidates: {result['splits']} splits, {result['holdout']:.0%} of dev "
                 f"held out by id, seed {result['seed']}", cols, rows)
+    full = result.get("full_dev") or {}
+    if full:
+        systems = list(next(iter(full.values()))["systems"] or {})
+        cols = [Col("task"), *[Col(s, True) for s in systems], Col("chosen"), Col("nested est.", True)]
+        rows = [[t, *[_signed((f["systems"] or {}).get(s, {}).get("estimate")) for s in systems], f["chosen"],
+                 _signed((f["nested"] or {}).get("estimate"))] for t, f in full.items()]
+        print_table("auto on all of dev: each system's cross-fitted estimate, the choice, its nested estimate",
+                    cols, rows)
     for n in result["notes"]:
         console.print(f"note: {n}", highlight=False)

@@ -18,12 +18,12 @@ import typer
 
 from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS
 from ..scale.grid import PRESETS
-from ..selection import MODES
+from ..selection import select_modes
 from ..tasks import TASK_NAMES, parse_tasks
 from ..training.config import BASE_HELP, TASKS_HELP
 
 ALL_TASKS = ",".join(TASK_NAMES)
-SELECT_MODES = tuple(MODES)
+SELECT_MODES = select_modes()   # auto and the fixed modes
 
 
 def examples(*lines: str) -> Callable[[Callable], Callable]:

@@ -236,8 +236,9 @@ def print_selection(report, verbose: bool = False) -> None:
     for text in report.notes:
         note(text)
     for task, sel in report.tasks.items():
-        print_trajectory(task, report.mode, sel, verbose)
+        print_trajectory(task, sel.get("ensemble_mode") or report.mode, sel, verbose)
     tasks = list(report.tasks)
+    print_systems(report.tasks)
     cols = [Col("system"), Col("params", True, 2), *[Col(f"{t} dev", True) for t in tasks], Col("mean dev", True),
             Col("mean held-out est.", True, 1)]
     rows = [[escape(row["system"]), params(row["parameters"]), *[fmt(row["dev"].get(t)) for t in tasks],
@@ -245,6 +246,28 @@ def print_selection(report, verbose: bool = False) -> None:
     print_table("summary" + (" (SAMPLE DATA)" if report.sample else ""), cols, rows)
     if report.path:
         console.print(f"saved ensemble [bold]{escape(report.name)}[/] to {escape(str(report.path))}")
+
+
+def print_systems(tasks: dict[str, Any]) -> None:
+    """mode auto: per task every candidate system's held-out estimate side by side, the choice
+    (marked *) and the nested estimate of choosing that way."""
+    auto = {t: sel for t, sel in tasks.items() if sel.get("systems")}
+    if not auto:
+        return
+    systems = list(next(iter(auto.values()))["systems"])
+    cols = [Col("task"), *[Col(s, True) for s in systems], Col("chosen", drop=2), Col("nested est.", True),
+            Col("interval", drop=1)]
+    rows = []
+    for t, sel in auto.items():
+        est = {s: v.get("estimate") for s, v in sel["systems"].items()}
+        cells = [("-" if est.get(s) is None else f"{est[s]:+.4f}") + ("*" if s == sel["chosen"] else " ")
+                 for s in systems]
+        held = sel.get("heldout") or {}
+        interval = ("-" if held.get("low") is None else
+                    f"[{held['low']:+.4f}, {held['high']:+.4f}] {held['level']:.0%}")
+        rows.append([t, *cells, escape(sel["chosen"]), fmt(held.get("estimate")) if held.get("estimate") is None
+                     else f"{held['estimate']:+.4f}", interval])
+    print_table("auto: held-out gain over the best single candidate, per system (cross-fitted; * chosen)", cols, rows)
 
 
 def _kept_steps(mode: str, steps: list[dict[str, Any]], verbose: bool) -> tuple[list[dict[str, Any]], int]:
@@ -274,7 +297,11 @@ def print_trajectory(task: str, mode: str, sel: dict[str, Any], verbose: bool = 
     line = (f"  {task}: {n} member{'s' if n != 1 else ''}, dev {sel['ensemble_dev_score']:.4f}; gain over the best "
             f"single candidate: in-sample {sel['in_sample_gain']:+.4f}")
     held = sel.get("heldout") or {}
-    if held.get("estimate") is not None:
+    own = (sel.get("systems") or {}).get(mode)
+    if own is not None and own.get("estimate") is not None:     # auto: this ensemble's own estimate
+        line += (f", held-out {own['estimate']:+.4f} \\[{held['level']:.0%} interval {own['low']:+.4f}, "
+                 f"{own['high']:+.4f}] ({held['folds']}-fold x {held['repeats']} cross-fit, corrected t)")
+    elif own is None and held.get("estimate") is not None:
         line += (f", held-out {held['estimate']:+.4f} \\[{held['level']:.0%} interval {held['low']:+.4f}, "
                  f"{held['high']:+.4f}] ({held['folds']}-fold x {held['repeats']} cross-fit, corrected t)")
     console.print(line, highlight=False)

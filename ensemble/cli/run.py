@@ -160,7 +160,8 @@ def run(
     registry: RegistryOpt = Path("checkpoints"),
     out: Path = typer.Option(Path("predictions"), help="Folder for the leaderboard files."),
     submissions: Path = typer.Option(Path("submissions"), help="Folder for the submission zips."),
-    mode: SelectMode = typer.Option(DEFAULT_MODE, callback=plain, help="Selection mode (see `ensemble select -h`)."),
+    mode: SelectMode = typer.Option(DEFAULT_MODE, callback=plain, help="Selection mode (see `ensemble select -h`; "
+                                    "auto: per task the system with the best held-out estimate)."),
     system: System = typer.Option("auto", callback=plain,
                                   help="auto: per task, submit the best single candidate where the ensemble is not "
                                        "expected to beat it held out; ensemble: always submit the ensemble."),

@@ -22,9 +22,12 @@ def select(
     data: DataOpt = None,
     registry: RegistryOpt = Path("checkpoints"),
     mode: SelectMode = typer.Option(DEFAULT_MODE, callback=plain,
-                                    help="caruana (forward selection with replacement), greedy (the report's rule: "
-                                         "best-first, join if dev does not drop), greedy-strict (join only if dev "
-                                         "rises) or bagged (caruana on random halves of the library, averaged)."),
+                                    help="auto (per task, the best single candidate or the mode with the best "
+                                         "cross-fitted held-out estimate; ties to the simpler: single, greedy, "
+                                         "greedy-strict, caruana, bagged), caruana (forward selection with "
+                                         "replacement), greedy (the report's rule: best-first, join if dev does not "
+                                         "drop), greedy-strict (join only if dev rises) or bagged (caruana on random "
+                                         "halves of the library, averaged)."),
     max_size: Optional[int] = typer.Option(None, help="At most this many members per task."),
     steps: CaruanaStepsOpt = 50,
     folds: int = typer.Option(5, help="Cross-fit folds for the held-out estimate."),

@@ -135,6 +135,13 @@ def _heldout_record(sel: Any) -> dict[str, Any] | None:
             "seed": cf.seed, "estimate": cf.estimate, "low": cf.low, "high": cf.high}
 
 
+def _auto_record(sel: Any) -> dict[str, Any]:
+    """mode auto: the mode of the selected ensemble, every system's estimate, the choice and why."""
+    if getattr(sel, "chosen", None) is None:
+        return {}
+    return {"mode": sel.ensemble_mode, "chosen": sel.chosen, "choice": sel.choice_reason, "systems": sel.systems}
+
+
 def ensemble_doc(name: str, mode: str, sample: bool, data_dir: Path, selections: dict[str, Any],
                  choices: dict[str, dict[str, str]], by_id: dict[str, Candidate],
                  summary: list[dict[str, Any]]) -> dict[str, Any]:
@@ -145,7 +152,7 @@ def ensemble_doc(name: str, mode: str, sample: bool, data_dir: Path, selections:
         members, weights, dev_score = saved_system(sel, choices[t])
         tasks[t] = {"members": members, "weights": weights, "dev_score": dev_score,
                     "prediction_sha256": prediction_hashes(t, members, by_id), **choices[t], "settings": sel.settings,
-                    "interval": _heldout_record(sel),
+                    "interval": _heldout_record(sel), **_auto_record(sel),
                     "selected": {"members": list(sel.members), "weights": dict(sel.weights),
                                  "dev_score": sel.ensemble_dev_score}}
     return {

@@ -226,7 +226,8 @@ def _reselect(task: str, doc: dict[str, Any], split, preds: dict, params: dict, 
     best single candidate and trajectory; a note where it no longer picks the saved members."""
     entry = doc["tasks"][task]
     inp = selection.TaskInput(task, split.ids, split.labels, preds, params)
-    sel = selection.select(inp, mode=doc.get("mode") or selection.DEFAULT_MODE, repeats=0,
+    mode = entry.get("mode") or doc.get("mode") or selection.FIXED_DEFAULT   # auto saves each task's mode
+    sel = selection.select(inp, mode=selection.FIXED_DEFAULT if mode == selection.AUTO else mode, repeats=0,
                            **(entry.get("settings") or {}))
     if dict(sel.weights) != dict(selected_weights(doc, task)):
         notes.append(f"{task}: the registry changed since {doc['name']} was selected: today's selection picks other "
@@ -246,6 +247,9 @@ def _curve(task: str, sel, aligned: dict[str, np.ndarray], gold, entry: dict[str
             s["score"] = score_on(task, aligned, gold, {m: sel.weights[m] for m in members[:i + 1]})
     single = float(sel.best_single[1])
     held = entry.get("interval") or {}
+    own = (entry.get("systems") or {}).get(entry.get("mode"))
+    if own is not None:          # mode auto: the interval saved is the choice's; the ensemble's own is here
+        held = {**own, "level": held.get("level")}
     heldout = None if held.get("estimate") is None else {
         "estimate": single + held["estimate"], "low": single + held["low"], "high": single + held["high"],
         "level": held.get("level"), "members": len(sel.weights)}

@@ -34,6 +34,8 @@ Files, in flow order:
     the held-out interval (Nadeau and Bengio).
 ``crossfit``
     the repeated cross-fitted held-out gain.
+``choice``
+    ``auto``: the system with the best estimate, and the nested estimate of that choice.
 ``inputs``
     a task's candidates to a pool.
 ``task``
@@ -53,7 +55,10 @@ Ties: candidates are ranked best-first by their own dev score, ties by secondary
 of their predictions (:func:`content_hash`, sha256 of the float64 C-order bytes, rows in id order),
 then id. So the order, and every tie a mode breaks, follows the content, not registration.
 
-Four modes (:data:`MODES`, default :data:`DEFAULT_MODE`; a new mode is one new file plus one entry):
+Four modes (:data:`MODES`; a new mode is one new file plus one entry), and ``auto``, the default
+(:data:`DEFAULT_MODE`): per task, every mode and the best single candidate cross-fitted on the same
+folds, the one with the best held-out estimate kept (ties: the simpler, single < greedy <
+greedy-strict < caruana < bagged), its estimate from a nested cross-fit (:mod:`.choice`):
 
 ``greedy`` (the SerBERTus report's method)
     The first is the ensemble; each next candidate joins (weight 1) only if the equal-weight
@@ -104,7 +109,8 @@ from .estimator import EnsembleSelector
 from .inputs import TaskInput
 from .keys import PEARSON_DECIMALS, score_key
 from .interval import nb_interval
-from .modes import DEFAULT_MODE, MODES
+from .choice import SYSTEM_ORDER, choose, nested_cross_fit
+from .modes import AUTO, DEFAULT_MODE, FIXED_DEFAULT, MODES, select_modes
 from .pool import content_hash
 from .results import CrossFit, Fold, Ranked, Step, TaskSelection
 from .task import select
@@ -112,7 +118,13 @@ from .verdict import SYSTEMS, choose_systems, verdict
 
 __all__ = [
     "MODES",
+    "AUTO",
     "DEFAULT_MODE",
+    "FIXED_DEFAULT",
+    "select_modes",
+    "SYSTEM_ORDER",
+    "choose",
+    "nested_cross_fit",
     "PEARSON_DECIMALS",
     "Ranked",
     "Step",
@@ -135,4 +147,4 @@ __all__ = [
 ]
 
 FILES = ("checks", "keys", "results", "average", "accuracy", "workset", "pearson", "pool", "greedy", "caruana",
-         "bagged", "modes", "estimator", "interval", "crossfit", "inputs", "task", "verdict")
+         "bagged", "modes", "estimator", "interval", "crossfit", "choice", "inputs", "task", "verdict")

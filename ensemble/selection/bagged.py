@@ -6,7 +6,8 @@ is drawn: bag ``b`` takes the first places of ``default_rng([seed, b]).permutati
 pool's order (content hash, then id: registration does not matter). :func:`.caruana.caruana` runs
 on each bag (``steps``; ``max_size`` bounds each bag's distinct members) and the bag's weights are
 normalised to sum 1; the ensemble's weights are the mean of these vectors over the bags (floats
-summing to 1), members in the pool's order.
+summing to 1), members in the pool's order. A bag drawn again (small libraries have few distinct
+bags) reuses its selection: caruana is deterministic, so the result is the same.
 """
 from __future__ import annotations
 
@@ -30,11 +31,15 @@ def bagged(pool: Pool, order: list[int], budget: Budget) -> Picked:
     total = np.zeros(pool.m)
     chosen = np.zeros(pool.m, dtype=np.int64)
     rank = {j: r for r, j in enumerate(order)}
+    done: dict[tuple[int, ...], tuple[Pool, Picked]] = {}   # a bag drawn again selects the same: run once
     for b in range(budget.bags):
         cols = bag_columns(pool.m, budget, b)
-        sub = pool.take_candidates(cols)
-        sub_order = sorted(range(len(cols)), key=lambda i: rank[int(cols[i])])
-        picked = caruana(sub, sub_order, budget)
+        key = tuple(int(c) for c in cols)
+        if key not in done:
+            sub = pool.take_candidates(cols)
+            sub_order = sorted(range(len(cols)), key=lambda i: rank[int(cols[i])])
+            done[key] = (sub, caruana(sub, sub_order, budget))
+        sub, picked = done[key]
         weight = float(sum(picked.weights.values()))
         for i, c in enumerate(cols):
             w = picked.weights.get(sub.ids[i], 0)

@@ -21,7 +21,7 @@ from ..tasks import get_task
 from .checks import check_budget, check_folds, check_seed
 from .estimator import EnsembleSelector
 from .interval import describe, method, nb_interval
-from .modes import DEFAULT_MODE
+from .modes import FIXED_DEFAULT
 from .pool import Pool
 from .results import CrossFit, Fold
 
@@ -54,6 +54,14 @@ def _fold(pool: Pool, full: EnsembleSelector, repeat: int, fold: int, out_rows: 
     )
 
 
+def fold_records(pool: Pool, ids: Sequence[str], selector: EnsembleSelector, folds: int, repeats: int,
+                 seed: int) -> list[Fold]:
+    """Every fold of the cross-fit: ``selector``'s mode and settings (it may be unfitted) select on
+    the other folds, and the ensemble and the best single chosen there are scored on the fold."""
+    return [_fold(pool, selector, r, f, out_rows)
+            for r, rep in enumerate(kfold_splits(ids, folds, repeats, seed)) for f, out_rows in enumerate(rep)]
+
+
 def cross_fit_pool(pool: Pool, ids: Sequence[str], full: EnsembleSelector, folds: int, repeats: int,
                    seed: int, level: float) -> CrossFit:
     """Cross-fit on a pool whose rows are ``ids``; ``full`` is the selection fitted on all of it
@@ -69,9 +77,7 @@ def cross_fit_pool(pool: Pool, ids: Sequence[str], full: EnsembleSelector, folds
     if pool.n // folds < min_fold:
         res.notes.append(f"cross-fit skipped: {pool.n} dev rows are too few for {folds} folds")
         return res
-    for r, rep in enumerate(kfold_splits(ids, folds, repeats, seed)):
-        for f, out_rows in enumerate(rep):
-            res.per_fold.append(_fold(pool, full, r, f, out_rows))
+    res.per_fold = fold_records(pool, ids, full, folds, repeats, seed)
     res.fold_gains = [f.heldout_gain for f in res.per_fold]
     res.estimate, res.low, res.high, _ = nb_interval(res.fold_gains, folds, level)
     res.heldout_ensemble_mean = float(np.mean([f.heldout_ensemble_score for f in res.per_fold]))
@@ -80,7 +86,7 @@ def cross_fit_pool(pool: Pool, ids: Sequence[str], full: EnsembleSelector, folds
     return res
 
 
-def cross_fit(task: str, preds: Mapping[str, np.ndarray], labels, ids: Sequence[str], mode: str = DEFAULT_MODE,
+def cross_fit(task: str, preds: Mapping[str, np.ndarray], labels, ids: Sequence[str], mode: str = FIXED_DEFAULT,
               max_size: int | None = None, steps: int = 50, repeats: int = 2, seed: int = 0, folds: int = 5,
               level: float = 0.95, bags: int = 20, fraction: float = 0.5) -> CrossFit:
     """Honest estimate of the ensemble's gain by repeated K-fold cross-fitting on dev (module doc).

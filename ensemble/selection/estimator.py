@@ -10,7 +10,7 @@ from ..tasks import get_task
 from .average import ensemble_predictions, score_on
 from .checks import check_budget
 from .keys import loss_key, score_keys
-from .modes import DEFAULT_MODE, get_mode
+from .modes import FIXED_DEFAULT, get_mode
 from .pool import Pool
 from .results import Ranked
 
@@ -44,7 +44,7 @@ class EnsembleSelector:
     ``best_single_`` and ``best_single_score_``, ``n_rows_``. ``settings``: the mode's settings.
     """
 
-    def __init__(self, task: str, mode: str = DEFAULT_MODE, max_size: int | None = None, steps: int = 50,
+    def __init__(self, task: str, mode: str = FIXED_DEFAULT, max_size: int | None = None, steps: int = 50,
                  bags: int = 20, fraction: float = 0.5, seed: int = 0):
         get_task(task)
         self._mode = get_mode(mode)

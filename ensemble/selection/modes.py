@@ -15,9 +15,13 @@ from .checks import Budget
 from .pool import Pool
 from .results import Picked, Step
 
-# The default: the best mean true held-out gain across `ensemble bench honesty`'s scenarios, and no
-# worse than greedy on the real candidates of its --registry check (README "Honest gains").
-DEFAULT_MODE = "caruana"
+# `select`'s default: per task, the system (the best single candidate or one of the modes) with the
+# best cross-fitted held-out estimate, its own estimate nested (selection/choice.py; the guide
+# docs/guides/choosing-a-system.md gives the simulation and the real-candidate check behind it).
+AUTO = "auto"
+DEFAULT_MODE = AUTO
+# One fixed mode where one is needed without a choice (EnsembleSelector, cross_fit).
+FIXED_DEFAULT = "caruana"
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,13 @@ MODES: dict[str, Mode] = {
 }
 
 
+def select_modes() -> tuple[str, ...]:
+    """What ``select --mode`` takes: ``auto`` and every fixed mode."""
+    return (AUTO, *MODES)
+
+
 def get_mode(mode: str) -> Mode:
     if not isinstance(mode, str) or mode not in MODES:
-        raise EnsembleError(f"unknown selection mode {mode!r}; expected one of {', '.join(MODES)}")
+        raise EnsembleError(f"unknown selection mode {mode!r}; expected one of {', '.join(MODES)}"
+                            + (" (auto chooses among them per task: select, not one selector)" if mode == AUTO else ""))
     return MODES[mode]

@@ -88,6 +88,7 @@ class Fold(_Plain):
     heldout_ensemble_score: float
     heldout_single_score: float
     heldout_gain: float
+    system: str | None = None      # auto's nested cross-fit: the system the inner cross-fit chose for this fold
 
 
 @dataclass
@@ -140,6 +141,13 @@ class TaskSelection(_Plain):
     rejected: list[tuple[str, str]]
     params_total: int | None
     notes: list[str]
+    # mode auto (None for a fixed mode): every candidate system's cross-fitted estimate (system ->
+    # estimate, low, high, in_sample_gain, members), the system chosen, why, and the mode whose
+    # ensemble the fields above describe (the best ensemble by estimate; heldout is then the nested one)
+    systems: dict[str, dict] | None = None
+    chosen: str | None = None
+    choice_reason: str | None = None
+    ensemble_mode: str | None = None
 
     def to_dict(self) -> dict:
         d = {f.name: jsonable(getattr(self, f.name)) for f in fields(self)}

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ensemble.bench.honesty import Scenario, holdout_rows, real_check, run_honesty, summarise
+from ensemble.bench.honesty import Scenario, run_honesty, summarise
+from ensemble.bench.realcheck import holdout_rows, real_check
 from ensemble.data import PACKAGE_SAMPLE, read_split
 from ensemble.errors import EnsembleError
 from ensemble.predfile import write_predictions
@@ -100,3 +101,26 @@ def test_summarise_by_hand_and_the_oracle_follows_the_level():
     assert row["true_gain"] == pytest.approx(0.1) and row["estimate"] == pytest.approx(0.1)
     at90 = summarise(err, covered, width, [0.1] * 4, [0.1] * 4, level=0.90)
     assert at90["oracle_width"] == pytest.approx(2 * 1.64 * sd, rel=1e-6)
+
+
+def test_auto_beside_the_modes_with_its_choices_and_its_paired_difference():
+    r = run_honesty(replications=3, scenarios=TINY[:1], modes=("greedy", "caruana", "auto"), folds=3, repeats=1,
+                    bags=2, steps=5)
+    rows = {row["mode"]: row for row in r["rows"]}
+    auto = rows["auto"]
+    assert sum(auto["chosen"].values()) == 3 and set(auto["chosen"]) <= {"single", *MODES, "greedy", "caruana"}
+    best = max(("greedy", "caruana"), key=lambda m: rows[m]["true_gain"])
+    assert auto["best_fixed"] == best
+    assert auto["vs_best_fixed"] == pytest.approx(auto["true_gain"] - rows[best]["true_gain"])
+    assert "naive_bias" in auto and "(auto: nested)" in r["interval"]
+
+
+def test_real_check_with_auto_reports_estimates_and_the_choice(tmp_path):
+    reg = _registry(tmp_path)
+    r = real_check(reg, PACKAGE_SAMPLE, holdout=0.4, splits=2, modes=("greedy", "auto"), tasks=("sts",), bags=2,
+                   steps=5, folds=2)
+    rows = {row["mode"]: row for row in r["rows"]}
+    assert sum(rows["auto"]["chosen"].values()) == 2 and rows["greedy"]["mean_estimate"] is not None
+    full = r["full_dev"]["sts"]
+    from ensemble.selection import choose
+    assert full["chosen"] == choose({s: v["estimate"] for s, v in full["systems"].items() if s != "single"})

@@ -32,7 +32,7 @@ def test_errors_are_red_messages_with_exit_1(tmp_path, invoke):
     r = invoke("train", "--data", SAMPLE, "--tasks", "sst,nli")
     assert r.exit_code == 1 and "unknown task 'nli'" in r.output
     r = invoke("select", "--data", SAMPLE, "--registry", tmp_path / "empty", "--mode", "bagging")
-    assert r.exit_code == 2 and "'bagging' is not one of 'greedy'" in r.output   # a choice: click's usage error
+    assert r.exit_code == 2 and "'bagging' is not one of 'auto'," in r.output   # a choice: click's usage error
 
 
 def _leaves(group, path: tuple[str, ...] = ()):
@@ -161,12 +161,12 @@ def test_fixed_values_are_choices_read_from_the_core(invoke):
     from ensemble.scale.grid import PRESETS
 
     assert options.ARCHITECTURES is ARCHITECTURES and options.INFER_PRECISIONS is INFER_PRECISIONS
-    assert options.PRESETS is PRESETS and options.SELECT_MODES == tuple(MODES)
+    assert options.PRESETS is PRESETS and options.SELECT_MODES == ("auto", *MODES)
     assert "<constant|linear|cosine|slanted>" in _help("train")
     assert "<multi|cerberus|triple|static|multi+triple>" in _help("train")
     assert "<auto|fp32|bf16|fp16>" in _help("train")
     assert "<fp32|bf16|fp16>" in _help("predict") and "<quick|paper>" in _help("run")
-    assert "<greedy|greedy-strict|caruana|bagged>" in _help("select") and "<greedy|caruana|both>" in _help("bench", "select")
+    assert "<auto|greedy|greedy-strict|caruana|bagged>" in _help("select") and "<greedy|caruana|both>" in _help("bench", "select")
     r = invoke("train", "--architecture", "quad")
     assert r.exit_code == 2 and "'quad' is not one of" in r.output
 

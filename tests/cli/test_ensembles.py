@@ -7,7 +7,8 @@ from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 
 
 def _select(invoke, reg, name: str, *args: str) -> dict:
-    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "2", "--name", name, "--json", *args)
+    mode = () if "--mode" in args else ("--mode", "caruana")    # these tests read one mode's ensemble
+    r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "2", "--name", name, "--json", *mode, *args)
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)
 

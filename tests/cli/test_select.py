@@ -145,3 +145,23 @@ def test_predict_names_the_ensemble_it_uses(tmp_path, registry_with_imports, inv
     d = json.loads(r.stdout)
     assert d["ensemble"] == "first"
     assert d["ensemble_saved"] == json.loads((reg / "ensembles" / "first.json").read_text())["created"]
+
+
+def test_mode_auto_shows_every_system_side_by_side(tmp_path, invoke, registry_with_imports):
+    """The default mode: a table of each system's estimate per task, the choice, and the JSON behind it."""
+    args = ("select", "--data", SAMPLE, "--registry", registry_with_imports, "--bags", "2", "--steps", "5",
+            "--name", "auto-cli")
+    r = invoke(*args, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["mode"] == "auto"
+    for task, sel in doc["tasks"].items():
+        assert set(sel["systems"]) == {"single", "greedy", "greedy-strict", "caruana", "bagged"}
+        assert sel["chosen"] in sel["systems"] and sel["choice_reason"].startswith(sel["chosen"] + ": held-out ")
+        assert sel["system"] == ("best single" if sel["chosen"] == "single" else "ensemble")
+        assert sel["heldout"]["method"].startswith("nested cross-fit")
+    t = invoke(*args)
+    assert t.exit_code == 0, t.output
+    assert "auto: held-out gain over the best single candidate, per system" in t.output
+    for task, sel in doc["tasks"].items():
+        assert f"auto chose {sel['chosen']}: held-out" in " ".join(t.output.split())

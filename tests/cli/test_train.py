@@ -27,12 +27,11 @@ def test_run_on_sample_with_tiny_model_resumes(tmp_path, monkeypatch, tiny_base_
     info = manifest["ensemble"]
     doc = json.loads((tmp_path / "checkpoints" / "ensembles" / "run-quick.json").read_text())
     for task, entry in doc["tasks"].items():
-        sel = res["selection"]["tasks"][task]
-        expected, alone = sel["heldout"]["estimate"], list(sel["weights"]) == [sel["best_single"]["id"]]
-        assert entry["system"] == ("best single" if expected is not None and expected <= 0 and not alone else "ensemble")
-        assert entry["reason"] and entry["interval"]["df"] == 4
+        sel = res["selection"]["tasks"][task]        # mode auto: the system its estimates chose
+        assert entry["system"] == ("best single" if sel["chosen"] == "single" else "ensemble")
+        assert entry["reason"] and entry["interval"]["df"] == 4 and entry["chosen"] == sel["chosen"]
         assert info["tasks"][task]["system"] == entry["system"] and info["tasks"][task]["reason"] == entry["reason"]
-    assert doc["mode"] == "caruana" and info["name"] == "run-quick" and info["system"] == "auto"
+    assert doc["mode"] == "auto" and info["name"] == "run-quick" and info["system"] == "auto"
     assert info["verified"] is True and info["sample_data"] is True   # from predict's stamp, as `submit` records
     n_cands = len(list((tmp_path / "checkpoints" / "candidates").iterdir()))
     assert n_cands >= 4

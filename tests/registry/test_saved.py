@@ -50,11 +50,31 @@ def test_auto_saves_the_best_single_candidate_with_its_reason(twins, tmp_path):
 
 
 def test_an_ensemble_that_is_the_best_single_candidate_is_kept_as_it_is(twins):
-    report = workflow.select(twins, SAMPLE, name="one", system="auto")     # caruana: one twin, weight 1
+    report = workflow.select(twins, SAMPLE, name="one", system="auto", mode="caruana")   # one twin, weight 1
     for task, entry in twins.load_ensemble("one")["tasks"].items():
         assert entry["members"] == [report.tasks[task]["best_single"]["id"]] and entry["system"] == "ensemble"
         assert entry["reason"] == "the ensemble is submitted: the ensemble is the best single candidate itself"
         assert entry["settings"] == {"steps": 50}
+
+
+def test_mode_auto_saves_the_single_model_where_nothing_beats_it(twins, tmp_path):
+    report = workflow.select(twins, SAMPLE, name="auto-twins", bags=2, steps=5)     # the default: mode auto
+    doc = twins.load_ensemble("auto-twins")
+    assert doc["mode"] == "auto" and report.mode == "auto"
+    for task, entry in doc["tasks"].items():
+        sel = report.tasks[task]
+        best = sel["best_single"]["id"]
+        assert sel["chosen"] == "single" and entry["chosen"] == "single" and entry["mode"] == "greedy"
+        assert entry["system"] == "best single" and entry["members"] == [best] and entry["weights"] == {best: 1}
+        assert {s: v["estimate"] for s, v in entry["systems"].items()} == {
+            "single": 0.0, "greedy": 0.0, "greedy-strict": 0.0, "caruana": 0.0, "bagged": 0.0}
+        assert entry["reason"].startswith("the best single candidate is submitted: auto chose single: held-out 0 "
+                                          "against greedy 0, greedy-strict 0, caruana 0, bagged 0 (tie with")
+        assert "nested cross-fit" in entry["reason"] and entry["interval"]["estimate"] == 0.0
+    assert report.summary[-1]["system"] == "auto: " + ", ".join(f"{t} single" for t in report.tasks)
+    out = tmp_path / "out"
+    workflow.predict(twins, SAMPLE, out, "auto-twins")
+    assert score_dir(out, SAMPLE) == {t: e["dev_score"] for t, e in doc["tasks"].items()}
 
 
 def test_ensemble_system_keeps_the_ensemble_and_says_why(twins):

@@ -11,7 +11,7 @@ from ensemble.selection.results import Picked, Step
 
 
 def test_the_modes_and_the_unknown_mode_message():
-    assert list(MODES) == ["greedy", "greedy-strict", "caruana", "bagged"] and DEFAULT_MODE == "caruana"
+    assert list(MODES) == ["greedy", "greedy-strict", "caruana", "bagged"] and DEFAULT_MODE == "auto"
     with pytest.raises(EnsembleError, match="unknown selection mode 'bagging'; expected one of greedy, greedy-strict, "
                                             "caruana, bagged"):
         select(inp("para", PARA, PARA_Y), mode="bagging")
