@@ -20,7 +20,7 @@ UI_LIBRARIES = ("typer", "rich", "click")
 TORCH = ("torch", "transformers")
 # never import torch, not even inside a function: the foundation, every configuration module, and the
 # wings that see arrays, JSON and text only
-NEVER_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "modeling.config",
+NEVER_TORCH = ("errors", "tasks", "files", "documents", "progress", "data", "predfile", "metrics", "modeling.config",
                "training.config", "training.schedule", "registry.manifest", "registry.candidate", "registry.saved",
                "registry.recovery", "registry.store", "registry.runs", "selection", "leaderboard", "report")
 # may import torch inside the functions that need it, never on import: what --help, select, list,
