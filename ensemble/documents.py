@@ -110,7 +110,8 @@ def describe(error: dict) -> str:
     if kind == "literal_error":
         return f"{where}: expected {ctx.get('expected')}{got}"
     if kind in ("too_short", "too_long"):
-        return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}"
+        bound = f"at least {ctx.get('min_length')}" if kind == "too_short" else f"at most {ctx.get('max_length')}"
+        return f"{where}: expected {bound} entries{got}"
     if kind in ("value_error", "assertion_error"):
         said = ctx.get("error", error["msg"])
         return f"{where}: {said}" if error["loc"] else str(said)
