@@ -42,6 +42,7 @@ M = TypeVar("M", bound=BaseModel)
 # -- the reader ----------------------------------------------------------------------------------
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_+-]{1,40}")
 
 
 def nesting_depth(raw: bytes) -> int:
@@ -82,7 +83,7 @@ def field_path(loc: tuple) -> str:
             out += f"[{part}]"
         elif part == "[key]":
             out += " (a key)"
-        elif isinstance(part, str) and part.isidentifier() and len(part) <= 40:
+        elif isinstance(part, str) and _PLAIN_KEY.fullmatch(part):
             out += f".{part}" if out else part
         else:
             out += f"[{shown(part)}]"
@@ -114,7 +115,7 @@ def describe(error: dict) -> str:
         return f"{where}: expected {bound} entries{got}"
     if kind in ("value_error", "assertion_error"):
         said = ctx.get("error", error["msg"])
-        return f"{where}: {said}" if error["loc"] else str(said)
+        return f"{where}: {said}" if error["loc"] and not str(said).startswith(where) else str(said)
     return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}{got}"
 
 
@@ -354,7 +355,7 @@ class SavedEnsemble(Strict):
 def _plain_rel(rel: str) -> str:
     parts = rel.split("/")
     if not rel or rel.startswith("/") or "\\" in rel or ".." in parts or "" in parts or "\0" in rel:
-        raise ValueError(f"path {shown(rel)} is not a plain relative path inside the folder")
+        raise ValueError(f"files: path {shown(rel)} is not a plain relative path inside the folder")
     return rel
 
 
