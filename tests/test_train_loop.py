@@ -255,7 +255,8 @@ def test_loss_scaling_unscales_before_clipping_and_skips_inf_steps(tiny_base, sa
     kept = p.detach().clone()
     stepper()
     assert torch.equal(p.detach(), kept) and scaler.get_scale() == 2.0 ** 9     # skipped, scale halved
-    ckpt.write(tmp_path / "checkpoint", model, stepper.optimizer, torch.Generator(), scaler, {"epoch": 1})
+    state = {"epoch": 0, "step": 1, "best": {}, "best_mean": None, "since_best": 0, "stopped": False, "epochs": []}
+    ckpt.write(tmp_path / "checkpoint", model, stepper.optimizer, torch.Generator(), scaler, state)
     fresh = torch.amp.GradScaler("cpu")
     loop = ckpt.restore(ckpt.find(tmp_path / "checkpoint"), model, stepper.optimizer, torch.Generator(), fresh)
-    assert loop == {"epoch": 1} and fresh.state_dict() == scaler.state_dict()
+    assert loop == state and fresh.state_dict() == scaler.state_dict()
