@@ -265,8 +265,8 @@ class PretrainState(Strict):
     losses: list[float] = []
     resumed: list[Count] = []
     perplexity_before: Optional[float] = None
-    head: str = "pretrained"
-    head_missing_keys: list[str] = []
+    head: Optional[Literal["fresh", "pretrained"]] = None
+    head_missing_keys: Optional[list[str]] = None
     seconds: Seconds = 0.0
     optimizer_scalars: dict[Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], dict[str, Scalar]] = {}
 

@@ -131,3 +131,38 @@ def test_a_checkpoint_folder_that_is_not_a_plain_folder_is_refused(tmp_path, fol
     model, opt = _parts()
     with pytest.raises(EnsembleError, match=f"^{target}: not a plain folder"):
         ckpt.write(folder, model, opt, torch.Generator(), None, LOOP)
+
+
+# -- a pretraining run's checkpoint state -----------------------------------------------------------
+PRETRAIN = {"step": 4, "settings": {"seed": 0}, "config": {}, "losses": [1.5, 1.2], "resumed": [], "seconds": 2.0,
+            "perplexity_before": None, "head": "pretrained", "head_missing_keys": [], "optimizer_scalars": {}}
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"step": "4"}, "step: expected an integer, got '4'"),
+    ({"step": -1}, "step: expected a number >= 0, got -1"),
+    ({"losses": [1.0, "x"]}, "losses[1]: expected a number, got 'x'"),
+    ({"losses": [float("nan")]}, "losses[0]: expected a finite number, got nan"),
+    ({"settings": "x"}, "settings: expected an object, got 'x'"),
+    ({"resumed": "3"}, "resumed: expected a list, got '3'"),
+    ({"head": "other"}, "head: expected 'fresh' or 'pretrained', got 'other'"),
+    ({"bogus": 1}, "bogus: unknown field"),
+])
+def test_a_damaged_pretraining_state_is_refused_naming_the_field(tmp_path, edit, message):
+    from ensemble.training.mlm_checkpoint import read_state
+
+    (tmp_path / "state.json").write_text(json.dumps({**PRETRAIN, **edit}))
+    with pytest.raises(EnsembleError) as e:
+        read_state(tmp_path)
+    assert str(e.value).startswith(f"{tmp_path / 'state.json'}: {message}"), str(e.value)
+    if not edit.get("bogus"):
+        (tmp_path / "state.json").write_text(json.dumps(PRETRAIN))
+        assert read_state(tmp_path).step == 4
+
+
+def test_a_pretraining_checkpoint_that_is_a_file_is_refused(tmp_path):
+    from ensemble.training.mlm_checkpoint import find_checkpoint
+
+    (tmp_path / "checkpoint").write_text("x")
+    with pytest.raises(EnsembleError, match=f"^{tmp_path / 'checkpoint'}: not a plain folder"):
+        find_checkpoint(tmp_path)
