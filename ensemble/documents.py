@@ -484,6 +484,6 @@ class SubmissionManifest(Strict):
     created: Optional[str] = None
     mean_dev: Optional[float] = None
     message: Optional[Annotated[str, Field(max_length=10_000)]] = None
-    ensemble: SubmittedEnsemble = SubmittedEnsemble()
+    ensemble: Optional[SubmittedEnsemble] = None
     predictions: dict[str, SubmittedFile] = {}
     code_files: list[str] = []
