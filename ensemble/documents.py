@@ -56,6 +56,17 @@ def nesting_depth(raw: bytes) -> int:
     return deepest
 
 
+def value_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed value (iteratively: any depth is measured)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, (list, dict)):
+            deepest = max(deepest, d)
+            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def load_json(path: Path | str, raw: bytes | None = None, what: str = "a document the tool writes") -> Any:
     """The JSON value in ``path`` (or its bytes ``raw``): read, bounded (size, nesting depth), parsed;
     an error naming the file for anything else."""
