@@ -91,8 +91,8 @@ def check_safetensors(path: str | Path) -> None:
 def _check_safetensors_header(path: Path, raw: bytes, data_size: int) -> None:
     try:
         header = json.loads(raw.decode("utf-8"))
-    except ValueError as e:   # UnicodeDecodeError is one
-        raise EnsembleError(f"{path}: safetensors header is not valid UTF-8 JSON ({e}); the file is damaged") from e
+    except (ValueError, RecursionError) as e:   # UnicodeDecodeError is a ValueError
+        raise EnsembleError(f"{path}: safetensors header is not valid UTF-8 JSON ({str(e)[:200]}); the file is damaged") from None
     if not isinstance(header, dict):
         raise EnsembleError(f"{path}: safetensors header is not a JSON object; the file is damaged")
     for name, t in header.items():

@@ -9,11 +9,10 @@ file and the field, what it holds and what was expected. No torch, no numpy.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from .candidate import Candidate, is_plain_name, now_iso
+from .candidate import Candidate, now_iso
 from .. import documents
 from ..errors import EnsembleError, shown
 from ..files import file_sha256

@@ -33,6 +33,7 @@ from .candidate import (
     write_manifest,
 )
 from .saved import check_ensemble_name, read_ensemble_file
+from .. import documents
 from ..errors import EnsembleError
 from ..files import atomic_write_text, fault_point
 from .recovery import folder_lock, owned_stage, recover
@@ -55,8 +56,8 @@ def _names_member(path: Path, cid: str) -> bool:
     """Whether the saved ensemble at ``path`` has ``cid`` among some task's members (a damaged
     document names nobody: ``load_ensemble`` reports it when it is used)."""
     try:
-        doc = json.loads(path.read_text())
-    except ValueError:
+        doc = documents.load_json(path)
+    except EnsembleError:
         return False
     tasks = doc.get("tasks") if isinstance(doc, dict) else None
     return any(cid in (t.get("weights") or {}) or cid in (t.get("members") or [])

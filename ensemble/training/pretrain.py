@@ -31,7 +31,6 @@ holds the last checkpoint (:mod:`ensemble.training.mlm_checkpoint`). No pickle f
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
