@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-# Ray (tests/test_ray*.py) on Linux binds the machine's outward address unless this is set: with it,
+# Ray (tests/scale/test_ray*.py) on Linux binds the machine's outward address unless this is set: with it,
 # every node of a test's cluster is on 127.0.0.1 (and workers started by the tests inherit it).
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 

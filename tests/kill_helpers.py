@@ -1,4 +1,4 @@
-"""Helpers of the kill tests (tests/adversarial/test_kill_store.py, tests/test_registry.py): run a
+"""Helpers of the kill tests (tests/adversarial/test_kill_store.py, tests/registry/test_store.py): run a
 command in a subprocess that SIGKILLs itself at a named fault point (ensemble.files.fault_point),
 and snapshots of what a registry stores, to show that nothing was lost."""
 from __future__ import annotations

@@ -36,7 +36,7 @@ from ..tasks import TASK_NAMES, TASKS
 HYPERPARAMETERS = {"lr": False, "smart_weight": False, "layer_decay": False, "architecture": True, "schedule": True,
                    "warmup": False, "grad_accum": False, "seed": True}   # name: categorical (strip plot)
 TITLE = "ensemble report: "   # the page's title, by which an earlier report is recognised (refuse_foreign)
-# what a run recorded before an option existed trained with (TrainConfig's defaults; tests/test_report.py
+# what a run recorded before an option existed trained with (TrainConfig's defaults; tests/report/test_page.py
 # checks them against train_config.LATER_FIELDS, which this torch-free room cannot import)
 LATER_DEFAULTS = {"schedule": "constant", "warmup": 0.0, "grad_accum": 1}
 CSS = """body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}

@@ -1,5 +1,5 @@
 """`ensemble run`'s grid options without Ray: --dry-run, the options' checks, the missing-Ray message,
-and the Ray engine's progress lines as a pipe or log gets them (the engine itself: tests/test_ray.py)."""
+and the Ray engine's progress lines as a pipe or log gets them (the engine itself: tests/scale/test_ray.py)."""
 from __future__ import annotations
 
 import builtins

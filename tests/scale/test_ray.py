@@ -28,7 +28,7 @@ from tiny import make_tiny_base
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]   # tests/, where the shared helpers live
 ENV = {"COLUMNS": None, "LINES": None, "TTY_COMPATIBLE": None, "FORCE_COLOR": None}
 
 

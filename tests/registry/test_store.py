@@ -26,7 +26,7 @@ from fixtures_torch import (  # noqa: F401
 )
 from registry_files import crafted_copy, make_pred_dir, staging_empty, tree, victim_beside
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- concurrent writers ------------------------------------------------------------------------------
