@@ -128,3 +128,10 @@ def test_a_grid_file_is_checked_before_any_run(invoke, tmp_path, text, field):
     g.write_text(text)
     refused(invoke("run", "--grid", g, "--data", SAMPLE, "--registry", tmp_path / "reg", "--dry-run"), f"{g}: {field}")
     assert not (tmp_path / "reg").exists()
+
+
+def test_a_report_file_name_too_long_for_the_filesystem(invoke, registry_with_imports):
+    reg = registry_with_imports
+    assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0").exit_code == 0
+    out = reg.parent / ("r" * 300 + ".html")
+    refused(invoke("report", "--registry", reg, "--data", SAMPLE, "--out", out), "a file name of 305 bytes")
