@@ -189,10 +189,10 @@ class RunEpoch(Strict):
     epoch: Count
     train_loss: dict[TaskName, float]
     dev: dict[TaskName, float]
-    lr: float = 0.0
-    seconds: Seconds = 0.0
-    tokens: Count = 0
-    tokens_per_second: Seconds = 0.0
+    lr: float
+    seconds: Seconds
+    tokens: Count
+    tokens_per_second: Seconds
     candidate: Optional[Name] = None
     best_for: list[TaskName] = []
 
@@ -284,7 +284,8 @@ class PretrainState(Strict):
 
 # -- a saved ensemble (registry/saved.py) --------------------------------------------------------
 CandidateId = Annotated[str, Field(min_length=1)]
-Weights = Annotated[dict[CandidateId, Positive], Field(min_length=1)]
+Weight = Annotated[float, Field(gt=0, le=1e9)]   # bounded: numpy sums them (a 10**30 integer is no float64)
+Weights = Annotated[dict[CandidateId, Weight], Field(min_length=1)]
 
 
 class Settings(Strict):
