@@ -22,6 +22,10 @@ foundation            ``errors``, ``tasks``, ``files``, ``documents``, ``progres
 ``cli/``              the one typer command line (the only room with typer and rich)
 ====================  ============================================================================
 
+The Python API, loaded on first use: :func:`log_candidate` (any training loop's outputs into the
+registry, no torch needed) and :func:`log_course_model` (the course's ``MultitaskBERT`` run over dev
+and test and logged in one call).
+
 Every wing's ``__init__`` names its files in flow order (``FILES``) and its public names, loaded
 on first use so that importing a wing never loads torch.
 """
@@ -43,3 +47,8 @@ def lazy_names(package: str, names: dict[str, str]) -> Callable[[str], Any]:
             raise AttributeError(f"module {package!r} has no attribute {attr!r}")
         return getattr(importlib.import_module(f"{package}.{names[attr]}"), attr)
     return __getattr__
+
+
+# the Python API for any training loop (torch-free; the adapter imports torch only when it runs)
+__all__ = ["log_candidate", "log_course_model"]
+__getattr__ = lazy_names(__name__, {"log_candidate": "registry.logged", "log_course_model": "registry.adapter"})

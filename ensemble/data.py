@@ -330,7 +330,8 @@ PACKAGE_SAMPLE = Path(__file__).resolve().parent / "sample_data"
 
 def resolve_data(data: Path | None) -> tuple[Path, bool]:
     """``--data`` or, without it, ./data when present, else the sample shipped in the package.
-    Returns (folder, is_sample)."""
+    Returns (folder, is_sample). Commands on a registry resolve ``--data`` through
+    :func:`ensemble.registry.home.data_for` (the registry's recorded folder first), which ends here."""
     if data is not None:
         d = Path(data)
         if not d.is_dir():

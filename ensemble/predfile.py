@@ -43,6 +43,7 @@ SUM_TOLERANCE = 1e-3   # sst probability rows must sum to 1 within this
 UTF8_CSV = "a UTF-8 CSV"   # what a prediction file is expected to be, in errors
 STS_BOUND = 1e6        # |sts score| above this is refused (1e308 overflows the ensemble's average)
 _SHOW = 5              # ids shown in a missing/extra listing
+LEADERBOARD_HEADERS = {t.output_header.replace(" ", "") for t in TASKS.values()}   # told apart, in errors
 
 
 def prediction_file_name(task: str, split: str) -> str:
@@ -163,6 +164,12 @@ def _lines(path: Path, task: str, text: str) -> list[str]:
     if not lines:
         raise EnsembleError(f"{path}:1: empty file; expected the header {header!r}")
     first = lines[0].rstrip("\r")
+    if first.replace(" ", "") in LEADERBOARD_HEADERS:
+        raise EnsembleError(
+            f"{path}:1: header is {shown(first)}: a leaderboard file (hard labels), not unrounded predictions; "
+            f"named {TASKS[task].output_name(path.stem.split('-')[-1])} beside the other leaderboard files (or in the "
+            f"submission zip) it registers as a labels candidate, which votes; probabilities keep more: write "
+            f"{header!r} files, or call ensemble.log_candidate from the code that made them")
     if first != header:
         raise EnsembleError(f"{path}:1: header is {shown(first)}; expected exactly {header!r} (task {task})")
     return lines

@@ -21,6 +21,7 @@ from .errors import EnsembleError
 from .scale.grid import load_grid, load_preset
 from .progress import NULL, Progress
 from .scale.driver import RayOptions, train_grid
+from .registry.home import data_for
 from .registry.keeper import close_records, resumable, train_into
 from .registry.runs import run_complete, runs_of
 from .registry.store import Registry
@@ -49,8 +50,8 @@ PRESETS: dict[str, tuple[Callable[[str], list[TrainConfig]], str]] = {
 }
 
 
-def grid_configs(data: Path | None, base: str | None, preset: str | None, grid: Path | None
-                 ) -> tuple[list[TrainConfig], str, Path, bool]:
+def grid_configs(data: Path | None, base: str | None, preset: str | None, grid: Path | None,
+                 registry: Path | None = None) -> tuple[list[TrainConfig], str, Path, bool]:
     """What ``run`` trains: the grid file's configurations, else the preset's (``base`` replacing
     theirs); with the name the selection is saved under, the data folder and whether it is the
     packaged sample (a preset on it is trained on all of it, for at least 3 epochs; a grid file as written)."""
@@ -62,7 +63,11 @@ def grid_configs(data: Path | None, base: str | None, preset: str | None, grid: 
             raise EnsembleError(f"--preset {preset}: expected one of {', '.join(PRESETS)}")
         make, default_base = PRESETS[preset]
         configs, name = make(base or default_base), preset
-    data_dir, sample = resolve_data(data)
+    if registry is None:
+        data_dir, sample = resolve_data(data)
+    else:   # the registry's own data when --data is not given (ensemble.registry.home)
+        chosen = data_for(Registry(registry), data)
+        data_dir, sample = chosen.folder, chosen.sample
     if sample and grid is None:  # a preset on the tiny sample: all of it, more epochs (a grid file is as written)
         configs = [replace(c, limit=None, epochs=max(c.epochs, 3)) for c in configs]
     return configs, name, data_dir, sample
@@ -88,7 +93,7 @@ def plan(reg: Registry, configs: list[TrainConfig], data_dir: Path) -> list[dict
 def dry_run(data: Path | None, base: str | None, preset: str | None, grid: Path | None,
             registry: Path) -> dict[str, Any]:
     """``run --dry-run``: the runs, their fingerprints, and which are already in the registry."""
-    configs, name, data_dir, sample = grid_configs(data, base, preset, grid)
+    configs, name, data_dir, sample = grid_configs(data, base, preset, grid, registry)
     rows = plan(Registry(registry), configs, data_dir)
     return {"grid": name, "data": str(data_dir), "sample": sample,
             "runs": [{**{k: v for k, v in r.items() if k not in ("config", "runs")}, "config": r["config"].to_dict(),
@@ -128,7 +133,7 @@ def run(data: Path | None, base: str | None, preset: str | None, registry: Path,
     t0 = time.perf_counter()
     say = on_message or (lambda m: None)
     progress = progress or NULL
-    configs, name, data_dir, sample = grid_configs(data, base, preset, grid)
+    configs, name, data_dir, sample = grid_configs(data, base, preset, grid, registry)
     if sample:
         say(f"[bold magenta]SAMPLE DATA:[/] no --data and no ./data, so using the sample shipped in the package "
             f"({data_dir}); its scores mean nothing")

@@ -22,6 +22,7 @@ from .predfile import align_predictions
 from .registry.candidate import Candidate, check_model, damaged_note, now_iso
 from .registry.store import Registry
 from .selection import ensemble_predictions, score_on
+from .leaderboard.votes import mark_votes, vote_notes
 from .leaderboard.write import dir_lock, leaderboard_bytes, score_dir, write_leaderboard
 from .registry.saved import check_ensemble_name, ensemble_doc, members_in_order, prediction_hashes
 from .selection import SYSTEMS, choose_systems
@@ -59,8 +60,10 @@ def usable_candidates(cands: list[Candidate], data_dir: Path, notes: list[str]) 
     stale = stale_candidates(cands, data_dir)
     by_id = {c.id: c for c in cands}
     for cid, what in stale.items():
-        fix = (f"`ensemble register --refresh --data {data_dir}` recomputes them" if by_id[cid].kind == "model"
-               else "re-export them from the code that made them and register them again")
+        fix = (f"they were made from other versions of these files than those in {data_dir}: pass the --data "
+               "they were made from, or, if the course files were updated on purpose, `ensemble register "
+               "--refresh` recomputes them (it asks first)"
+               if by_id[cid].kind == "model" else "re-export them from the code that made them and register them again")
         notes.append(f"candidate {cid} has stale cached predictions ({'; '.join(what)}): left out; {fix}")
     return [c for c in cands if c.id not in stale], stale
 
@@ -119,10 +122,11 @@ def select(registry: Registry, data_dir: Path, tasks=TASK_NAMES, mode: str = sel
     if not selections:
         raise EnsembleError("\n  ".join(["no task has candidates with dev predictions; nothing to select", *notes]))
     notes += [f"{t}: no candidate has dev predictions; task left out of the ensemble" for t in left_out]
+    notes += vote_notes(list(selections), usable)
     test_scores = labelled_test_scores(selections, by_id, data_dir, notes)
     summary = summarise(selections, usable, test_scores)
     choices = choose_systems(selections, system)
-    report = SelectionReport(name, mode, {t: {**s.to_dict(), "test": test_scores.get(t), **choices[t]}
+    report = SelectionReport(name, mode, {t: mark_votes({**s.to_dict(), "test": test_scores.get(t), **choices[t]}, by_id)
                                           for t, s in selections.items()}, summary, notes, stale, sample=sample)
     if save:
         doc = ensemble_doc(name, mode, sample, data_dir, selections, choices, by_id, summary)
@@ -258,7 +262,9 @@ def _member_predictions(doc: dict[str, Any], by_id: dict[str, Candidate], task: 
                                 "since selection; run `ensemble select` again")
         if c.prediction_record(task, split).data_sha256 != sp.sha256:
             raise EnsembleError(f"member {cid}'s cached {task} {split} predictions were made from another "
-                                f"version of {sp.path.name}; run `ensemble register --refresh --data {data_dir}`")
+                                f"version of {sp.path.name} than the one in {data_dir}; restore that file, or, if the "
+                                "course files were updated on purpose, `ensemble register --refresh` recomputes the "
+                                "members (it asks first), then `ensemble select` again")
         loaded[cid] = c.predictions(task, split)
     return loaded
 

@@ -9,10 +9,9 @@ import typer
 from rich.markup import escape
 
 from ..report import analysis
-from ..data import resolve_data
 from ..registry.store import Registry
 from ..tasks import TASKS, parse_tasks
-from .options import DataOpt, JsonOpt, RegistryOpt
+from .options import DataOpt, JsonOpt, RegistryOpt, registry_data
 from .render import console, fmt, note, print_json, print_table, sample_banner
 from .tables import Col
 
@@ -30,7 +29,7 @@ def analyze(
 ) -> None:
     """Where the saved ensemble helps on dev, beside the best single candidate: confusion matrices, calibration or
     error by band, the rows it fixes and breaks, the worst errors with every member's prediction, and diversity."""
-    data_dir, sample = resolve_data(data)
+    data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
     view = analysis.analyze(Registry(registry), data_dir, ensemble, parse_tasks(task) if task else None, worst, sample)
     if as_json:
@@ -52,7 +51,7 @@ def report(
     hyperparameter, confusion matrices, member correlation, the summary table); no network needed to view it."""
     from ..report import page as report_mod  # lazy: matplotlib, loaded by this command only
 
-    data_dir, sample = resolve_data(data)
+    data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
     result = report_mod.report(Registry(registry), data_dir, out, ensemble, parse_tasks(task) if task else None, sample)
     if as_json:

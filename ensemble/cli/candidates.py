@@ -1,6 +1,7 @@
 """Registry commands: ``list``, ``compare``, ``show``, ``verify``, ``remove`` and ``register``."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -8,17 +9,18 @@ import typer
 from rich.markup import escape
 
 from ..registry import register as reg_mod
-from ..data import resolve_data
+from ..leaderboard import votes
+from ..registry.home import DataChoice, data_for, remember
 from ..registry.candidate import Candidate, damaged_note
 from ..errors import EnsembleError
 from ..registry.store import Registry
 from ..tasks import TASKS
-from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt
+from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt, YesOpt
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
 from ..registry.runs import RECORD, read_run, run_dir
 from .render import (candidate_row, console, err, print_candidate, print_candidates, print_compare, print_json,
-                     print_refreshed, print_registered, print_run_record, print_verify, sample_banner, warn)
+                     print_refreshed, print_registered, print_run_record, print_verify, sample_banner, warn, note)
 
 
 def list_(registry: RegistryOpt = Path("checkpoints"),
@@ -143,38 +145,44 @@ def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
 def register(
     paths: Optional[list[Path]] = typer.Argument(None, help="Candidate folders exported from another registry, or model folders."),
     data: DataOpt = None,
-    predictions: Optional[Path] = typer.Option(None, help="Folder of <task>-<split>.csv prediction files from other code."),
+    predictions: Optional[Path] = typer.Option(None, help="Folder of <task>-<split>.csv prediction files from other code, "
+                                               "or the course's leaderboard files (a folder or a submission zip: "
+                                               "registered as hard labels, which vote)."),
     name: Optional[str] = typer.Option(None, help="Name shown in tables."),
     parameters: Optional[int] = typer.Option(None, help="--predictions: the model's parameter count, for the tables."),
     as_json: JsonOpt = False,
-    refresh: bool = typer.Option(False, "--refresh", help="Recompute the cached predictions of stale candidates."),
+    refresh: bool = typer.Option(False, "--refresh", help="Recompute the cached predictions of stale candidates "
+                                                          "(asks first when more than one, or other data)."),
     force: bool = typer.Option(False, help="--refresh: recompute even when not stale (named candidates or all)."),
     again: bool = typer.Option(False, "--again", help="Register even what is already registered (same content)."),
     candidates: Optional[list[str]] = typer.Option(None, "--candidate", "-c", help="--refresh: only these."),
+    yes: YesOpt = False,
     precision: PrecisionOpt = "fp32",
     compile: CompileOpt = False,
     device: DeviceOpt = "auto",
     registry: RegistryOpt = Path("checkpoints"),
 ) -> None:
     """Add a model (its dev and test predictions are computed now) or predictions made elsewhere."""
-    data_dir, sample = resolve_data(data)
-    sample_banner(sample)
     reg = Registry(registry)
+    chosen = data_for(reg, data, other_ok=refresh)
+    data_dir = chosen.folder
+    sample_banner(chosen.sample)
     progress = RichProgress(as_json)
     if refresh:
-        for problem in reg.scan()[1] if reg.exists else []:
-            warn(damaged_note(problem))   # left out of the refresh, as of every read
-        done = reg_mod.refresh(reg, data_dir, candidates, device=device, precision=precision, progress=progress,
-                               force=force, compile=compile)
-        progress.stop()
-        print_done(done, as_json)
+        refresh_cmd(reg, chosen, candidates, force, yes, as_json, progress, device=device, precision=precision,
+                    compile=compile)
         return
     if bool(paths) == (predictions is not None):
         raise EnsembleError("give either PATH... (models or exported candidates) or --predictions DIR --name NAME")
     if predictions is not None:
         if not name:
             raise EnsembleError("--predictions needs --name NAME")
-        added = [reg_mod.register_predictions(reg, predictions, name, data_dir, parameters, force=again)]
+        if not reg_mod.has_prediction_files(predictions) and votes.leaderboard_files(predictions):
+            added = [votes.register_labels(reg, predictions, name, data_dir, parameters, force=again)]
+        else:
+            added = [reg_mod.register_predictions(reg, predictions, name, data_dir, parameters, force=again)]
+        for line in reg_mod.dropped_note(added[0]) + ([votes.LOST] if added[0].kind == votes.LABELS else []):
+            note(line)
         if not as_json:
             print_registered(added[0])
     else:
@@ -184,6 +192,42 @@ def register(
                                 compile=compile, force=again)
     if as_json:
         print_json({"registered": [candidate_row(c) for c in added]})
+
+
+def can_ask() -> bool:
+    """Whether a question can be put to a person (stdin is a terminal)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def confirm(question: str, yes: bool, as_json: bool) -> None:
+    """Go on when ``yes`` or the person says so; without a terminal and ``--yes``, refuse (exit 1)."""
+    if yes:
+        return
+    if not can_ask():
+        raise EnsembleError(f"{question} Not done: no terminal to ask on; pass --yes to confirm in a script")
+    if not typer.confirm(question, default=False, err=as_json):
+        (err if as_json else console).print("nothing changed")
+        raise typer.Exit(1)
+
+
+def refresh_cmd(reg: Registry, chosen: DataChoice, refs: Optional[list[str]], force: bool, yes: bool, as_json: bool,
+                progress: RichProgress, **run: Any) -> None:
+    """``register --refresh``: what would be recomputed, asked first when it is more than one candidate
+    or data other than the registry's; the registry then records the data it was refreshed onto."""
+    for problem in reg.scan()[1] if reg.exists else []:
+        warn(damaged_note(problem))   # left out of the refresh, as of every read
+    plan = reg_mod.refresh_plan(reg, chosen.folder, refs, force)
+    if chosen.other:
+        confirm(f"these candidates were made from {chosen.recorded}; recompute {len(plan)} of them on "
+                f"{chosen.folder} instead (their cached predictions are replaced)?", yes, as_json)
+    elif len(plan) > 1:
+        confirm(f"recompute the cached predictions of {len(plan)} candidates "
+                f"({', '.join(c.id for c, _ in plan[:5])}{', ...' if len(plan) > 5 else ''})?", yes, as_json)
+    done = reg_mod.refresh(reg, chosen.folder, refs, progress=progress, force=force, plan=plan, **run)
+    progress.stop()
+    if done or chosen.other:   # the record follows the files the predictions are now bound to
+        remember(reg, chosen.folder, replace=True)
+    print_done(done, as_json)
 
 
 def print_done(done: list, as_json: bool) -> None:

@@ -7,9 +7,8 @@ from typing import Any, Optional
 
 import typer
 
-from ..data import resolve_data
 from ..selection.results import jsonable
-from .options import JsonOpt
+from .options import DataOpt, JsonOpt, registry_data
 from .progress import RichProgress
 from .render import console, print_json, print_table, sample_banner
 from .tables import Col
@@ -21,7 +20,7 @@ def honesty(replications: int = typer.Option(200, help="Replications per scenari
             seed: int = typer.Option(0, help="Seed of the simulation (or of the real check's held-out draws)."),
             registry: Optional[Path] = typer.Option(None, "--registry",
                                                     help="Real check on this registry's candidates instead."),
-            data: Optional[Path] = typer.Option(None, "--data", help="Course data folder (real check)."),
+            data: DataOpt = None,
             holdout: float = typer.Option(0.3, help="Real check: fraction of dev held out by id."),
             splits: int = typer.Option(20, help="Real check: held-out splits."),
             as_json: JsonOpt = False) -> None:
@@ -32,7 +31,7 @@ def honesty(replications: int = typer.Option(200, help="Replications per scenari
 
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     if registry is not None:
-        data_dir, sample = resolve_data(data)
+        data_dir, sample = registry_data(registry, data)
         sample_banner(sample)
         result = real_check(Registry(registry), data_dir, holdout, splits, mode_list, seed,
                             progress=RichProgress(as_json))

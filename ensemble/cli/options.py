@@ -55,12 +55,15 @@ System = choice("System", ("auto", "ensemble"))
 
 
 REGISTRY_HELP = "Registry folder."
-DATA_HELP = "Course data folder (default: ./data if present, else the packaged sample)."
+DATA_HELP = ("Course data folder (default: the folder the registry's candidates were made from; for a new "
+             "registry ./data if present, else the packaged sample).")
+REGISTRY_ENV, DATA_ENV = "ENSEMBLE_REGISTRY", "ENSEMBLE_DATA"
 JSON_HELP = "Print JSON instead of tables."
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:1 ..."
 
-RegistryOpt = Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP)]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP)]
+RegistryOpt = Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP, envvar=REGISTRY_ENV)]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, envvar=DATA_ENV)]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for scripts).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the models through torch.compile (pays only on large "
@@ -108,3 +111,12 @@ def config_options(config: type, into: str = "cfg") -> Callable[[Callable], Call
         run.__annotations__ = {p.name: p.annotation for p in params}
         return run
     return decorate
+
+
+def registry_data(registry: Path, data: Optional[Path]) -> tuple[Path, bool]:
+    """``--data`` of a command on ``registry``: the given folder, else the one the registry records
+    (:func:`ensemble.registry.home.data_for`); (folder, is the packaged sample)."""
+    from ..registry.home import data_for
+
+    chosen = data_for(registry, data)
+    return chosen.folder, chosen.sample

@@ -261,7 +261,8 @@ def print_trajectory(task: str, mode: str, sel: dict[str, Any], verbose: bool = 
     steps, hidden = _kept_steps(mode, sel["trajectory"], verbose)
     cols = [Col("step", True), Col("candidate"), Col("own dev", True, 1), Col("ensemble dev", True),
             Col("change", True), Col(""), Col("why", drop=2)]
-    rows = [[str(s.get("step")), escape(str(s.get("candidate"))), fmt(s.get("own_score")), fmt(s.get("ensemble_score")),
+    rows = [[str(s.get("step")), escape(str(s.get("candidate"))) + (" [dim](vote)[/]" if s.get("vote") else ""),
+             fmt(s.get("own_score")), fmt(s.get("ensemble_score")),
              (f"{s['change']:+.4f}" if s.get("change") is not None else "-"),
              "[green]added[/]" if s.get("accepted") else "[dim]rejected[/]", escape(str(s.get("reason", "")))]
             for s in steps]

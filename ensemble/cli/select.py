@@ -8,12 +8,11 @@ import typer
 from rich.markup import escape
 
 from .. import workflow
-from ..data import resolve_data
 from ..errors import EnsembleError
 from ..registry.store import Registry
 from ..selection import DEFAULT_MODE
 from ..tasks import parse_tasks
-from .options import (ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,
+from .options import (ALL_TASKS, registry_data, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,
                       SelectMode, TasksOpt, plain)
 from .progress import RichProgress
 from .render import console, print_json, print_predicted, print_selection, sample_banner
@@ -40,7 +39,7 @@ def select(
     as_json: JsonOpt = False,
 ) -> None:
     """Build each task's ensemble; show what each member adds and how much gain survives held out."""
-    data_dir, sample = resolve_data(data)
+    data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
     report = workflow.select(Registry(registry), data_dir, parse_tasks(tasks), mode, max_size, steps, repeats,
                              seed, name, sample=sample, folds=folds, level=level, bags=bags, fraction=fraction)
@@ -78,7 +77,7 @@ def predict(
         result = workflow.predict_input(reg, input, task, out, name, device, precision, RichProgress(as_json),
                                         compile=compile)
     else:
-        data_dir, sample = resolve_data(data)
+        data_dir, sample = registry_data(registry, data)
         sample_banner(sample)
         result = workflow.predict(reg, data_dir, out, name)
     result["ensemble_saved"] = doc.get("created")

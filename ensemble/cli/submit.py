@@ -13,7 +13,7 @@ from ..registry.store import Registry
 from ..leaderboard.submission import UNSTAMPED, checked_files, ensemble_record, pack
 from ..tasks import TASK_NAMES, TASKS
 from ..leaderboard.validate import OUTPUT_SPLITS, STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, made_from_sample, report
-from .options import DataOpt, JsonOpt, RegistryOpt
+from .options import DataOpt, JsonOpt, RegistryOpt, registry_data
 from .render import console, err, note, print_json, print_validated, sample_banner
 
 
@@ -78,7 +78,7 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
            as_json: JsonOpt = False) -> None:
     """Validate, then zip the predictions with a manifest naming the ensemble that wrote them (from
     predict's stamp); never overwrites an earlier submission."""
-    data_dir, sample = resolve_data(data)
+    data_dir, sample = registry_data(registry, data)
     found = checked_files(predictions, data_dir)
     claimed = Registry(registry).load_ensemble(ensemble) if ensemble else None
     record = ensemble_record(predictions, found, sample, force, claimed)

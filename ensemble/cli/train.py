@@ -10,7 +10,8 @@ import typer
 from ..data import resolve_data
 from ..registry.store import Registry
 from ..training.config import DATA, PretrainConfig, TrainConfig
-from .options import DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, config_options, examples
+from .options import (DATA_ENV, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_ENV, REGISTRY_HELP, config_options, examples,
+                      registry_data)
 from .progress import RichProgress
 from .render import print_epochs, print_fields, print_json, sample_banner
 
@@ -23,9 +24,10 @@ OUTPUT = "Output and run"
 @config_options(TrainConfig)
 def train(
     cfg: TrainConfig,
-    data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, rich_help_panel=DATA)] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, envvar=DATA_ENV, rich_help_panel=DATA)] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, rich_help_panel=OUTPUT)] = "auto",
-    registry: Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP, rich_help_panel=OUTPUT)] = Path("checkpoints"),
+    registry: Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP, envvar=REGISTRY_ENV,
+                                           rich_help_panel=OUTPUT)] = Path("checkpoints"),
     resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Continue this configuration's "
                                          "unfinished run from its last completed epoch.")] = False,
     again: Annotated[bool, typer.Option("--again", rich_help_panel=OUTPUT, help="Train even when this "
@@ -38,7 +40,7 @@ def train(
     configuration already complete in the registry is skipped (--again trains it anyway)."""
     from ..registry.keeper import train_into  # lazy: torch
 
-    data_dir, sample = resolve_data(data)
+    data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
     t0 = time.perf_counter()
     result = train_into(Registry(registry), cfg, data_dir, device=device, progress=RichProgress(as_json),
@@ -57,7 +59,7 @@ def pretrain(
     cfg: PretrainConfig,
     out: Annotated[Path, typer.Option(help="Output encoder folder (use it as `ensemble train --base OUT`).",
                                       rich_help_panel=OUTPUT)],
-    data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, rich_help_panel=DATA)] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, envvar=DATA_ENV, rich_help_panel=DATA)] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.", rich_help_panel=OUTPUT)] = False,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, rich_help_panel=OUTPUT)] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP, rich_help_panel=OUTPUT)] = False,

@@ -186,6 +186,14 @@ def _check_output(
     return problems, values, len(lines) - 1, sum(1 for i in seen if i in known)
 
 
+def check_output(label: str, payload: bytes, task: str, split: data_mod.Split
+                 ) -> tuple[list[Problem], dict[str, float]]:
+    """The problems of one leaderboard file's bytes against its input ``split`` and its valid values by id
+    (the ids of Quora rows the reader skips for an empty label included: tolerated, not required)."""
+    problems, values, _, _ = _check_output(label, payload, task, split)
+    return problems, values
+
+
 def check_folder(
     pred_dir: str | Path, data_dir: str | Path, tasks: Iterable[str] | None, splits: Iterable[str]
 ) -> tuple[list[Problem], dict[tuple[str, str], CheckedFile]]:

@@ -16,17 +16,25 @@ Files, in flow order:
     locks, and the recovery on open of whatever a killed writer left behind.
 ``store``
     :class:`Registry`: atomic adds, updates and removals, saved ensembles, ``verify``.
+``home``
+    ``registry.json``: the data folder the candidates were made from, and ``--data`` resolved through it.
 ``runs``
     training runs' records (``runs/<run_id>/record.json``).
 ``register``
     putting candidates in: model folders, exported candidates, imported predictions, refresh.
 ``keeper``
     training epochs into candidates: :func:`train_into`, the one entry point of a training run.
+``logged``
+    :func:`log_candidate`: any training loop's unrounded outputs, checked and registered (no torch).
+``adapter``
+    the course's ``MultitaskBERT`` interface run over dev and test and logged in one call.
 """
 from .. import lazy_names
 
-FILES = ("manifest", "candidate", "saved", "recovery", "store", "runs", "register", "keeper")
-__all__ = ["Candidate", "Registry", "read_ensemble_file", "register_model", "register_predictions", "train_into"]
+FILES = ("manifest", "candidate", "saved", "recovery", "store", "home", "runs", "register", "keeper", "logged", "adapter")
+__all__ = ["Candidate", "Registry", "log_candidate", "log_course_model", "read_ensemble_file", "register_model",
+           "register_predictions", "train_into"]
 __getattr__ = lazy_names(__name__, {"Candidate": "candidate", "Registry": "store", "read_ensemble_file": "saved",
                                     "register_model": "register", "register_predictions": "register",
-                                    "train_into": "keeper"})
+                                    "train_into": "keeper", "log_candidate": "logged",
+                                    "log_course_model": "adapter"})

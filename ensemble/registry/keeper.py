@@ -14,6 +14,7 @@ from ..errors import EnsembleError
 from ..progress import NULL, Progress
 from .register import model_manifest, predict_into
 from .store import Registry
+from .home import remember
 from .runs import completed, epoch_line, read_runs, run_dir, unfinished_run, write_run
 
 if TYPE_CHECKING:
@@ -41,8 +42,10 @@ class EpochKeeper:
     into the record, one line is printed, and a candidate of the run no longer best for any task
     is removed; :meth:`finish` marks the survivors complete."""
 
-    def __init__(self, registry: Registry, progress: Progress = NULL, on_epoch=None, record: dict | None = None):
+    def __init__(self, registry: Registry, progress: Progress = NULL, on_epoch=None, record: dict | None = None,
+                 data_dir: Path | None = None):
         self.registry = registry
+        self.data_dir = data_dir                    # recorded as the registry's data with its first candidate
         self.progress = progress
         self.on_epoch = on_epoch
         self.record = record or {}                  # a resumed run's: its start time carries over
@@ -67,6 +70,8 @@ class EpochKeeper:
         if not epoch.result.best_for:
             return
         cand = self.registry.add(lambda stage: self._build(run, epoch, stage))
+        if self.data_dir is not None:
+            remember(self.registry, self.data_dir)
         epoch.result.candidate = cand.id
         for t in epoch.result.best_for:
             self.holders[t] = cand.id
@@ -156,7 +161,7 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
         record = None
     run_id = record["run_id"] if record else registry.new_id()
     folder = run_dir(registry.root, run_id) / "checkpoint"
-    keeper = EpochKeeper(registry, progress, on_epoch, record)
+    keeper = EpochKeeper(registry, progress, on_epoch, record, data_dir)
     result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
                    resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
     result.candidates = keeper.finish(cfg.tasks, result.status)

@@ -21,6 +21,7 @@ from ..metrics import score
 from ..predfile import align_predictions, check_ids, prediction_file_name, read_predictions, write_predictions
 from ..progress import NULL, Progress
 from .store import Registry
+from .home import remember
 from ..tasks import TASKS
 
 if TYPE_CHECKING:
@@ -111,12 +112,13 @@ def already_registered(registry: Registry, files: dict[str, str]) -> Candidate |
     return None
 
 
-def refuse_twice(registry: Registry, files: dict[str, str], what: str) -> None:
+def refuse_twice(registry: Registry, files: dict[str, str], what: str,
+                 again: str = "`ensemble register --again`") -> None:
     """An error naming the candidate that already holds this content (nothing is added)."""
     c = already_registered(registry, files)
     if c is not None:
         raise EnsembleError(f"{what}: already registered as candidate {c.id} ({c.name}), same content (sha256); "
-                            "nothing added (`ensemble register --again` adds a second copy)")
+                            f"nothing added ({again} adds a second copy)")
 
 
 # -- model folders ------------------------------------------------------------------------------
@@ -174,10 +176,18 @@ def register_model(registry: Registry, path: Path, data_dir: Path, name: str | N
                               old.get("training"), precision, preds, metrics,
                               source={"registered_from": str(path.resolve()), "previous_id": old.get("id")})
 
-    return registry.add(build)
+    cand = registry.add(build)
+    remember(registry, data_dir)
+    return cand
 
 
 # -- predictions made by other code -------------------------------------------------------------
+def has_prediction_files(path: Path) -> bool:
+    """Whether ``path`` is a folder holding any ``<task>-<split>.csv`` (the richer format wins)."""
+    return Path(path).is_dir() and any((Path(path) / prediction_file_name(t, s)).is_file()
+                                       for t in TASKS for s in ("dev", "test"))
+
+
 def _find_prediction_files(pred_dir: Path) -> dict[tuple[str, str], Path]:
     """The ``<task>-<split>.csv`` files in ``pred_dir``; every task found needs its dev file."""
     if not pred_dir.is_dir():
@@ -190,9 +200,12 @@ def _find_prediction_files(pred_dir: Path) -> dict[tuple[str, str], Path]:
                 check_inside(pred_dir, p, "prediction file")
                 found[(t, s)] = p
     if not found:
+        there = sorted(p.name for p in pred_dir.iterdir() if p.is_file())[:6]
         raise EnsembleError(
-            f"--predictions {pred_dir}: no prediction files; expected files named <task>-<split>.csv "
-            "(sst-dev.csv, sst-test.csv, para-dev.csv, para-test.csv, sts-dev.csv, sts-test.csv)"
+            f"--predictions {pred_dir}: no prediction files (found {', '.join(there) or 'no files'}); expected "
+            "unrounded predictions named <task>-<split>.csv (sst-dev.csv, sst-test.csv, para-dev.csv, para-test.csv, "
+            "sts-dev.csv, sts-test.csv), or the course's leaderboard files <task>-<split>-output.csv or a submission "
+            "zip (hard labels: they vote)"
         )
     for t in TASKS:
         if (t, "test") in found and (t, "dev") not in found:
@@ -205,56 +218,115 @@ def register_predictions(registry: Registry, pred_dir: Path, name: str, data_dir
                          parameters: int | None = None, force: bool = False) -> Candidate:
     """Register predictions made by other code: ``<task>-<split>.csv`` files (see ensemble.predfile).
 
-    Each file's ids must be exactly those of the matching course file; every task found needs
-    its dev file. Errors name the file and line. Prediction files already in the registry (the
-    same stored sha256s) are refused unless ``force``."""
+    Each file's ids must be exactly those of the matching course file (the ids of Quora rows the
+    reader drops for an empty label are dropped too, and counted); every task found needs its dev
+    file. Errors name the file and line. Prediction files already in the registry (the same stored
+    sha256s) are refused unless ``force``."""
     if parameters is not None and parameters < 1:
         raise EnsembleError(f"--parameters {parameters}: expected a positive integer (the model's parameter count)")
     pred_dir = Path(pred_dir)
     found = _find_prediction_files(pred_dir)
-    tasks = sorted({t for t, _ in found}, key=list(TASKS).index)
     splits = {k: read_split(data_dir, *k) for k in found}
     loaded: Loaded = {}
+    dropped: dict[str, list[str]] = {}
     for k, p in found.items():
         ids, values = read_predictions(p, k[0])
-        check_ids(p, ids, splits[k].ids)
-        loaded[k] = (ids, values)
+        loaded[k] = reader_rows(p, ids, values, splits[k], dropped)
+    return add_imported(registry, loaded, splits, name, "predictions", f"--predictions {pred_dir}",
+                        {"registered_from": str(pred_dir.resolve())}, parameters, force, dropped)
+
+
+def reader_rows(where: str | Path, ids: list[str], values: Any, split: Split,
+                dropped: dict[str, list[str]]) -> tuple[list[str], Any]:
+    """``(ids, values)`` without the rows of ids the course reader drops (Quora rows with an empty
+    label: the course's loader skips them, so no model is scored on them), each recorded in
+    ``dropped`` under ``<task>-<split>``; then the ids checked against the split's."""
+    skipped = {sid for _, sid in split.skipped}
+    gone = [i for i in ids if i in skipped]
+    if gone:
+        keep = [n for n, i in enumerate(ids) if i not in skipped]
+        ids, values = [ids[n] for n in keep], values[keep]
+        dropped[f"{split.task}-{split.split}"] = gone
+    check_ids(where, ids, split.ids)
+    return ids, values
+
+
+def dropped_note(cand: Candidate) -> list[str]:
+    """One line per imported file whose rows the reader drops (the empty-label Quora rows)."""
+    return dropped_lines((cand.manifest.get("source") or {}).get("dropped_rows") or {})
+
+
+def dropped_lines(dropped: dict[str, list[str]]) -> list[str]:
+    """One line per ``<task>-<split>`` of ``dropped``: how many rows, which, and why."""
+    out = []
+    for key, ids in dropped.items():
+        out.append(f"{key}: {len(ids)} row{'s' if len(ids) != 1 else ''} dropped ({', '.join(ids[:3])}"
+                   f"{', ...' if len(ids) > 3 else ''}): the course's reader skips {'them' if len(ids) != 1 else 'it'} "
+                   "for an empty label, so no model is scored on it")
+    return out
+
+
+def add_imported(registry: Registry, loaded: Loaded, splits: dict[tuple[str, str], Split], name: str, kind: str,
+                 what: str, source: dict[str, Any], parameters: int | None = None, force: bool = False,
+                 dropped: dict[str, list[str]] | None = None, architecture: str = "external") -> Candidate:
+    """Add one candidate of imported values (``kind`` "predictions" or "labels") atomically; the
+    same prediction files already in the registry are refused unless ``force``. Every task needs
+    its dev split. The registry records the data folder with its first candidate."""
+    for t in {t for t, _ in loaded}:
+        if (t, "dev") not in loaded:
+            raise EnsembleError(f"{what}: task {t} has test values but no dev values; dev is needed to select")
+    tasks = sorted({t for t, _ in loaded}, key=list(TASKS).index)
+    source = {**source, **({"dropped_rows": dropped} if dropped else {})}
 
     def build(stage: Path) -> dict[str, Any]:
         preds_manifest, metrics = write_prediction_files(stage, loaded, splits)
         if not force:
             refuse_twice(registry, {f"predictions/{p.name}": file_sha256(p) for p in (stage / "predictions").glob("*.csv")},
-                         f"--predictions {pred_dir}")
-        return {"name": name, "kind": "predictions", "architecture": "external", "tasks": tasks,
-                "parameters": parameters, "source": {"registered_from": str(pred_dir.resolve())},
-                "metrics": metrics, "predictions": preds_manifest}
+                         what, "again=True" if what.startswith("log_candidate") else "`ensemble register --again`")
+        return {"name": name, "kind": kind, "architecture": architecture, "tasks": tasks,
+                "parameters": parameters, "source": source, "metrics": metrics, "predictions": preds_manifest}
 
-    return registry.add(build)
+    cand = registry.add(build)
+    remember(registry, next(iter(splits.values())).path.parent)
+    return cand
 
 
 # -- stale predictions --------------------------------------------------------------------------
-def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, device=None,
-            precision: str = "fp32", progress: Progress = NULL, force: bool = False,
-            compile: bool = False) -> list[tuple[Candidate, list[str]]]:
-    """Recompute the cached predictions of stale model candidates (or all named ones with force)."""
-    from ..modeling.infer import TokenCache, check_precision, pick_device  # lazy: torch
-    from ..modeling.model import load_model  # lazy: torch
-
-    device = pick_device(device)
-    check_precision(precision, device)
+def refresh_plan(registry: Registry, data_dir: Path, refs: list[str] | None = None,
+                 force: bool = False) -> list[tuple[Candidate, list[str]]]:
+    """The candidates ``refresh`` would recompute, each with its stale files (empty when forced);
+    an imported one that is stale is an error (no model to run)."""
     cands = [registry.get(r) for r in refs] if refs else registry.candidates()
     hashes: dict[str, str] = {}
-    cache = TokenCache()
-    done = []
+    plan = []
     for cand in cands:
         stale = cand.stale(data_dir, hashes)
-        if not stale and not force:
-            continue
+        if not stale and (not force or cand.kind != "model"):
+            continue   # forced: the model candidates (imported ones have no model to run)
         if cand.kind != "model":
             raise EnsembleError(
                 f"candidate {cand.id} ({cand.name}) holds imported predictions only and is stale "
                 f"({'; '.join(stale)}); re-export them from the code that made them and register again"
             )
+        plan.append((cand, stale))
+    return plan
+
+
+def refresh(registry: Registry, data_dir: Path, refs: list[str] | None = None, device=None,
+            precision: str = "fp32", progress: Progress = NULL, force: bool = False,
+            compile: bool = False, plan: list[tuple[Candidate, list[str]]] | None = None
+            ) -> list[tuple[Candidate, list[str]]]:
+    """Recompute the cached predictions of stale model candidates (or all named ones with force):
+    those of ``plan`` (:func:`refresh_plan`, which the command shows and confirms first)."""
+    from ..modeling.infer import TokenCache, check_precision, pick_device  # lazy: torch
+    from ..modeling.model import load_model  # lazy: torch
+
+    device = pick_device(device)
+    check_precision(precision, device)
+    plan = refresh_plan(registry, data_dir, refs, force) if plan is None else plan
+    cache = TokenCache()
+    done = []
+    for cand, stale in plan:
         check_model(cand)
         model, tokenizer = load_model(cand.model_dir, device)
         splits = load_splits(data_dir, cand.tasks, ("dev", "test"))

@@ -40,6 +40,7 @@ from ..errors import EnsembleError
 from ..metrics import pearson, round_predictions, score
 from ..predfile import align_predictions
 from ..registry.store import Registry
+from ..leaderboard.votes import LABELS
 from ..registry.saved import members_in_order
 from ..selection import ensemble_predictions, score_on
 from ..selection.results import jsonable
@@ -270,7 +271,7 @@ def analyze_task(task: str, doc: dict[str, Any], usable: list, data_dir: Path, w
     gold = split.labels[keep]
     best = sel.best_single[0]
     ens = ensemble_predictions({c: aligned[c] for c in weights}, weights)
-    names = {c.id: c.name for c in usable}
+    names = {c.id: c.name + (" (vote: hard labels)" if c.kind == LABELS else "") for c in usable}
     return {"metric": TASKS[task].metric, "rows": len(ids), "system": doc["tasks"][task].get("system", "ensemble"),
             "members": dict(weights), "names": {c: names[c] for c in {*weights, best}},
             "best_single_id": best, "ensemble_score": score(task, ens, gold), "best_single_score": score(task, aligned[best], gold),

@@ -51,6 +51,7 @@ def test_register_with_a_header_only_dev_file(tmp_path, invoke, fake_predictions
 
 def test_select_with_a_header_only_dev_file(tmp_path, invoke, registry_with_imports):
     data = data_copy(tmp_path, ("para", "dev"))
+    (registry_with_imports / "registry.json").unlink()   # its recorded data would be named first
     r = invoke("select", "--data", data, "--registry", registry_with_imports)
     refused(r, "quora-dev.csv", "no example rows after the header")
 

@@ -53,6 +53,11 @@ def test_select_after_switching_data_names_the_stale_candidates(registry_with_im
     sts = data / "sts-dev.csv"
     sts.write_text(sts.read_text().replace("pasta.\t5.0", "pasta.\t4.5", 1))
     r = invoke("select", "--data", data, "--registry", registry_with_imports)
+    assert r.exit_code == 1   # the registry records the sample: the other folder is named, nothing else said
+    assert " ".join(r.output.split()).startswith(f"error: these candidates were made from {SAMPLE.resolve()}; you "
+                                                 f"passed --data {data}, whose sts-dev.csv differs: did you mean")
+    (registry_with_imports / "registry.json").unlink()   # a registry from before the record: each candidate is stale
+    r = invoke("select", "--data", data, "--registry", registry_with_imports)
     assert r.exit_code == 1
     ids = [c.id for c in Registry(registry_with_imports).candidates()]
     assert "error: no task has candidates with dev predictions; nothing to select\n" in r.output
