@@ -18,6 +18,7 @@ model                       document                                     unknown
 :class:`RunRecord`          ``<registry>/runs/<run>/record.json``        refused
 :class:`CheckpointState`    ``runs/<run>/checkpoint/state.json``         refused
 :class:`PretrainState`      ``<out>/checkpoint/state.json`` (pretrain)   refused
+:class:`RegistryRecord`     ``<registry>/registry.json``                 refused
 :class:`PredictStamp`       ``<out>/.ensemble-stamp.json`` (predict)     allowed at the top
 :class:`SubmissionManifest` ``MANIFEST.json`` inside a submission zip    refused
 ==========================  ===========================================  ========================
@@ -456,6 +457,22 @@ class CandidateManifest(Open):
                 if want not in self.files:
                     raise ValueError(f"predictions.{task}.{split}.file: {want!r} is not among the manifest's files")
         return self
+
+
+# -- the registry's data record (registry/home.py) ---------------------------------------------------
+class RegistryRecord(Strict):
+    format: Literal["ensemble-registry"]
+    data: Annotated[str, Field(min_length=1)]
+    sample: bool = False
+    files: dict[str, str]
+
+    @field_validator("files")
+    @classmethod
+    def _names(cls, files: dict[str, str]) -> dict[str, str]:
+        for name in files:
+            if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+                raise ValueError(f"files: {shown(name)} is not a course file's plain name")
+        return files
 
 
 # -- predict's stamp (leaderboard/validate.py) and a submission's MANIFEST.json ---------------------

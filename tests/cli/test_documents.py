@@ -135,3 +135,19 @@ def test_a_report_file_name_too_long_for_the_filesystem(invoke, registry_with_im
     assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0").exit_code == 0
     out = reg.parent / ("r" * 300 + ".html")
     refused(invoke("report", "--registry", reg, "--data", SAMPLE, "--out", out), "a file name of 305 bytes")
+
+
+@pytest.mark.parametrize("edit, field", [
+    ({"files": "x"}, "files: expected an object, got 'x'"),
+    ({"files": {"../../etc/passwd": "ab"}}, "files: '../../etc/passwd' is not a course file's plain name"),
+    ({"data": 5}, "data: expected a string, got 5"),
+    ({"sample": "yes"}, "sample: expected true or false, got 'yes'"),
+    ({"bogus": 1}, "bogus: unknown field"),
+])
+def test_a_damaged_registry_record(invoke, registry_with_imports, edit, field):
+    reg = registry_with_imports
+    path = reg / "registry.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    before = snapshot(reg)
+    refused(invoke("select", "--registry", reg, "--repeats", "0"), f"{path}: {field}")
+    assert snapshot(reg) == before
