@@ -30,10 +30,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import EnsembleError, shown
-from .tasks import TASKS
+from .tasks import TASKS, is_plain_id
 
 MAX_DEPTH = 32                 # deeper than any document the tool writes (6 levels at most)
 MAX_BYTES = 64 * 1024 * 1024   # a document larger than this is not one the tool wrote
@@ -175,12 +175,21 @@ Split = Literal["dev", "test"]
 Count = Annotated[int, Field(ge=0)]
 Seconds = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
-Scalar = Optional[float | bool | str]
+
+
+def _scalar(v: Any) -> Any:
+    if v is not None and type(v) not in (int, float, bool, str) or type(v) is float and v - v != 0:
+        raise ValueError(f"expected a finite number, true or false, a string or null, got {shown(v)}")
+    return v
+
+
+Scalar = Annotated[Any, AfterValidator(_scalar)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 def _plain_id(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", value) or ".." in value or len(value) > 200:
+    """A candidate id that can name a folder (the rule of ``registry.candidate.is_plain_name``)."""
+    if not is_plain_id(value) or any(s in value for s in ("/", "\\", "..")) or len(value) > 200:
         raise ValueError(f"expected a plain candidate id, got {shown(value)}")
     return value
 
