@@ -5,9 +5,10 @@ The package follows the data, top to bottom; a room imports only rooms above it
 (``tests/test_architecture.py`` reads every import, lazy ones too, and enforces it):
 
 ====================  ============================================================================
-foundation            ``errors``, ``tasks``, ``files``, ``progress``, ``data``, ``predfile``,
-                      ``metrics``: errors, the three tasks, safe files, progress events, the course
-                      files, prediction files, the metrics
+foundation            ``errors``, ``tasks``, ``files``, ``documents``, ``progress``, ``data``,
+                      ``predfile``, ``metrics``: errors, the three tasks, safe files, the typed
+                      models of every JSON document read, progress events, the course files,
+                      prediction files, the metrics
 ``modeling/``         encoders, token batches, the multitask model, inference
 ``training/``         fine-tuning and further pretraining, their configuration and checkpoints
 ``registry/``         candidates with their weights and cached predictions, runs, saved ensembles
@@ -34,7 +35,7 @@ import importlib
 from typing import Any, Callable
 
 # the rooms in flow order: a room imports only rooms before it
-FLOW = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "modeling", "training", "registry",
+FLOW = ("errors", "tasks", "files", "documents", "progress", "data", "predfile", "metrics", "modeling", "training", "registry",
         "selection", "leaderboard", "workflow", "scale", "runner", "report", "bench", "cli", "__main__")
 
 

@@ -13,6 +13,7 @@ import os
 import struct
 import signal
 import tempfile
+import zipfile
 from pathlib import Path
 
 from .errors import EnsembleError, shown
@@ -90,8 +91,8 @@ def check_safetensors(path: str | Path) -> None:
 def _check_safetensors_header(path: Path, raw: bytes, data_size: int) -> None:
     try:
         header = json.loads(raw.decode("utf-8"))
-    except ValueError as e:   # UnicodeDecodeError is one
-        raise EnsembleError(f"{path}: safetensors header is not valid UTF-8 JSON ({e}); the file is damaged") from e
+    except (ValueError, RecursionError) as e:   # UnicodeDecodeError is a ValueError
+        raise EnsembleError(f"{path}: safetensors header is not valid UTF-8 JSON ({str(e)[:200]}); the file is damaged") from None
     if not isinstance(header, dict):
         raise EnsembleError(f"{path}: safetensors header is not a JSON object; the file is damaged")
     for name, t in header.items():
@@ -112,6 +113,32 @@ def _check_safetensors_header(path: Path, raw: bytes, data_size: int) -> None:
         if not 0 <= begin <= end <= data_size or end - begin != (count * SAFETENSORS_DTYPES[t["dtype"]] + 7) // 8:
             raise EnsembleError(f"{where}: data offsets {offsets} do not fit its shape {shape} within the file's "
                                 f"{data_size:,} data bytes (truncated or damaged)")
+
+
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+
+
+def read_zip_member(zf: zipfile.ZipFile, name: str, path: str | Path, limit: int) -> bytes:
+    """The bytes of member ``name`` of the zip ``zf`` (the file ``path``), its entry checked before it
+    is read: not encrypted, stored or deflated, at most ``limit`` bytes (as recorded, and as read:
+    a lying size is caught too). KeyError when there is no such member."""
+    info = zf.getinfo(name)
+    where = f"{path}: member {shown(name)}"
+    if info.flag_bits & 0x1:
+        raise EnsembleError(f"{where} is encrypted; expected a plain zip (`ensemble submit` writes one)")
+    if info.compress_type not in ZIP_METHODS:
+        raise EnsembleError(f"{where}: compression method {info.compress_type} is not supported; expected "
+                            f"{' or '.join(ZIP_METHODS.values())}")
+    if info.file_size > limit:
+        raise EnsembleError(f"{where}: {info.file_size:,} bytes, more than the {limit:,} expected")
+    try:
+        with zf.open(info) as fp:
+            data = fp.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as e:
+        raise EnsembleError(f"{where}: cannot be read ({e}); the zip is damaged") from None
+    if len(data) > limit:
+        raise EnsembleError(f"{where}: more than the {limit:,} bytes expected")
+    return data
 
 
 def disk_full(e: OSError, path: str | Path, kept: str = "nothing stored was changed") -> EnsembleError | None:

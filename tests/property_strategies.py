@@ -61,3 +61,22 @@ def edited_json(draw, valid: dict) -> bytes:
 
 def any_json_bytes(valid: dict) -> st.SearchStrategy[bytes]:
     return st.one_of(edited_json(valid), JSON.map(lambda d: json.dumps(d).encode("utf-8")), any_bytes(json.dumps(valid).encode()))
+
+
+@st.composite
+def nested(draw, valid: dict) -> bytes:
+    """``valid`` (or one of its fields) wrapped in arrays and objects, up to thousands of levels deep
+    (beyond Python's recursion limit), as JSON bytes."""
+    depth = draw(st.sampled_from([1, 5, 31, 32, 33, 100, 999, 5000]))
+    inner = json.dumps(valid if draw(st.booleans()) else draw(JSON))
+    opener, closer = draw(st.sampled_from([("[", "]"), ('{"a": ', "}")]))
+    text = opener * depth + inner + closer * depth
+    if draw(st.booleans()) and valid:   # the nesting under a field of the document
+        key = draw(st.sampled_from(sorted(valid)))
+        text = json.dumps({**valid, key: "@"}).replace('"@"', text)
+    return text.encode("utf-8")
+
+
+def hostile_json(valid: dict) -> st.SearchStrategy[bytes]:
+    """Everything :func:`any_json_bytes` gives, and deep nesting (:func:`nested`)."""
+    return st.one_of(any_json_bytes(valid), nested(valid))

@@ -20,7 +20,7 @@ UI_LIBRARIES = ("typer", "rich", "click")
 TORCH = ("torch", "transformers")
 # never import torch, not even inside a function: the foundation, every configuration module, and the
 # wings that see arrays, JSON and text only
-NEVER_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "modeling.config",
+NEVER_TORCH = ("errors", "tasks", "files", "documents", "progress", "data", "predfile", "metrics", "modeling.config",
                "training.config", "training.schedule", "training.loop_state", "registry.manifest", "registry.candidate",
                "registry.saved", "registry.recovery", "registry.ensembles", "registry.store", "registry.home",
                "registry.runs", "registry.logged", "selection", "leaderboard", "report")

@@ -154,8 +154,9 @@ def test_predict_of_an_ensemble_without_a_task_says_which_files_it_did_not_write
                                "with candidates for every task)"]
 
 
-@pytest.mark.parametrize("tasks, shown", [({"nli": {"weights": {"x": 1}}}, "is 'nli'; expected task names among"),
-                                          (None, "is None; expected an object"), ({}, "is {}; expected an object")])
+@pytest.mark.parametrize("tasks, shown", [({"nli": {"weights": {"x": 1}}}, ".nli (a key): expected 'sst', 'para' or 'sts'"),
+                                          (None, ": missing (a required field)"),
+                                          ({}, ": expected at least 1 entries, got {}")])
 def test_predict_of_a_hand_edited_ensemble_without_known_tasks(two, tmp_path, tasks, shown):
     reg, _ = two
     workflow.select(reg, SAMPLE, mode="greedy", name="mine", repeats=0)
@@ -164,5 +165,5 @@ def test_predict_of_a_hand_edited_ensemble_without_known_tasks(two, tmp_path, ta
     path.write_text(json.dumps({**doc, **({} if tasks is None else {"tasks": tasks})}))
     with pytest.raises(EnsembleError) as e:
         workflow.predict(reg, SAMPLE, tmp_path / "out", "mine")
-    assert str(e.value).startswith(f"{path}: field tasks {shown}"), str(e.value)
+    assert str(e.value).startswith(f"{path}: tasks{shown}"), str(e.value)
     assert not (tmp_path / "out").exists()

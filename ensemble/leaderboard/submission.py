@@ -20,8 +20,9 @@ from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
+from .. import documents
 from ..errors import EnsembleError
-from ..files import fault_point, fsync_dir, make_folder, remove_quiet, stage_bytes
+from ..files import fault_point, fsync_dir, make_folder, read_zip_member, remove_quiet, stage_bytes
 from .write import dir_lock
 from ..tasks import TASK_NAMES
 from .validate import OUTPUT_SPLITS, CheckedFile, check_folder, check_stamp, made_from_sample, report
@@ -31,6 +32,7 @@ __all__ = ["SOURCE_SKIP_DIRS", "UNSTAMPED", "checked_files", "ensemble_record", 
 
 SOURCE_SKIP_DIRS = frozenset({".venv", "venv", "checkpoints", "predictions", "submissions", ".git", "__pycache__"})
 UNSTAMPED = "unknown (no stamp)"
+MANIFEST_NAME = "MANIFEST.json"
 
 
 def _tool_version() -> str:
@@ -227,28 +229,30 @@ def pack(
         "code_files": [name for name, _ in code],
     }
     entries += code
-    entries.append(("MANIFEST.json", (json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")))
+    entries.append((MANIFEST_NAME, (json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")))
     out = Path(out_dir)
     make_folder(out, "the submission zips")
     return _publish_exclusive(out, submission_name(now, mean_dev), _zip_bytes(entries, now))
 
 
 def _listed(path: Path) -> dict[str, object]:
-    """One zip's row of :func:`list_submissions`; ``damaged`` says why when it cannot be read."""
+    """One zip's row of :func:`list_submissions`; ``damaged`` says why when it cannot be read (its
+    ``MANIFEST.json`` member checked before it is read, then read through
+    :class:`ensemble.documents.SubmissionManifest`)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(zf.read("MANIFEST.json"))
+            raw = read_zip_member(zf, MANIFEST_NAME, path, documents.MAX_BYTES)
+        manifest = documents.read(f"{path}: {MANIFEST_NAME}", documents.SubmissionManifest,
+                                  "the manifest `ensemble submit` writes", raw)[0]
     except KeyError:
         return {"file": path.name, "damaged": "no MANIFEST.json"}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as exc:
         return {"file": path.name, "damaged": f"not a readable zip ({exc})"}
-    if not isinstance(manifest, dict):
-        return {"file": path.name, "damaged": "MANIFEST.json is not an object"}
-    ens = manifest.get("ensemble")
-    ens = ens if isinstance(ens, dict) else {}
-    return {"file": path.name, "created": manifest.get("created"), "message": manifest.get("message"),
-            "ensemble": ens.get("name"), "verified": ens.get("verified"), "mean_dev": manifest.get("mean_dev"),
-            "sample_data": ens.get("sample_data"), "damaged": None}
+    except EnsembleError as exc:
+        return {"file": path.name, "damaged": str(exc).removeprefix(f"{path}: ")}
+    ens = manifest.ensemble or documents.SubmittedEnsemble()
+    return {"file": path.name, "created": manifest.created, "message": manifest.message, "ensemble": ens.name,
+            "verified": ens.verified, "mean_dev": manifest.mean_dev, "sample_data": ens.sample_data, "damaged": None}
 
 
 def list_submissions(out_dir: str | Path) -> list[dict[str, object]]:

@@ -14,7 +14,6 @@ Pure Python; no torch, typer or rich.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .. import data as data_mod
+from .. import documents
 from ..errors import EnsembleError
 from ..files import file_sha256
 from ..predfile import id_listing
@@ -300,22 +300,24 @@ class StampCheck:
 def read_stamp(pred_dir: Path) -> StampCheck:
     """The stamp in ``pred_dir`` as written (None when absent), or why it cannot be read."""
     path = pred_dir / STAMP_NAME
-    try:
-        doc = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
+    what = "the stamp `ensemble predict` writes"
+    if not path.exists() and not path.is_symlink():
         return StampCheck(None)
-    except (OSError, ValueError) as exc:
-        return StampCheck(None, [f"{path}: unreadable stamp ({exc}); expected the JSON that `ensemble predict` writes"])
-    if not isinstance(doc, dict) or doc.get("format") != STAMP_FORMAT or not isinstance(doc.get("files"), dict):
-        return StampCheck(None, [f"{path}: not a stamp written by `ensemble predict`"])
+    try:
+        doc = documents.load_json(path, what=what)
+    except EnsembleError as exc:
+        return StampCheck(None, [str(exc)])
+    problem = documents.problem(documents.PredictStamp, doc)
+    if problem:
+        return StampCheck(None, [f"{path}: {problem}; expected {what}"])
     return StampCheck(doc, incomplete=doc.get("state", STATE_COMPLETE) != STATE_COMPLETE)
 
 
 def _interrupted(pred_dir: Path, stamp: dict, found: dict[tuple[str, str], CheckedFile]) -> list[str]:
     """What an interrupted write left: which files are the new version and which the previous."""
-    old = stamp.get("replacing") if isinstance(stamp.get("replacing"), dict) else {}
+    old = stamp.get("replacing") or {}   # checked where the stamp was read (documents.PredictStamp)
     new_name, old_name = stamp.get("ensemble") or "new", old.get("ensemble") or "previous"
-    old_files = old.get("files") if isinstance(old.get("files"), dict) else {}
+    old_files = old.get("files") or {}
     lines = [f"{pred_dir}: an `ensemble predict` was interrupted while replacing these files "
              f"(ensemble {new_name} over {old_name}); the folder may mix the two:"]
     for checked in sorted(found.values(), key=lambda c: c.path.name):

@@ -25,7 +25,7 @@ from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
 from ..errors import EnsembleError
-from ..files import refuse_pickles
+from ..files import check_safetensors, refuse_pickles
 from .config import BASE_ALIASES, STAND_IN_INSTALL
 
 # --base value -> a local copy of that folder shipped to this process (a Ray worker: ensemble.scale.worker)
@@ -123,8 +123,8 @@ def quiet_transformers():
 
 
 def check_base_dir(base: str, base_path: str) -> None:
-    """Where ``base_path`` exists: a folder with a config.json and no pickle files (a hub name that
-    is not a local path passes)."""
+    """Where ``base_path`` exists: a folder with a config.json, no pickle files and whole safetensors
+    files (a hub name that is not a local path passes)."""
     p = Path(base_path)
     if p.exists():
         if not p.is_dir():
@@ -132,6 +132,8 @@ def check_base_dir(base: str, base_path: str) -> None:
         refuse_pickles(p)
         if not (p / "config.json").is_file():
             raise EnsembleError(f"--base {base}: no config.json in {p}; expected a transformers model directory")
+        for weights in sorted(p.glob("*.safetensors")):   # the one header check, before transformers opens them
+            check_safetensors(weights)
 
 
 def encoder_parts(model: nn.Module, where: str):

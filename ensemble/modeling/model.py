@@ -32,6 +32,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from .bases import encoder_parts
 from .config import ARCHITECTURES, CONFIG_FILE, WEIGHTS_FILE, ModelConfig
+from .. import documents
 from ..errors import EnsembleError, shown
 from ..files import check_safetensors, refuse_pickles
 from ..tasks import TASKS
@@ -283,6 +284,18 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
         raise
 
 
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path`` on the CPU, its header checked first
+    (:func:`ensemble.files.check_safetensors`: truncated, empty, pickled or damaged files are
+    refused naming the file before safetensors opens them)."""
+    check_safetensors(path)
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise EnsembleError(f"{path}: unreadable safetensors file ({str(e).splitlines()[0] if str(e) else e}); "
+                            "the file is damaged") from None
+
+
 def save_model(model: MultitaskModel, tokenizer, directory: Path) -> list[Path]:
     """Write weights (safetensors), the model config and the tokenizer files into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -301,13 +314,13 @@ def load_model(directory: Path, device: str | torch.device = "cpu"):
         raise EnsembleError(f"{directory}: no {CONFIG_FILE}; expected a model saved by ensemble")
     check_safetensors(directory / WEIGHTS_FILE)   # before anything is built: a damaged file fails at once
     try:
-        config = ModelConfig.from_dict(json.loads(cfg_path.read_text()))
+        config = ModelConfig.from_dict(documents.load_json(cfg_path, what="a model config saved by ensemble"))
         model = MultitaskModel.from_config(config)
     except (ValueError, TypeError) as e:
         raise EnsembleError(f"{cfg_path}: not a valid model config ({e})") from e
     except EnsembleError as e:
         raise EnsembleError(f"{cfg_path}: {e}") from e
-    state = load_file(str(directory / WEIGHTS_FILE), device="cpu")
+    state = load_tensors(directory / WEIGHTS_FILE)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise EnsembleError(

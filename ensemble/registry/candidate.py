@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..data import decode_utf8, read_raw
+from .. import documents
 from ..errors import EnsembleError
 from ..files import PICKLE_SUFFIXES, atomic_write_text, check_inside, file_sha256
 from .manifest import SEAL, ManifestFields, seal_of, seal_problem, shape_problem
@@ -209,11 +210,9 @@ def _read_manifest(d: Path) -> tuple[Any, Problem | None]:
     if not m.is_file():
         return None, Problem(d.name, MANIFEST, "missing manifest")
     try:
-        manifest = json.loads(m.read_bytes().decode("utf-8"))
-    except ValueError as e:   # UnicodeDecodeError is one
-        return None, Problem(d.name, MANIFEST, f"not valid JSON ({e})")
-    except OSError as e:
-        return None, Problem(d.name, MANIFEST, f"cannot read ({e.strerror or e})")
+        manifest = documents.load_json(m, what="a candidate's manifest")
+    except EnsembleError as e:   # unreadable, not JSON, too deep
+        return None, Problem(d.name, MANIFEST, str(e).removeprefix(f"{m}: "))
     problem = _identity_problem(d, manifest) or shape_problem(manifest)
     return manifest, Problem(d.name, MANIFEST, problem) if problem else None
 

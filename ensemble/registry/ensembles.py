@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .candidate import is_plain_name, try_read
 from .saved import check_ensemble_name, read_ensemble_file
+from .. import documents
 from ..errors import EnsembleError
 from ..files import atomic_write_text, fault_point
 
@@ -52,8 +53,8 @@ def _names_member(path: Path, cid: str) -> bool:
     """Whether the saved ensemble at ``path`` has ``cid`` among some task's members (a damaged
     document names nobody: ``load_ensemble`` reports it when it is used)."""
     try:
-        doc = json.loads(path.read_text())
-    except ValueError:
+        doc = documents.load_json(path)
+    except EnsembleError:
         return False
     tasks = doc.get("tasks") if isinstance(doc, dict) else None
     return any(cid in (t.get("weights") or {}) or cid in (t.get("members") or [])

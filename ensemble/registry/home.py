@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data import PACKAGE_SAMPLE, resolve_data
-from ..errors import EnsembleError, shown
+from .. import documents
+from ..errors import EnsembleError
 from ..files import atomic_write_text, file_sha256
 from ..tasks import TASKS
 from .store import Registry
@@ -55,15 +56,12 @@ def read_record(root: Path) -> dict[str, Any] | None:
     path = Path(root) / RECORD
     if not path.is_file():
         return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise EnsembleError(f"{path}: unreadable ({e}); expected the registry's record of its data folder "
-                            "(delete it and pass --data: the next candidate added writes it again)") from None
-    if not (isinstance(doc, dict) and doc.get("format") == FORMAT and isinstance(doc.get("data"), str)
-            and isinstance(doc.get("files"), dict)):
-        raise EnsembleError(f"{path}: not a registry record (found {shown(doc)}); expected an object with format "
-                            f"{FORMAT!r}, data (a folder) and files (name: sha256)")
+    what = ("the registry's record of its data folder (delete it and pass --data: the next candidate added "
+            "writes it again)")
+    doc = documents.load_json(path, what=what)
+    problem = documents.problem(documents.RegistryRecord, doc)
+    if problem:
+        raise EnsembleError(f"{path}: {problem}; expected {what}")
     return doc
 
 

@@ -8,13 +8,13 @@ torch is imported only where a model runs, so registering imported predictions s
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .candidate import MANIFEST, Candidate, check_model, prediction_entry
 from ..data import Split, load_splits, read_split
+from .. import documents
 from ..errors import EnsembleError
 from ..files import check_inside, file_sha256, refuse_pickles
 from ..metrics import score
@@ -142,12 +142,10 @@ def _model_source(path: Path) -> tuple[Path, dict[str, Any]]:
 
 def _exported_manifest(f: Path) -> dict[str, Any]:
     """An exported candidate's ``candidate.json`` (its name, training record and id are kept)."""
-    try:
-        manifest = json.loads(f.read_bytes().decode("utf-8"))
-    except ValueError as e:   # UnicodeDecodeError is one
-        raise EnsembleError(f"{f}: not valid JSON ({e}); expected the manifest of an exported candidate") from e
-    if not isinstance(manifest, dict):
-        raise EnsembleError(f"{f}: a JSON {type(manifest).__name__}; expected the manifest object of an exported candidate")
+    manifest = documents.load_json(f, what="the manifest of an exported candidate")
+    problem = documents.problem(documents.CandidateManifest, manifest)
+    if problem:
+        raise EnsembleError(f"{f}: {problem}; expected the manifest of an exported candidate")
     return manifest
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .candidate import Candidate
+from .. import documents
 from ..errors import EnsembleError
 from ..files import atomic_write_text
 from .store import Registry
@@ -59,17 +60,15 @@ def write_run(root: Path, record: dict[str, Any]) -> Path:
 
 
 def read_run(path: Path) -> dict[str, Any]:
-    """One record; an error naming the file and what was expected."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EnsembleError(f"{path}: unreadable run record ({type(e).__name__}: {e})") from None
-    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
-        raise EnsembleError(f"{path}: not a run record (expected a JSON object with format {RUN_FORMAT!r})")
-    if record.get("run_id") != Path(path).parent.name:
-        raise EnsembleError(f"{path}: run_id {record.get('run_id')!r} differs from its folder's name")
-    if not isinstance(record.get("epochs"), list):
-        raise EnsembleError(f"{path}: field 'epochs': expected a list")
+    """One record, checked by :class:`ensemble.documents.RunRecord` (the checked JSON object is
+    returned: its readers index it); an error naming the file and the field."""
+    checked, record = documents.read(path, documents.RunRecord, "a run record (`ensemble train` writes it)")
+    if checked.run_id != Path(path).parent.name:
+        raise EnsembleError(f"{path}: run_id: {checked.run_id!r} differs from its folder's name")
+    for i, e in enumerate(checked.epochs):
+        if set(e.dev) != set(e.train_loss):
+            raise EnsembleError(f"{path}: epochs[{i}].dev: tasks {sorted(e.dev)}, expected those of its train_loss "
+                                f"{sorted(e.train_loss)}")
     return record
 
 

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from . import analysis, figures
 from ..registry.candidate import Candidate
-from ..errors import EnsembleError
+from ..errors import EnsembleError, shown
 from ..files import atomic_write_bytes, atomic_write_text, make_folder
 from ..registry.store import Registry
 from ..registry.runs import read_runs
@@ -261,10 +261,16 @@ def refuse_foreign(out: Path) -> None:
                             "(remove it or choose another name)")
 
 
+MAX_NAME_BYTES = 200
+
+
 def report(registry: Registry, data_dir: Path, out: Path, ensemble: str | None = None,
            tasks: Sequence[str] | None = None, sample: bool = False) -> dict[str, Any]:
     """Write the page ``out`` and its figures' PNG files; what was written, and the notes."""
     out = Path(out)
+    if len(out.name.encode("utf-8")) > MAX_NAME_BYTES:   # its temporary file's name must fit the filesystem's 255
+        raise EnsembleError(f"--out {shown(str(out))}: a file name of {len(out.name.encode('utf-8'))} bytes; expected "
+                            f"at most {MAX_NAME_BYTES}")
     if out.is_dir():
         raise EnsembleError(f"--out {out}: is a folder; expected the HTML file to write (e.g. {out / 'report.html'})")
     refuse_foreign(out)

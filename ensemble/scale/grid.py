@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import sys
 import types
 import typing
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import EnsembleError
+from ..documents import MAX_DEPTH, value_depth
+from ..errors import EnsembleError, shown
 from ..tasks import parse_tasks
 from ..training.config import TrainConfig
 
@@ -72,6 +74,10 @@ def load_grid(path: Path | str, base: str | None = None) -> Grid:
         raise EnsembleError(f"{path}: not UTF-8 text; expected a TOML grid file") from None
     except tomllib.TOMLDecodeError as e:
         raise EnsembleError(f"{path}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise EnsembleError(f"{path}: nested deeper than {MAX_DEPTH} levels; expected a TOML grid file") from None
+    if value_depth(doc) > MAX_DEPTH:
+        raise EnsembleError(f"{path}: nested deeper than {MAX_DEPTH} levels; expected a TOML grid file")
     unknown = [k for k in doc if k not in SECTIONS]
     if unknown:
         raise EnsembleError(f"{path}: unknown table or key {unknown[0]!r}; expected [defaults], [grid] and "
@@ -140,7 +146,7 @@ def _axes(path: Path, grid: dict[str, Any]) -> dict[str, list]:
     axes = {}
     for raw, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise EnsembleError(f"{path}: [grid] {raw}: expected a non-empty list of values, got {values!r}")
+            raise EnsembleError(f"{path}: [grid] {raw}: expected a non-empty list of values, got {shown(values)}")
         checked = [_keys(path, "[grid]", {raw: v}) for v in values]
         key = next(iter(checked[0]))
         if key in axes:
@@ -163,15 +169,17 @@ def _coerce(path: Path, where: str, key: str, value: Any, hint: Any) -> Any:
                 return parse_tasks(value)
             except EnsembleError as e:
                 raise EnsembleError(f"{path}: {where}: tasks: {str(e).removeprefix('--tasks: ')}") from None
-        raise EnsembleError(f"{path}: {where}: tasks = {value!r}: expected a list of task names (sst, para, sts) "
+        raise EnsembleError(f"{path}: {where}: tasks = {shown(value)}: expected a list of task names (sst, para, sts) "
                             "or a comma-separated string")
     ok = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}.get(hint)
     if ok is None:
         return value   # another type: TrainConfig checks it
     if isinstance(value, ok) and (hint is bool or not isinstance(value, bool)):
+        if hint is float and not math.isfinite(value):   # refused here, naming the key, before any run
+            raise EnsembleError(f"{path}: {where}: {key} = {value!r}: expected a finite number")
         return float(value) if hint is float else value
     expected = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}[hint]
-    raise EnsembleError(f"{path}: {where}: {key} = {value!r}: expected {expected}")
+    raise EnsembleError(f"{path}: {where}: {key} = {shown(value)}: expected {expected}")
 
 
 def _config(path: Path, where: str, fields: dict[str, Any]) -> TrainConfig:

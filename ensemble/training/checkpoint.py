@@ -31,13 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from ..errors import EnsembleError
 from ..files import fault_point
-from ..modeling.model import save_tensors
+from ..modeling.model import load_tensors, save_tensors
 
-from .loop_state import OPTIMIZER, STATE, WEIGHTS, LoopState, find, read_loop  # noqa: F401  (the checkpoint's names)
+from .loop_state import OPTIMIZER, STATE, WEIGHTS, LoopState, check_folder, find, read_loop, read_state  # noqa: F401
 
 
 # -- optimizer state -----------------------------------------------------------------------------
@@ -66,9 +65,14 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Te
     for idx, st in scalars.items():
         state.setdefault(int(idx), {}).update(st)
     current = optimizer.state_dict()
-    n_params = sum(len(g["params"]) for g in current["param_groups"])
-    if any(i >= n_params for i in state):
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if any(i >= len(params) for i in state):
         raise EnsembleError(f"{where}: optimizer state does not match the model (more parameters saved)")
+    for i, st in state.items():
+        for name, v in st.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape != params[i].shape:
+                raise EnsembleError(f"{where}: optimizer state {i}.{name} has shape {list(v.shape)}, expected "
+                                    f"{list(params[i].shape)} (its parameter's); the checkpoint does not match the model")
     optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
 
 
@@ -86,7 +90,25 @@ def rng_state(smart: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, {"python": [py[0], list(py[1]), py[2]], "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
 
 
+RNG_TENSORS = ("rng.torch", "rng.smart", "rng.numpy")
+
+
+def _rng_tensors_problem(tensors: dict[str, torch.Tensor]) -> str | None:
+    """Why the RNG tensors of a checkpoint cannot be set (missing, of another type or size), else None."""
+    want = {"rng.torch": (torch.uint8, torch.get_rng_state().shape), "rng.smart": (torch.uint8, torch.get_rng_state().shape),
+            "rng.numpy": (torch.int64, torch.Size([624]))}
+    for key, (dtype, shape) in want.items():
+        t = tensors.get(key)
+        if t is None:
+            return f"tensor {key}: missing (the random number generators' state)"
+        if t.dtype != dtype or t.shape != shape:
+            return f"tensor {key}: {t.dtype} of shape {list(t.shape)}, expected {dtype} of shape {list(shape)}"
+    return None
+
+
 def set_rng_state(smart: torch.Generator, tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> None:
+    """Set every RNG from a checkpoint (its state checked by :class:`ensemble.documents.Rng` and
+    :func:`_rng_tensors_problem` first)."""
     torch.set_rng_state(tensors["rng.torch"])
     smart.set_state(tensors["rng.smart"])
     kind, pos, has_gauss, cached = scalars["numpy"]
@@ -102,6 +124,7 @@ def set_rng_state(smart: torch.Generator, tensors: dict[str, torch.Tensor], scal
 def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler, loop: LoopState) -> None:
     """The checkpoint of a completed epoch: written beside ``folder``, swapped in by renames."""
     folder = Path(folder)
+    check_folder(folder)
     new, old = folder.with_name(folder.name + ".new"), folder.with_name(folder.name + ".old")
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
@@ -124,16 +147,23 @@ def write(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generato
 
 
 def restore(folder: Path, model: torch.nn.Module, optimizer, smart: torch.Generator, scaler) -> LoopState:
-    """Load weights, optimizer, RNGs and loss scaler from :func:`find`'s folder; returns the loop's state."""
+    """Load weights, optimizer, RNGs and loss scaler from :func:`find`'s folder; returns the loop's state.
+    Every file is checked before anything is loaded into the model."""
     folder = Path(folder)
-    state = json.loads((folder / STATE).read_text())
-    weights = load_file(str(folder / WEIGHTS), device="cpu")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    state = read_state(folder)
+    weights = load_tensors(folder / WEIGHTS)
+    flat = load_tensors(folder / OPTIMIZER)
+    problem = _rng_tensors_problem(flat)
+    if problem:
+        raise EnsembleError(f"{folder / OPTIMIZER}: {problem}; the checkpoint is damaged")
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:   # a tensor of another shape
+        raise EnsembleError(f"{folder / WEIGHTS}: weights do not match the model ({str(e).splitlines()[-1].strip()})") from None
     if missing or unexpected:
         raise EnsembleError(f"{folder / WEIGHTS}: weights do not match the model (missing {missing[:2]}, "
                             f"unexpected {unexpected[:2]})")
-    flat = load_file(str(folder / OPTIMIZER), device="cpu")
-    restore_optimizer(optimizer, flat, state["optimizer_scalars"], folder)
+    restore_optimizer(optimizer, flat, state["optimizer_scalars"], folder / OPTIMIZER)
     if scaler is not None and scaler.is_enabled() and state.get("scaler"):
         scaler.load_state_dict({**state["scaler"], **{k[7:]: v for k, v in flat.items() if k.startswith("scaler.")}})
     set_rng_state(smart, flat, state["rng"])

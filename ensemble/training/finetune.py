@@ -17,7 +17,6 @@ leaves a checkpoint (:mod:`ensemble.training.checkpoint`) that ``resume`` contin
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from . import checkpoint as ckpt
+from .. import documents
 from ..modeling.batches import Encoded, encode, max_length_for, training_batches
 from ..data import Split, load_splits, split_hashes
 from ..files import fault_point
@@ -291,7 +291,8 @@ def _build_model(cfg: TrainConfig, dev: torch.device) -> tuple[MultitaskModel, A
     base_model, tokenizer = load_base(base_path, cfg.hidden_dropout)
     model = MultitaskModel.from_base(cfg.model, base_model)
     prov_file = Path(base_path) / PROVENANCE_FILE
-    provenance = json.loads(prov_file.read_text()) if prov_file.is_file() else None
+    provenance = documents.load_json(prov_file, what="the provenance `ensemble pretrain` writes") \
+        if prov_file.is_file() else None
     model.set_gradient_checkpointing(cfg.gradient_checkpointing)
     model.to(dev)
     return model, tokenizer, provenance

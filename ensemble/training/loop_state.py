@@ -5,12 +5,13 @@ no torch. The checkpoint itself, tensors included, is :mod:`ensemble.training.ch
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .. import documents
 from ..errors import EnsembleError
+from ..files import check_inside
 
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"
@@ -50,20 +51,42 @@ class LoopState:
         return cls(**{n: loop[n] for n in names})
 
 
+def check_folder(folder: Path) -> None:
+    """Refuse a checkpoint folder (or its ``.old``/``.new`` twin) that is not a plain folder inside
+    its run: a symlink or a file there is named, nothing is read or written."""
+    folder = Path(folder)
+    for d in (folder, folder.with_name(folder.name + ".old"), folder.with_name(folder.name + ".new")):
+        if d.is_symlink() or d.exists() and not d.is_dir():
+            raise EnsembleError(f"{d}: not a plain folder ({'a symlink' if d.is_symlink() else 'a file'}); expected the "
+                                "run's checkpoint folder; remove it and run again (the run restarts from its start)")
+        if d.exists():
+            check_inside(folder.parent, d, "checkpoint folder")
+
+
 def find(folder: Path) -> Path | None:
     """The complete checkpoint at ``folder`` (or its ``.old`` twin after a kill between renames)."""
     folder = Path(folder)
+    check_folder(folder)
     for d in (folder, folder.with_name(folder.name + ".old")):
         if all((d / f).is_file() for f in (WEIGHTS, OPTIMIZER, STATE)):
             return d
     return None
 
 
+def read_state(folder: Path) -> dict[str, Any]:
+    """The checkpoint's ``state.json``, checked by :class:`ensemble.documents.CheckpointState` (the
+    checked JSON object is returned, its ``loop`` handed on as written)."""
+    path = Path(folder) / STATE
+    checked, state = documents.read(path, documents.CheckpointState, "a checkpoint state written by `ensemble train`")
+    for i, e in enumerate(checked.loop.epochs):
+        if e.epoch != i + 1:
+            raise EnsembleError(f"{path}: loop.epochs[{i}].epoch: expected {i + 1}, got {e.epoch}")
+    if len(checked.loop.epochs) != checked.loop.epoch:
+        raise EnsembleError(f"{path}: loop.epochs: {len(checked.loop.epochs)} epochs, expected loop.epoch's "
+                            f"{checked.loop.epoch}")
+    return state
+
+
 def read_loop(folder: Path) -> LoopState:
     """The training loop's part of the checkpoint at ``folder`` (:func:`find`'s answer)."""
-    path = Path(folder) / STATE
-    try:
-        loop = json.loads(path.read_text())["loop"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise EnsembleError(f"{path}: unreadable checkpoint state ({type(e).__name__}: {e})") from None
-    return LoopState.from_dict(loop, path)
+    return LoopState.from_dict(read_state(folder)["loop"], Path(folder) / STATE)

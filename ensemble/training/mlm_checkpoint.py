@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from .checkpoint import optimizer_tensors, restore_optimizer
+from .checkpoint import check_folder, optimizer_tensors, restore_optimizer
+from .. import documents
 from ..errors import EnsembleError
 from ..files import refuse_pickles
 from ..modeling.config import PROVENANCE_FILE
-from ..modeling.model import save_tensors
+from ..modeling.model import load_tensors, save_tensors
 from ..modeling.bases import quiet_transformers
 
 CHECKPOINT_DIR = "checkpoint"
@@ -72,7 +72,7 @@ def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> dict[s
 
 def load_optimizer(optimizer: torch.optim.Optimizer, directory: Path, scalars: dict[str, Any]) -> None:
     """Restore the AdamW state written by :func:`write_checkpoint` (``scalars`` from its JSON state)."""
-    restore_optimizer(optimizer, load_file(str(directory / OPTIMIZER), device="cpu"), scalars, directory)
+    restore_optimizer(optimizer, load_tensors(directory / OPTIMIZER), scalars, directory / OPTIMIZER)
 
 
 def write_checkpoint(out: Path, mlm, pooler_sd: dict, optimizer, state: dict[str, Any]) -> None:
@@ -97,7 +97,14 @@ def write_checkpoint(out: Path, mlm, pooler_sd: dict, optimizer, state: dict[str
         shutil.rmtree(old)
 
 
+def read_state(directory: Path) -> documents.PretrainState:
+    """The checkpoint's ``state.json`` as its model (:class:`ensemble.documents.PretrainState`)."""
+    return documents.read(directory / STATE, documents.PretrainState,
+                          "a checkpoint state written by `ensemble pretrain`")[0]
+
+
 def find_checkpoint(out: Path) -> Path | None:
+    check_folder(out / CHECKPOINT_DIR)   # a file or a symlink there is refused, naming it
     for name in (CHECKPOINT_DIR, f"{CHECKPOINT_DIR}.old"):  # .old: a crash between the renames
         d = out / name
         if (d / STATE).is_file() and (d / WEIGHTS).is_file() and (d / OPTIMIZER).is_file():
@@ -107,11 +114,15 @@ def find_checkpoint(out: Path) -> Path | None:
 
 def load_checkpoint_weights(mlm, directory: Path) -> dict[str, torch.Tensor]:
     """Load the checkpoint weights into ``mlm``; return the pooler tensors stored beside them."""
-    sd = load_file(str(directory / WEIGHTS), device="cpu")
+    sd = load_tensors(directory / WEIGHTS)
     model_keys = set(mlm.state_dict())
     pooler = {k: v for k, v in sd.items() if k not in model_keys}
     rest = {k: v for k, v in sd.items() if k in model_keys}
-    missing, _ = mlm.load_state_dict(rest, strict=False)
+    try:
+        missing, _ = mlm.load_state_dict(rest, strict=False)
+    except RuntimeError as e:   # a tensor of another shape
+        raise EnsembleError(f"{directory / WEIGHTS}: checkpoint does not match the base "
+                            f"({str(e).splitlines()[-1].strip()})") from None
     # tied aliases (e.g. the decoder weight) are loaded through the parameter they share
     current = mlm.state_dict()
 

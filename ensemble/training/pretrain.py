@@ -31,7 +31,6 @@ holds the last checkpoint (:mod:`ensemble.training.mlm_checkpoint`). No pickle f
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,13 +42,14 @@ import torch
 import transformers
 
 from ..modeling.batches import length_buckets, lengths_of, max_length_for, pad
+from .. import documents
 from ..errors import EnsembleError
 from ..modeling.infer import pick_device
 from .mlm import PERPLEXITY_SEED, Corpus, EvalTexts, Masker, MlmRoles, eval_texts, head_missing_keys, load_mlm
 from .mlm import masking_provenance, mlm_loss_sum, perplexity, read_corpus
 from ..modeling.config import PROVENANCE_FILE
 from .config import PretrainConfig
-from .mlm_checkpoint import STATE, checkpoint_to_resume, export, load_checkpoint_weights, load_optimizer
+from .mlm_checkpoint import checkpoint_to_resume, export, load_checkpoint_weights, load_optimizer, read_state
 from .mlm_checkpoint import write_checkpoint
 from ..modeling.bases import resolve_base
 from ..progress import NULL, Progress
@@ -162,8 +162,8 @@ def _start(cfg: PretrainConfig, data_dir: Path, base_path: str, dev: torch.devic
 
 def _restore(run: _Run, cfg: PretrainConfig, ckpt_dir: Path, out: Path) -> None:
     """Continue from the checkpoint: same settings required; weights, AdamW state and history back."""
-    state = json.loads((ckpt_dir / STATE).read_text())
-    saved = state.get("settings", {})
+    state = read_state(ckpt_dir)
+    saved = state.settings
     diff = {k: (saved.get(k), v) for k, v in run.settings.items() if k != "base_path" and saved.get(k) != v}
     if diff:
         lines = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
@@ -171,20 +171,20 @@ def _restore(run: _Run, cfg: PretrainConfig, ckpt_dir: Path, out: Path) -> None:
             f"--resume {out}: the run's settings differ from the checkpoint's ({lines}); resume with the "
             "same settings (only --steps and --checkpoint-every may change), or start a new directory"
         )
-    run.start_step = int(state["step"])
+    run.start_step = state.step
     if run.start_step > cfg.steps:
         raise EnsembleError(
             f"--resume {out}: the checkpoint is at step {run.start_step}, beyond --steps {cfg.steps}; expected "
             f"--steps {run.start_step} or more"
         )
     run.pooler_sd = load_checkpoint_weights(run.mlm, ckpt_dir) or run.pooler_sd
-    load_optimizer(run.optimizer, ckpt_dir, state.get("optimizer_scalars", {}))
-    run.losses = [float(x) for x in state.get("losses", [])]
-    run.resumed = [int(x) for x in state.get("resumed", [])] + [run.start_step]
-    run.ppl_before = state.get("perplexity_before")
-    run.prev_seconds = float(state.get("seconds", 0.0))
-    run.head = state.get("head", run.head)
-    run.head_missing = state.get("head_missing_keys", run.head_missing)
+    load_optimizer(run.optimizer, ckpt_dir, state.optimizer_scalars)
+    run.losses = list(state.losses)
+    run.resumed = list(state.resumed) + [run.start_step]
+    run.ppl_before = state.perplexity_before
+    run.prev_seconds = state.seconds
+    run.head = state.head or run.head
+    run.head_missing = run.head_missing if state.head_missing_keys is None else list(state.head_missing_keys)
 
 
 def _step(run: _Run, cfg: PretrainConfig, step: int, rows: np.ndarray, params: list, dev: torch.device) -> float:
@@ -257,9 +257,10 @@ def _base_provenance(base_path: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except ValueError:
+        doc = documents.load_json(path, what="the provenance `ensemble pretrain` writes")
+    except EnsembleError:
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _provenance(run: _Run, cfg: PretrainConfig, base_path: str, ev: EvalTexts, ppl_after: float | None,

@@ -110,7 +110,9 @@ def test_bad_encoder_configs(model_copy, edit, message):
     assert str(e.value).startswith(f"{f}: ") and message in str(e.value), str(e.value)
 
 
-@pytest.mark.parametrize("text, message", [("{bad", "not valid JSON"), ("[1]", "a JSON list; expected the manifest")])
+@pytest.mark.parametrize("text, message", [("{bad", "not valid JSON"),
+                                           ("[1]", r"\(the document\): expected an object, got \[1\]; expected the manifest"),
+                                           ('{"model": "x"}', "model: expected an object, got 'x'")])
 def test_exported_candidate_with_a_bad_manifest_adds_nothing(model_copy, tmp_path, text, message):
     exported = tmp_path / "exported"
     shutil.copytree(model_copy, exported / "model")

@@ -38,21 +38,21 @@ def _entry(path):
 
 
 TAMPERED = {   # case: (the edit, what verify says)
-    "entry ../../../etc/passwd": (_entry("../../../etc/passwd"), ".file is '../../../etc/passwd'"),
-    "entry /etc/passwd": (_entry("/etc/passwd"), ".file is '/etc/passwd'"),
+    "entry ../../../etc/passwd": (_entry("../../../etc/passwd"), ".file: expected 'predictions/sst-dev.csv', got '../../../etc/passwd'"),
+    "entry /etc/passwd": (_entry("/etc/passwd"), ".file: expected 'predictions/sst-dev.csv', got '/etc/passwd'"),
     "entry to another file": (_entry("predictions/sts-dev.csv"), "expected 'predictions/sst-dev.csv'"),
-    "entry a number": (_entry(5), ".file is 5"),
-    "files a list": (lambda m: m.update(files=[]), "field files is []"),
-    "predictions a string": (lambda m: m.update(predictions="x"), "field predictions is 'x'"),
-    "metrics a list": (lambda m: m.update(metrics=[]), "field metrics is []"),
-    "dev metric NaN": (lambda m: m["metrics"]["sst"].update(dev=float("nan")), "metrics.sst.dev is nan"),
-    "tasks a string": (lambda m: m.update(tasks="sst"), "field tasks is 'sst'"),
-    "name a number": (lambda m: m.update(name=5), "field name is 5"),
+    "entry a number": (_entry(5), ".file: expected a string, got 5"),
+    "files a list": (lambda m: m.update(files=[]), "files: expected an object, got []"),
+    "predictions a string": (lambda m: m.update(predictions="x"), "predictions: expected an object, got 'x'"),
+    "metrics a list": (lambda m: m.update(metrics=[]), "metrics: expected an object, got []"),
+    "dev metric NaN": (lambda m: m["metrics"]["sst"].update(dev=float("nan")), "metrics.sst.dev: expected a finite number or null, got nan"),
+    "tasks a string": (lambda m: m.update(tasks="sst"), "tasks: expected a list, got 'sst'"),
+    "name a number": (lambda m: m.update(name=5), "name: expected a string, got 5"),
     "edited dev metric": (lambda m: m["metrics"]["sst"].update(dev=0.99), "manifest edited after it was written"),
     "edited name": (lambda m: m.update(name="best"), "manifest edited after it was written"),
     "seal removed": (lambda m: m.pop("seal"), "manifest has no seal"),
-    "data file a number": (lambda m: m["predictions"]["sst"]["dev"].update(data_file=5), "data_file is 5"),
-    "data file a path": (lambda m: m["predictions"]["sst"]["dev"].update(data_file="../x.csv"), "data_file is '../x.csv'"),
+    "data file a number": (lambda m: m["predictions"]["sst"]["dev"].update(data_file=5), "data_file: expected a string, got 5"),
+    "data file a path": (lambda m: m["predictions"]["sst"]["dev"].update(data_file="../x.csv"), "data_file: expected a course file's plain name, got '../x.csv'"),
 }
 
 
@@ -85,7 +85,7 @@ def test_a_select_made_before_the_tampering_is_refused_by_predict(two, tmp_path)
     workflow.select(reg, SAMPLE, mode="greedy", name="e", repeats=0)
     for c in (a, b):
         edit(c, _entry("../../../etc/passwd"))
-    with pytest.raises(EnsembleError, match="ensemble e: member folder .* is damaged \\(field predictions.sst.dev.file is '../../../etc/passwd'"):
+    with pytest.raises(EnsembleError, match="ensemble e: member folder .* is damaged \\(predictions.sst.dev.file: expected 'predictions/sst-dev.csv', got '../../../etc/passwd'"):
         workflow.predict(reg, SAMPLE, tmp_path / "out", "e")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
@@ -117,7 +117,7 @@ def test_a_removed_seal_is_not_resealed_by_a_rewrite(two):
 def test_the_writer_never_stores_a_manifest_the_readers_refuse(two):
     reg, _, _ = two
     n = len(reg.candidates())
-    with pytest.raises(EnsembleError, match=r"candidate.json: field name is 5; .*not stored"):
+    with pytest.raises(EnsembleError, match=r"candidate.json: name: expected a string, got 5; .*not stored"):
         reg.add(lambda stage: {"name": 5})
     assert len(reg.candidates()) == n and reg.verify()[1] == []
 

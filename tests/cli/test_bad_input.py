@@ -157,9 +157,9 @@ def test_predict_options_of_input_only_are_refused_without_it(tmp_path, invoke, 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["tasks"]["sst"]["weights"].update({next(iter(d["tasks"]["sst"]["weights"])): "abc"}),
-     "field tasks.sst.weights."),
-    (lambda d: d["tasks"].update(bogus=d["tasks"]["sst"]), "field tasks is 'bogus'; expected task names"),
-    (lambda d: d.pop("tasks"), "field tasks is None"),
+     "tasks.sst.weights."),
+    (lambda d: d["tasks"].update(bogus=d["tasks"]["sst"]), "tasks.bogus (a key): expected 'sst', 'para' or 'sts'"),
+    (lambda d: d.pop("tasks"), "tasks: missing (a required field)"),
 ])
 def test_a_hand_edited_ensemble_file(tmp_path, invoke, registry_with_imports, edit, message):
     import json

@@ -7,6 +7,8 @@ import os
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from asserts import raises
 from conftest import TINY_IDS
 from leaderboard_cases import interrupted_write, EXPECTED_BYTES, NOW, edit, preds, tiny_outputs  # noqa: F401 (fixture)
@@ -189,3 +191,44 @@ def test_an_interrupted_folder_is_refused_even_forced(preds, tiny_data, monkeypa
         raises(["refusing to build a submission", "interrupted while replacing", "sst-dev-output.csv: the new "
                 "version (B)", "sts-test-output.csv: the previous version (A)", "run `ensemble predict --out",
                 "--force does not apply"], ensemble_record, preds, found, False, force=force)
+
+
+def _zip_with_manifest(path: Path, payload: bytes, method: int = zipfile.ZIP_DEFLATED, flags: int = 0) -> None:
+    info = zipfile.ZipInfo("MANIFEST.json", date_time=(2024, 3, 1, 0, 0, 0))
+    info.compress_type = method
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(info, payload)
+    if flags:   # set the flag in the local header and in the central directory (offsets 6 and 8)
+        raw = bytearray(path.read_bytes())
+        local, central = raw.find(b"PK\x03\x04"), raw.find(b"PK\x01\x02")
+        raw[local + 6] |= flags
+        raw[central + 8] |= flags
+        path.write_bytes(bytes(raw))
+
+
+GOOD_MANIFEST = {"format": "cs224n-multitask-leaderboard-submission", "created": "2024-03-01T12:34:56",
+                 "message": "m", "mean_dev": 0.5, "ensemble": {"name": "A"}}
+
+
+@pytest.mark.parametrize("case, damaged", [
+    ("encrypted", "member 'MANIFEST.json' is encrypted"),
+    ("bzip2", "member 'MANIFEST.json': compression method 12 is not supported"),
+    ("message a number", "MANIFEST.json: message: expected a string, got 5"),
+    ("message a list", "MANIFEST.json: message: expected a string, got ['a']"),
+    ("mean_dev a string", "MANIFEST.json: mean_dev: expected a number, got 'high'"),
+    ("ensemble a string", "MANIFEST.json: ensemble: expected an object, got 'A'"),
+    ("deeply nested", "MANIFEST.json: nested deeper than"),
+    ("unknown key", "MANIFEST.json: bogus: unknown field"),
+])
+def test_a_damaged_zip_is_listed_as_damaged_naming_the_field(tmp_path, case, damaged):
+    path = tmp_path / "submission-20240301-000000.zip"
+    doc = {**GOOD_MANIFEST, **{"message a number": {"message": 5}, "message a list": {"message": ["a"]},
+                               "mean_dev a string": {"mean_dev": "high"}, "ensemble a string": {"ensemble": "A"},
+                               "unknown key": {"bogus": 1}}.get(case, {})}
+    payload = ("[" * 100_000 + "]" * 100_000).encode() if case == "deeply nested" else json.dumps(doc).encode()
+    _zip_with_manifest(path, payload, zipfile.ZIP_BZIP2 if case == "bzip2" else zipfile.ZIP_DEFLATED,
+                       1 if case == "encrypted" else 0)
+    _zip_with_manifest(tmp_path / "submission-20240302-000000.zip", json.dumps(GOOD_MANIFEST).encode())
+    rows = list_submissions(tmp_path)
+    assert rows[0]["damaged"].startswith(damaged) and "\n" not in rows[0]["damaged"], rows[0]
+    assert rows[1]["damaged"] is None and rows[1]["message"] == "m"

@@ -228,7 +228,32 @@ def test_check_stamp_of_an_unreadable_stamp(preds, tiny_data):
     (preds / STAMP_NAME).write_text("{not json")
     found = check_folder(preds, tiny_data, None, ("dev", "test"))[1]
     check = check_stamp(preds, found)
-    assert check.stamp is None and "unreadable stamp" in check.mismatches[0]
+    assert check.stamp is None and check.mismatches[0].startswith(f"{preds / STAMP_NAME}: not valid JSON")
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"format": "ensemble-leaderboard-stamp", "files": "x"}, "files: expected an object, got 'x'"),
+    ({"format": "ensemble-leaderboard-stamp", "files": {}, "state": "done"}, "state: expected 'writing' or 'complete'"),
+    ({"format": "ensemble-leaderboard-stamp", "files": {}, "replacing": []}, "replacing: expected an object, got []"),
+    ({"format": "ensemble-leaderboard-stamp", "files": {}, "replacing": {"files": 5}},
+     "replacing.files: expected an object, got 5"),
+    ({"format": "ensemble-leaderboard-stamp", "files": {}, "data": {"a": 5}}, "data.a: expected a string, got 5"),
+    ({"format": "other", "files": {}}, "format: expected 'ensemble-leaderboard-stamp'"),
+    ([], "(the document): expected an object"),
+])
+def test_check_stamp_names_the_damaged_field(preds, tiny_data, doc, message):
+    import json
+
+    (preds / STAMP_NAME).write_text(json.dumps(doc))
+    found = check_folder(preds, tiny_data, None, ("dev", "test"))[1]
+    check = check_stamp(preds, found)
+    assert check.stamp is None and check.mismatches[0].startswith(f"{preds / STAMP_NAME}: {message}"), check
+
+
+def test_a_deeply_nested_stamp_is_named(preds, tiny_data):
+    (preds / STAMP_NAME).write_text("[" * 100_000 + "]" * 100_000)
+    found = check_folder(preds, tiny_data, None, ("dev", "test"))[1]
+    assert check_stamp(preds, found).mismatches[0].startswith(f"{preds / STAMP_NAME}: nested deeper than")
 
 
 def test_made_from_sample(tmp_path):

@@ -43,6 +43,17 @@ def test_load_base_refuses_pickle(tiny_base, tmp_path):
         load_base(str(tmp_path / "b"), 0.1)
 
 
+@pytest.mark.parametrize("damage", [b"", b"\x80\x04K\x01.", (2 ** 40).to_bytes(8, "little") + b"{}"])
+def test_load_base_checks_its_safetensors_files_first(tiny_base, tmp_path, damage):
+    """Issue 26: a truncated, pickled or damaged weights file of a local base is refused naming it,
+    before transformers opens it."""
+    shutil.copytree(tiny_base, tmp_path / "b")
+    weights = next((tmp_path / "b").glob("*.safetensors"))
+    weights.write_bytes(damage)
+    with pytest.raises(EnsembleError, match=f"^{weights}: "):
+        load_base(str(tmp_path / "b"), 0.1)
+
+
 # -- where --base comes from: at once, offline too, with the near name --------------------------
 OFFLINE = "not a local folder, not in the Hugging Face cache, and the hub cannot be reached (offline). "
 USE_STAND_IN = "Pass a local model folder, or use --base minilm (the offline MiniLM stand-in, installed)"

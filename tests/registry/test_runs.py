@@ -36,7 +36,7 @@ def test_unknown_status_refused(tmp_path):
 def test_damaged_record_names_its_file(tmp_path):
     path = write_run(tmp_path, _record("a", "t"))
     path.write_text("{")
-    with pytest.raises(EnsembleError, match=r"record.json: unreadable run record"):
+    with pytest.raises(EnsembleError, match=r"record.json: not valid JSON"):
         read_runs(tmp_path)
     path.write_text(json.dumps({**_record("other", "t"), "format": RUN_FORMAT}))
     with pytest.raises(EnsembleError, match="differs from its folder"):

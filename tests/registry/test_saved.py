@@ -11,7 +11,7 @@ from ensemble.errors import EnsembleError
 from ensemble.leaderboard.write import score_dir
 from ensemble.registry.register import register_predictions
 from ensemble.registry.store import Registry
-from ensemble.registry.saved import members_in_order
+from ensemble.registry.saved import check_ensemble_doc, members_in_order
 from registry_files import make_pred_dir
 
 
@@ -91,10 +91,10 @@ def test_an_unknown_system_is_an_error(twins):
 
 
 @pytest.mark.parametrize("weight", [0, -1, True, float("inf"), float("nan"), "abc"])
-def test_a_hand_edited_weight_is_refused_when_the_members_are_read(weight):
+def test_a_hand_edited_weight_is_refused_where_the_document_is_read(weight, tmp_path):
     doc = {"name": "e", "tasks": {"sts": {"members": ["b", "a"], "weights": {"a": 1, "b": weight}}}}
-    with pytest.raises(EnsembleError, match=rf"ensemble 'e', task sts: weight of b is .*; expected a positive number"):
-        members_in_order(doc, "sts")
+    with pytest.raises(EnsembleError, match=r"e.json: tasks.sts.weights.b: expected a (finite )?number"):
+        check_ensemble_doc(tmp_path / "e.json", doc)
 
 
 def test_members_come_back_in_selection_order_with_their_weights():

@@ -222,7 +222,7 @@ def test_the_first_write_creates_the_registry(sample_data, tmp_path):
     ens = Registry(tmp_path / "b")
     ens.save_ensemble("e", {"name": "e"})
     assert (ens.ensembles_dir / "e.json").is_file() and ens.candidates() == []
-    with pytest.raises(EnsembleError, match="e.json: field tasks is None; expected an object"):
+    with pytest.raises(EnsembleError, match="e.json: tasks: missing"):
         ens.load_ensemble()   # a document without tasks is refused where it is read
 
 

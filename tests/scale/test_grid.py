@@ -101,12 +101,20 @@ def test_a_grid_alone_and_a_base_override(tmp_path):
     ("[default]\nseed = 1\n", "unknown table or key 'default'; expected [defaults], [grid] and [[runs]] tables"),
     ("[defaults]\nsmart_weight = 1\nsmart-weight = 2\n", "[defaults]: 'smart-weight' is given twice"),
     ("seed = [", "not valid TOML"),
+    # issue 26: refused at parse time, naming the key, before any run is trained
+    ("[defaults]\nlr = inf\n", "[defaults]: lr = inf: expected a finite number"),
+    ("[defaults]\nweight_decay = inf\n", "[defaults]: weight_decay = inf: expected a finite number"),
+    ("[grid]\nsmart_weight = [1.0, inf]\n", "[grid]: smart_weight = inf: expected a finite number"),
+    ("[[runs]]\nsmart_sigma = nan\n", "[[runs]] #1: smart_sigma = nan: expected a finite number"),
+    ("[grid]\nseed = " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 32 levels"),
+    ("[defaults]\nseed = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", "nested deeper than 32 levels"),
+    ("[grid]\nseed = " + "[" * 40 + "]" * 40 + "\n", "nested deeper than 32 levels"),
 ])
 def test_bad_grid_files_name_the_file_the_key_and_what_was_expected(tmp_path, text, message):
     p = write(tmp_path, text)
     with pytest.raises(EnsembleError) as e:
         load_grid(p)
-    assert str(e.value).startswith(f"{p}: ") and message in str(e.value)
+    assert str(e.value).startswith(f"{p}: ") and message in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
 def test_a_missing_grid_file_and_an_unknown_preset(tmp_path):

@@ -258,10 +258,16 @@ def test_loss_scaling_unscales_before_clipping_and_skips_inf_steps(tiny_base, sa
     kept = p.detach().clone()
     stepper()
     assert torch.equal(p.detach(), kept) and scaler.get_scale() == 2.0 ** 9     # skipped, scale halved
-    ckpt.write(tmp_path / "checkpoint", model, stepper.optimizer, torch.Generator(), scaler, ckpt.LoopState(epoch=1))
+    ckpt.write(tmp_path / "checkpoint", model, stepper.optimizer, torch.Generator(), scaler, ckpt.LoopState(step=1))
     fresh = torch.amp.GradScaler("cpu")
     loop = ckpt.restore(ckpt.find(tmp_path / "checkpoint"), model, stepper.optimizer, torch.Generator(), fresh)
-    assert loop == ckpt.LoopState(epoch=1) and fresh.state_dict() == scaler.state_dict()
+    assert loop == ckpt.LoopState(step=1) and fresh.state_dict() == scaler.state_dict()
+
+
+def _epoch(n: int, dev: float) -> dict:
+    """One epoch's record entry as a checkpoint holds it."""
+    return {"epoch": n, "train_loss": {"sst": 0.5}, "dev": {"sst": dev}, "seconds": 1.0, "tokens": 10, "lr": 1e-3,
+            "tokens_per_second": 10.0, "candidate": None, "best_for": []}
 
 
 def test_the_loop_state_keeps_the_checkpoint_keys_old_checkpoints_hold(tmp_path):
@@ -271,14 +277,16 @@ def test_the_loop_state_keeps_the_checkpoint_keys_old_checkpoints_hold(tmp_path)
     from ensemble.training import checkpoint as ckpt
 
     old = {"epoch": 2, "step": 36, "best": {"sst": 0.25, "para": None}, "best_mean": 0.4, "since_best": 1,
-           "stopped": False, "epochs": [{"epoch": 1, "dev": {"sst": 0.25}}, {"epoch": 2, "dev": {"sst": 0.2}}]}
-    (tmp_path / ckpt.STATE).write_text(json.dumps({"loop": old, "rng": {}}))
+           "stopped": False, "epochs": [_epoch(1, 0.25), _epoch(2, 0.2)]}
+    _, rng = ckpt.rng_state(torch.Generator())
+    (tmp_path / ckpt.STATE).write_text(json.dumps({"loop": old, "optimizer_scalars": {}, "rng": rng}))
     loop = ckpt.read_loop(tmp_path)
     assert loop.epoch == 2 and loop.step == 36 and loop.best == {"sst": 0.25, "para": None} and loop.since_best == 1
     assert loop.to_dict() == old
     assert ckpt.LoopState.start(("sst", "sts")).to_dict() == {
         "epoch": 0, "step": 0, "best": {"sst": None, "sts": None}, "best_mean": None, "since_best": 0,
         "stopped": False, "epochs": []}
-    (tmp_path / ckpt.STATE).write_text(json.dumps({"loop": {k: v for k, v in old.items() if k != "since_best"}}))
-    with pytest.raises(EnsembleError, match=rf"{ckpt.STATE}: field 'loop' has no 'since_best'"):
+    (tmp_path / ckpt.STATE).write_text(json.dumps({"loop": {k: v for k, v in old.items() if k != "since_best"},
+                                                   "optimizer_scalars": {}, "rng": rng}))
+    with pytest.raises(EnsembleError, match=rf"{ckpt.STATE}: loop.since_best"):
         ckpt.read_loop(tmp_path)
