@@ -26,7 +26,7 @@ NEVER_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metr
 # may import torch inside the functions that need it, never on import: what --help, select, list,
 # parsing a grid, run --dry-run and the Ray driver load
 LOAD_WITHOUT_TORCH = NEVER_TORCH + ("registry.register", "registry.keeper", "workflow", "scale.grid", "scale.driver",
-                                    "runner", "cli")
+                                    "runner", "search.space", "search.study", "search.trials", "cli")
 MAX_TOP_MODULES = 12
 
 
