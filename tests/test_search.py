@@ -153,3 +153,40 @@ def test_cli_search_then_show_and_json(tmp_path, tiny_base):
     assert [t["state"] for t in doc["trials"]] == ["complete", "complete"] and doc["best"]["candidates"]
     missing = CliRunner().invoke(app, ["search", "show", "nope", "--registry", str(root)])
     assert missing.exit_code == 1 and "study 'nope': not in" in missing.output and "s1" in missing.output
+
+
+def _search_args(root: Path, space: Path, trials: int = 3) -> list[str]:
+    return ["search", str(space), "--trials", str(trials), "--registry", str(root), "--data", str(PACKAGE_SAMPLE),
+            "--device", "cpu", "--seed", "0", "--pruner", "none", "--sampler", "random"]
+
+
+@pytest.mark.parametrize("point", ["train.step#63", "search.tell#2"])
+def test_a_killed_search_resumes_with_no_trial_lost_and_none_run_twice(tmp_path, tiny_base, point):
+    """kill -9 in the middle of trial 1's second epoch (its first epoch's checkpoint written), or
+    after trial 1's run finished but before the study was told; the rerun ends with exactly N
+    trials, one run per trial, the interrupted one continued (not started again), verify clean."""
+    from kill_helpers import killed_at, run_at
+
+    root = tmp_path / "reg"
+    args = _search_args(root, space_file(tmp_path, tiny_base))
+    first = killed_at(point, *args)
+    study = open_study(root, "tiny", None, create=False)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "RUNNING"], first.stderr
+    before = {r["run_id"]: r for r in read_runs(root)}
+    again = run_at(None, *args)
+    assert again.returncode == 0, again.stderr
+    assert "trial 1: left running by a search that was stopped; resuming it" in again.stderr
+    study = open_study(root, "tiny", None, create=False)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    runs = read_runs(root)
+    assert sorted(r["search"]["trial"] for r in runs) == [0, 1, 2]          # one run per trial: none twice
+    assert all(r["status"] == "complete" and [e["epoch"] for e in r["epochs"]] == [1, 2] for r in runs)
+    resumed = next(r for r in runs if r["search"]["trial"] == 1)
+    assert resumed["run_id"] in before                                       # the same run, continued
+    if point.startswith("train.step"):
+        assert "resuming run" in again.stderr and "after epoch 1 of 2" in again.stderr, again.stderr
+        assert before[resumed["run_id"]]["epochs"][0] == resumed["epochs"][0]   # epoch 1 not trained again
+    assert study.trials[1].user_attrs["run_id"] == resumed["run_id"]
+    assert sorted(c.id for c in Registry(root).candidates()) == sorted(c for r in runs for c in r["candidates"])
+    out = run_at(None, "verify", "--registry", str(root))
+    assert out.returncode == 0 and "0 problems" in out.stdout, out.stdout + out.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import EnsembleError
+from ..files import fault_point
 from ..progress import NULL, Progress
 from ..registry.keeper import StopRun
 from ..registry.runs import read_run, read_runs, run_dir, RECORD, write_run
@@ -69,7 +70,7 @@ def run_search(registry: Registry, space: Space, data_dir: Path, opts: SearchOpt
     t0 = time.monotonic()
     for frozen in [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING" and stale(t)]:
         progress.note(f"trial {frozen.number}: left running by a search that was stopped; resuming it")
-        run_trial(study, _trial(study, frozen), space, registry, data_dir, opts, progress, on_event)
+        run_trial(study, _trial(study, frozen), space, registry, data_dir, opts, progress, on_event, resume=True)
     while len(study.get_trials(deepcopy=False)) < opts.trials:
         if opts.timeout is not None and time.monotonic() - t0 >= opts.timeout:
             progress.note(f"--timeout {opts.timeout:g} s reached: no new trial started")
@@ -84,8 +85,9 @@ def _trial(study, frozen):
 
 
 def run_trial(study, trial, space: Space, registry: Registry, data_dir: Path, opts: SearchOptions,
-              progress: Progress, on_event: Event) -> None:
-    """One trial: its configuration drawn (or read back, for a resumed trial), trained, told."""
+              progress: Progress, on_event: Event, resume: bool = False) -> None:
+    """One trial: its configuration drawn (or read back, for a resumed trial), trained (``resume``:
+    its unfinished run continued from its last epoch's checkpoint), told."""
     from ..registry.keeper import train_into  # lazy: torch
 
     for k, v in owner().items():
@@ -107,7 +109,7 @@ def run_trial(study, trial, space: Space, registry: Registry, data_dir: Path, op
 
     extra = {"search": {"study": study.study_name, "trial": trial.number}}
     try:
-        result = train_into(registry, cfg, data_dir, device=opts.device, progress=progress, resume=True,
+        result = train_into(registry, cfg, data_dir, device=opts.device, progress=progress, resume=resume,
                             on_epoch=on_epoch, extra=extra)
     except EnsembleError as e:
         _failed(study, trial, registry, str(e).splitlines()[0], row, on_event)
@@ -128,6 +130,7 @@ def tell(study, trial, registry: Registry, run_id: str, status: str, row: dict[s
     if not mine:
         trial.set_user_attr("same_as", record.get("search") or {"run_id": run_id})
     value = max((mean_dev({**e, "run_id": run_id}) for e in record["epochs"]), default=None)
+    fault_point("search.tell")   # the kill tests stop here: the run finished, the study not yet told
     if record["status"] == "pruned":
         trial.set_user_attr("pruned_at", record.get("pruned_at"))
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
