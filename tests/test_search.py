@@ -190,3 +190,15 @@ def test_a_killed_search_resumes_with_no_trial_lost_and_none_run_twice(tmp_path,
     assert sorted(c.id for c in Registry(root).candidates()) == sorted(c for r in runs for c in r["candidates"])
     out = run_at(None, "verify", "--registry", str(root))
     assert out.returncode == 0 and "0 problems" in out.stdout, out.stdout + out.stderr
+
+
+def test_bench_search_spends_the_grids_epoch_budget(tmp_path, tiny_base):
+    r = CliRunner().invoke(app, ["bench", "search", "--base", str(tiny_base), "--data", str(PACKAGE_SAMPLE),
+                                 "--grid-runs", "2", "--epochs", "2", "--train-rows", "20", "--eval-rows", "20", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout[r.stdout.index("{"):])
+    assert doc["problem"]["budget_epochs"] == 4 and doc["grid"]["epochs"] == 4 and doc["grid"]["lrs"] == [1e-5, 3e-4]
+    # the search starts trials until it has trained the budget: at least it, less than one more trial's worth
+    assert 4 <= doc["search"]["epochs"] < 4 + 2
+    assert doc["grid"]["runs"] == 2 and doc["search"]["runs"] == doc["search"]["trials"]   # one run per trial
+    assert doc["search"]["epochs"] == 2 * doc["search"]["trials"] - doc["search"]["epochs_saved"]

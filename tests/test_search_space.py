@@ -108,3 +108,19 @@ def test_space_errors_name_the_file_the_key_and_what_was_expected(tmp_path, text
 def test_a_missing_space_file_names_it_and_the_shipped_ones(tmp_path):
     with pytest.raises(EnsembleError, match=r"nowhere\.toml: cannot read the search space .*paper, quick"):
         load_space(tmp_path / "nowhere.toml")
+
+
+def test_without_optuna_search_says_what_to_install_and_verify_still_works(tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from ensemble.cli import app
+
+    monkeypatch.setitem(sys.modules, "optuna", None)   # `import optuna` raises ImportError
+    space = write(tmp_path, "[defaults]\nbase = 'minilm'\n[space]\nlr = { uniform = [1e-5, 1e-4] }\n")
+    r = CliRunner().invoke(app, ["search", str(space), "--trials", "1", "--registry", str(tmp_path / "reg")])
+    assert r.exit_code == 1 and 'install it with `pip install -e ".[search]"`' in r.output, r.output
+    (tmp_path / "reg2" / "candidates").mkdir(parents=True)
+    v = CliRunner().invoke(app, ["verify", "--registry", str(tmp_path / "reg2")])
+    assert v.exit_code == 0 and "0 problems" in v.output, v.output

@@ -39,6 +39,7 @@ class SearchOptions:
     seed: int | None = None
     storage: str | None = None       # None: SQLite inside the registry
     device: str | None = None
+    max_epochs: int | None = None    # an epoch budget: no new trial starts once the study's trials trained this many
 
     def study_name(self, space: Space) -> str:
         return self.name or space.name
@@ -74,6 +75,8 @@ def run_search(registry: Registry, space: Space, data_dir: Path, opts: SearchOpt
     while len(study.get_trials(deepcopy=False)) < opts.trials:
         if opts.timeout is not None and time.monotonic() - t0 >= opts.timeout:
             progress.note(f"--timeout {opts.timeout:g} s reached: no new trial started")
+            break
+        if opts.max_epochs is not None and epochs_spent(study) >= opts.max_epochs:
             break
         run_trial(study, study.ask(), space, registry, data_dir, opts, progress, on_event)
     return summary(study, space, time.monotonic() - t0)
@@ -161,13 +164,19 @@ def _live_row(trial, cfg) -> dict[str, Any]:
             "candidates": [], "name": cfg.run_name}
 
 
+def epochs_spent(study) -> int:
+    """Epochs the study's trials trained (a reused trial's none): each trial's last reported epoch."""
+    return sum(max(t.intermediate_values, default=0) for t in study.get_trials(deepcopy=False)
+               if "same_as" not in t.user_attrs)
+
+
 def summary(study, space: Space, seconds: float = 0.0) -> dict[str, Any]:
     """The study's trials, its best trial and configuration, the epochs spent and saved by pruning."""
     trials = [trial_row(t, space) for t in study.get_trials(deepcopy=False)]
     done = [t for t in trials if t["state"] == "complete"]
     best = max(done, key=lambda t: t["value"]) if done else None
     epochs = space.defaults.get("epochs", 10)
-    spent = sum(t["epoch"] for t in trials if not t["same_as"])
+    spent = epochs_spent(study)
     pruned = [t for t in trials if t["state"] == "pruned"]
     return {"study": study.study_name, "space": space.to_dict(), "trials": trials,
             "states": {s: sum(t["state"] == s for t in trials) for s in ("complete", "pruned", "fail", "running")},
