@@ -90,7 +90,7 @@ def trials_table(rows: list[dict[str, Any]], title: str) -> Table:
         table.add_column(col, no_wrap=True, justify="right" if col not in ("state", "mean dev by epoch") else "left")
     for r in sorted(rows, key=lambda r: r["number"]):
         dev = " ".join(f"{v:.3f}" for _, v in sorted(r["dev"].items(), key=lambda kv: int(kv[0])))
-        best = max(r["dev"].values(), default=None) if r.get("value") is None else r["value"]
+        best = max(r["dev"].values(), default=r.get("value"))   # a pruned trial's study value is its last epoch's
         state = r["state"] + (f" @{r['pruned_at']}" if r.get("pruned_at") else "")
         table.add_row(str(r["number"]), *(_value(r["params"][k]) if k in r["params"] else "-" for k in keys),
                       f"{r['epoch']}/{r['epochs']}", dev or "-", f"{best:.4f}" if best is not None else "-", state)
