@@ -202,3 +202,19 @@ def test_bench_search_spends_the_grids_epoch_budget(tmp_path, tiny_base):
     assert 4 <= doc["search"]["epochs"] < 4 + 2
     assert doc["grid"]["runs"] == 2 and doc["search"]["runs"] == doc["search"]["trials"]   # one run per trial
     assert doc["search"]["epochs"] == 2 * doc["search"]["trials"] - doc["search"]["epochs_saved"]
+
+
+def test_search_views_give_the_history_and_importances_for_the_report(tmp_path, tiny_base, monkeypatch):
+    from ensemble.report.page import figure_names
+    from ensemble.search.study import search_views
+
+    root = tmp_path / "reg"
+    monkeypatch.setattr(trials_mod, "mean_dev", scripted(root))
+    run_search(Registry(root), load_space(space_file(tmp_path, tiny_base)), PACKAGE_SAMPLE,
+               SearchOptions(trials=3, seed=0, sampler="random", pruner="none", device="cpu"))
+    (view,) = search_views(root)
+    trials = open_study(root, "tiny", None, create=False).trials
+    assert view["study"] == "tiny" and view["trials"] == 3
+    assert view["points"] == [(t.number, pytest.approx(1 - t.params["lr"] * 100 + 0.002), "complete") for t in trials]
+    assert set(view["importances"]) == {"lr"}
+    assert figure_names({"tasks": {}, "searches": [view]}, []) == ["search-tiny"]

@@ -186,3 +186,41 @@ def _check_trial(name: str, t, recs: list[dict], cands: set[str]) -> list[Proble
     if missing:
         out.append(Problem(who, f"runs/{r['run_id']}/record.json", f"candidates {', '.join(missing)} not in the registry"))
     return out
+
+
+def search_views(root: Path) -> list[dict[str, Any]]:
+    """Each study of the registry's own database, for ``ensemble report``: its trials' values in
+    order (the optimisation history), the best so far, and the parameters' importances (:func:`_importances`).
+    Empty where the registry has no searches or optuna is not installed."""
+    if not (Path(root) / SEARCH_DIR / STUDIES_DB).is_file():
+        return []
+    try:
+        optuna = require_optuna()
+    except EnsembleError:
+        return []
+    store = storage(root)
+    views = []
+    for summary in optuna.study.get_all_study_summaries(store):
+        study = optuna.load_study(study_name=summary.study_name, storage=store)
+        trials = study.get_trials(deepcopy=False)
+        points = [(t.number, max(t.intermediate_values.values(), default=t.value), t.state.name.lower())
+                  for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+        evaluator, importances = _importances(optuna, study)
+        views.append({"study": summary.study_name, "trials": len(trials), "points": points,
+                      "importances": importances, "evaluator": evaluator})
+    return views
+
+
+def _importances(optuna, study) -> tuple[str, dict[str, float] | None]:
+    """The parameters' importances by Optuna's fANOVA (it needs scikit-learn), else by its PED-ANOVA;
+    None where they cannot be computed (fewer than two complete trials, or no variation)."""
+    try:
+        import sklearn  # noqa: F401  (fANOVA's random forest)
+        name, evaluator = "fANOVA", optuna.importance.FanovaImportanceEvaluator(seed=0)
+    except ImportError:
+        name, evaluator = "PED-ANOVA; fANOVA needs scikit-learn", optuna.importance.PedAnovaImportanceEvaluator()
+    try:
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (RuntimeError, ValueError, ImportError):   # too few complete trials, or a single distinct value
+        return name, None
+    return name, dict(found) if found else None
