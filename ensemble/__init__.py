@@ -17,6 +17,7 @@ foundation            ``errors``, ``tasks``, ``files``, ``documents``, ``progres
 ``workflow``          conductor: select, predict, the saved ensemble
 ``scale/``            grids of runs, here or on Ray
 ``runner``            conductor: ``ensemble run`` from data to a submission
+``search/``           ``ensemble search``: Optuna trials, each a training run into the registry
 ``report/``           what an ensemble does, in numbers, figures and one page
 ``bench/``            measurements (apart from the core: nothing imports it but the CLI)
 ``cli/``              the one typer command line (the only room with typer and rich)
@@ -35,8 +36,8 @@ import importlib
 from typing import Any, Callable
 
 # the rooms in flow order: a room imports only rooms before it
-FLOW = ("errors", "tasks", "files", "documents", "progress", "data", "predfile", "metrics", "modeling", "training", "registry",
-        "selection", "leaderboard", "workflow", "scale", "runner", "report", "bench", "cli", "__main__")
+FLOW = ("errors", "tasks", "files", "documents", "progress", "data", "predfile", "metrics", "modeling", "training",
+        "registry", "selection", "leaderboard", "workflow", "scale", "runner", "search", "report", "bench", "cli", "__main__")
 
 
 def lazy_names(package: str, names: dict[str, str]) -> Callable[[str], Any]:

@@ -26,8 +26,8 @@ NEVER_TORCH = ("errors", "tasks", "files", "documents", "progress", "data", "pre
                "registry.runs", "registry.logged", "selection", "leaderboard", "report")
 # may import torch inside the functions that need it, never on import: what --help, select, list,
 # parsing a grid, run --dry-run and the Ray driver load
-LOAD_WITHOUT_TORCH = NEVER_TORCH + ("registry.register", "registry.keeper", "registry.adapter", "workflow", "scale.grid", "scale.driver",
-                                    "runner", "cli")
+LOAD_WITHOUT_TORCH = NEVER_TORCH + ("registry.register", "registry.keeper", "registry.adapter", "workflow", "scale.grid",
+                                    "scale.driver", "runner", "search.space", "search.study", "search.trials", "cli")
 MAX_TOP_MODULES = 12
 
 

@@ -33,6 +33,8 @@ Files, in flow order:
     ``bench honesty --registry``: the modes and ``auto``'s choice on real candidates, part of dev held out.
 ``grid``
     ``bench grid``: one small grid on the local engine and on Ray.
+``search``
+    ``bench search``: the same epoch budget spent by a grid and by ``ensemble search``.
 
 Timings: wall clock, best of ``repeats`` (the median is reported too), CUDA synchronised before
 every clock read. The machine's load average is reported: other processes on a small machine
@@ -40,4 +42,4 @@ change the numbers a lot.
 """
 
 FILES = ("machine", "accuracy", "profiling", "targets", "pipeline", "inference", "training", "training_options",
-         "selection", "honesty", "realcheck", "grid")
+         "selection", "honesty", "realcheck", "grid", "search")

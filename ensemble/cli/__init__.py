@@ -21,6 +21,8 @@ Files, in flow order:
     ``train`` and ``pretrain``.
 ``run``
     ``run``: a grid here or on Ray, then select, write, validate and zip.
+``search``
+    ``search SPACE`` (Optuna trials as training runs) and ``search show``.
 ``select``
     ``select`` and ``predict``.
 ``submit``
@@ -42,6 +44,6 @@ Files, in flow order:
 """
 from .app import app, main
 
-FILES = ("options", "tables", "listing", "render", "progress", "candidates", "train", "run", "select", "submit",
+FILES = ("options", "tables", "listing", "render", "progress", "candidates", "train", "run", "search", "select", "submit",
          "submissions", "ensembles", "analyze", "honesty", "bench", "app")
 __all__ = ["app", "main"]

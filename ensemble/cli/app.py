@@ -17,7 +17,7 @@ from typer.core import TyperCommand
 
 from ..errors import EnsembleError
 from ..files import disk_full
-from . import analyze, bench, candidates, ensembles, honesty, run, select, submissions, submit, train
+from . import analyze, bench, candidates, ensembles, honesty, run, search, select, submissions, submit, train
 from .render import err, error, print_json
 
 CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
@@ -97,6 +97,9 @@ bench_app = typer.Typer(no_args_is_help=True, help="Measure selection, inference
 app.add_typer(bench_app, name="bench")
 ensembles_app = typer.Typer(no_args_is_help=True, help="List, show and remove the ensembles `select` saved.")
 app.add_typer(ensembles_app, name="ensembles")
+search_app = typer.Typer(cls=search.SearchGroup, no_args_is_help=True,
+                         help="Search the training options with Optuna (`ensemble search SPACE --trials N`); show a study.")
+app.add_typer(search_app, name="search")
 
 COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists them
     (app, "train", train.train), (app, "list", candidates.list_), (app, "compare", candidates.compare),
@@ -107,11 +110,12 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "submissions", submissions.submissions), (app, "analyze", analyze.analyze), (app, "report", analyze.report),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
-    (bench_app, "grid", bench.grid),
+    (bench_app, "grid", bench.grid), (bench_app, "search", bench.search),
     (bench_app, "honesty", honesty.honesty),
     (ensembles_app, "list", ensembles.list_), (ensembles_app, "show", ensembles.show),
     (ensembles_app, "remove", ensembles.remove),
     (app, "run", run.run),
+    (search_app, "start", search.search), (search_app, "show", search.show),
 )
 for group, name, function in COMMANDS:
     group.command(name, cls=Command, epilog=getattr(function, "examples", None))(function)

@@ -119,3 +119,45 @@ def grid(data: DataOpt = None,
         print_json(result, default=float)
         return
     print_bench(result)
+
+
+def search(data: DataOpt = None, base: str = BenchBaseOpt,
+           space: str = typer.Option("quick", help="Search space (its lr range also spaces the grid's rates)."),
+           grid_runs: int = typer.Option(4, min=1, help="Grid runs (learning rates); their epochs are the budget."),
+           epochs: int = typer.Option(3, min=1, help="Epochs a run."),
+           train_rows: int = typer.Option(300, min=1, help="Training rows a task."),
+           eval_rows: int = typer.Option(300, min=1, help="Dev and test rows a task (the first ones)."),
+           seed: SeedOpt = 0, device: str = typer.Option("cpu", help="auto, cpu, cuda ..."),
+           as_json: JsonOpt = False) -> None:
+    """The same budget of training epochs spent by a grid of learning rates and by `ensemble search`:
+    best dev, the selected ensemble's dev, epochs spent and saved by pruning."""
+    from ..bench.search import bench_search  # lazy: torch and optuna
+
+    data_dir, sample = resolve_data(data)
+    sample_banner(sample)
+    result = bench_search(data_dir, base=base, space=space, grid_runs=grid_runs, epochs=epochs, train_rows=train_rows,
+                          eval_rows=eval_rows, seed=seed, device=device, progress=RichProgress(as_json))
+    if as_json:
+        print_json(result, default=float)
+        return
+    print_bench_search(result)
+
+
+def print_bench_search(result: dict) -> None:
+    from rich.table import Table
+
+    p = result["problem"]
+    table = Table(title=f"bench search: {p['base']}, {p['train_rows']} training rows and {p['eval_rows']} dev rows a "
+                        f"task, {p['epochs']} epochs a run, budget {p['budget_epochs']} epochs", title_justify="left")
+    for col in ("library", "trials", "runs", "candidates", "best mean dev", "ensemble mean dev", "epochs trained",
+                "pruned", "epochs saved", "seconds"):
+        table.add_column(col, justify="left" if col == "library" else "right", no_wrap=True)
+    for name in ("grid", "search"):
+        r = result[name]
+        table.add_row(name, str(r["trials"]), str(r["runs"]), str(r["candidates"]), f"{r['best_dev']:.4f}",
+                      f"{r['ensemble_dev']:.4f}", str(r["epochs"]), str(r["pruned"]), str(r["epochs_saved"]),
+                      f"{r['seconds']:.0f}")
+    console.print(table)
+    console.print(f"grid learning rates: {', '.join(f'{lr:.3g}' for lr in result['grid']['lrs'])}; search's best: "
+                  + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                              for k, v in (result["search"]["best_params"] or {}).items()))

@@ -108,9 +108,16 @@ def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
 
 
 def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidates to check (default: all)."),
-           registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
-    """Rehash every stored file; exit 1 naming each mismatched, missing or extra file."""
+           registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False,
+           storage: Optional[str] = typer.Option(None, "--storage", help="Also check the searches of this study "
+                                                 "database against the registry (default: the registry's own).")) -> None:
+    """Rehash every stored file; exit 1 naming each mismatched, missing or extra file. With no
+    candidates named, also check that the registry's runs agree with its searches' studies."""
+    from ..search.study import check_searches  # lazy: optuna, only where a search was run
+
     checked, problems = Registry(registry).verify(candidates or None)
+    if not candidates:
+        problems = problems + check_searches(registry, storage)
     if as_json:
         print_json({"checked": [c.id for c in checked], "problems": [p.__dict__ for p in problems]})
     else:

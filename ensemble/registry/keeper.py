@@ -25,6 +25,16 @@ if TYPE_CHECKING:
     from ..training.finetune import EpochOutput, TrainResult, TrainRun
 
 
+class StopRun(Exception):
+    """Raised by an ``on_epoch`` hook to end the run after that epoch (its checkpoint written and its
+    candidates kept): ``status`` goes into the run's record ("pruned": a search's pruner stopped it),
+    with the epoch as ``pruned_at``."""
+
+    def __init__(self, status: str = "pruned"):
+        super().__init__(status)
+        self.status = status
+
+
 # -- training epochs into candidates ------------------------------------------------------------
 def resumable(registry: Registry, fingerprint: str) -> tuple[dict[str, Any] | None, int]:
     """The unfinished run of ``fingerprint`` that ``--resume`` continues (its record, or None) and
@@ -45,9 +55,11 @@ class EpochKeeper:
     marks the survivors complete."""
 
     def __init__(self, registry: Registry, progress: Progress = NULL, record: dict | None = None,
-                 data_dir: Path | None = None):
+                 data_dir: Path | None = None, on_epoch=None, extra: dict | None = None):
         self.registry = registry
         self.data_dir = data_dir                    # recorded as the registry's data with its first candidate
+        self.on_epoch = on_epoch                    # a hook that may end the run (StopRun: a search's pruner)
+        self.extra = extra or {}                    # fields added to the record (a search's trial)
         self.progress = progress
         self.record = record or {}                  # a resumed run's: its start time carries over
         self.holders: dict[str, str] = {}           # task -> candidate id currently best for it (set by start)
@@ -58,7 +70,7 @@ class EpochKeeper:
                        "config": run.config.to_dict(), "data": run.data, "device": str(run.device),
                        "precision": run.precision, "parameters": run.parameters, "status": "running",
                        "started": self.record.get("started") or now_iso(), "finished": None,
-                       "epochs": [e.entry() for e in done], "candidates": []}
+                       "epochs": [e.entry() for e in done], "candidates": [], **self.extra}
         self.holders = {}
         for e in done:
             for t in e.best_for:
@@ -85,6 +97,8 @@ class EpochKeeper:
         self.progress.say(epoch_line(entry, run.config.tasks, run.config.epochs))
         self.tidy(run.run_id)
         self.progress.event({"kind": "epoch", **entry, "run_id": run.run_id, "name": run.config.run_name})
+        if self.on_epoch:
+            self.on_epoch({**entry, "run_id": run.run_id, "name": run.config.run_name})
 
     def tidy(self, run_id: str) -> None:
         """Remove the run's candidates that hold no task: superseded epochs, and those of an epoch
@@ -114,7 +128,7 @@ class EpochKeeper:
 
     def finish(self, tasks, status: str = "complete") -> list[str]:
         """Mark the run's surviving candidates complete, each with the tasks it is best for; then
-        the record (``status``: complete, or stopped by --patience)."""
+        the record (``status``: complete, stopped by --patience, or pruned after its last epoch)."""
         final = sorted(set(self.holders.values()))
         for cid in final:
             held = [t for t in tasks if self.holders.get(t) == cid]
@@ -124,20 +138,26 @@ class EpochKeeper:
                 m["training"]["best_for"] = held
             self.registry.update_manifest(cid, mark)
         self.record.update(status=status, finished=now_iso(), candidates=final)   # start() always ran
+        if status == "pruned":
+            self.record["pruned_at"] = self.record["epochs"][-1]["epoch"]
         write_run(self.registry.root, self.record)
         return final
 
 
 def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str | None = None,
-               progress: Progress = NULL, *, resume: bool = False, again: bool = False) -> TrainResult:
-    """Train ``cfg`` and register every epoch that is best on dev for some task (``ensemble train``'s
-    and a Ray worker's entry point to training), keeping the run's record in ``<registry>/runs/``.
+               progress: Progress = NULL, *, resume: bool = False, again: bool = False,
+               on_epoch=None, extra: dict | None = None) -> TrainResult:
+    """Train ``cfg`` and register every epoch that is best on dev for some task (``ensemble train``'s,
+    a search trial's and a Ray worker's entry point to training), keeping the run's record in
+    ``<registry>/runs/``.
 
     A configuration already complete in the registry (same fingerprint) is skipped, naming its
     candidates (``status`` "skipped"), unless ``again``. ``resume`` continues the configuration's
     unfinished run from its last completed epoch. Each committed epoch is reported to ``progress``
     as an ``"epoch"`` event: its record entry (:mod:`ensemble.registry.runs`) with ``run_id`` and
-    ``name``."""
+    ``name``. ``on_epoch(entry)`` gets the same entry and may raise :class:`StopRun` to end the run
+    after that epoch (a search's pruner), as a finished run with that status. ``extra``: fields
+    added to the run's record (a search's ``{"search": {"study", "trial"}}``)."""
     from ..training.finetune import TrainResult  # lazy: torch
 
     fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
@@ -164,16 +184,21 @@ def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict
     plan): a new run, or with ``record`` the configuration's unfinished run (:func:`resumable`),
     continued after its last completed epoch ``epoch`` (from the start where that is 0)."""
     from ..training import checkpoint as ckpt  # lazy: torch
-    from ..training.finetune import train  # lazy: torch
+    from ..training.finetune import EpochResult, train  # lazy: torch
 
     if record is not None:
         progress.note(f"{cfg.run_name}: resuming run {record['run_id']} after epoch {epoch} of {cfg.epochs}"
                       if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
     run_id = record["run_id"] if record else registry.new_id()
     folder = run_dir(registry.root, run_id) / "checkpoint"
-    keeper = EpochKeeper(registry, progress, record, data_dir)
-    result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
-                   resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
+    keeper = EpochKeeper(registry, progress, record, data_dir, on_epoch, extra)
+    try:
+        result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
+                       resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
+    except StopRun as stop:
+        rec = keeper.record
+        epochs = [EpochResult(**{k: v for k, v in e.items() if k != "tokens_per_second"}) for e in rec["epochs"]]
+        result = TrainResult(cfg, run_id, rec["parameters"], epochs, {}, rec["device"], status=stop.status)
     result.candidates = keeper.finish(cfg.tasks, result.status)
     ckpt.remove(folder)
     return result

@@ -11,7 +11,10 @@ Layout::
     {"format": "ensemble-run/1", "run_id": str, "name": str (TrainConfig.run_name),
      "fingerprint": str, "config": TrainConfig.to_dict(), "data": {course file: sha256},
      "device": str, "precision": str, "parameters": int,
-     "status": "running" | "complete" | "stopped" (early stopping by --patience),
+     "status": "running" | "complete" | "stopped" (early stopping by --patience)
+               | "pruned" (stopped by a search's pruner) | "failed" (a search trial whose training raised),
+     "pruned_at": epoch (pruned runs only),
+     "search": {"study": str, "trial": int} (a search's trials only: the trial the run is),
      "started": iso time, "finished": iso time or null,
      "epochs": [{"epoch": int, "train_loss": {task: float}, "dev": {task: float}, "lr": float,
                  "seconds": float, "tokens": int, "tokens_per_second": float,
@@ -35,7 +38,7 @@ from ..tasks import is_plain_id
 
 RUN_FORMAT = "ensemble-run/1"
 RECORD = "record.json"
-STATUSES = ("running", "complete", "stopped")
+STATUSES = ("running", "complete", "stopped", "pruned", "failed")
 
 
 def runs_dir(root: Path) -> Path:

@@ -142,6 +142,25 @@ def hyperparameter(name: str, points: dict[str, list[tuple[Any, float, str]]], c
     return png(fig)
 
 
+def search_history(study: str, points: list[tuple[int, float, str]]) -> bytes:
+    """A search's optimisation history: each trial's best mean dev score (pruned trials hollow) and
+    the best so far."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.2))
+    for state, face in (("complete", ENSEMBLE_COLOUR), ("pruned", "none")):
+        pts = [(n, v) for n, v, s in points if s == state]
+        ax.scatter([n for n, _ in pts], [v for _, v in pts], facecolors=face, edgecolors=ENSEMBLE_COLOUR, label=state)
+    order = sorted(points)
+    best = list(np.maximum.accumulate([v for _, v, _ in order])) if order else []
+    ax.step([n for n, _, _ in order], best, where="post", color=HELDOUT_COLOUR, label="best so far")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel("best mean dev score")
+    ax.set_title(f"search {study}: optimisation history")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return png(fig)
+
+
 def _natural_key(text: str):
     try:
         return (0, float(text), text)

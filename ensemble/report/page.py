@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from . import analysis, figures
 from ..registry.candidate import Candidate
 from ..errors import EnsembleError, shown
+from ..search.study import search_views
 from ..files import atomic_write_bytes, atomic_write_text, make_folder
 from ..registry.store import Registry
 from ..registry.runs import read_runs
@@ -34,7 +35,8 @@ from ..tasks import TASK_NAMES, TASKS
 
 # name -> categorical (strip plot) or numeric (scatter)
 HYPERPARAMETERS = {"lr": False, "smart_weight": False, "layer_decay": False, "architecture": True, "schedule": True,
-                   "warmup": False, "grad_accum": False, "seed": True}   # name: categorical (strip plot)
+                   "warmup": False, "grad_accum": False, "seed": True, "head_dropout": False, "hidden_dropout": False,
+                   "weight_decay": False, "head_lr_mult": False}   # name: categorical (strip plot)
 TITLE = "ensemble report: "   # the page's title, by which an earlier report is recognised (refuse_foreign)
 # what a run recorded before an option existed trained with (TrainConfig's defaults; tests/report/test_page.py
 # checks them against train_config.LATER_FIELDS, which this torch-free room cannot import)
@@ -125,7 +127,27 @@ def draw(view: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, bytes]:
         out["learning-curves"] = figures.learning_curves(runs, [t for t in TASK_NAMES if any(t in r["epochs"] for r in runs)])
     for name, pts in hyper_points(runs).items():
         out[f"dev-vs-{name}"] = figures.hyperparameter(name, pts, HYPERPARAMETERS[name])
+    for s in view.get("searches", []):
+        if s["points"]:
+            out[f"search-{s['study']}"] = figures.search_history(s["study"], s["points"])
     return out
+
+
+def _search_section(searches: list[dict[str, Any]], images: dict[str, bytes]) -> str:
+    """Each search: its optimisation history and its parameters' fANOVA importances (the dev score
+    against each searched parameter is among the training runs' figures)."""
+    parts = []
+    for s in searches:
+        parts.append(f"<h2>Search {_e(s['study'])}</h2><p>{s['trials']} trials.</p>")
+        if f"search-{s['study']}" in images:
+            parts.append(_img(f"search-{s['study']}", images[f"search-{s['study']}"], "each trial's best mean dev "
+                              "score (hollow: pruned) and the best so far"))
+        if s["importances"]:
+            parts.append(_table(["parameter", f"importance ({s['evaluator']})"],
+                                [[k, v] for k, v in s["importances"].items()]))
+        else:
+            parts.append("<p>Parameter importances need at least two complete trials with varied parameters.</p>")
+    return "".join(parts)
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -237,7 +259,7 @@ def page(view: dict[str, Any], runs: list[dict[str, Any]], images: dict[str, byt
         parts.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in view["notes"]) + "</ul>")
     parts += ["<h2>Summary</h2>", summary_table(view)]
     parts += [_task_section(task, t, images) for task, t in view["tasks"].items()]
-    parts += [_runs_section(runs, images), "</body></html>\n"]
+    parts += [_runs_section(runs, images), _search_section(view.get("searches", []), images), "</body></html>\n"]
     return "\n".join(parts)
 
 
@@ -276,6 +298,7 @@ def report(registry: Registry, data_dir: Path, out: Path, ensemble: str | None =
     refuse_foreign(out)
     make_folder(out.parent, "the report")
     view = analysis.analyze(registry, data_dir, ensemble, tasks, worst=0, sample=sample)
+    view["searches"] = search_views(registry.root)
     runs = training_runs(registry.root, registry.candidates())
     images = draw(view, runs)
     folder = files_dir(out)

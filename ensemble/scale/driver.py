@@ -96,9 +96,16 @@ class Reporter:
 
     def __init__(self):
         self.events: list[dict[str, Any]] = []
+        self.verdicts: dict[tuple[str, int], str] = {}   # a search's word on each (run, epoch): go | prune
 
     def report(self, event: dict[str, Any]) -> None:
         self.events.append(event)
+
+    def decide(self, key: str, epoch: int, verdict: str) -> None:
+        self.verdicts[(key, epoch)] = verdict
+
+    def verdict(self, key: str, epoch: int) -> str | None:
+        return self.verdicts.get((key, epoch))
 
     def drain(self) -> list[dict[str, Any]]:
         out, self.events = self.events, []

@@ -22,7 +22,7 @@ from ..errors import EnsembleError
 from ..registry.manifest import SEAL, seal_of
 from ..modeling.config import CONFIG_FILE
 from ..progress import Progress
-from ..registry.keeper import train_into
+from ..registry.keeper import StopRun, train_into
 from ..registry.store import Registry
 from ..registry.runs import RECORD, run_dir
 
@@ -94,11 +94,13 @@ def _pack(reg: Registry, result, base_copy: str | None, base_name: str) -> dict[
 
 
 def run_task(key: str, cfg: dict[str, Any], data: Files, base: Files | None, device: str, threads: int,
-             reporter) -> dict[str, Any]:
+             reporter, extra: dict[str, Any] | None = None, verdicts: bool = False) -> dict[str, Any]:
     """Train one configuration in a folder of this worker's own and ship what it made.
 
     ``reporter``: the driver's progress actor (``report.remote(event)``), told when the run starts
-    (on which node) and after every epoch."""
+    (on which node) and after every epoch. ``verdicts`` (a search): after each epoch the worker
+    waits for the driver's verdict on it (``verdict.remote(key, epoch)``: "go" or "prune"); a
+    pruned run ends there, shipping what it kept. ``extra``: fields for the run's record."""
     import ray   # lazy: only in a Ray worker
     import torch
 
@@ -119,7 +121,8 @@ def run_task(key: str, cfg: dict[str, Any], data: Files, base: Files | None, dev
         try:
             reg = Registry(Path(tmp) / "registry")
             t1 = time.time()
-            result = train_into(reg, config, data_dir, device=device, progress=ToDriver(reporter, key))
+            result = train_into(reg, config, data_dir, device=device, progress=ToDriver(reporter, key), extra=extra,
+                                on_epoch=lambda e: _verdict(ray, reporter, key, e, verdicts))
             t2 = time.time()
             shipped = _pack(reg, result, copy, str(Path(config.base).expanduser()))
         finally:
@@ -127,6 +130,17 @@ def run_task(key: str, cfg: dict[str, Any], data: Files, base: Files | None, dev
     return {"key": key, "result": result.to_dict(), **shipped, "node": node,
             "times": {"started": t0, "setup": t1 - t0, "train": t2 - t1, "pack": time.time() - t2,
                       "returned": time.time()}}
+
+
+def _verdict(ray, reporter, key: str, entry: dict[str, Any], verdicts: bool, poll: float = 0.1) -> None:
+    """With ``verdicts`` (a search), the driver's verdict on the epoch just reported (:class:`ToDriver`)
+    awaited: "prune" ends the run (a retried attempt gets the verdict already given at once)."""
+    if not verdicts:
+        return
+    while (verdict := ray.get(reporter.verdict.remote(key, entry["epoch"]))) is None:
+        time.sleep(poll)
+    if verdict == "prune":
+        raise StopRun("pruned")
 
 
 def warm(seconds: float = 0.0) -> int:
