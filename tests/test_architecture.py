@@ -22,11 +22,12 @@ TORCH = ("torch", "transformers")
 # wings that see arrays, JSON and text only
 NEVER_TORCH = ("errors", "tasks", "files", "progress", "data", "predfile", "metrics", "modeling.config",
                "training.config", "training.schedule", "registry.manifest", "registry.candidate", "registry.saved",
-               "registry.recovery", "registry.store", "registry.runs", "selection", "leaderboard", "report")
+               "registry.recovery", "registry.store", "registry.runs", "selection", "soup.groups", "soup.path", "soup.honest",
+               "leaderboard", "report")
 # may import torch inside the functions that need it, never on import: what --help, select, list,
 # parsing a grid, run --dry-run and the Ray driver load
 LOAD_WITHOUT_TORCH = NEVER_TORCH + ("registry.register", "registry.keeper", "workflow", "scale.grid", "scale.driver",
-                                    "runner", "cli")
+                                    "runner", "soup.build", "cli")
 MAX_TOP_MODULES = 12
 
 
