@@ -197,3 +197,44 @@ def test_no_candidate_can_be_souped(souped_registry, tmp_path):
         reg.remove(cid)
     with pytest.raises(EnsembleError, match="no candidate can be souped.*architecture"):
         plan_soups(reg, souped_registry["data"], device="cpu")
+
+
+# -- the command line ---------------------------------------------------------------------------
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from ensemble.cli import app
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"}, catch_exceptions=False)
+
+
+def test_cli_soup_then_list_select_and_predict_input(souped_registry, tmp_path):
+    reg = _copy(souped_registry, tmp_path)
+    data = souped_registry["data"]
+    r = _cli("soup", "--registry", reg.root, "--data", data, "--device", "cpu", "--tasks", "sts", "--folds", "2",
+             "--repeats", "1")
+    assert r.exit_code == 0, r.output
+    assert "groups that can be averaged" in r.output and "another architecture" in r.output
+    assert "sts: greedy soup" in r.output and "held-out gain" in r.output
+    soup_id = json.loads(_cli("list", "--registry", reg.root, "--json").output)
+    names = {c["name"] for c in (soup_id if isinstance(soup_id, list) else soup_id["candidates"])}
+    assert "soup-greedy-sts" in names
+    r = _cli("select", "--registry", reg.root, "--data", data, "--tasks", "sts", "--repeats", "0", "--json")
+    assert r.exit_code == 0, r.output
+    r = _cli("predict", "--registry", reg.root, "--data", data, "--input", data / "sts-dev.csv", "--task", "sts",
+             "--out", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--recipe", "sideways"), "unknown recipe"),
+    (("--tasks", "sts", "--multitask"), "no candidate can be souped"),
+])
+def test_cli_soup_bad_input_is_one_clear_error(souped_registry, tmp_path, args, words):
+    reg = _copy(souped_registry, tmp_path)
+    if "--multitask" in args:   # one member of the group left: nothing to average
+        for cid in souped_registry["ids"][1:]:
+            reg.remove(cid)
+    before = sorted(p.name for p in reg.candidates_dir.iterdir())
+    r = _cli("soup", "--registry", reg.root, "--data", souped_registry["data"], "--device", "cpu", *args)
+    assert r.exit_code == 1 and words in r.output
+    assert sorted(p.name for p in reg.candidates_dir.iterdir()) == before

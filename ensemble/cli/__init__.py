@@ -23,6 +23,8 @@ Files, in flow order:
     ``run``: a grid here or on Ray, then select, write, validate and zip.
 ``select``
     ``select`` and ``predict``.
+``soup``
+    ``soup``: weights averaged into one model per task (model soups).
 ``submit``
     ``validate`` and ``submit``.
 ``submissions``
@@ -42,6 +44,6 @@ Files, in flow order:
 """
 from .app import app, main
 
-FILES = ("options", "tables", "listing", "render", "progress", "candidates", "train", "run", "select", "submit",
+FILES = ("options", "tables", "listing", "render", "progress", "candidates", "train", "run", "select", "soup", "submit",
          "submissions", "ensembles", "analyze", "honesty", "bench", "app")
 __all__ = ["app", "main"]
