@@ -238,3 +238,32 @@ def test_cli_soup_bad_input_is_one_clear_error(souped_registry, tmp_path, args, 
     r = _cli("soup", "--registry", reg.root, "--data", souped_registry["data"], "--device", "cpu", *args)
     assert r.exit_code == 1 and words in r.output
     assert sorted(p.name for p in reg.candidates_dir.iterdir()) == before
+
+
+# -- bench ----------------------------------------------------------------------------------------
+def test_bench_soup_rows_side_by_side(souped_registry):
+    from ensemble.bench.soup import bench_soup
+    r = bench_soup(Registry(souped_registry["root"]), souped_registry["data"], ["sts"], "cpu", repeats=1, folds=2,
+                   cf_repeats=1)
+    assert [x["system"] for x in r["rows"]] == ["best single", "uniform soup", "greedy soup", "ensemble (caruana)"]
+    single, uniform, greedy, ens = r["rows"]
+    assert uniform["members"] == 3 and uniform["parameters"] < single["parameters"]   # one task's head only
+    assert ens["speed_vs_ensemble"] == 1 and ens["parameters"] == ens["members"] * single["parameters"]
+    assert greedy["dev"] >= single["dev"] - 1e-12
+    assert r["build"]["forward_passes"] >= 1
+
+
+def test_soup_simulation_is_reproducible_and_averaging_one_basin_helps():
+    from ensemble.bench.soup_honesty import SOUP_SCENARIOS, SimSoups, run_soup_honesty
+    a = run_soup_honesty(replications=3, scenarios=["sts-m5-one-basin"], seed=1)
+    b = run_soup_honesty(replications=3, scenarios=["sts-m5-one-basin"], seed=1)
+    assert a == b
+    sc = SOUP_SCENARIOS["sts-m8-three-basins"]
+    Z = np.arange(8 * 4, dtype=float).reshape(8, 4, 1)
+    sim = SimSoups(sc, [f"c{i}" for i in range(8)], Z, np.arange(8) % 3, [0])
+    assert np.array_equal(sim.soup_of(["c0"])["sts"], Z[0])
+    assert np.array_equal(sim.soup_of(["c0", "c3"])["sts"], (Z[0] + Z[3]) / 2)   # one family: no penalty
+    assert not np.array_equal(sim.soup_of(["c0", "c1"])["sts"], (Z[0] + Z[1]) / 2)   # two basins: penalised
+    assert a["rows"][0]["true_gain"] > 0
+    with pytest.raises(EnsembleError, match="unknown or no scenario"):
+        run_soup_honesty(replications=3, scenarios=["nope"])

@@ -29,6 +29,10 @@ Files, in flow order:
     ``bench select``: the fast selection against a plain re-averaging reference.
 ``honesty``
     ``bench honesty``: the known-truth simulation of the held-out interval and the modes.
+``soup_honesty``
+    ``bench soup --simulate``: the known-truth simulation of the soup's held-out interval.
+``soup``
+    ``bench soup``: best single, soups and ensemble side by side: dev, held-out, cost.
 ``grid``
     ``bench grid``: one small grid on the local engine and on Ray.
 
@@ -38,4 +42,4 @@ change the numbers a lot.
 """
 
 FILES = ("machine", "accuracy", "profiling", "targets", "pipeline", "inference", "training", "training_options",
-         "selection", "honesty", "grid")
+         "selection", "honesty", "soup_honesty", "soup", "grid")

@@ -108,8 +108,13 @@ class Souper:
         return self.model
 
     def predict(self, split) -> np.ndarray:
+        """The working model's predictions for a split (tokenised once)."""
+        return self.predict_with(self.model, split)
+
+    def predict_with(self, model: MultitaskModel, split) -> np.ndarray:
+        """Any model of the group on a split, through the same tokens and batched inference."""
         enc = self.cache.get(self.tokenizer, split, self.max_len)
-        return predict_encoded(self.model, enc, self.device, self.precision)
+        return predict_encoded(model, enc, self.device, self.precision)
 
     def soup_of(self, members: Sequence[str]) -> dict[str, np.ndarray]:
         """Dev predictions of the average of ``members`` (a set of one: its cached predictions)."""
