@@ -267,3 +267,29 @@ def test_soup_simulation_is_reproducible_and_averaging_one_basin_helps():
     assert a["rows"][0]["true_gain"] > 0
     with pytest.raises(EnsembleError, match="unknown or no scenario"):
         run_soup_honesty(replications=3, scenarios=["nope"])
+
+
+# -- heads that can be averaged ---------------------------------------------------------------------
+def test_head_seed_shares_the_heads_across_seeds_and_joins_the_fingerprint_only_when_set(tiny_base):
+    from ensemble.training.config import TrainConfig
+    from ensemble.training.finetune import _build_model
+
+    def heads(**kw):
+        model = _build_model(TrainConfig(base=str(tiny_base), **kw), torch.device("cpu"))[0]
+        return {k: v.clone() for k, v in model.heads.state_dict().items()}
+
+    torch.manual_seed(1)
+    a = heads(seed=1, head_seed=7)
+    torch.manual_seed(2)
+    b = heads(seed=2, head_seed=7)
+    torch.manual_seed(1)
+    c = heads(seed=1)
+    torch.manual_seed(2)
+    d = heads(seed=2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(c[k], d[k]) for k in c)
+    hashes = {"f": "x"}
+    assert TrainConfig(seed=3).fingerprint(hashes) == TrainConfig(seed=3, head_seed=None).fingerprint(hashes)
+    assert TrainConfig(seed=3).fingerprint(hashes) != TrainConfig(seed=3, head_seed=0).fingerprint(hashes)
+    with pytest.raises(EnsembleError, match="--head-seed"):
+        TrainConfig(head_seed=-1)
