@@ -293,3 +293,15 @@ def test_head_seed_shares_the_heads_across_seeds_and_joins_the_fingerprint_only_
     assert TrainConfig(seed=3).fingerprint(hashes) != TrainConfig(seed=3, head_seed=0).fingerprint(hashes)
     with pytest.raises(EnsembleError, match="--head-seed"):
         TrainConfig(head_seed=-1)
+
+
+def test_select_summary_shows_the_soups_beside_the_ensemble(souped_registry, tmp_path):
+    from ensemble import workflow
+    reg = _copy(souped_registry, tmp_path)
+    make_soups(reg, souped_registry["data"], device="cpu", honest={"folds": 2, "repeats": 1})
+    report = workflow.select(reg, souped_registry["data"], ("sst", "para", "sts"), repeats=0, save=False)
+    (row,) = [r for r in report.summary if r["system"].startswith("soups (")]
+    soups = {c.manifest["soup"]["tasks"][0]: c for c in reg.candidates() if c.manifest.get("soup")}
+    assert row["dev"] == {t: soups[t].dev_metric(t) for t in ("sst", "para", "sts")}
+    rec = soups["sts"].manifest["soup"]
+    assert row["heldout"]["sts"] == pytest.approx(rec["best_single_dev"] + rec["heldout"]["estimate"])
