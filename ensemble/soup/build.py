@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..errors import EnsembleError
 from ..progress import NULL, Progress
 from ..registry.candidate import Candidate
-from ..registry.register import model_manifest, predict_into
+from ..files import file_sha256
+from ..registry.register import already_registered, model_manifest, predict_into
 from ..registry.store import Registry
 from ..tasks import TASK_NAMES
 from .groups import Group, LeftOut, soup_groups
@@ -124,17 +125,22 @@ def plan_soups(registry: Registry, data_dir: Path, recipe: str = DEFAULT_RECIPE,
 
 
 def _register(registry: Registry, souper: Souper, soup: Soup, name: str, progress: Progress) -> Candidate:
-    from ..modeling.model import save_model   # lazy: torch
+    from ..modeling.model import MultitaskModel, save_model   # lazy: torch
+    from .average import average_state
 
-    model = souper.load(sorted(soup.path.members))
-    cfg = type(model.config).from_dict({**model.config.to_dict(), "tasks": soup.tasks})
-    model.config = cfg
+    cfg = type(souper.model.config).from_dict({**souper.model.config.to_dict(), "tasks": soup.tasks})
+    model = MultitaskModel.from_config(cfg).to(souper.device).eval()   # the soup's tasks only: their heads
+    model.load_state_dict(average_state([souper.members[m] for m in soup.path.members], model.state_dict()))
+    soup.parameters = model.num_parameters()
     weights = {m: 1.0 / len(soup.path.members) for m in soup.path.members}
     splits = {k: v for k, v in souper.splits.items() if k[0] in soup.tasks}
     known = {(t, "dev"): (souper.ids[t], souper.soup_of(soup.path.members)[t]) for t in soup.tasks}
 
     def build(stage: Path) -> dict[str, Any]:
         save_model(model, souper.tokenizer, stage / "model")
+        same = already_registered(registry, {"model/model.safetensors": file_sha256(stage / "model/model.safetensors")})
+        if same is not None:
+            raise _Same(same)
         preds, metrics = predict_into(stage, model, souper.tokenizer, soup.tasks, splits, souper.device,
                                       souper.precision, souper.cache, known=known, progress=progress)
         record = {"recipe": soup.path.recipe, "tasks": soup.tasks, "members": soup.path.members,
@@ -145,7 +151,16 @@ def _register(registry: Registry, souper: Souper, soup: Soup, name: str, progres
         return model_manifest(name, cfg, model.num_parameters(), None, souper.precision, preds, metrics,
                               soup=record, source={"souped_from": soup.path.members})
 
-    return registry.add(build)
+    try:
+        return registry.add(build)
+    except _Same as same:   # the same soup made before (same members, same bytes): kept, not added twice
+        return same.candidate
+
+
+class _Same(Exception):
+    def __init__(self, candidate: Candidate):
+        super().__init__(candidate.id)
+        self.candidate = candidate
 
 
 def make_soups(registry: Registry, data_dir: Path, recipe: str = DEFAULT_RECIPE, tasks: Sequence[str] | None = None,
@@ -156,8 +171,17 @@ def make_soups(registry: Registry, data_dir: Path, recipe: str = DEFAULT_RECIPE,
     if not save:
         return report
     for soup in report.soups:
+        if len(soup.path.members) == 1:   # the soup is its best single candidate itself: nothing to add
+            soup.candidate = soup.path.members[0]
+            report.notes.append(f"{','.join(soup.tasks)}: the {recipe} soup is one candidate, {soup.candidate} "
+                                "itself (no other member kept its dev score); nothing added")
+            continue
         souper = soupers[report.groups.index(soup.group)]
         label = "multitask" if len(soup.tasks) > 1 else soup.tasks[0]
+        before = {c.id for c in registry.candidates()} if registry.exists else set()
         cand = _register(registry, souper, soup, f"{name or 'soup-' + recipe}-{label}", progress)
         soup.candidate = cand.id
+        if cand.id in before:
+            report.notes.append(f"{label}: the same soup (same weights) is already candidate {cand.id} "
+                                f"({cand.name}); not added twice")
     return report
