@@ -119,12 +119,13 @@ def train_ray(reg: Registry, configs: list[TrainConfig], data_dir: Path, engine:
 def run(data: Path | None, base: str | None, preset: str | None, registry: Path, out: Path, submissions: Path,
         device: str | None = None, progress: Progress | None = None, on_trained=None, on_message=None,
         mode: str = DEFAULT_MODE, system: str = "auto", grid: Path | None = None,
-        engine: RayOptions | None = None, on_event=None) -> dict[str, Any]:
+        engine: RayOptions | None = None, on_event=None, soup: bool = False) -> dict[str, Any]:
     """Train the grid file's or the preset's runs (skipping what is done) here, or on Ray with
     ``engine``; select with ``mode``, write, validate and zip. ``system="auto"`` submits, per task,
     the better system by the held-out estimate (the choice and its reason are printed and recorded
     in the submission's manifest); "ensemble" always the ensemble. Where a Ray run failed, nothing
-    is selected: the result names the failed runs (``failed``) and a rerun trains only them."""
+    is selected: the result names the failed runs (``failed``) and a rerun trains only them. ``soup``:
+    the greedy soups of the registry's candidates are made first (:func:`soup_into`) and join selection."""
     t0 = time.perf_counter()
     say = on_message or (lambda m: None)
     progress = progress or NULL
@@ -143,6 +144,8 @@ def run(data: Path | None, base: str | None, preset: str | None, registry: Path,
         if summary["failed"]:
             return {"selection": None, "trained": trained, "skipped": skipped, "failed": summary["failed"],
                     "grid": summary, "sample": sample, "seconds": time.perf_counter() - t0}
+    if soup:
+        soup_into(reg, data_dir, device, say)
     report = workflow.select(reg, data_dir, TASK_NAMES, mode, name=f"run-{name}", sample=sample, system=system)
     pred = workflow.predict(reg, data_dir, out, report.name)
     found = checked_files(out, data_dir)   # the six files validated once, for the zip as for `submit`
@@ -152,6 +155,24 @@ def run(data: Path | None, base: str | None, preset: str | None, registry: Path,
     return {"selection": report, "trained": trained, "skipped": skipped, "failed": [], "grid": summary,
             "written": pred["written"], "dev_scores": pred["dev_scores"], "submission": str(zip_path),
             "sample": sample, "seconds": time.perf_counter() - t0}
+
+
+def soup_into(reg: Registry, data_dir: Path, device: str | None, say) -> list[str]:
+    """``run --soup``: the greedy soup of each task over the registry's soupable candidates, registered
+    (a soup made before is kept, not added twice); where none can be souped, said, and nothing made."""
+    from .soup.build import make_soups   # lazy: torch
+
+    try:
+        report = make_soups(reg, data_dir, device=device, honest={"folds": 5, "repeats": 2, "seed": 0, "level": 0.95})
+    except EnsembleError as e:
+        if not str(e).startswith("no candidate can be souped"):
+            raise
+        say(f"--soup: {e}; selecting without soups")
+        return []
+    for s in report.soups:
+        say(f"--soup: {','.join(s.tasks)}: greedy soup of {len(s.path.members)} -> candidate {s.candidate} "
+            f"(dev {s.path.score:.4f}; best single {s.best_single_score:.4f})")
+    return [s.candidate for s in report.soups]
 
 
 def _train_all(reg: Registry, configs: list[TrainConfig], data_dir: Path, device: str | None, progress: Progress,

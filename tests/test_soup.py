@@ -123,13 +123,16 @@ def test_greedy_soup_never_below_its_first_member_and_records_each_step(souped_r
         assert first.joined and soup.path.members[0] == first.candidate
         assert soup.path.score >= first.own_score - 1e-12
         assert len(soup.path.steps) == 3
+        assert soup.heldout is not None and len(soup.heldout.fold_gains) == 2
+        if len(soup.path.members) == 1:   # the soup is its first member itself: nothing added
+            assert soup.candidate == soup.path.members[0]
+            continue
         cand = reg.get(soup.candidate)
         rec = cand.manifest["soup"]
         assert rec["members"] == soup.path.members and rec["recipe"] == "greedy"
         assert [s["joined"] for s in rec["steps"]] == [s.joined for s in soup.path.steps]
         assert cand.tasks == soup.tasks and cand.has_predictions(soup.tasks[0], "test")
         assert cand.dev_metric(soup.tasks[0]) == pytest.approx(soup.path.score)
-        assert soup.heldout is not None and len(soup.heldout.fold_gains) == 2
 
 
 def test_soup_scores_are_a_real_forward_pass(souped_registry, tmp_path):
@@ -147,6 +150,15 @@ def test_soup_scores_are_a_real_forward_pass(souped_registry, tmp_path):
     cids, cached = cand.predictions("sts", "dev")
     assert cids == ids and np.allclose(cached, pred, atol=1e-6)
     assert report.forward_passes == 1
+
+
+def test_a_per_task_soup_is_a_model_of_that_task_alone(souped_registry, tmp_path):
+    from ensemble.modeling.model import load_model
+    reg = _copy(souped_registry, tmp_path)
+    report = make_soups(reg, souped_registry["data"], recipe="uniform", device="cpu")
+    for soup in report.soups:
+        model, _ = load_model(reg.get(soup.candidate).model_dir)
+        assert list(model.heads) == soup.tasks and model.num_parameters() == soup.parameters
 
 
 def test_soup_survives_the_removal_of_a_member_and_verify_checks_it(souped_registry, tmp_path):
@@ -211,13 +223,14 @@ def test_cli_soup_then_list_select_and_predict_input(souped_registry, tmp_path):
     reg = _copy(souped_registry, tmp_path)
     data = souped_registry["data"]
     r = _cli("soup", "--registry", reg.root, "--data", data, "--device", "cpu", "--tasks", "sts", "--folds", "2",
+             "--recipe", "uniform",
              "--repeats", "1")
     assert r.exit_code == 0, r.output
     assert "groups that can be averaged" in r.output and "another architecture" in r.output
-    assert "sts: greedy soup" in r.output and "held-out gain" in r.output
+    assert "sts: uniform soup" in r.output and "held-out gain" in r.output
     soup_id = json.loads(_cli("list", "--registry", reg.root, "--json").output)
     names = {c["name"] for c in (soup_id if isinstance(soup_id, list) else soup_id["candidates"])}
-    assert "soup-greedy-sts" in names
+    assert "soup-uniform-sts" in names
     r = _cli("select", "--registry", reg.root, "--data", data, "--tasks", "sts", "--repeats", "0", "--json")
     assert r.exit_code == 0, r.output
     r = _cli("predict", "--registry", reg.root, "--data", data, "--input", data / "sts-dev.csv", "--task", "sts",
@@ -298,10 +311,27 @@ def test_head_seed_shares_the_heads_across_seeds_and_joins_the_fingerprint_only_
 def test_select_summary_shows_the_soups_beside_the_ensemble(souped_registry, tmp_path):
     from ensemble import workflow
     reg = _copy(souped_registry, tmp_path)
-    make_soups(reg, souped_registry["data"], device="cpu", honest={"folds": 2, "repeats": 1})
+    make_soups(reg, souped_registry["data"], recipe="uniform", device="cpu", honest={"folds": 2, "repeats": 1})
     report = workflow.select(reg, souped_registry["data"], ("sst", "para", "sts"), repeats=0, save=False)
     (row,) = [r for r in report.summary if r["system"].startswith("soups (")]
     soups = {c.manifest["soup"]["tasks"][0]: c for c in reg.candidates() if c.manifest.get("soup")}
     assert row["dev"] == {t: soups[t].dev_metric(t) for t in ("sst", "para", "sts")}
     rec = soups["sts"].manifest["soup"]
     assert row["heldout"]["sts"] == pytest.approx(rec["best_single_dev"] + rec["heldout"]["estimate"])
+
+
+def test_run_soup_makes_each_soup_once_and_says_when_none_can_be(souped_registry, tmp_path):
+    from ensemble.runner import soup_into
+    reg = _copy(souped_registry, tmp_path)
+    said = []
+    made = soup_into(reg, souped_registry["data"], "cpu", said.append)
+    assert len(made) == 3 and len(said) == 3
+    made = sorted(set(made) - set(souped_registry["ids"]))   # a soup of one is its candidate itself
+    n = len(reg.candidates())
+    again = soup_into(reg, souped_registry["data"], "cpu", said.append)   # the same soups: not added twice
+    assert sorted(set(again) - set(souped_registry["ids"])) == made
+    assert len(reg.candidates()) == n
+    for cid in souped_registry["ids"][1:] + made:
+        reg.remove(cid)
+    assert soup_into(reg, souped_registry["data"], "cpu", said.append) == []
+    assert said[-1].startswith("--soup: no candidate can be souped")

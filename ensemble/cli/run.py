@@ -145,6 +145,8 @@ def run(
     system: System = typer.Option("auto", callback=plain,
                                   help="auto: per task, submit the best single candidate where the ensemble is not "
                                        "expected to beat it held out; ensemble: always submit the ensemble."),
+    soup: bool = typer.Option(False, "--soup", help="Also make each task's greedy soup of the candidates (`ensemble "
+                              "soup`) before selecting; the soups join selection like any candidate."),
     device: DeviceOpt = "auto",
     engine: Engine = typer.Option("local", callback=plain, help="local: one run after another in this process; "
                                   "ray: the runs as Ray tasks over GPUs, CPUs or a cluster (`pip install -e \".\\[ray]\"`)."),
@@ -174,7 +176,7 @@ def run(
     progress, view = RichProgress(as_json), GridView(as_json)
     try:
         result = runner.run(data=data, base=base, preset=preset, registry=registry, out=out, submissions=submissions,
-                            device=device, progress=progress, mode=mode, system=system, grid=grid, engine=ray_opts,
+                            device=device, progress=progress, mode=mode, system=system, grid=grid, engine=ray_opts, soup=soup,
                             on_trained=None if as_json else print_epochs, on_event=view,
                             on_message=None if as_json else err.print)
     finally:
