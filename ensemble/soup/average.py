@@ -11,6 +11,7 @@ or step asks for it. A set of one is its candidate's own cached dev predictions.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -18,13 +19,14 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 from ..data import load_splits
 from ..errors import EnsembleError
-from ..modeling.config import ModelConfig
+from ..modeling.config import CONFIG_FILE, ModelConfig
 from ..modeling.infer import TokenCache, check_precision, pick_device, predict_encoded
 from ..modeling.batches import max_length_for
-from ..modeling.model import MultitaskModel, load_model
+from ..modeling.model import MultitaskModel
 from ..progress import NULL, Progress
 from ..registry.candidate import Candidate, check_model
 from .groups import WEIGHTS
@@ -72,9 +74,8 @@ class Souper:
         check_precision(precision, self.device)
         self.precision, self.progress = precision, progress
         first = sorted(members, key=lambda c: c.id)[0]
-        _, self.tokenizer = load_model(first.model_dir, "cpu")
-        import json
-        config = ModelConfig.from_dict(json.loads((first.model_dir / "ensemble_model.json").read_text()))
+        self.tokenizer = AutoTokenizer.from_pretrained(str(first.model_dir), use_fast=True, local_files_only=True)
+        config = ModelConfig.from_dict(json.loads((first.model_dir / CONFIG_FILE).read_text()))
         config.tasks = tuple(t for t in config.tasks if t in self.tasks)
         self.model = MultitaskModel.from_config(config).to(self.device).eval()
         self.like = {k: v for k, v in self.model.state_dict().items()}
