@@ -231,6 +231,10 @@ def test_cli_soup_then_list_select_and_predict_input(souped_registry, tmp_path):
     soup_id = json.loads(_cli("list", "--registry", reg.root, "--json").output)
     names = {c["name"] for c in (soup_id if isinstance(soup_id, list) else soup_id["candidates"])}
     assert "soup-uniform-sts" in names
+    r = _cli("show", "soup-uniform-sts", "--registry", reg.root)
+    assert r.exit_code == 0 and "soup" in r.output, r.output
+    r = _cli("verify", "--registry", reg.root)
+    assert r.exit_code == 0, r.output
     r = _cli("select", "--registry", reg.root, "--data", data, "--tasks", "sts", "--repeats", "0", "--json")
     assert r.exit_code == 0, r.output
     r = _cli("predict", "--registry", reg.root, "--data", data, "--input", data / "sts-dev.csv", "--task", "sts",
