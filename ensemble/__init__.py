@@ -13,6 +13,7 @@ foundation            ``errors``, ``tasks``, ``files``, ``documents``, ``progres
 ``training/``         fine-tuning and further pretraining, their configuration and checkpoints
 ``registry/``         candidates with their weights and cached predictions, runs, saved ensembles
 ``selection/``        per-task ensemble selection over arrays, with the held-out estimate
+``soup/``             weights averaged into one model (model soups), with the held-out estimate
 ``leaderboard/``      the six leaderboard files, their check, the submission zip
 ``workflow``          conductor: select, predict, the saved ensemble
 ``scale/``            grids of runs, here or on Ray
@@ -37,7 +38,8 @@ from typing import Any, Callable
 
 # the rooms in flow order: a room imports only rooms before it
 FLOW = ("errors", "tasks", "files", "documents", "progress", "data", "predfile", "metrics", "modeling", "training",
-        "registry", "selection", "leaderboard", "workflow", "scale", "runner", "search", "report", "bench", "cli", "__main__")
+        "registry", "selection", "soup", "leaderboard", "workflow", "scale", "runner", "search", "report", "bench", "cli",
+        "__main__")
 
 
 def lazy_names(package: str, names: dict[str, str]) -> Callable[[str], Any]:

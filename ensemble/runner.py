@@ -51,6 +51,7 @@ class RunOptions:
     mode: str = DEFAULT_MODE              # the selection mode
     system: str = "auto"                  # auto: per task the better system by the held-out estimate; ensemble
     engine: RayOptions | None = None      # None: here, one run after another; else on Ray
+    soup: bool = False                    # make each task's greedy soup before selecting
 
 
 def quick_preset(base: str | None = None) -> list[TrainConfig]:
@@ -194,7 +195,9 @@ def run(opts: RunOptions, progress: Progress = NULL) -> dict[str, Any]:
     ``opts.engine``; select with ``opts.mode``, write, validate and zip. ``system="auto"`` submits,
     per task, the better system by the held-out estimate (the choice and its reason are printed and
     recorded in the submission's manifest); "ensemble" always the ensemble. Where a Ray run failed,
-    nothing is selected: the result names the failed runs (``failed``) and a rerun trains only them."""
+    nothing is selected: the result names the failed runs (``failed``) and a rerun trains only them.
+    ``opts.soup``: the greedy soups of the registry's candidates are made first (:func:`soup_into`)
+    and join selection."""
     t0 = time.perf_counter()
     configs, name, data_dir, sample = grid_configs(opts.data, opts.base, opts.preset, opts.grid, opts.registry)
     if sample:
@@ -212,12 +215,16 @@ def run(opts: RunOptions, progress: Progress = NULL) -> dict[str, Any]:
         if summary["failed"]:
             return {"selection": None, "trained": trained, "skipped": skipped, "failed": summary["failed"],
                     "grid": summary, "sample": sample, "seconds": time.perf_counter() - t0}
-    return {**_submit(reg, data_dir, name, sample, opts), "trained": trained, "skipped": skipped, "failed": [],
+    return {**_submit(reg, data_dir, name, sample, opts, progress), "trained": trained, "skipped": skipped, "failed": [],
             "grid": summary, "sample": sample, "seconds": time.perf_counter() - t0}
 
 
-def _submit(reg: Registry, data_dir: Path, name: str, sample: bool, opts: RunOptions) -> dict[str, Any]:
-    """Select per task, write the six files, validate them once and zip them."""
+def _submit(reg: Registry, data_dir: Path, name: str, sample: bool, opts: RunOptions,
+            progress: Progress = NULL) -> dict[str, Any]:
+    """Select per task (with ``opts.soup``, the soups made first), write the six files, validate them
+    once and zip them."""
+    if opts.soup:
+        soup_into(reg, data_dir, opts.device, progress)
     report = workflow.select(reg, data_dir, TASK_NAMES, opts.mode, name=f"run-{name}", sample=sample,
                              system=opts.system)
     pred = workflow.predict(reg, data_dir, opts.out, report.name)
@@ -227,6 +234,24 @@ def _submit(reg: Registry, data_dir: Path, name: str, sample: bool, opts: RunOpt
     zip_path = pack(found, opts.submissions, record, mean)
     return {"selection": report, "written": pred["written"], "dev_scores": pred["dev_scores"],
             "submission": str(zip_path)}
+
+
+def soup_into(reg: Registry, data_dir: Path, device: str | None, progress: Progress = NULL) -> list[str]:
+    """``run --soup``: the greedy soup of each task over the registry's soupable candidates, registered
+    (a soup made before is kept, not added twice); where none can be souped, said, and nothing made."""
+    from .soup.build import make_soups   # lazy: torch
+
+    try:
+        report = make_soups(reg, data_dir, device=device, honest={"folds": 5, "repeats": 2, "seed": 0, "level": 0.95})
+    except EnsembleError as e:
+        if not str(e).startswith("no candidate can be souped"):
+            raise
+        progress.say(f"--soup: {e}; selecting without soups")
+        return []
+    for s in report.soups:
+        progress.say(f"--soup: {','.join(s.tasks)}: greedy soup of {len(s.path.members)} -> candidate {s.candidate} "
+                     f"(dev {s.path.score:.4f}; best single {s.best_single_score:.4f})")
+    return [s.candidate for s in report.soups]
 
 
 def _clean_interrupted(reg: Registry, runs: dict[str | None, list[Candidate]], head: str,

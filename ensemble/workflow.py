@@ -201,6 +201,7 @@ def summarise(selections: dict[str, Any], cands: list[Candidate],
     if test_scores:
         rows[-1]["test"] = {t: v["ensemble"] for t, v in test_scores.items()}
         rows[-2]["test"] = {t: v["best_single"] for t, v in test_scores.items()}
+    rows.extend(soup_rows(cands, tasks))
     return rows
 
 
@@ -210,6 +211,31 @@ def _chosen(sel) -> tuple[str, list[str], float]:
         return "single", [sel.best_single[0]], float(sel.best_single[1])
     what = f"{sel.chosen} {len(sel.weights)}" if sel.chosen is not None else str(len(sel.weights))
     return what, list(sel.weights), float(sel.ensemble_dev_score)
+
+
+def soup_rows(cands: list[Candidate], tasks: list[str]) -> list[dict[str, Any]]:
+    """The summary's soup row (``ensemble soup``): per task, the soup of that task with the best dev
+    score among the selected candidates; held-out: its best single's dev plus its held-out gain."""
+    best: dict[str, Candidate] = {}
+    for c in cands:
+        rec = c.manifest.get("soup")
+        for t in (rec or {}).get("tasks", []) if isinstance(rec, dict) and len(rec.get("tasks", [])) == 1 else []:
+            if t in tasks and c.dev_metric(t) is not None and (t not in best or c.dev_metric(t) > best[t].dev_metric(t)):
+                best[t] = c
+    if not best:
+        return []
+    dev = {t: float(c.dev_metric(t)) for t, c in best.items()}
+    held = {}
+    for t, c in best.items():
+        h = c.manifest["soup"].get("heldout") or {}
+        single = c.manifest["soup"].get("best_single_dev")
+        held[t] = None if h.get("estimate") is None or single is None else float(single + h["estimate"])
+    whole = len(best) == len(tasks) and None not in held.values()
+    return [{"system": "soups (" + ", ".join(f"{t} {len(c.manifest['soup'].get('members', []))} members"
+                                         for t, c in best.items()) + ")",
+             "parameters": sum({c.id: c.manifest.get("parameters") or 0 for c in best.values()}.values()),
+             "dev": dev, "mean_dev": float(np.mean(list(dev.values()))) if len(dev) == len(tasks) else None,
+             "heldout": held, "mean_heldout": float(np.mean(list(held.values()))) if whole else None}]
 
 
 # -- prediction ---------------------------------------------------------------------------------

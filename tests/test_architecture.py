@@ -23,11 +23,13 @@ TORCH = ("torch", "transformers")
 NEVER_TORCH = ("errors", "tasks", "files", "documents", "progress", "data", "predfile", "metrics", "modeling.config",
                "training.config", "training.schedule", "training.loop_state", "registry.manifest", "registry.candidate",
                "registry.saved", "registry.recovery", "registry.ensembles", "registry.store", "registry.home",
-               "registry.runs", "registry.logged", "selection", "leaderboard", "report")
+               "registry.runs", "registry.logged", "selection", "soup.groups", "soup.path", "soup.honest", "leaderboard",
+               "report")
 # may import torch inside the functions that need it, never on import: what --help, select, list,
 # parsing a grid, run --dry-run and the Ray driver load
 LOAD_WITHOUT_TORCH = NEVER_TORCH + ("registry.register", "registry.keeper", "registry.adapter", "workflow", "scale.grid",
-                                    "scale.driver", "runner", "search.space", "search.study", "search.trials", "cli")
+                                    "scale.driver", "runner", "search.space", "search.study", "search.trials", "soup.build",
+                                    "cli")
 MAX_TOP_MODULES = 12
 
 

@@ -31,6 +31,10 @@ Files, in flow order:
     ``bench honesty``: the known-truth simulation of the held-out interval, the modes and ``auto``.
 ``realcheck``
     ``bench honesty --registry``: the modes and ``auto``'s choice on real candidates, part of dev held out.
+``soup_honesty``
+    ``bench soup --simulate``: the known-truth simulation of the soup's held-out interval.
+``soup``
+    ``bench soup``: best single, soups and ensemble side by side: dev, held-out, cost.
 ``grid``
     ``bench grid``: one small grid on the local engine and on Ray.
 ``search``
@@ -42,4 +46,4 @@ change the numbers a lot.
 """
 
 FILES = ("machine", "accuracy", "profiling", "targets", "pipeline", "inference", "training", "training_options",
-         "selection", "honesty", "realcheck", "grid", "search")
+         "selection", "honesty", "realcheck", "soup_honesty", "soup", "grid", "search")

@@ -25,6 +25,8 @@ Files, in flow order:
     ``search SPACE`` (Optuna trials as training runs) and ``search show``.
 ``select``
     ``select`` and ``predict``.
+``soup``
+    ``soup``: weights averaged into one model per task (model soups).
 ``submit``
     ``validate`` and ``submit``.
 ``submissions``
@@ -44,6 +46,6 @@ Files, in flow order:
 """
 from .app import app, main
 
-FILES = ("options", "tables", "listing", "render", "progress", "candidates", "train", "run", "search", "select", "submit",
+FILES = ("options", "tables", "listing", "render", "progress", "candidates", "train", "run", "search", "select", "soup", "submit",
          "submissions", "ensembles", "analyze", "honesty", "bench", "app")
 __all__ = ["app", "main"]

@@ -17,7 +17,7 @@ from typer.core import TyperCommand
 
 from ..errors import EnsembleError
 from ..files import disk_full
-from . import analyze, bench, candidates, ensembles, honesty, run, search, select, submissions, submit, train
+from . import analyze, bench, candidates, ensembles, honesty, run, search, select, soup, submissions, submit, train
 from .render import err, error, print_json
 
 CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
@@ -105,13 +105,13 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "train", train.train), (app, "list", candidates.list_), (app, "compare", candidates.compare),
     (app, "show", candidates.show),
     (app, "verify", candidates.verify), (app, "remove", candidates.remove), (app, "register", candidates.register),
-    (app, "select", select.select), (app, "predict", select.predict), (app, "validate", submit.validate),
+    (app, "select", select.select), (app, "soup", soup.soup), (app, "predict", select.predict), (app, "validate", submit.validate),
     (app, "submit", submit.submit), (app, "pretrain", train.pretrain),
     (app, "submissions", submissions.submissions), (app, "analyze", analyze.analyze), (app, "report", analyze.report),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
     (bench_app, "grid", bench.grid), (bench_app, "search", bench.search),
-    (bench_app, "honesty", honesty.honesty),
+    (bench_app, "honesty", honesty.honesty), (bench_app, "soup", bench.soup),
     (ensembles_app, "list", ensembles.list_), (ensembles_app, "show", ensembles.show),
     (ensembles_app, "remove", ensembles.remove),
     (app, "run", run.run),

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from ..data import resolve_data
-from .options import BenchMode, CaruanaStepsOpt, DataOpt, JsonOpt, SeedOpt, plain
+from .options import BenchMode, CaruanaStepsOpt, DataOpt, DeviceOpt, JsonOpt, RegistryOpt, SeedOpt, examples, plain
 from .progress import RichProgress
 from .render import console, print_bench, print_bench_select, print_json, sample_banner
 
@@ -161,3 +161,38 @@ def print_bench_search(result: dict) -> None:
     console.print(f"grid learning rates: {', '.join(f'{lr:.3g}' for lr in result['grid']['lrs'])}; search's best: "
                   + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in (result["search"]["best_params"] or {}).items()))
+
+
+@examples("ensemble bench soup --registry checkpoints --data ../data",
+          "ensemble bench soup --tasks sts --repeats 5 --json",
+          "ensemble bench soup --simulate --replications 200")
+def soup(data: DataOpt = None, registry: RegistryOpt = Path("checkpoints"),
+         tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated tasks (default: every task "
+                                             "of the largest soupable group)."),
+         device: DeviceOpt = "auto",
+         repeats: int = typer.Option(3, help="Timed prediction calls per system (the best is reported)."),
+         simulate: bool = typer.Option(False, "--simulate", help="Instead: the known-truth simulation of the "
+                                       "soup's held-out interval (coverage, bias, width)."),
+         replications: int = typer.Option(100, help="--simulate: replications per scenario."),
+         seed: SeedOpt = 0, as_json: JsonOpt = False) -> None:
+    """The best single candidate, the uniform and greedy soups and the ensemble, in one run: dev,
+    held-out gain [interval], parameters, sentences/s, peak memory; what building the soups cost."""
+    from ..tasks import parse_tasks
+
+    if simulate:
+        from ..bench.soup_honesty import run_soup_honesty   # lazy: bench code is loaded only here
+
+        result = run_soup_honesty(replications, seed=seed, progress=RichProgress(as_json))
+        result["title"] = "soup held-out interval against known truth"
+    else:
+        from ..bench.soup import bench_soup   # lazy: torch
+        from ..registry.store import Registry
+
+        data_dir, sample = resolve_data(data)
+        sample_banner(sample)
+        result = bench_soup(Registry(registry), data_dir, parse_tasks(tasks) if tasks else None, device, repeats,
+                            seed=seed, progress=RichProgress(as_json))
+    if as_json:
+        print_json(result, default=float)
+        return
+    print_bench(result)

@@ -165,6 +165,8 @@ def run(
     system: System = typer.Option("auto", callback=plain,
                                   help="auto: per task, submit the best single candidate where the ensemble is not "
                                        "expected to beat it held out; ensemble: always submit the ensemble."),
+    soup: bool = typer.Option(False, "--soup", help="Also make each task's greedy soup of the candidates (`ensemble "
+                              "soup`) before selecting; the soups join selection like any candidate."),
     device: DeviceOpt = "auto",
     engine: Engine = typer.Option("local", callback=plain, help="local: one run after another in this process; "
                                   "ray: the runs as Ray tasks over GPUs, CPUs or a cluster (`pip install -e \".\\[ray]\"`)."),
@@ -184,7 +186,7 @@ def run(
     if grid is not None and preset is not None:
         raise EnsembleError("--grid and --preset: expected one of them (a preset is a shipped grid file)")
     opts = runner.RunOptions(data=data, base=base, preset=preset, grid=grid, registry=registry, out=out,
-                             submissions=submissions, device=device, mode=mode, system=system)
+                             submissions=submissions, device=device, mode=mode, system=system, soup=soup)
     if dry_run:
         plan = runner.dry_run(opts)
         if as_json:

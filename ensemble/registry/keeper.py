@@ -175,14 +175,17 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
         progress.note(f"{cfg.run_name}: run {record['run_id']} of this configuration is unfinished ({epoch} of "
                       f"{cfg.epochs} epochs done); `--resume` continues it. Training a new run.")
         record = None
-    return train_run(registry, cfg, data_dir, record, epoch, device=device, progress=progress)
+    return train_run(registry, cfg, data_dir, record, epoch, device=device, progress=progress, on_epoch=on_epoch,
+                     extra=extra)
 
 
 def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict[str, Any] | None = None,
-              epoch: int = 0, *, device: str | None = None, progress: Progress = NULL) -> TrainResult:
+              epoch: int = 0, *, device: str | None = None, progress: Progress = NULL, on_epoch=None,
+              extra: dict | None = None) -> TrainResult:
     """Train ``cfg`` into the registry as decided (by :func:`train_into`, or by ``ensemble run``'s
     plan): a new run, or with ``record`` the configuration's unfinished run (:func:`resumable`),
-    continued after its last completed epoch ``epoch`` (from the start where that is 0)."""
+    continued after its last completed epoch ``epoch`` (from the start where that is 0); ``on_epoch``
+    and ``extra`` as :func:`train_into` takes them."""
     from ..training import checkpoint as ckpt  # lazy: torch
     from ..training.finetune import EpochResult, train  # lazy: torch
 

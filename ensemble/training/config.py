@@ -61,6 +61,7 @@ _CHECKS: tuple[tuple[Callable[["TrainConfig"], bool], str], ...] = (
     (lambda c: c.smart_steps >= 1, "--smart-steps must be >= 1"),
     (lambda c: c.limit is None or c.limit >= 1, "--limit must be >= 1"),
     (lambda c: 0 <= c.seed < 2**32, "--seed must be in [0, 2^32) (numpy's seeds)"),
+    (lambda c: c.head_seed is None or 0 <= c.head_seed < 2**32, "--head-seed must be in [0, 2^32) (numpy's seeds)"),
     (lambda c: c.max_length is None or c.max_length >= MIN_MAX_LENGTH,
      f"--max-length must be >= {MIN_MAX_LENGTH} tokens ([CLS], two [SEP]s and a word piece of each sentence); "
      "leave it out for the model's own limit"),
@@ -97,6 +98,8 @@ class TrainConfig:
     smart_eta: float = option(1e-3, "Ascent step size.", SMART)
     smart_epsilon: float = option(1e-6, "Added to the l-inf norm when the noise is normalised.", SMART)
     seed: int = option(0, "Seed of initialisation, shuffling and dropout.", OPTIM)
+    head_seed: int | None = option(None, "Seed of the task heads' initialisation alone (default: --seed), so that "
+                                   "runs of a grid with other seeds start from one head and can be souped.", MODEL)
     limit: int | None = option(None, "Use the first N training examples per task.", DATA)
     max_length: int | None = option(None, "Truncate inputs to N tokens (default: the model's limit).", MODEL)
     precision: str = option("auto", "Training autocast: auto (bf16 on CUDA, fp32 on CPU), fp32, bf16 (a CPU needs "
@@ -151,7 +154,7 @@ class TrainConfig:
 # the options added after registries were first written, with their defaults (left out of the fingerprint there)
 LATER_FIELDS: dict[str, Any] = {f.name: f.default for f in fields(TrainConfig)
                                 if f.name in ("schedule", "warmup", "grad_accum", "max_grad_norm",
-                                              "gradient_checkpointing", "patience")}
+                                              "gradient_checkpointing", "patience", "head_seed")}
 
 
 @dataclass

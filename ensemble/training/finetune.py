@@ -285,11 +285,23 @@ def _load_data(cfg: TrainConfig, data_dir: Path, progress: Progress) -> tuple[di
     return splits, skipped
 
 
+def seed_heads(model: MultitaskModel, head_seed: int) -> None:
+    """Draw every task head's initial weights from ``head_seed`` alone (torch's own initialisation of a
+    linear layer, under a forked generator): runs that share it start from one head whatever their
+    ``--seed``, so their weights can be averaged (``ensemble soup``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(head_seed)
+        for task in sorted(model.heads):
+            model.heads[task][-1].reset_parameters()
+
+
 def _build_model(cfg: TrainConfig, dev: torch.device) -> tuple[MultitaskModel, Any, dict[str, Any] | None]:
     """The model over the pretrained base, on ``dev``; its tokenizer; the base's pretraining record."""
     base_path = resolve_base(cfg.base)
     base_model, tokenizer = load_base(base_path, cfg.hidden_dropout)
     model = MultitaskModel.from_base(cfg.model, base_model)
+    if cfg.head_seed is not None:
+        seed_heads(model, cfg.head_seed)
     prov_file = Path(base_path) / PROVENANCE_FILE
     provenance = documents.load_json(prov_file, what="the provenance `ensemble pretrain` writes") \
         if prov_file.is_file() else None

@@ -50,8 +50,8 @@ def test_every_command_is_registered():
     assert sorted(" ".join(p) for p in COMMANDS) == sorted([
         "train", "list", "compare", "show", "verify", "remove", "register", "select", "predict", "validate", "submit",
         "pretrain", "run", "submissions", "bench select", "bench inference", "bench random-base", "bench train", "bench grid", "bench honesty",
-        "bench search", "ensembles list", "ensembles show", "ensembles remove", "analyze", "report", "search start",
-        "search show"])
+        "bench search", "bench soup", "soup", "ensembles list", "ensembles show", "ensembles remove", "analyze", "report",
+        "search start", "search show"])
 
 
 @pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
