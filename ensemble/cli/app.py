@@ -8,6 +8,7 @@ prints the traceback instead.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import traceback
 from importlib.metadata import PackageNotFoundError, version as package_version
@@ -50,6 +51,23 @@ def _unexpected(ctx: typer.Context, e: Exception) -> None:
           {"type": type(e).__name__, "unexpected": True, "traceback": where})
 
 
+def _closed_pipe() -> None:
+    """The reader of stdout went away (``ensemble list --csv | head -1``): a normal end, as for ``cat``.
+    What is still buffered goes nowhere and no error is printed."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):   # no real stdout (a test runner's): nothing left to quiet
+        pass
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+    except (OSError, ValueError):
+        return False
+
+
 class Command(TyperCommand):
     """A command whose errors, wherever raised, go through :func:`_fail` (exit code 1)."""
 
@@ -60,6 +78,9 @@ class Command(TyperCommand):
             _fail(ctx, str(e), {"type": type(e).__name__})
         except CLICK_EXITS:   # click's own exits and usage errors keep their codes
             raise
+        except BrokenPipeError:   # the pipe's reader closed it: a quiet, normal end
+            _closed_pipe()
+            raise typer.Exit(0)
         except OSError as e:
             full = disk_full(e, e.filename or "a file", "what was being written is removed and what was stored before "
                              "is unchanged (every write is atomic)")
@@ -121,4 +142,16 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")   # transformers' own bars follow this
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    app()
+    was_devnull = _stdout_is_devnull()
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()   # here, not at interpreter exit, where a closed pipe is an error message
+    except BrokenPipeError:
+        _closed_pipe()
+        sys.exit(0)
+    except SystemExit as e:   # rich's own consoles (help) end a closed pipe with exit 1 and stdout on /dev/null
+        if e.code == 1 and not was_devnull and _stdout_is_devnull():
+            sys.exit(0)
+        raise

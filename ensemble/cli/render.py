@@ -53,6 +53,16 @@ class Stdout(Console):
 
     size = property(_size, Console.size.fset)
 
+    def on_broken_pipe(self) -> None:
+        """The pipe's reader went away (``ensemble list | head -1``): a normal end, exit 0 and no message,
+        as ``cat`` (rich's own exits 1)."""
+        self.quiet = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+        except (OSError, ValueError):   # a file with no descriptor (a test runner's)
+            pass
+        raise SystemExit(0)
+
 
 console = Stdout()
 err = Stdout(stderr=True)
