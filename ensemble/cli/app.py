@@ -7,6 +7,7 @@ prints the traceback instead.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import tempfile
@@ -14,10 +15,11 @@ import traceback
 from importlib.metadata import PackageNotFoundError, version as package_version
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from ..errors import EnsembleError
 from ..files import disk_full
+from . import help as helptext
 from . import analyze, bench, candidates, ensembles, honesty, run, select, submissions, submit, train
 from .render import err, error, print_json
 
@@ -68,7 +70,38 @@ def _stdout_is_devnull() -> bool:
         return False
 
 
-class Command(TyperCommand):
+class _Help:
+    """The help page of :mod:`.help`: plain text that folds at spaces, options grouped by panel."""
+
+    def format_usage(self, ctx, formatter) -> None:
+        formatter.write_usage(ctx.command_path, " ".join(helptext.usage_pieces(self, ctx)))
+
+    def format_help_text(self, ctx, formatter) -> None:
+        if self.help:
+            formatter.write("\n" + "".join(f"  {line}".rstrip() + "\n" for line in
+                                            helptext.paragraphs(self.help.partition("\f")[0], formatter.width - 2)))
+
+    def format_options(self, ctx, formatter) -> None:
+        sections = helptext.records(self, ctx)
+        commands = getattr(self, "commands", None)
+        if commands:
+            sections["Commands"] = [(name, inspect.cleandoc(cmd.help or "").split("\n\n")[0])
+                                    for name, cmd in commands.items() if not cmd.hidden]
+        for title, rows in sections.items():
+            formatter.write(f"\n{title}:\n" + "".join(f"{line}\n" for line in
+                                                       helptext.definitions(rows, formatter.width)))
+
+    def format_epilog(self, ctx, formatter) -> None:
+        if self.epilog:
+            formatter.write("\n" + "".join(f"  {line}".rstrip() + "\n" for line in
+                                            helptext.paragraphs(self.epilog, formatter.width - 2)))
+
+
+class Group(_Help, TyperGroup):
+    """A group (the app, ``bench``, ``ensembles``) with the help page of :mod:`.help`."""
+
+
+class Command(_Help, TyperCommand):
     """A command whose errors, wherever raised, go through :func:`_fail` (exit code 1)."""
 
     def invoke(self, ctx: typer.Context):
@@ -100,7 +133,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(cls=Group, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
@@ -110,13 +143,13 @@ def main_options(
                                  help="Print the installed version and exit."),
     debug: bool = typer.Option(False, "--debug", help="On an unexpected error, print the full traceback."),
 ) -> None:
-    """Train multitask BERT candidates, keep them in a verified registry, build greedy per-task ensembles and
-    write CS224N leaderboard submissions."""   # --debug is read where an error is handled (_unexpected)
+    """Train multitask BERT candidates, keep them in a verified registry, select per-task ensembles with an
+    honest held-out estimate and write CS224N leaderboard submissions."""   # --debug is read where an error is handled (_unexpected)
 
 
-bench_app = typer.Typer(no_args_is_help=True, help="Measure selection, inference and training speed.")
+bench_app = typer.Typer(cls=Group, no_args_is_help=True, rich_markup_mode=None, help="Measure selection, inference and training speed.")
 app.add_typer(bench_app, name="bench")
-ensembles_app = typer.Typer(no_args_is_help=True, help="List, show and remove the ensembles `select` saved.")
+ensembles_app = typer.Typer(cls=Group, no_args_is_help=True, rich_markup_mode=None, help="List, show and remove the ensembles `select` saved.")
 app.add_typer(ensembles_app, name="ensembles")
 
 COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists them

@@ -117,7 +117,8 @@ def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidat
         raise typer.Exit(1)
 
 
-def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
+def remove(candidate: str = typer.Argument(..., help="Candidate id (or unique prefix, or name), or a damaged "
+                                                        "folder's name."), registry: RegistryOpt = Path("checkpoints"),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."), as_json: JsonOpt = False) -> None:
     """Delete a candidate from the registry (a damaged folder too, by its folder name); when saved
     ensembles use it, they are named and the removal must be confirmed (or --yes)."""

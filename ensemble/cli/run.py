@@ -147,7 +147,7 @@ def run(
                                        "expected to beat it held out; ensemble: always submit the ensemble."),
     device: DeviceOpt = "auto",
     engine: Engine = typer.Option("local", callback=plain, help="local: one run after another in this process; "
-                                  "ray: the runs as Ray tasks over GPUs, CPUs or a cluster (`pip install -e \".\\[ray]\"`)."),
+                                  "ray: the runs as Ray tasks over GPUs, CPUs or a cluster (`pip install -e \".[ray]\"`)."),
     address: Optional[str] = typer.Option(None, help="HOST:PORT of a running Ray cluster to join (default: "
                                           "RAY_ADDRESS, else start Ray on this machine).", rich_help_panel=RAY),
     gpus_per_run: Optional[float] = typer.Option(None, help="GPUs per run, fractions allowed (default: 1 where the "
