@@ -21,9 +21,16 @@ from ..errors import EnsembleError
 from ..files import disk_full
 from . import help as helptext
 from . import analyze, bench, candidates, ensembles, honesty, run, select, submissions, submit, train
+from .options import USAGE_ERROR
 from .render import err, error, print_json
 
 CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
+EXIT_CODES = {0: "done (also when the reader of a pipe closed it: `ensemble list | head -1`)",
+              1: "an error the user can fix (one red `error:` line; under --json also a JSON error object), "
+                 "or a bug (its traceback in a file)",
+              2: "a usage error: an unknown option or command, a value an option does not take "
+                 "(the same red `error:` line, and the command's -h to read)",
+              130: "interrupted (Ctrl-C): what was stopped and how to go on is said"}
 
 
 def _fail(ctx: typer.Context, message: str, fields: dict) -> None:
@@ -32,6 +39,20 @@ def _fail(ctx: typer.Context, message: str, fields: dict) -> None:
     if ctx.params.get("as_json"):
         print_json({"error": message, **fields})
     raise typer.Exit(1)
+
+
+def _usage(ctx, e: Exception, args: list[str] | None = None) -> None:
+    """A usage error (exit 2), in the style of every other error: the red line, the help to read and,
+    when the command line asks for --json, the JSON error object."""
+    message = e.format_message().replace("Value error, ", "")
+    ctx = getattr(e, "ctx", None) or ctx
+    error(message)
+    if ctx is not None:
+        err.print(f"(`{ctx.command_path} -h` lists the options)", markup=False, highlight=False)
+    words = list(args if args is not None else sys.argv[1:])
+    if (ctx is not None and ctx.params.get("as_json")) or "--json" in words:
+        print_json({"error": message, "type": "UsageError", "exit_code": 2})
+    raise typer.Exit(2)
 
 
 def _unexpected(ctx: typer.Context, e: Exception) -> None:
@@ -97,11 +118,28 @@ class _Help:
                                             helptext.paragraphs(self.epilog, formatter.width - 2)))
 
 
-class Group(_Help, TyperGroup):
+class _Usage:
+    """Usage errors (exit 2) wherever click finds them, shown by :func:`_usage`."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        words = list(args)
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except USAGE_ERROR as e:
+            _usage(parent, e, words)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except USAGE_ERROR as e:
+            _usage(ctx, e, args)
+
+
+class Group(_Help, _Usage, TyperGroup):
     """A group (the app, ``bench``, ``ensembles``) with the help page of :mod:`.help`."""
 
 
-class Command(_Help, TyperCommand):
+class Command(_Help, _Usage, TyperCommand):
     """A command whose errors, wherever raised, go through :func:`_fail` (exit code 1)."""
 
     def invoke(self, ctx: typer.Context):
@@ -109,7 +147,9 @@ class Command(_Help, TyperCommand):
             return super().invoke(ctx)
         except EnsembleError as e:
             _fail(ctx, str(e), {"type": type(e).__name__})
-        except CLICK_EXITS:   # click's own exits and usage errors keep their codes
+        except USAGE_ERROR as e:   # a callback's check of a value (exit 2)
+            _usage(ctx, e)
+        except CLICK_EXITS:   # click's own exits keep their codes
             raise
         except BrokenPipeError:   # the pipe's reader closed it: a quiet, normal end
             _closed_pipe()
@@ -133,7 +173,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-app = typer.Typer(cls=Group, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+app = typer.Typer(cls=Group, epilog="Exit codes:\n\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items()), no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 
@@ -147,9 +187,9 @@ def main_options(
     honest held-out estimate and write CS224N leaderboard submissions."""   # --debug is read where an error is handled (_unexpected)
 
 
-bench_app = typer.Typer(cls=Group, no_args_is_help=True, rich_markup_mode=None, help="Measure selection, inference and training speed.")
+bench_app = typer.Typer(cls=Group, epilog="Exit codes:\n\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items()), no_args_is_help=True, rich_markup_mode=None, help="Measure selection, inference and training speed.")
 app.add_typer(bench_app, name="bench")
-ensembles_app = typer.Typer(cls=Group, no_args_is_help=True, rich_markup_mode=None, help="List, show and remove the ensembles `select` saved.")
+ensembles_app = typer.Typer(cls=Group, epilog="Exit codes:\n\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items()), no_args_is_help=True, rich_markup_mode=None, help="List, show and remove the ensembles `select` saved.")
 app.add_typer(ensembles_app, name="ensembles")
 
 COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists them

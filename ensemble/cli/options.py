@@ -16,6 +16,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from ..errors import EnsembleError
 from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS
 from ..scale.grid import PRESETS
 from ..selection import MODES
@@ -23,6 +24,7 @@ from ..tasks import TASK_NAMES, parse_tasks
 from ..training.config import BASE_HELP, TASKS_HELP
 
 ALL_TASKS = ",".join(TASK_NAMES)
+USAGE_ERROR = typer.BadParameter.__mro__[1]   # click's UsageError (typer keeps click inside itself): exit 2
 SELECT_MODES = tuple(MODES)
 
 
@@ -89,7 +91,8 @@ def _option_param(f: Field, hint: Any) -> inspect.Parameter:
 def config_options(config: type, into: str = "cfg") -> Callable[[Callable], Callable]:
     """Decorate a command whose parameter ``into`` is a ``config`` instance: the command gets one
     option per field of the dataclass ``config`` (made with :func:`ensemble.training.config.option`)
-    and receives them as one checked ``config`` (its check's error is the command's error, exit 1)."""
+    and receives them as one checked ``config`` (its check's error is a usage error, exit 2, as for a
+    value outside an option's choices)."""
     hints = typing.get_type_hints(config)
     made = [_option_param(f, hints[f.name]) for f in fields(config) if "help" in f.metadata]
 
@@ -99,9 +102,13 @@ def config_options(config: type, into: str = "cfg") -> Callable[[Callable], Call
         @functools.wraps(command)
         def run(**kw: Any) -> Any:
             values = {p.name: kw.pop(p.name) for p in made}
-            if "tasks" in values:
-                values["tasks"] = parse_tasks(values["tasks"])
-            return command(**kw, **{into: config(**values)})
+            try:
+                if "tasks" in values:
+                    values["tasks"] = parse_tasks(values["tasks"])
+                checked = config(**values)
+            except EnsembleError as e:   # a value the option does not take: the command line's mistake
+                raise USAGE_ERROR(str(e)) from None
+            return command(**kw, **{into: checked})
 
         params = made + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
         run.__signature__ = inspect.Signature(params)

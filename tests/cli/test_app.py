@@ -30,7 +30,7 @@ def test_errors_are_red_messages_with_exit_1(tmp_path, invoke):
     r = invoke("train", "--data", tmp_path / "missing", "--base", "minilm")
     assert r.exit_code == 1 and "no such folder" in r.output
     r = invoke("train", "--data", SAMPLE, "--tasks", "sst,nli")
-    assert r.exit_code == 1 and "unknown task 'nli'" in r.output
+    assert r.exit_code == 2 and "unknown task 'nli'" in r.output   # a value the option does not take: usage
     r = invoke("select", "--data", SAMPLE, "--registry", tmp_path / "empty", "--mode", "bagging")
     assert r.exit_code == 2 and "'bagging' is not one of 'greedy'" in r.output   # a choice: click's usage error
 

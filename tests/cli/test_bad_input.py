@@ -93,10 +93,11 @@ def test_parameters_must_be_positive(tmp_path, invoke, fake_predictions):
     assert not (tmp_path / "reg" / "candidates").exists()
 
 
-def train_refused(tmp_path, invoke, base, *option: str) -> str:
-    """``ensemble train`` on the sample with ``option``: the message it was refused with."""
+def train_refused(tmp_path, invoke, base, *option: str, code: int = 2) -> str:
+    """``ensemble train`` on the sample with ``option``: the message it was refused with (exit 2: a usage error, as
+    a value the configuration's check refuses; exit 1 for the device, checked when it is looked for)."""
     r = invoke("train", "--data", SAMPLE, "--base", base, "--epochs", "1", *option, "--registry", tmp_path / "reg")
-    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.exit_code == code and "Traceback" not in r.output, r.output
     assert not (tmp_path / "reg" / "candidates").exists()
     return r.output
 
@@ -106,7 +107,8 @@ def train_refused(tmp_path, invoke, base, *option: str) -> str:
     *[(("--seed", s), "--seed must be in [0, 2^32)") for s in ("-1", str(2**32))],
     (("--device", "bogus"), "--device 'bogus': unknown device; expected auto, cpu, cuda or cuda:N")])
 def test_bad_train_options_are_refused_before_any_work(tmp_path, invoke, tiny_base_dir, option, message):
-    assert message in train_refused(tmp_path, invoke, tiny_base_dir, *option)
+    code = 1 if option[0] == "--device" else 2
+    assert message in train_refused(tmp_path, invoke, tiny_base_dir, *option, code=code)
 
 
 def test_max_length_beyond_the_base_is_said(tmp_path, invoke, tiny_base_dir):
