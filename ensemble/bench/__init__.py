@@ -31,6 +31,8 @@ Files, in flow order:
     ``bench honesty``: the known-truth simulation of the held-out interval and the modes.
 ``grid``
     ``bench grid``: one small grid on the local engine and on Ray.
+``startup``
+    ``bench startup``: ``ensemble --version`` and ``-h`` against ``python -c pass``, as a ratio.
 
 Timings: wall clock, best of ``repeats`` (the median is reported too), CUDA synchronised before
 every clock read. The machine's load average is reported: other processes on a small machine
@@ -38,4 +40,4 @@ change the numbers a lot.
 """
 
 FILES = ("machine", "accuracy", "profiling", "targets", "pipeline", "inference", "training", "training_options",
-         "selection", "honesty", "grid")
+         "selection", "honesty", "grid", "startup")

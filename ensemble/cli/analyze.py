@@ -8,7 +8,6 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from ..report import analysis
 from ..data import resolve_data
 from ..registry.store import Registry
 from ..tasks import TASKS, parse_tasks
@@ -32,6 +31,8 @@ def analyze(
     error by band, the rows it fixes and breaks, the worst errors with every member's prediction, and diversity."""
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
+    from ..report import analysis   # here: numpy and the selection load only for this command
+
     view = analysis.analyze(Registry(registry), data_dir, ensemble, parse_tasks(task) if task else None, worst, sample)
     if as_json:
         print_json(view)

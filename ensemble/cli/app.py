@@ -201,7 +201,7 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "submissions", submissions.submissions), (app, "analyze", analyze.analyze), (app, "report", analyze.report),
     (bench_app, "select", bench.select), (bench_app, "inference", bench.inference),
     (bench_app, "random-base", bench.random_base), (bench_app, "train", bench.train),
-    (bench_app, "grid", bench.grid),
+    (bench_app, "grid", bench.grid), (bench_app, "startup", bench.startup),
     (bench_app, "honesty", honesty.honesty),
     (ensembles_app, "list", ensembles.list_), (ensembles_app, "show", ensembles.show),
     (ensembles_app, "remove", ensembles.remove),

@@ -119,3 +119,16 @@ def grid(data: DataOpt = None,
         print_json(result, default=float)
         return
     print_bench(result)
+
+
+def startup(repeats: int = typer.Option(5, help="Times each command is started (interleaved); the best counts."),
+            as_json: JsonOpt = False) -> None:
+    """How long `ensemble --version` and `-h` take to start, against `python -c pass` in the same run (a ratio;
+    target: at most 10x)."""
+    from ..bench.startup import bench_startup
+
+    result = bench_startup(repeats)
+    if as_json:
+        print_json(result, default=float)
+        return
+    print_bench(result)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 from rich.markup import escape
 
@@ -24,7 +23,7 @@ def summary(name: str, doc: dict[str, Any]) -> dict[str, Any]:
     scores = [e["dev_score"] for e in tasks.values() if e.get("dev_score") is not None]
     members = {cid for e in tasks.values() for cid in e.get("weights", {})}
     return {"name": name, "mode": doc.get("mode"), "tasks": list(tasks), "members": len(members),
-            "mean_dev": float(np.mean(scores)) if scores else None, "saved": doc.get("created"),
+            "mean_dev": sum(scores) / len(scores) if scores else None, "saved": doc.get("created"),
             "sample": bool(doc.get("sample"))}
 
 

@@ -19,13 +19,13 @@ import typer
 from ..errors import EnsembleError
 from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS
 from ..scale.grid import PRESETS
-from ..selection import MODES
+from ..selection import MODE_NAMES
 from ..tasks import TASK_NAMES, parse_tasks
 from ..training.config import BASE_HELP, TASKS_HELP
 
 ALL_TASKS = ",".join(TASK_NAMES)
 USAGE_ERROR = typer.BadParameter.__mro__[1]   # click's UsageError (typer keeps click inside itself): exit 2
-SELECT_MODES = tuple(MODES)
+SELECT_MODES = MODE_NAMES
 
 
 def examples(*lines: str) -> Callable[[Callable], Callable]:

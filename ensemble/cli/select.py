@@ -7,7 +7,6 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .. import workflow
 from ..data import resolve_data
 from ..errors import EnsembleError
 from ..registry.store import Registry
@@ -42,6 +41,8 @@ def select(
     """Build each task's ensemble; show what each member adds and how much gain survives held out."""
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
+    from .. import workflow   # here: numpy and the selection load only for the commands that select
+
     report = workflow.select(Registry(registry), data_dir, parse_tasks(tasks), mode, max_size, steps, repeats,
                              seed, name, sample=sample, folds=folds, level=level, bags=bags, fraction=fraction)
     if as_json:
@@ -75,11 +76,15 @@ def predict(
     if input is not None:
         if task is None:
             raise EnsembleError("--input needs --task (sst, para or sts)")
+        from .. import workflow   # here: numpy loads only for the commands that predict
+
         result = workflow.predict_input(reg, input, task, out, name, device, precision, RichProgress(as_json),
                                         compile=compile)
     else:
         data_dir, sample = resolve_data(data)
         sample_banner(sample)
+        from .. import workflow
+
         result = workflow.predict(reg, data_dir, out, name)
     result["ensemble_saved"] = doc.get("created")
     if as_json:

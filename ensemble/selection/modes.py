@@ -12,12 +12,11 @@ from typing import Callable
 from ..errors import EnsembleError
 from . import bagged, caruana, greedy
 from .checks import Budget
+from .names import DEFAULT_MODE, MODE_NAMES
 from .pool import Pool
 from .results import Picked, Step
 
-# The default: the best mean true held-out gain across `ensemble bench honesty`'s scenarios, and no
-# worse than greedy on the real candidates of its --registry check (README "Honest gains").
-DEFAULT_MODE = "caruana"
+__all__ = ["DEFAULT_MODE", "MODES", "Mode", "get_mode"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,7 @@ MODES: dict[str, Mode] = {
     "caruana": Mode(caruana.caruana, ("steps",), caruana.note),
     "bagged": Mode(bagged.bagged, ("steps", "bags", "fraction", "seed"), bagged.note),
 }
+assert tuple(MODES) == MODE_NAMES, "a mode's name goes into names.MODE_NAMES too"
 
 
 def get_mode(mode: str) -> Mode:
