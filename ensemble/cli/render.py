@@ -49,7 +49,30 @@ class Stdout(Console):
             return size
         if columns.isdigit():
             return ConsoleDimensions(int(columns), size.height)
-        return ConsoleDimensions(PIPED_WIDTH, size.height)
+        return ConsoleDimensions(self._watched_width() or PIPED_WIDTH, size.height)
+
+    def _watched_width(self) -> int | None:
+        """``ensemble list | tee list.log``: the width of the terminal someone watches the output on
+        (stderr's, else /dev/tty's), when this console writes to a real pipe or file."""
+        try:
+            self.file.fileno()
+        except (AttributeError, OSError, ValueError):   # not a real file (a test runner's buffer)
+            return None
+        try:
+            if os.isatty(2):
+                return os.get_terminal_size(2).columns
+        except OSError:
+            pass
+        try:
+            tty = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+        except OSError:   # no controlling terminal (a cron job, a batch queue)
+            return None
+        try:
+            return os.get_terminal_size(tty).columns
+        except OSError:
+            return None
+        finally:
+            os.close(tty)
 
     size = property(_size, Console.size.fset)
 
@@ -66,6 +89,32 @@ class Stdout(Console):
 
 console = Stdout()
 err = Stdout(stderr=True)
+
+
+def fold_fields(text: str, width: int, sep: str = "  ") -> str:
+    """A line of fields (joined by two spaces, as the epoch lines) folded at field boundaries to
+    ``width``, continuation lines indented; a field wider than that folds at its spaces, never
+    inside a number."""
+    lines: list[str] = []
+    line = ""
+    for field in text.split(sep):
+        candidate = f"{line}{sep}{field}" if line else field
+        if len(candidate) <= width or not line:
+            line = candidate
+        else:
+            lines.append(line)
+            line = "  " + field
+    lines.append(line)
+    out = []
+    for line in lines:
+        while len(line) > width and " " in line.strip():
+            cut = line.rfind(" ", 0, width + 1)
+            if cut <= len(line) - len(line.lstrip()):
+                break
+            out.append(line[:cut].rstrip())
+            line = "  " + line[cut:].strip()
+        out.append(line)
+    return "\n".join(out)
 
 
 def print_json(obj: Any, **kwargs: Any) -> None:
