@@ -55,6 +55,31 @@ def _usage(ctx, e: Exception, args: list[str] | None = None) -> None:
     raise typer.Exit(2)
 
 
+GO_ON = {   # after Ctrl-C: how to go on, by command
+    "train": "rerun the same command to continue from the last finished epoch (it resumes; --again starts a new run)",
+    "run": "rerun the same command: finished runs are kept and the unfinished one resumes",
+    "pretrain": "rerun the same command with --resume to continue from the last checkpoint in --out",
+}
+
+
+def _interrupted(ctx: typer.Context) -> None:
+    """Ctrl-C: the live bars stopped, one line saying what was stopped and how to go on, exit 130."""
+    for live in list(getattr(err, "_live_stack", [])):
+        try:
+            live.stop()
+        except Exception:   # a bar half torn down: the message matters more
+            pass
+    how = GO_ON.get(ctx.info_name, "what was being written is removed and what was stored before is unchanged "
+                    "(every write is atomic); rerun the same command")
+    message = f"interrupted: `{ctx.command_path}` was stopped; {how}"
+    if err.is_terminal:
+        err.print()   # off the line the bar (or ^C) was on
+    error(message)
+    if ctx.params.get("as_json"):
+        print_json({"error": message, "type": "KeyboardInterrupt", "exit_code": 130})
+    raise typer.Exit(130)
+
+
 def _unexpected(ctx: typer.Context, e: Exception) -> None:
     """A bug: the traceback (printed under ``--debug``, else written to a file) and a short message."""
     text = traceback.format_exc()
@@ -149,6 +174,8 @@ class Command(_Help, _Usage, TyperCommand):
             _fail(ctx, str(e), {"type": type(e).__name__})
         except USAGE_ERROR as e:   # a callback's check of a value (exit 2)
             _usage(ctx, e)
+        except KeyboardInterrupt:
+            _interrupted(ctx)
         except CLICK_EXITS:   # click's own exits keep their codes
             raise
         except BrokenPipeError:   # the pipe's reader closed it: a quiet, normal end

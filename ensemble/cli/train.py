@@ -27,9 +27,9 @@ def train(
     device: Annotated[str, typer.Option(help=DEVICE_HELP, rich_help_panel=OUTPUT)] = "auto",
     registry: Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP, rich_help_panel=OUTPUT)] = Path("checkpoints"),
     resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Continue this configuration's "
-                                         "unfinished run from its last completed epoch.")] = False,
-    again: Annotated[bool, typer.Option("--again", rich_help_panel=OUTPUT, help="Train even when this "
-                                        "configuration is already complete in the registry.")] = False,
+                                         "unfinished run from its last completed epoch (a rerun does this anyway).")] = False,
+    again: Annotated[bool, typer.Option("--again", rich_help_panel=OUTPUT, help="Train a new run even when this "
+                                        "configuration is already complete or unfinished in the registry.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP, rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Fine-tune a multitask model; register every epoch that is best on dev for some task.

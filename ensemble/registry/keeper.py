@@ -130,8 +130,9 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     runner's one entry point to training), keeping the run's record in ``<registry>/runs/``.
 
     A configuration already complete in the registry (same fingerprint) is skipped, naming its
-    candidates (``status`` "skipped"), unless ``again``. ``resume`` continues the configuration's
-    unfinished run from its last completed epoch. ``on_epoch(entry)`` gets each epoch's record
+    candidates (``status`` "skipped"), unless ``again``. The configuration's unfinished run (an
+    interrupted one) is continued from its last completed epoch, ``resume`` or not, unless ``again``
+    (a new run beside it). ``on_epoch(entry)`` gets each epoch's record
     entry (:mod:`ensemble.registry.runs`) with ``run_id`` and ``name`` added."""
     from ..training import checkpoint as ckpt  # lazy: torch
     from ..training.finetune import TrainResult, train  # lazy: torch
@@ -150,10 +151,15 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
                       if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
     elif resume:
         progress.note(f"{cfg.run_name}: --resume: no unfinished run of this configuration; training a new run")
-    elif record is not None:
+    elif record is not None and again:
         progress.note(f"{cfg.run_name}: run {record['run_id']} of this configuration is unfinished ({epoch} of "
-                      f"{cfg.epochs} epochs done); `--resume` continues it. Training a new run.")
+                      f"{cfg.epochs} epochs done); --again: training a new run beside it")
         record = None
+    elif record is not None:   # a rerun after an interrupt continues the run instead of training a duplicate
+        progress.note(f"{cfg.run_name}: run {record['run_id']} of this configuration is unfinished; resuming it after "
+                      f"epoch {epoch} of {cfg.epochs} (`--again` trains a new run instead)" if epoch else
+                      f"{cfg.run_name}: run {record['run_id']} of this configuration completed no epoch; starting it "
+                      "again")
     run_id = record["run_id"] if record else registry.new_id()
     folder = run_dir(registry.root, run_id) / "checkpoint"
     keeper = EpochKeeper(registry, progress, on_epoch, record)
