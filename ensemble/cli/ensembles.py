@@ -71,13 +71,28 @@ def show(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"), as_js
     console.print(f"[bold]{escape(name)}[/]  mode {escape(str(d['mode'] or '-'))}, saved {escape(str(d['saved'] or '-'))}"
                   + (" (SAMPLE DATA)" if d["sample"] else ""))
     for task, entry in d["tasks"].items():
-        console.print(f"{task}: dev {fmt(entry['dev_score'])}, held-out estimate {fmt(entry['heldout'])}")
+        console.print(f"[bold]{task}[/]: dev {fmt(entry['dev_score'])}; {escape(_interval(entry.get('interval')))}; "
+                      f"submitted: {escape(str(entry.get('system') or 'ensemble'))}", highlight=False)
         print_table("", [Col("member"), Col("name"), Col("weight", True)],
                     [[m["id"], escape(m["name"] or "(no longer in the registry)"), fmt(m["weight"])]
                      for m in entry["members"]])
-        for key, value in entry.items():
-            if key not in ("members", "dev_score", "heldout"):
-                console.print(f"  {escape(str(key))}: {escape(str(fmt(value)))}")
+        for key in ("reason", "settings"):
+            value = entry.get(key)
+            if value:
+                shown = ", ".join(f"{k} {fmt(v)}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+                console.print(f"  {key}: {escape(shown)}", highlight=False)
+
+
+def _interval(cf: Any) -> str:
+    """The held-out estimate in words: gain, interval, how it was computed."""
+    if not isinstance(cf, dict) or cf.get("estimate") is None:
+        return "held-out gain not estimated"
+    text = f"held-out gain {cf['estimate']:+.4f}"
+    if cf.get("low") is not None and cf.get("high") is not None:
+        text += f", {cf.get('level', 0.95):.0%} interval [{cf['low']:+.4f}, {cf['high']:+.4f}]"
+    if cf.get("repeats") and cf.get("folds"):
+        text += f" ({cf['repeats']} x {cf['folds']}-fold)"
+    return text
 
 
 def remove(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"),

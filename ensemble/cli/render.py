@@ -117,6 +117,11 @@ def fold_fields(text: str, width: int, sep: str = "  ") -> str:
     return "\n".join(out)
 
 
+def plural(n: int, word: str) -> str:
+    """``1 candidate``, ``2 candidates``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def print_json(obj: Any, **kwargs: Any) -> None:
     print(json.dumps(obj, indent=2, **kwargs))
 
@@ -202,6 +207,21 @@ def print_run_record(record: dict[str, Any], live) -> None:
                   f"candidates: {', '.join(record.get('candidates') or []) or 'none yet'}")
 
 
+def print_pretrained(d: dict[str, Any]) -> None:
+    """``pretrain``'s end: a few lines, the whole record under --json."""
+    resumed = f", resumed from step {d['resumed_from']:,}" if d.get("resumed_from") else ""
+    console.print(f"pretrained {escape(str(d['base']))} -> {escape(str(d['out']))}: {d['steps']:,} steps "
+                  f"({d['steps_run']:,} now{resumed}), {d['epochs']:.2f} passes over {d['sequences']:,} sequences "
+                  f"of {','.join(d['tasks'])}, {d['seconds']:.0f} s on {escape(str(d['device']))}", highlight=False)
+    loss = "-" if d.get("final_loss") is None else f"{d['final_loss']:.4f}"
+    before, after = d.get("perplexity_before"), d.get("perplexity_after")
+    perplexity = ("" if before is None or after is None else
+                  f"; perplexity {before:.2f} -> {after:.2f} on {escape(str(d.get('perplexity_texts') or '-'))}")
+    console.print(f"final loss (mean of the last 50 steps) {loss}{perplexity}", highlight=False)
+    console.print(f"train on it: `ensemble train --base {escape(str(d['out']))}` (the whole record: --json)",
+                  highlight=False)
+
+
 def print_fields(title: str, d: dict[str, Any]) -> None:
     rows = [[k, fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v, default=str)] for k, v in d.items()]
     print_table(title, [Col("field"), Col("value")], rows)
@@ -236,7 +256,7 @@ def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: boo
         console.print(f"no candidates in {escape(str(registry))} yet: `ensemble train` or `ensemble register` adds some")
         return
     fields = [FIELDS[k] for k in keys]
-    print_table(f"{len(cands)} candidates in {registry}", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
+    print_table(f"{plural(len(cands), 'candidate')} in {registry}", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
                 [[escape(f.show(f.value(c))) for f in fields] for c in cands], keep_all,
                 hint="--no-truncate or --columns shows them")
 
@@ -245,18 +265,34 @@ def print_candidate(c) -> None:
     console.print(f"[bold]{c.id}[/]  {escape(str(c.name))}  ({escape(c.kind)}, "
                   f"{escape(str(c.architecture))}, {params(c.parameters)} parameters)")
     console.print(f"created {escape(str(c.created))}  at {escape(str(c.path))}")
-    if c.model_config:
-        console.print("model: " + json.dumps(c.model_config, sort_keys=True))
+    dev = [f"{t} {c.dev_metric(t):.4f}" for t in TASKS if c.dev_metric(t) is not None]
+    console.print(f"dev: {', '.join(dev) or '-'}", highlight=False)
     if c.training:
         tr = dict(c.training)
-        console.print("training: " + json.dumps(tr.pop("config", {}), sort_keys=True))
-        console.print("run: " + json.dumps(tr, sort_keys=True))
+        changed = _changed_settings(tr.get("config") or {})
+        console.print(f"run {escape(str(tr.get('run_id') or '-'))}, epoch {tr.get('epoch', '-')}"
+                      + (f"; settings apart from the defaults: {escape(changed)}" if changed else "; default settings"),
+                      highlight=False)
+    console.print("(the whole manifest: `ensemble show ID --json`)", highlight=False)
     rows = [[r.task, r.split, fmt(c.metric(r.task, r.split)), str(r.rows), r.data_file or "-",
              (r.data_sha256 or "-")[:16]] for r in c.prediction_records()]
     print_table("dev metrics and cached predictions", [Col("task"), Col("split"), Col("metric", True), Col("rows", True),
                                                        Col("data file"), Col("data sha256", drop=1)], rows)
     files = [[rel, f"{info.size:,}", info.sha256] for rel, info in sorted(c.files.items())]
     print_table("files", [Col("file"), Col("size", True), Col("sha256")], files)
+
+
+def _changed_settings(config: dict[str, Any]) -> str:
+    """A training configuration as the options that differ from ``train``'s defaults: ``lr 2e-05, seed 1``."""
+    from ..training.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    shown = []
+    for k, v in config.items():
+        if k in ("base", "architecture", "task_layers", "tasks", "varies") or defaults.get(k, v) == v:
+            continue
+        shown.append(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}")
+    return ", ".join(shown)
 
 
 def print_compare(cands: list, fields: list[dict[str, Any]]) -> None:
@@ -358,7 +394,8 @@ def print_predicted(result: dict[str, Any]) -> None:
                     [Col(k, True) for k in [*result["dev_scores"], "mean"]],
                     [[*[f"{v:.4f}" for v in vals], f"{sum(vals) / len(vals):.4f}"]])
     if "score" in result:
-        console.print(f"score on the labelled input: {result['score']:.4f}")
+        metric = result.get("metric", "score")
+        console.print(f"{metric} on the labelled input ({result.get('rows', '?'):,} rows): {result['score']:.4f}")
 
 
 def print_validated(found: list, text: str, pred_dir: Path, data_dir: Path) -> None:

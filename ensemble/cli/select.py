@@ -36,9 +36,11 @@ def select(
     tasks: TasksOpt = ALL_TASKS,
     name: Optional[str] = typer.Option(None, help="Name of the saved ensemble (default: ensemble-<mode>)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every caruana step, not only the kept ones."),
+    force: bool = typer.Option(False, "--force", help="Replace a saved ensemble of this name made in another mode."),
     as_json: JsonOpt = False,
 ) -> None:
     """Build each task's ensemble; show what each member adds and how much gain survives held out."""
+    _refuse_replacing(Registry(registry), name or f"ensemble-{mode}", mode, force)
     data_dir, sample = resolve_data(data)
     sample_banner(sample)
     from .. import workflow   # here: numpy and the selection load only for the commands that select
@@ -49,6 +51,17 @@ def select(
         print_json(report.to_dict())
         return
     print_selection(report, verbose)
+
+
+def _refuse_replacing(reg: Registry, name: str, mode: str, force: bool) -> None:
+    """A saved ensemble of this name made in another mode is kept unless --force (a rerun in the same
+    mode refreshes it, as after training more candidates)."""
+    if force or not reg.exists or name not in reg.ensemble_names():
+        return
+    saved = reg.load_ensemble(name).get("mode")
+    if saved != mode:
+        raise EnsembleError(f"a saved ensemble named {name!r} was made in mode {saved}; selecting in mode {mode} "
+                            f"would replace it: give another --name, or --force to replace it")
 
 
 def predict(

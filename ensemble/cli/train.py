@@ -12,7 +12,7 @@ from ..registry.store import Registry
 from ..training.config import DATA, PretrainConfig, TrainConfig
 from .options import DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_HELP, config_options, examples
 from .progress import RichProgress
-from .render import print_epochs, print_fields, print_json, sample_banner
+from .render import print_epochs, print_json, print_pretrained, sample_banner
 
 OUTPUT = "Output and run"
 
@@ -71,4 +71,4 @@ def pretrain(
     if as_json:
         print_json(result.to_dict(), default=str)
         return
-    print_fields(f"MLM pretraining -> {out}", result.to_dict())
+    print_pretrained(result.to_dict())

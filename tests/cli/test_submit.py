@@ -196,8 +196,8 @@ def test_submissions_lists_past_zips_and_damaged_ones(tmp_path, registry_with_im
     assert rows[2]["damaged"] and rows[2]["file"] == "submission-20990101-000000.zip"
     r = invoke("submissions", "--out", subs)
     assert r.exit_code == 0 and "first: A" in r.output and "damaged" in r.output
-    r = invoke("submissions", "--out", tmp_path / "none")
-    assert r.exit_code == 1 and "no such folder" in r.output
+    r = invoke("submissions", "--out", tmp_path / "none")   # nothing submitted yet: no error (issue 27)
+    assert r.exit_code == 0 and "no submissions yet" in r.output
 
 
 @pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o077, 0o600)])
