@@ -19,6 +19,8 @@ Files, in flow order:
     the core's progress events on a rich bar, with permanent lines in logs.
 ``candidates``
     ``list``, ``compare``, ``show``, ``verify``, ``remove``, ``register``.
+``housekeeping``
+    ``runs``, ``prune`` and ``env``.
 ``train``
     ``train`` and ``pretrain``.
 ``run``
@@ -44,6 +46,6 @@ Files, in flow order:
 """
 from .app import app, main
 
-FILES = ("options", "tables", "help", "listing", "render", "progress", "candidates", "train", "run", "select", "submit",
+FILES = ("options", "tables", "help", "listing", "render", "progress", "candidates", "housekeeping", "train", "run", "select", "submit",
          "submissions", "ensembles", "analyze", "honesty", "bench", "app")
 __all__ = ["app", "main"]

@@ -20,7 +20,7 @@ from typer.core import TyperCommand, TyperGroup
 from ..errors import EnsembleError
 from ..files import disk_full
 from . import help as helptext
-from . import analyze, bench, candidates, ensembles, honesty, run, select, submissions, submit, train
+from . import analyze, bench, candidates, ensembles, honesty, housekeeping, run, select, submissions, submit, train
 from .options import USAGE_ERROR
 from .render import err, error, print_json
 
@@ -223,6 +223,7 @@ COMMANDS = (   # (group, name, function), in the order `ensemble --help` lists t
     (app, "train", train.train), (app, "list", candidates.list_), (app, "compare", candidates.compare),
     (app, "show", candidates.show),
     (app, "verify", candidates.verify), (app, "remove", candidates.remove), (app, "register", candidates.register),
+    (app, "runs", housekeeping.runs), (app, "prune", housekeeping.prune), (app, "env", housekeeping.env),
     (app, "select", select.select), (app, "predict", select.predict), (app, "validate", submit.validate),
     (app, "submit", submit.submit), (app, "pretrain", train.pretrain),
     (app, "submissions", submissions.submissions), (app, "analyze", analyze.analyze), (app, "report", analyze.report),

@@ -25,8 +25,9 @@ def list_(registry: RegistryOpt = Path("checkpoints"),
           sort: Optional[str] = typer.Option(None, help="Sort by a task's dev metric (sst, para, sts)."),
           columns: Optional[str] = typer.Option(None, "--columns", help=f"Columns to show, comma-separated, or all "
                                                 f"(known: {', '.join(FIELDS)}; default: {','.join(DEFAULT_COLUMNS)})."),
-          where: Optional[list[str]] = typer.Option(None, "--where", help="Only candidates with KEY=VALUE (a column "
-                                                    "key: arch=cerberus, seed=0, lr=3e-5, name='*-e1'); repeatable."),
+          where: Optional[list[str]] = typer.Option(None, "--where", help="Only candidates with KEY=VALUE or KEY>VALUE "
+                                                    "(also <, >=, <=, !=), KEY a column or any training option: "
+                                                    "arch=cerberus, sts>0.8, batch_size>=32, name='*-e1'; repeatable."),
           task: Optional[str] = typer.Option(None, help="Only candidates with dev predictions for this task."),
           no_truncate: bool = typer.Option(False, "--no-truncate", help="Keep every column, however wide the table."),
           as_csv: bool = typer.Option(False, "--csv", help="Comma-separated values, all columns, full precision."),
@@ -117,28 +118,38 @@ def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidat
         raise typer.Exit(1)
 
 
-def remove(candidate: str = typer.Argument(..., help="Candidate id (or unique prefix, or name), or a damaged "
-                                                        "folder's name."), registry: RegistryOpt = Path("checkpoints"),
+def remove(candidates: list[str] = typer.Argument(..., help="Candidate ids (or unique prefixes, or names), or a "
+                                                             "damaged folder's name; several at once."),
+           registry: RegistryOpt = Path("checkpoints"),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."), as_json: JsonOpt = False) -> None:
-    """Delete a candidate from the registry (a damaged folder too, by its folder name); when saved
-    ensembles use it, they are named and the removal must be confirmed (or --yes)."""
+    """Delete candidates from the registry (a damaged folder too, by its folder name); when saved
+    ensembles use them, they are named and the removal must be confirmed (or --yes)."""
     reg = Registry(registry)
-    c, damage = reg.find(candidate)
-    if damage is not None:
-        warn(damaged_note(damage))
-    used_by = reg.ensembles_naming(c.id)
-    if used_by:
-        warn(f"candidate {c.id} ({c.name}) is a member of the saved ensemble{'s' if len(used_by) > 1 else ''} "
-             f"{', '.join(used_by)}: `ensemble predict` with {'them' if len(used_by) > 1 else 'it'} fails once it "
-             "is removed; run `ensemble select` again")
-    if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
-        (err if as_json else console).print("kept")
-        raise typer.Exit(1)
-    reg.remove(c.id, allow=used_by)   # refused if another saved ensemble names it by now
+    found = [reg.find(ref) for ref in dict.fromkeys(candidates)]   # every reference resolved before any removal
+    removed = []
+    for c, damage in found:
+        if damage is not None:
+            warn(damaged_note(damage))
+        used_by = reg.ensembles_naming(c.id)
+        if used_by:
+            warn(f"candidate {c.id} ({c.name}) is a member of the saved ensemble{'s' if len(used_by) > 1 else ''} "
+                 f"{', '.join(used_by)}: `ensemble predict` with {'them' if len(used_by) > 1 else 'it'} fails once it "
+                 "is removed; run `ensemble select` again")
+        if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
+            (err if as_json else console).print(f"kept {c.id}")
+            if len(found) == 1:
+                raise typer.Exit(1)
+            continue
+        reg.remove(c.id, allow=used_by)   # refused if another saved ensemble names it by now
+        removed.append((c, used_by))
+        if not as_json:
+            console.print(f"removed {c.id} ({escape(str(c.name))})")
     if as_json:
-        print_json({"removed": candidate_row(c), "ensembles": used_by})
-        return
-    console.print(f"removed {c.id} ({escape(str(c.name))})")
+        if len(found) == 1 and removed:
+            print_json({"removed": candidate_row(removed[0][0]), "ensembles": removed[0][1]})
+        else:
+            print_json({"removed": [candidate_row(c) for c, _ in removed],
+                        "ensembles": sorted({n for _, used in removed for n in used})})
 
 
 def register(

@@ -11,7 +11,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from ..tasks import TASKS
-from .listing import FIELDS, params
+from .listing import FIELDS, human_size, params, size_on_disk
 from .tables import Col, fit
 
 PIPED_WIDTH = 200   # stdout that is no terminal (a pipe, a log) and no COLUMNS: wide enough for every table
@@ -256,7 +256,8 @@ def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: boo
         console.print(f"no candidates in {escape(str(registry))} yet: `ensemble train` or `ensemble register` adds some")
         return
     fields = [FIELDS[k] for k in keys]
-    print_table(f"{plural(len(cands), 'candidate')} in {registry}", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
+    total = human_size(sum(size_on_disk(c) for c in cands))
+    print_table(f"{plural(len(cands), 'candidate')} in {registry}, {total} on disk", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
                 [[escape(f.show(f.value(c))) for f in fields] for c in cands], keep_all,
                 hint="--no-truncate or --columns shows them")
 

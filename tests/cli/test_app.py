@@ -48,7 +48,7 @@ COMMANDS = dict(_leaves(typer.main.get_command(app)))
 
 def test_every_command_is_registered():
     assert sorted(" ".join(p) for p in COMMANDS) == sorted([
-        "train", "list", "compare", "show", "verify", "remove", "register", "select", "predict", "validate", "submit",
+        "train", "list", "compare", "show", "verify", "remove", "register", "runs", "prune", "env", "select", "predict", "validate", "submit",
         "pretrain", "run", "submissions", "bench select", "bench inference", "bench random-base", "bench train", "bench grid", "bench honesty", "bench startup",
         "ensembles list", "ensembles show", "ensembles remove", "analyze", "report"])
 

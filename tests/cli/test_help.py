@@ -73,6 +73,6 @@ def test_the_top_description_names_no_mode_and_arguments_are_named_in_capitals()
     top = _flat(_help((), 80))
     assert "greedy" not in top.split("Options:")[0] and "per-task ensembles" in top
     remove = _help(("remove",), 80)
-    assert "remove [OPTIONS] CANDIDATE" in remove and "{candidate}" not in remove
-    assert re.search(r"CANDIDATE +Candidate id", remove)
+    assert "remove [OPTIONS] CANDIDATES..." in remove and "{candidates}" not in remove
+    assert re.search(r"CANDIDATES\.\.\. +Candidate ids", remove)
     assert "<list[" not in _help(("list",), 80) and "--where <str>" in _help(("list",), 80)
