@@ -11,11 +11,11 @@ from rich.markup import escape
 from ..data import resolve_data
 from ..registry.store import Registry
 from ..tasks import TASKS, parse_tasks
-from .options import DataOpt, JsonOpt, RegistryOpt
+from .options import DataOpt, JsonOpt, RegistryOpt, complete_ensembles
 from .render import console, fmt, note, print_json, print_table, sample_banner
 from .tables import Col
 
-EnsembleOpt = typer.Option(None, "--ensemble", help="Saved ensemble name (default: the latest).")
+EnsembleOpt = typer.Option(None, "--ensemble", autocompletion=complete_ensembles, help="Saved ensemble name (default: the latest).")
 TaskOpt = typer.Option(None, "--task", help="Only these tasks (sst, para, sts; comma-separated).")
 
 

@@ -13,7 +13,8 @@ from ..registry.candidate import Candidate, damaged_note
 from ..errors import EnsembleError
 from ..registry.store import Registry
 from ..tasks import TASKS
-from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt
+from .options import (CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt, complete_candidates,
+                      complete_runs_and_candidates, complete_sort)
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
 from ..registry.runs import RECORD, read_run, run_dir
@@ -22,7 +23,7 @@ from .render import (candidate_row, console, err, print_candidate, print_candida
 
 
 def list_(registry: RegistryOpt = Path("checkpoints"),
-          sort: Optional[str] = typer.Option(None, help="Sort by a task's dev metric (sst, para, sts)."),
+          sort: Optional[str] = typer.Option(None, autocompletion=complete_sort, help="Sort by a task's dev metric (sst, para, sts)."),
           columns: Optional[str] = typer.Option(None, "--columns", help=f"Columns to show, comma-separated, or all "
                                                 f"(known: {', '.join(FIELDS)}; default: {','.join(DEFAULT_COLUMNS)})."),
           where: Optional[list[str]] = typer.Option(None, "--where", help="Only candidates with KEY=VALUE or KEY>VALUE "
@@ -57,7 +58,7 @@ def list_(registry: RegistryOpt = Path("checkpoints"),
         print_candidates(cands, registry, keys, keep_all=no_truncate)
 
 
-def compare(candidates: list[str] = typer.Argument(..., help="Two or more candidates (id, unique prefix or name)."),
+def compare(candidates: list[str] = typer.Argument(..., autocompletion=complete_candidates, help="Two or more candidates (id, unique prefix or name)."),
             registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
     """Candidates' configs and dev scores side by side; the rows that differ are marked."""
     reg = Registry(registry)
@@ -72,7 +73,7 @@ def compare(candidates: list[str] = typer.Argument(..., help="Two or more candid
     print_compare(cands, fields)
 
 
-def show(candidate: str = typer.Argument(..., help="Candidate id (or unique prefix, or name), or a training run's id."),
+def show(candidate: str = typer.Argument(..., autocompletion=complete_runs_and_candidates, help="Candidate id (or unique prefix, or name), or a training run's id."),
          registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
     """A candidate's config, metrics, files and hashes, and the record of the run that trained it
     (every epoch: losses, dev scores, learning rate, time, tokens/s); or a run's record by its id."""
@@ -106,7 +107,7 @@ def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
     return read_run(path) if path.is_file() else None
 
 
-def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidates to check (default: all)."),
+def verify(candidates: Optional[list[str]] = typer.Argument(None, autocompletion=complete_candidates, help="Candidates to check (default: all)."),
            registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
     """Rehash every stored file; exit 1 naming each mismatched, missing or extra file."""
     checked, problems = Registry(registry).verify(candidates or None)
@@ -118,7 +119,7 @@ def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidat
         raise typer.Exit(1)
 
 
-def remove(candidates: list[str] = typer.Argument(..., help="Candidate ids (or unique prefixes, or names), or a "
+def remove(candidates: list[str] = typer.Argument(..., autocompletion=complete_candidates, help="Candidate ids (or unique prefixes, or names), or a "
                                                              "damaged folder's name; several at once."),
            registry: RegistryOpt = Path("checkpoints"),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."), as_json: JsonOpt = False) -> None:

@@ -9,11 +9,11 @@ from rich.markup import escape
 
 from ..errors import EnsembleError
 from ..registry.store import Registry
-from .options import JsonOpt, RegistryOpt
+from .options import JsonOpt, RegistryOpt, complete_ensembles
 from .render import console, err, fmt, note, print_json, print_table
 from .tables import Col
 
-NameArg = typer.Argument(..., help="The saved ensemble's name (`ensemble ensembles list` shows them).")
+NameArg = typer.Argument(..., autocompletion=complete_ensembles, help="The saved ensemble's name (`ensemble ensembles list` shows them).")
 FIXED = ("members", "weights", "dev_score", "prediction_sha256")   # a task entry's fields shown in their own columns
 
 

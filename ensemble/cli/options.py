@@ -75,6 +75,51 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 BaseOpt = Annotated[str, typer.Option("--base", help=BASE_HELP)]   # --base of pretrain and bench
 
 
+# -- TAB completion: read the registry named on the command line (or ./checkpoints), never load models
+def _registry(ctx: Any) -> Any:
+    from ..registry.store import Registry
+
+    return Registry((ctx.params.get("registry") if ctx is not None else None) or Path("checkpoints"))
+
+
+def complete_candidates(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Candidate ids that start with what was typed, each with its name."""
+    try:
+        reg = _registry(ctx)
+        cands = reg.candidates() if reg.exists else []
+    except Exception:   # completion never fails a shell: no candidates offered
+        return []
+    return [(c.id, str(c.name)) for c in cands if c.id.startswith(incomplete)]
+
+
+def complete_runs_and_candidates(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Candidate ids and training-run ids (``show``)."""
+    from ..registry.runs import read_runs
+
+    try:
+        reg = _registry(ctx)
+        runs = read_runs(reg.root) if reg.exists else []
+    except Exception:
+        runs = []
+    return complete_candidates(ctx, incomplete) + [(str(r.get("run_id")), f"run {r.get('name')}") for r in runs
+                                                   if str(r.get("run_id")).startswith(incomplete)]
+
+
+def complete_ensembles(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The saved ensembles' names."""
+    try:
+        reg = _registry(ctx)
+        names = reg.ensemble_names() if reg.exists else []
+    except Exception:
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def complete_sort(incomplete: str) -> list[str]:
+    """``list --sort``'s keys: the tasks."""
+    return [t for t in TASK_NAMES if t.startswith(incomplete)]
+
+
 def _option_param(f: Field, hint: Any) -> inspect.Parameter:
     """One configuration field as a typer option: default, help, panel, fixed values, short flag."""
     meta = f.metadata

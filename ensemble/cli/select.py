@@ -13,7 +13,7 @@ from ..registry.store import Registry
 from ..selection import DEFAULT_MODE
 from ..tasks import parse_tasks
 from .options import (ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,
-                      SelectMode, TasksOpt, plain)
+                      SelectMode, TasksOpt, complete_ensembles, plain)
 from .progress import RichProgress
 from .render import console, print_json, print_predicted, print_selection, sample_banner
 
@@ -67,7 +67,8 @@ def _refuse_replacing(reg: Registry, name: str, mode: str, force: bool) -> None:
 def predict(
     data: DataOpt = None,
     out: Path = typer.Option(Path("predictions"), help="Folder for the leaderboard files."),
-    ensemble: Optional[str] = typer.Option(None, help="Saved ensemble name (default: the latest)."),
+    ensemble: Optional[str] = typer.Option(None, autocompletion=complete_ensembles,
+                                           help="Saved ensemble name (default: the latest)."),
     input: Optional[Path] = typer.Option(None, "--input", help="A new file in the course format to predict."),
     task: Optional[str] = typer.Option(None, help="--input: its task (sst, para, sts)."),
     precision: PrecisionOpt = "fp32",
