@@ -152,6 +152,9 @@ class _Usage:
             return super().make_context(info_name, args, parent=parent, **extra)
         except USAGE_ERROR as e:
             _usage(parent, e, words)
+        except BrokenPipeError:   # `ensemble -h | head -1`: the help's reader closed the pipe
+            _closed_pipe()
+            raise typer.Exit(0)
 
     def resolve_command(self, ctx, args):
         try:
