@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import EnsembleError, shown
 from .tasks import NUMBER, SPLITS, TASK_NAMES, TASKS, get_task
 
@@ -93,6 +91,8 @@ class Split:
                 f"{self.path}: has no labels (no {TASKS[self.task].label_column!r} column); "
                 f"expected a labelled train or dev file"
             )
+        import numpy as np   # here: reading the files needs no numpy, and the command line starts faster
+
         dtype = np.float64 if TASKS[self.task].kind == "regression" else np.int64
         return np.fromiter((e.label for e in self.examples), dtype=dtype, count=len(self.examples))
 

@@ -16,9 +16,10 @@ Pure Python + numpy; a 20k-row file parses in a few tens of milliseconds.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-import numpy as np
+if TYPE_CHECKING:   # numpy is imported by the functions that use it: the command line starts without it
+    import numpy as np
 
 from .data import read_utf8
 from .errors import EnsembleError, shown
@@ -59,6 +60,8 @@ def header_for(task: str) -> str:
 
 def _check_values(where: str, task: str, values: np.ndarray, first_line: int) -> None:
     """Range checks shared by writing and reading; ``first_line`` is the line of row 0."""
+    import numpy as np   # here: the command line starts without numpy
+
     t = TASKS[task]
     finite = np.isfinite(values)
     if not finite.all():
@@ -100,6 +103,8 @@ def write_predictions(path: str | Path, task: str, ids: Sequence[str], values: n
     Refuses (EnsembleError) anything :func:`read_predictions` would refuse, so a written file
     always reads back.
     """
+    import numpy as np   # here: the command line starts without numpy
+
     t = get_task(task)
     path = Path(path)
     k = len(t.prediction_columns)
@@ -177,6 +182,8 @@ def _lines(path: Path, task: str, text: str) -> list[str]:
 
 def _parse_rows(path: Path, task: str, lines: list[str]) -> tuple[list[str], np.ndarray]:
     """Ids and values of the rows after the header (the hot loop: one function, no call per row)."""
+    import numpy as np   # here: the command line starts without numpy
+
     columns = TASKS[task].prediction_columns
     header = lines[0].rstrip("\r")
     ncol = len(columns) + 1
@@ -255,6 +262,8 @@ def align_predictions(
     path: str | Path, ids: Sequence[str], values: np.ndarray, expected_ids: Sequence[str]
 ) -> np.ndarray:
     """``values`` reordered to ``expected_ids`` (join by id, never by position); checks ids first."""
+    import numpy as np   # here: the command line starts without numpy
+
     check_ids(path, ids, expected_ids)
     pos = {i: n for n, i in enumerate(ids)}
     order = np.fromiter((pos[i] for i in expected_ids), dtype=np.int64, count=len(expected_ids))

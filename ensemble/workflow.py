@@ -386,4 +386,5 @@ def predict_input(registry: Registry, input_file: Path, task: str, out: Path, en
     result = {"ensemble": doc["name"], "written": [str(target)], "rows": len(split)}
     if split.labelled:
         result["score"] = score(task, values, split.labels)
+        result["metric"] = TASKS[task].metric
     return result

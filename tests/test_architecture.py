@@ -23,7 +23,7 @@ TORCH = ("torch", "transformers")
 NEVER_TORCH = ("errors", "tasks", "files", "documents", "progress", "data", "predfile", "metrics", "modeling.config",
                "training.config", "training.schedule", "training.loop_state", "registry.manifest", "registry.candidate",
                "registry.saved", "registry.recovery", "registry.ensembles", "registry.store", "registry.home",
-               "registry.runs", "registry.logged", "selection", "soup.groups", "soup.path", "soup.honest", "leaderboard",
+               "registry.runs", "registry.logged", "selection", "soup.recipes", "soup.groups", "soup.path", "soup.honest", "leaderboard",
                "report")
 # may import torch inside the functions that need it, never on import: what --help, select, list,
 # parsing a grid, run --dry-run and the Ray driver load

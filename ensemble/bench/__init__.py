@@ -39,6 +39,8 @@ Files, in flow order:
     ``bench grid``: one small grid on the local engine and on Ray.
 ``search``
     ``bench search``: the same epoch budget spent by a grid and by ``ensemble search``.
+``startup``
+    ``bench startup``: ``ensemble --version`` and ``-h`` against ``python -c pass``, as a ratio.
 
 Timings: wall clock, best of ``repeats`` (the median is reported too), CUDA synchronised before
 every clock read. The machine's load average is reported: other processes on a small machine
@@ -46,4 +48,4 @@ change the numbers a lot.
 """
 
 FILES = ("machine", "accuracy", "profiling", "targets", "pipeline", "inference", "training", "training_options",
-         "selection", "honesty", "realcheck", "soup_honesty", "soup", "grid", "search")
+         "selection", "honesty", "realcheck", "soup_honesty", "soup", "grid", "search", "startup")

@@ -9,6 +9,8 @@ Files, in flow order:
     options made from :class:`~ensemble.training.config.TrainConfig`.
 ``tables``
     column widths decided before rich lays a table out, so that no number is ever cut.
+``help``
+    help pages as plain text: help strings as written, folded at spaces, options by panel.
 ``listing``
     the columns and filters of ``list`` and ``compare``.
 ``render``
@@ -17,6 +19,8 @@ Files, in flow order:
     the core's progress events on a rich bar, with permanent lines in logs.
 ``candidates``
     ``list``, ``compare``, ``show``, ``verify``, ``remove``, ``register``.
+``housekeeping``
+    ``runs``, ``prune`` and ``env``.
 ``train``
     ``train`` and ``pretrain``.
 ``run``
@@ -46,6 +50,7 @@ Files, in flow order:
 """
 from .app import app, main
 
-FILES = ("options", "tables", "listing", "render", "progress", "candidates", "train", "run", "search", "select", "soup", "submit",
+FILES = ("options", "tables", "help", "listing", "render", "progress", "candidates", "housekeeping", "train", "run",
+         "search", "select", "soup", "submit",
          "submissions", "ensembles", "analyze", "honesty", "bench", "app")
 __all__ = ["app", "main"]

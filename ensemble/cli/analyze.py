@@ -8,14 +8,13 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
-from ..report import analysis
 from ..registry.store import Registry
 from ..tasks import TASKS, parse_tasks
-from .options import DataOpt, JsonOpt, RegistryOpt, registry_data
+from .options import DataOpt, JsonOpt, RegistryOpt, complete_ensembles, registry_data
 from .render import console, fmt, note, print_json, print_table, sample_banner
 from .tables import Col
 
-EnsembleOpt = typer.Option(None, "--ensemble", help="Saved ensemble name (default: the latest).")
+EnsembleOpt = typer.Option(None, "--ensemble", autocompletion=complete_ensembles, help="Saved ensemble name (default: the latest).")
 TaskOpt = typer.Option(None, "--task", help="Only these tasks (sst, para, sts; comma-separated).")
 
 
@@ -31,6 +30,8 @@ def analyze(
     error by band, the rows it fixes and breaks, the worst errors with every member's prediction, and diversity."""
     data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
+    from ..report import analysis   # here: numpy and the selection load only for this command
+
     view = analysis.analyze(Registry(registry), data_dir, ensemble, parse_tasks(task) if task else None, worst, sample)
     if as_json:
         print_json(view)

@@ -192,6 +192,15 @@ def soup(data: DataOpt = None, registry: RegistryOpt = Path("checkpoints"),
         sample_banner(sample)
         result = bench_soup(Registry(registry), data_dir, parse_tasks(tasks) if tasks else None, device, repeats,
                             seed=seed, progress=RichProgress(as_json))
+
+
+def startup(repeats: int = typer.Option(5, help="Times each command is started (interleaved); the best counts."),
+            as_json: JsonOpt = False) -> None:
+    """How long `ensemble --version` and `-h` take to start, against `python -c pass` in the same run (a ratio;
+    target: at most 10x)."""
+    from ..bench.startup import bench_startup
+
+    result = bench_startup(repeats)
     if as_json:
         print_json(result, default=float)
         return

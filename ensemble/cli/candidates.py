@@ -9,13 +9,13 @@ import typer
 from rich.markup import escape
 
 from ..registry import register as reg_mod
-from ..leaderboard import votes
 from ..registry.home import DataChoice, data_for, remember
 from ..registry.candidate import Candidate, damaged_note
 from ..errors import EnsembleError
 from ..registry.store import Registry
 from ..tasks import TASKS
-from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt, YesOpt
+from .options import (CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt, YesOpt, complete_candidates,
+                      complete_runs_and_candidates, complete_sort)
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
 from ..registry.runs import RECORD, read_run, run_dir
@@ -24,11 +24,12 @@ from .render import (candidate_row, console, err, print_candidate, print_candida
 
 
 def list_(registry: RegistryOpt = Path("checkpoints"),
-          sort: Optional[str] = typer.Option(None, help="Sort by a task's dev metric (sst, para, sts)."),
+          sort: Optional[str] = typer.Option(None, autocompletion=complete_sort, help="Sort by a task's dev metric (sst, para, sts)."),
           columns: Optional[str] = typer.Option(None, "--columns", help=f"Columns to show, comma-separated, or all "
                                                 f"(known: {', '.join(FIELDS)}; default: {','.join(DEFAULT_COLUMNS)})."),
-          where: Optional[list[str]] = typer.Option(None, "--where", help="Only candidates with KEY=VALUE (a column "
-                                                    "key: arch=cerberus, seed=0, lr=3e-5, name='*-e1'); repeatable."),
+          where: Optional[list[str]] = typer.Option(None, "--where", help="Only candidates with KEY=VALUE or KEY>VALUE "
+                                                    "(also <, >=, <=, !=), KEY a column or any training option: "
+                                                    "arch=cerberus, sts>0.8, batch_size>=32, name='*-e1'; repeatable."),
           task: Optional[str] = typer.Option(None, help="Only candidates with dev predictions for this task."),
           no_truncate: bool = typer.Option(False, "--no-truncate", help="Keep every column, however wide the table."),
           as_csv: bool = typer.Option(False, "--csv", help="Comma-separated values, all columns, full precision."),
@@ -58,7 +59,7 @@ def list_(registry: RegistryOpt = Path("checkpoints"),
         print_candidates(cands, registry, keys, keep_all=no_truncate)
 
 
-def compare(candidates: list[str] = typer.Argument(..., help="Two or more candidates (id, unique prefix or name)."),
+def compare(candidates: list[str] = typer.Argument(..., autocompletion=complete_candidates, help="Two or more candidates (id, unique prefix or name)."),
             registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
     """Candidates' configs and dev scores side by side; the rows that differ are marked."""
     reg = Registry(registry)
@@ -73,7 +74,7 @@ def compare(candidates: list[str] = typer.Argument(..., help="Two or more candid
     print_compare(cands, fields)
 
 
-def show(candidate: str = typer.Argument(..., help="Candidate id (or unique prefix, or name), or a training run's id."),
+def show(candidate: str = typer.Argument(..., autocompletion=complete_runs_and_candidates, help="Candidate id (or unique prefix, or name), or a training run's id."),
          registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
     """A candidate's config, metrics, files and hashes, and the record of the run that trained it
     (every epoch: losses, dev scores, learning rate, time, tokens/s); or a run's record by its id."""
@@ -107,7 +108,8 @@ def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
     return read_run(path) if path.is_file() else None
 
 
-def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidates to check (default: all)."),
+def verify(candidates: Optional[list[str]] = typer.Argument(None, autocompletion=complete_candidates,
+                                                        help="Candidates to check (default: all)."),
            registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False,
            storage: Optional[str] = typer.Option(None, "--storage", help="Also check the searches of this study "
                                                  "database against the registry (default: the registry's own).")) -> None:
@@ -126,27 +128,38 @@ def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidat
         raise typer.Exit(1)
 
 
-def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
+def remove(candidates: list[str] = typer.Argument(..., autocompletion=complete_candidates, help="Candidate ids (or unique prefixes, or names), or a "
+                                                             "damaged folder's name; several at once."),
+           registry: RegistryOpt = Path("checkpoints"),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."), as_json: JsonOpt = False) -> None:
-    """Delete a candidate from the registry (a damaged folder too, by its folder name); when saved
-    ensembles use it, they are named and the removal must be confirmed (or --yes)."""
+    """Delete candidates from the registry (a damaged folder too, by its folder name); when saved
+    ensembles use them, they are named and the removal must be confirmed (or --yes)."""
     reg = Registry(registry)
-    c, damage = reg.find(candidate)
-    if damage is not None:
-        warn(damaged_note(damage))
-    used_by = reg.ensembles_naming(c.id)
-    if used_by:
-        warn(f"candidate {c.id} ({c.name}) is a member of the saved ensemble{'s' if len(used_by) > 1 else ''} "
-             f"{', '.join(used_by)}: `ensemble predict` with {'them' if len(used_by) > 1 else 'it'} fails once it "
-             "is removed; run `ensemble select` again")
-    if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
-        (err if as_json else console).print("kept")
-        raise typer.Exit(1)
-    reg.remove(c.id, allow=used_by)   # refused if another saved ensemble names it by now
+    found = [reg.find(ref) for ref in dict.fromkeys(candidates)]   # every reference resolved before any removal
+    removed = []
+    for c, damage in found:
+        if damage is not None:
+            warn(damaged_note(damage))
+        used_by = reg.ensembles_naming(c.id)
+        if used_by:
+            warn(f"candidate {c.id} ({c.name}) is a member of the saved ensemble{'s' if len(used_by) > 1 else ''} "
+                 f"{', '.join(used_by)}: `ensemble predict` with {'them' if len(used_by) > 1 else 'it'} fails once it "
+                 "is removed; run `ensemble select` again")
+        if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
+            (err if as_json else console).print(f"kept {c.id}")
+            if len(found) == 1:
+                raise typer.Exit(1)
+            continue
+        reg.remove(c.id, allow=used_by)   # refused if another saved ensemble names it by now
+        removed.append((c, used_by))
+        if not as_json:
+            console.print(f"removed {c.id} ({escape(str(c.name))})")
     if as_json:
-        print_json({"removed": candidate_row(c), "ensembles": used_by})
-        return
-    console.print(f"removed {c.id} ({escape(str(c.name))})")
+        if len(found) == 1 and removed:
+            print_json({"removed": candidate_row(removed[0][0]), "ensembles": removed[0][1]})
+        else:
+            print_json({"removed": [candidate_row(c) for c, _ in removed],
+                        "ensembles": sorted({n for _, used in removed for n in used})})
 
 
 def register(
@@ -184,6 +197,7 @@ def register(
     if predictions is not None:
         if not name:
             raise EnsembleError("--predictions needs --name NAME")
+        from ..leaderboard import votes   # here: numpy loads only for the command that reads predictions
         if not reg_mod.has_prediction_files(predictions) and votes.leaderboard_files(predictions):
             added = [votes.register_labels(reg, predictions, name, data_dir, parameters, force=again)]
         else:

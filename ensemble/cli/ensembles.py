@@ -4,17 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 from rich.markup import escape
 
 from ..errors import EnsembleError
 from ..registry.store import Registry
-from .options import JsonOpt, RegistryOpt
+from .options import JsonOpt, RegistryOpt, complete_ensembles
 from .render import console, err, fmt, note, print_json, print_table
 from .tables import Col
 
-NameArg = typer.Argument(..., help="The saved ensemble's name (`ensemble ensembles list` shows them).")
+NameArg = typer.Argument(..., autocompletion=complete_ensembles, help="The saved ensemble's name (`ensemble ensembles list` shows them).")
 FIXED = ("members", "weights", "dev_score", "prediction_sha256")   # a task entry's fields shown in their own columns
 
 
@@ -24,7 +23,7 @@ def summary(name: str, doc: dict[str, Any]) -> dict[str, Any]:
     scores = [e["dev_score"] for e in tasks.values() if e.get("dev_score") is not None]
     members = {cid for e in tasks.values() for cid in e.get("weights", {})}
     return {"name": name, "mode": doc.get("mode"), "tasks": list(tasks), "members": len(members),
-            "mean_dev": float(np.mean(scores)) if scores else None, "saved": doc.get("created"),
+            "mean_dev": sum(scores) / len(scores) if scores else None, "saved": doc.get("created"),
             "sample": bool(doc.get("sample"))}
 
 
@@ -72,13 +71,28 @@ def show(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"), as_js
     console.print(f"[bold]{escape(name)}[/]  mode {escape(str(d['mode'] or '-'))}, saved {escape(str(d['saved'] or '-'))}"
                   + (" (SAMPLE DATA)" if d["sample"] else ""))
     for task, entry in d["tasks"].items():
-        console.print(f"{task}: dev {fmt(entry['dev_score'])}, held-out estimate {fmt(entry['heldout'])}")
+        console.print(f"[bold]{task}[/]: dev {fmt(entry['dev_score'])}; {escape(_interval(entry.get('interval')))}; "
+                      f"submitted: {escape(str(entry.get('system') or 'ensemble'))}", highlight=False)
         print_table("", [Col("member"), Col("name"), Col("weight", True)],
                     [[m["id"], escape(m["name"] or "(no longer in the registry)"), fmt(m["weight"])]
                      for m in entry["members"]])
-        for key, value in entry.items():
-            if key not in ("members", "dev_score", "heldout"):
-                console.print(f"  {escape(str(key))}: {escape(str(fmt(value)))}")
+        for key in ("reason", "settings"):
+            value = entry.get(key)
+            if value:
+                shown = ", ".join(f"{k} {fmt(v)}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+                console.print(f"  {key}: {escape(shown)}", highlight=False)
+
+
+def _interval(cf: Any) -> str:
+    """The held-out estimate in words: gain, interval, how it was computed."""
+    if not isinstance(cf, dict) or cf.get("estimate") is None:
+        return "held-out gain not estimated"
+    text = f"held-out gain {cf['estimate']:+.4f}"
+    if cf.get("low") is not None and cf.get("high") is not None:
+        text += f", {cf.get('level', 0.95):.0%} interval [{cf['low']:+.4f}, {cf['high']:+.4f}]"
+    if cf.get("repeats") and cf.get("folds"):
+        text += f" ({cf['repeats']} x {cf['folds']}-fold)"
+    return text
 
 
 def remove(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import operator
+import re
 import sys
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from fnmatch import fnmatchcase
 from typing import Any, Callable
 
@@ -48,6 +51,21 @@ class Field:
     floor: int = 10
 
 
+def size_on_disk(c: Candidate) -> int:
+    """The bytes of a candidate's stored files (weights, predictions), as its manifest lists them."""
+    return sum(info.size or 0 for info in c.files.values())
+
+
+def human_size(n: Any) -> str:
+    """Bytes as the tables show them: 812 B, 4.2 MB, 1.3 GB (decimal units)."""
+    if n is None:
+        return ""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 def _g(v: Any) -> str:
     return "" if v is None else f"{v:g}"
 
@@ -67,10 +85,12 @@ FIELDS: dict[str, Field] = {
     "seed": Field("seed", _config("seed"), True, 4),
     "task_layers": Field("task layers", _config("task_layers"), True, 6),
     "base": Field("base", _base, drop=10, floor=16),
+    "size": Field("size", size_on_disk, True, 12, human_size),
     "created": Field("created", lambda c: c.created, drop=11,
                      show=lambda v: (v or "")[:16].replace("T", " "), floor=16),
 }
-DEFAULT_COLUMNS = ("id", "name", "arch", "tasks", "params", *TASKS, "epoch", "lr", "smart", "seed", "base", "created")
+DEFAULT_COLUMNS = ("id", "name", "arch", "tasks", "params", *TASKS, "epoch", "lr", "smart", "seed", "base", "size",
+                   "created")
 
 
 def parse_columns(text: str | None) -> list[str]:
@@ -99,19 +119,59 @@ def _matches(raw: Any, want: str) -> bool:
     return text == want or fnmatchcase(text, want) or text.startswith(want + "-")
 
 
+WHERE = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(>=|<=|!=|>|<|=)\s*(.*?)\s*$")
+COMPARE = {">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le}
+
+
+def _training_options() -> list[str]:
+    from ..training.config import TrainConfig   # torch-free: the option names ``train`` takes
+
+    return [f.name for f in dataclass_fields(TrainConfig) if "help" in f.metadata]
+
+
+def _where_value(key: str) -> Callable[[Candidate], Any] | None:
+    """How ``--where`` reads ``key`` of a candidate: a column (sst is its dev score) or any training option."""
+    if key in FIELDS:
+        return FIELDS[key].value
+    if key in _training_options():
+        return _config(key)
+    return None
+
+
+def _test(raw: Any, op: str, want: str) -> bool:
+    if op == "=":
+        return _matches(raw, want)
+    if op == "!=":
+        return raw is not None and not _matches(raw, want)
+    if raw is None or isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return False
+    return COMPARE[op](float(raw), float(want))
+
+
 def filtered(cands: list[Candidate], where: list[str], task: str | None) -> list[Candidate]:
-    """The candidates with every ``KEY=VALUE`` of ``where`` and, with ``task``, dev predictions for it.
-    Numbers match by value (``lr=3e-5``), lists when each given item is in them (``tasks=sst,sts``),
-    text whole, as a glob (``name=*-e1``) or up to a dash (``arch=cerberus`` matches cerberus-1)."""
+    """The candidates with every ``KEY OP VALUE`` of ``where`` and, with ``task``, dev predictions for it.
+    KEY is a column (``sst`` its dev score) or any training option (``batch_size``, ``warmup``,
+    ``schedule`` ...); OP is ``=``, ``!=``, ``>``, ``<``, ``>=`` or ``<=`` (the four last on numbers:
+    ``sts>0.8``). With ``=`` numbers match by value (``lr=3e-5``), lists when each given item is in
+    them (``tasks=sst,sts``), text whole, as a glob (``name=*-e1``) or up to a dash (``arch=cerberus``
+    matches cerberus-1)."""
     if task is not None and task not in TASKS:
         raise EnsembleError(f"--task {task}: expected one of {', '.join(TASKS)}")
     tests = []
     for w in where:
-        key, sep, want = w.partition("=")
-        if not sep or key.strip() not in FIELDS:
-            raise EnsembleError(f"--where {w}: expected KEY=VALUE with KEY one of {', '.join(FIELDS)}")
-        tests.append((FIELDS[key.strip()], want.strip()))
-    return [c for c in cands if all(_matches(f.value(c), want) for f, want in tests)
+        m = WHERE.match(w)
+        value = _where_value(m.group(1).replace("-", "_")) if m else None
+        if m is None or value is None:
+            raise EnsembleError(f"--where {w}: expected KEY=VALUE or a comparison (KEY>VALUE, <, >=, <=, !=) with "
+                                f"KEY a column ({', '.join(FIELDS)}) or a training option ({', '.join(_training_options())})")
+        op, want = m.group(2), m.group(3)
+        if op in COMPARE:
+            try:
+                float(want)
+            except ValueError:
+                raise EnsembleError(f"--where {w}: {op} compares numbers; expected a number after it") from None
+        tests.append((value, op, want))
+    return [c for c in cands if all(_test(value(c), op, want) for value, op, want in tests)
             and (task is None or c.has_predictions(task, "dev"))]
 
 

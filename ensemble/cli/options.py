@@ -16,14 +16,16 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from ..errors import EnsembleError
 from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS
 from ..scale.grid import PRESETS
-from ..selection import select_modes
+from ..selection.names import SELECT_MODES as MODE_CHOICES
 from ..tasks import TASK_NAMES, parse_tasks
 from ..training.config import BASE_HELP, TASKS_HELP
 
 ALL_TASKS = ",".join(TASK_NAMES)
-SELECT_MODES = select_modes()   # auto and the fixed modes
+USAGE_ERROR = typer.BadParameter.__mro__[1]   # click's UsageError (typer keeps click inside itself): exit 2
+SELECT_MODES = MODE_CHOICES   # auto and the fixed modes
 
 
 def examples(*lines: str) -> Callable[[Callable], Callable]:
@@ -76,6 +78,51 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 BaseOpt = Annotated[str, typer.Option("--base", help=BASE_HELP)]   # --base of pretrain and bench
 
 
+# -- TAB completion: read the registry named on the command line (or ./checkpoints), never load models
+def _registry(ctx: Any) -> Any:
+    from ..registry.store import Registry
+
+    return Registry((ctx.params.get("registry") if ctx is not None else None) or Path("checkpoints"))
+
+
+def complete_candidates(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Candidate ids that start with what was typed, each with its name."""
+    try:
+        reg = _registry(ctx)
+        cands = reg.candidates() if reg.exists else []
+    except Exception:   # completion never fails a shell: no candidates offered
+        return []
+    return [(c.id, str(c.name)) for c in cands if c.id.startswith(incomplete)]
+
+
+def complete_runs_and_candidates(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Candidate ids and training-run ids (``show``)."""
+    from ..registry.runs import read_runs
+
+    try:
+        reg = _registry(ctx)
+        runs = read_runs(reg.root) if reg.exists else []
+    except Exception:
+        runs = []
+    return complete_candidates(ctx, incomplete) + [(str(r.get("run_id")), f"run {r.get('name')}") for r in runs
+                                                   if str(r.get("run_id")).startswith(incomplete)]
+
+
+def complete_ensembles(ctx: typer.Context, incomplete: str) -> list[str]:
+    """The saved ensembles' names."""
+    try:
+        reg = _registry(ctx)
+        names = reg.ensemble_names() if reg.exists else []
+    except Exception:
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
+def complete_sort(incomplete: str) -> list[str]:
+    """``list --sort``'s keys: the tasks."""
+    return [t for t in TASK_NAMES if t.startswith(incomplete)]
+
+
 def _option_param(f: Field, hint: Any) -> inspect.Parameter:
     """One configuration field as a typer option: default, help, panel, fixed values, short flag."""
     meta = f.metadata
@@ -92,7 +139,8 @@ def _option_param(f: Field, hint: Any) -> inspect.Parameter:
 def config_options(config: type, into: str = "cfg") -> Callable[[Callable], Callable]:
     """Decorate a command whose parameter ``into`` is a ``config`` instance: the command gets one
     option per field of the dataclass ``config`` (made with :func:`ensemble.training.config.option`)
-    and receives them as one checked ``config`` (its check's error is the command's error, exit 1)."""
+    and receives them as one checked ``config`` (its check's error is a usage error, exit 2, as for a
+    value outside an option's choices)."""
     hints = typing.get_type_hints(config)
     made = [_option_param(f, hints[f.name]) for f in fields(config) if "help" in f.metadata]
 
@@ -102,9 +150,13 @@ def config_options(config: type, into: str = "cfg") -> Callable[[Callable], Call
         @functools.wraps(command)
         def run(**kw: Any) -> Any:
             values = {p.name: kw.pop(p.name) for p in made}
-            if "tasks" in values:
-                values["tasks"] = parse_tasks(values["tasks"])
-            return command(**kw, **{into: config(**values)})
+            try:
+                if "tasks" in values:
+                    values["tasks"] = parse_tasks(values["tasks"])
+                checked = config(**values)
+            except EnsembleError as e:   # a value the option does not take: the command line's mistake
+                raise USAGE_ERROR(str(e)) from None
+            return command(**kw, **{into: checked})
 
         params = made + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
         run.__signature__ = inspect.Signature(params)

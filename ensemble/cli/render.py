@@ -11,7 +11,7 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from ..tasks import TASKS
-from .listing import FIELDS, params
+from .listing import FIELDS, human_size, params, size_on_disk
 from .tables import Col, fit
 
 PIPED_WIDTH = 200   # stdout that is no terminal (a pipe, a log) and no COLUMNS: wide enough for every table
@@ -49,13 +49,77 @@ class Stdout(Console):
             return size
         if columns.isdigit():
             return ConsoleDimensions(int(columns), size.height)
-        return ConsoleDimensions(PIPED_WIDTH, size.height)
+        return ConsoleDimensions(self._watched_width() or PIPED_WIDTH, size.height)
+
+    def _watched_width(self) -> int | None:
+        """``ensemble list | tee list.log``: the width of the terminal someone watches the output on
+        (stderr's, else /dev/tty's), when this console writes to a real pipe or file."""
+        try:
+            self.file.fileno()
+        except (AttributeError, OSError, ValueError):   # not a real file (a test runner's buffer)
+            return None
+        try:
+            if os.isatty(2):
+                return os.get_terminal_size(2).columns
+        except OSError:
+            pass
+        try:
+            tty = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+        except OSError:   # no controlling terminal (a cron job, a batch queue)
+            return None
+        try:
+            return os.get_terminal_size(tty).columns
+        except OSError:
+            return None
+        finally:
+            os.close(tty)
 
     size = property(_size, Console.size.fset)
+
+    def on_broken_pipe(self) -> None:
+        """The pipe's reader went away (``ensemble list | head -1``): a normal end, exit 0 and no message,
+        as ``cat`` (rich's own exits 1)."""
+        self.quiet = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+        except (OSError, ValueError):   # a file with no descriptor (a test runner's)
+            pass
+        raise SystemExit(0)
 
 
 console = Stdout()
 err = Stdout(stderr=True)
+
+
+def fold_fields(text: str, width: int, sep: str = "  ") -> str:
+    """A line of fields (joined by two spaces, as the epoch lines) folded at field boundaries to
+    ``width``, continuation lines indented; a field wider than that folds at its spaces, never
+    inside a number."""
+    lines: list[str] = []
+    line = ""
+    for field in text.split(sep):
+        candidate = f"{line}{sep}{field}" if line else field
+        if len(candidate) <= width or not line:
+            line = candidate
+        else:
+            lines.append(line)
+            line = "  " + field
+    lines.append(line)
+    out = []
+    for line in lines:
+        while len(line) > width and " " in line.strip():
+            cut = line.rfind(" ", 0, width + 1)
+            if cut <= len(line) - len(line.lstrip()):
+                break
+            out.append(line[:cut].rstrip())
+            line = "  " + line[cut:].strip()
+        out.append(line)
+    return "\n".join(out)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 candidate``, ``2 candidates``."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def print_json(obj: Any, **kwargs: Any) -> None:
@@ -143,6 +207,21 @@ def print_run_record(record: dict[str, Any], live) -> None:
                   f"candidates: {', '.join(record.get('candidates') or []) or 'none yet'}")
 
 
+def print_pretrained(d: dict[str, Any]) -> None:
+    """``pretrain``'s end: a few lines, the whole record under --json."""
+    resumed = f", resumed from step {d['resumed_from']:,}" if d.get("resumed_from") else ""
+    console.print(f"pretrained {escape(str(d['base']))} -> {escape(str(d['out']))}: {d['steps']:,} steps "
+                  f"({d['steps_run']:,} now{resumed}), {d['epochs']:.2f} passes over {d['sequences']:,} sequences "
+                  f"of {','.join(d['tasks'])}, {d['seconds']:.0f} s on {escape(str(d['device']))}", highlight=False, soft_wrap=True)
+    loss = "-" if d.get("final_loss") is None else f"{d['final_loss']:.4f}"
+    before, after = d.get("perplexity_before"), d.get("perplexity_after")
+    perplexity = ("" if before is None or after is None else
+                  f"; perplexity {before:.2f} -> {after:.2f} on {escape(str(d.get('perplexity_texts') or '-'))}")
+    console.print(f"final loss (mean of the last 50 steps) {loss}{perplexity}", highlight=False, soft_wrap=True)
+    console.print(f"train on it: `ensemble train --base {escape(str(d['out']))}` (the whole record: --json)",
+                  highlight=False, soft_wrap=True)
+
+
 def print_fields(title: str, d: dict[str, Any]) -> None:
     rows = [[k, fmt(v) if not isinstance(v, (dict, list)) else json.dumps(v, default=str)] for k, v in d.items()]
     print_table(title, [Col("field"), Col("value")], rows)
@@ -177,7 +256,8 @@ def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: boo
         console.print(f"no candidates in {escape(str(registry))} yet: `ensemble train` or `ensemble register` adds some")
         return
     fields = [FIELDS[k] for k in keys]
-    print_table(f"{len(cands)} candidates in {registry}", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
+    total = human_size(sum(size_on_disk(c) for c in cands))
+    print_table(f"{plural(len(cands), 'candidate')} in {registry}, {total} on disk", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
                 [[escape(f.show(f.value(c))) for f in fields] for c in cands], keep_all,
                 hint="--no-truncate or --columns shows them")
 
@@ -186,18 +266,34 @@ def print_candidate(c) -> None:
     console.print(f"[bold]{c.id}[/]  {escape(str(c.name))}  ({escape(c.kind)}, "
                   f"{escape(str(c.architecture))}, {params(c.parameters)} parameters)")
     console.print(f"created {escape(str(c.created))}  at {escape(str(c.path))}")
-    if c.model_config:
-        console.print("model: " + json.dumps(c.model_config, sort_keys=True))
+    dev = [f"{t} {c.dev_metric(t):.4f}" for t in TASKS if c.dev_metric(t) is not None]
+    console.print(f"dev: {', '.join(dev) or '-'}", highlight=False)
     if c.training:
         tr = dict(c.training)
-        console.print("training: " + json.dumps(tr.pop("config", {}), sort_keys=True))
-        console.print("run: " + json.dumps(tr, sort_keys=True))
+        changed = _changed_settings(tr.get("config") or {})
+        console.print(f"run {escape(str(tr.get('run_id') or '-'))}, epoch {tr.get('epoch', '-')}"
+                      + (f"; settings apart from the defaults: {escape(changed)}" if changed else "; default settings"),
+                      highlight=False)
+    console.print("(the whole manifest: `ensemble show ID --json`)", highlight=False)
     rows = [[r.task, r.split, fmt(c.metric(r.task, r.split)), str(r.rows), r.data_file or "-",
              (r.data_sha256 or "-")[:16]] for r in c.prediction_records()]
     print_table("dev metrics and cached predictions", [Col("task"), Col("split"), Col("metric", True), Col("rows", True),
                                                        Col("data file"), Col("data sha256", drop=1)], rows)
     files = [[rel, f"{info.size:,}", info.sha256] for rel, info in sorted(c.files.items())]
     print_table("files", [Col("file"), Col("size", True), Col("sha256")], files)
+
+
+def _changed_settings(config: dict[str, Any]) -> str:
+    """A training configuration as the options that differ from ``train``'s defaults: ``lr 2e-05, seed 1``."""
+    from ..training.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    shown = []
+    for k, v in config.items():
+        if k in ("base", "architecture", "task_layers", "tasks", "varies") or defaults.get(k, v) == v:
+            continue
+        shown.append(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}")
+    return ", ".join(shown)
 
 
 def print_compare(cands: list, fields: list[dict[str, Any]]) -> None:
@@ -327,7 +423,8 @@ def print_predicted(result: dict[str, Any]) -> None:
                     [Col(k, True) for k in [*result["dev_scores"], "mean"]],
                     [[*[f"{v:.4f}" for v in vals], f"{sum(vals) / len(vals):.4f}"]])
     if "score" in result:
-        console.print(f"score on the labelled input: {result['score']:.4f}")
+        metric = result.get("metric", "score")
+        console.print(f"{metric} on the labelled input ({result.get('rows', '?'):,} rows): {result['score']:.4f}")
 
 
 def print_validated(found: list, text: str, pred_dir: Path, data_dir: Path) -> None:

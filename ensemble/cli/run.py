@@ -120,11 +120,18 @@ def print_grid(summary: dict[str, Any]) -> None:
 
 
 def print_dry_run(plan: dict[str, Any]) -> None:
-    rows = [[r["name"], r["fingerprint"], r["status"], ", ".join(r["registered"] or r["interrupted"])]
-            for r in plan["runs"]]
+    """The runs, with a column for each option the grid varies."""
+    varies = list(plan["runs"][0]["config"].get("varies") or []) if plan["runs"] else []
+    rows = [[r["name"], *[_value(r["config"].get(k)) for k in varies], r["fingerprint"], r["status"],
+             ", ".join(r["registered"] or r["interrupted"])] for r in plan["runs"]]
     todo = sum(r["status"] == "to train" for r in plan["runs"])
     print_table(f"{plan['grid']}: {len(rows)} runs, {todo} to train (data {plan['data']})",
-                [Col("run"), Col("fingerprint"), Col("status"), Col("candidates")], rows, keep_all=True)
+                [Col("run"), *[Col(k.replace("_", " "), True) for k in varies], Col("fingerprint"), Col("status"),
+                 Col("candidates")], rows, keep_all=True)
+
+
+def _value(v: Any) -> str:
+    return "-" if v is None else (f"{v:g}" if isinstance(v, float) else escape(str(v)))
 
 
 def _ray_options(engine: str, address, gpus_per_run, cpus_per_run, max_retries, device):
@@ -169,7 +176,7 @@ def run(
                               "soup`) before selecting; the soups join selection like any candidate."),
     device: DeviceOpt = "auto",
     engine: Engine = typer.Option("local", callback=plain, help="local: one run after another in this process; "
-                                  "ray: the runs as Ray tasks over GPUs, CPUs or a cluster (`pip install -e \".\\[ray]\"`)."),
+                                  "ray: the runs as Ray tasks over GPUs, CPUs or a cluster (`pip install -e \".[ray]\"`)."),
     address: Optional[str] = typer.Option(None, help="HOST:PORT of a running Ray cluster to join (default: "
                                           "RAY_ADDRESS, else start Ray on this machine).", rich_help_panel=RAY),
     gpus_per_run: Optional[float] = typer.Option(None, help="GPUs per run, fractions allowed (default: 1 where the "

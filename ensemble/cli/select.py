@@ -7,13 +7,12 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .. import workflow
 from ..errors import EnsembleError
 from ..registry.store import Registry
 from ..selection import DEFAULT_MODE
 from ..tasks import parse_tasks
-from .options import (ALL_TASKS, registry_data, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,
-                      SelectMode, TasksOpt, plain)
+from .options import (ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,
+                      SelectMode, TasksOpt, complete_ensembles, plain, registry_data)
 from .progress import RichProgress
 from .render import console, print_json, print_predicted, print_selection, sample_banner
 
@@ -39,11 +38,15 @@ def select(
     tasks: TasksOpt = ALL_TASKS,
     name: Optional[str] = typer.Option(None, help="Name of the saved ensemble (default: ensemble-<mode>)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every caruana step, not only the kept ones."),
+    force: bool = typer.Option(False, "--force", help="Replace a saved ensemble of this name made in another mode."),
     as_json: JsonOpt = False,
 ) -> None:
     """Build each task's ensemble; show what each member adds and how much gain survives held out."""
+    _refuse_replacing(Registry(registry), name or f"ensemble-{mode}", mode, force)
     data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
+    from .. import workflow   # here: numpy and the selection load only for the commands that select
+
     report = workflow.select(Registry(registry), data_dir, parse_tasks(tasks), mode, max_size, steps, repeats,
                              seed, name, sample=sample, folds=folds, level=level, bags=bags, fraction=fraction)
     if as_json:
@@ -52,10 +55,22 @@ def select(
     print_selection(report, verbose)
 
 
+def _refuse_replacing(reg: Registry, name: str, mode: str, force: bool) -> None:
+    """A saved ensemble of this name made in another mode is kept unless --force (a rerun in the same
+    mode refreshes it, as after training more candidates)."""
+    if force or not reg.exists or name not in reg.ensemble_names():
+        return
+    saved = reg.load_ensemble(name).get("mode")
+    if saved != mode:
+        raise EnsembleError(f"a saved ensemble named {name!r} was made in mode {saved}; selecting in mode {mode} "
+                            f"would replace it: give another --name, or --force to replace it")
+
+
 def predict(
     data: DataOpt = None,
     out: Path = typer.Option(Path("predictions"), help="Folder for the leaderboard files."),
-    ensemble: Optional[str] = typer.Option(None, help="Saved ensemble name (default: the latest)."),
+    ensemble: Optional[str] = typer.Option(None, autocompletion=complete_ensembles,
+                                           help="Saved ensemble name (default: the latest)."),
     input: Optional[Path] = typer.Option(None, "--input", help="A new file in the course format to predict."),
     task: Optional[str] = typer.Option(None, help="--input: its task (sst, para, sts)."),
     precision: PrecisionOpt = "fp32",
@@ -77,11 +92,15 @@ def predict(
     if input is not None:
         if task is None:
             raise EnsembleError("--input needs --task (sst, para or sts)")
+        from .. import workflow   # here: numpy loads only for the commands that predict
+
         result = workflow.predict_input(reg, input, task, out, name, device, precision, RichProgress(as_json),
                                         compile=compile)
     else:
         data_dir, sample = registry_data(registry, data)
         sample_banner(sample)
+        from .. import workflow
+
         result = workflow.predict(reg, data_dir, out, name)
     result["ensemble_saved"] = doc.get("created")
     if as_json:

@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..data import resolve_data
 from ..registry.store import Registry
-from ..soup.path import DEFAULT_RECIPE, RECIPES
+from ..soup.recipes import DEFAULT_RECIPE, RECIPES
 from ..tasks import parse_tasks
 from .options import DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt, examples
 from .progress import RichProgress

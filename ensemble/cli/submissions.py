@@ -22,7 +22,9 @@ def submissions(out: Path = typer.Option(Path("submissions"), "--out", help="Fol
     if not rows:
         console.print(f"{escape(str(out))}: no submissions yet")
         return
-    cols = [Col("created", True), Col("file"), Col("ensemble"), Col("mean dev", True), Col("message")]
+    widest = max(len(str(r["file"])) for r in rows)   # a file name (its score in it) is never folded
+    cols = [Col("created", True), Col("file", floor=widest), Col("ensemble", drop=2), Col("mean dev", True),
+            Col("message", drop=1)]
     table = []
     for r in rows:
         if r["damaged"]:

@@ -13,7 +13,7 @@ from ..training.config import DATA, PretrainConfig, TrainConfig
 from .options import (DATA_ENV, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_ENV, REGISTRY_HELP, config_options, examples,
                       registry_data)
 from .progress import RichProgress
-from .render import print_epochs, print_fields, print_json, sample_banner
+from .render import print_epochs, print_json, print_pretrained, sample_banner
 
 OUTPUT = "Output and run"
 
@@ -29,9 +29,9 @@ def train(
     registry: Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP, envvar=REGISTRY_ENV,
                                            rich_help_panel=OUTPUT)] = Path("checkpoints"),
     resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Continue this configuration's "
-                                         "unfinished run from its last completed epoch.")] = False,
-    again: Annotated[bool, typer.Option("--again", rich_help_panel=OUTPUT, help="Train even when this "
-                                        "configuration is already complete in the registry.")] = False,
+                                         "unfinished run from its last completed epoch (a rerun does this anyway).")] = False,
+    again: Annotated[bool, typer.Option("--again", rich_help_panel=OUTPUT, help="Train a new run even when this "
+                                        "configuration is already complete or unfinished in the registry.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP, rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Fine-tune a multitask model; register every epoch that is best on dev for some task.
@@ -73,4 +73,4 @@ def pretrain(
     if as_json:
         print_json(result.to_dict(), default=str)
         return
-    print_fields(f"MLM pretraining -> {out}", result.to_dict())
+    print_pretrained(result.to_dict())

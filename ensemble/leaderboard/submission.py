@@ -259,7 +259,9 @@ def list_submissions(out_dir: str | Path) -> list[dict[str, object]]:
     """Each ``*.zip`` of ``out_dir``, oldest first (by when it was written), with its manifest's
     time, message, ensemble and mean dev score; a zip that cannot be read is listed with ``damaged`` set."""
     out = Path(out_dir)
+    if not out.exists():   # nothing submitted yet: an empty list
+        return []
     if not out.is_dir():
-        raise EnsembleError(f"{out}: no such folder; expected the folder `ensemble submit --out` writes zips to")
+        raise EnsembleError(f"{out}: not a folder; expected the folder `ensemble submit --out` writes zips to")
     zips = [p for p in out.glob("*.zip") if p.is_file()]
     return [_listed(p) for p in sorted(zips, key=lambda p: (p.stat().st_mtime_ns, p.name))]

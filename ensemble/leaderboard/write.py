@@ -23,13 +23,13 @@ import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
-import numpy as np
+if TYPE_CHECKING:   # numpy (and the metrics) load when files are written or scored, not with the command line
+    import numpy as np
 
 from ..errors import EnsembleError
 from ..files import fault_point, file_sha256, fsync_dir, make_folder, remove_quiet, stage_bytes
-from ..metrics import pearson, round_predictions
 from ..tasks import TASKS, get_task, is_plain_id
 from .validate import (STAMP_FORMAT, STAMP_NAME, STATE_COMPLETE, STATE_WRITING, CheckedFile, check_folder, check_split,
                        read_stamp, report)
@@ -60,6 +60,10 @@ def leaderboard_bytes(task: str, ids: Sequence[str], values_unrounded: np.ndarra
     sts raw score (written as ``str(float)``, not clipped).
     """
     t = get_task(task)
+    import numpy as np
+
+    from ..metrics import round_predictions
+
     vals = np.asarray(values_unrounded, dtype=np.float64)
     if vals.ndim == 1 and t.n_outputs == 1:
         vals = vals.reshape(-1, 1)
@@ -274,6 +278,10 @@ def score_dir(pred_dir: str | Path, data_dir: str | Path, tasks: Iterable[str] |
 
 def score_checked(found: Mapping[tuple[str, str], CheckedFile]) -> dict[str, float]:
     """The dev metric of each task of the dev files among ``found`` (checked, without problems)."""
+    import numpy as np
+
+    from ..metrics import pearson
+
     scores: dict[str, float] = {}
     for (task, s), checked in found.items():
         if s != "dev":

@@ -19,9 +19,10 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:   # numpy loads with the predictions (predfile), not with the command line
+    import numpy as np
 
 from ..data import decode_utf8, read_raw
 from .. import documents

@@ -152,12 +152,13 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     ``<registry>/runs/``.
 
     A configuration already complete in the registry (same fingerprint) is skipped, naming its
-    candidates (``status`` "skipped"), unless ``again``. ``resume`` continues the configuration's
-    unfinished run from its last completed epoch. Each committed epoch is reported to ``progress``
-    as an ``"epoch"`` event: its record entry (:mod:`ensemble.registry.runs`) with ``run_id`` and
-    ``name``. ``on_epoch(entry)`` gets the same entry and may raise :class:`StopRun` to end the run
-    after that epoch (a search's pruner), as a finished run with that status. ``extra``: fields
-    added to the run's record (a search's ``{"search": {"study", "trial"}}``)."""
+    candidates (``status`` "skipped"), unless ``again``. The configuration's unfinished run (an
+    interrupted one) is continued from its last completed epoch, ``resume`` or not, unless ``again``
+    (a new run beside it). Each committed epoch is reported to ``progress`` as an ``"epoch"`` event:
+    its record entry (:mod:`ensemble.registry.runs`) with ``run_id`` and ``name``. ``on_epoch(entry)``
+    gets the same entry and may raise :class:`StopRun` to end the run after that epoch (a search's
+    pruner), as a finished run with that status. ``extra``: fields added to the run's record (a
+    search's ``{"search": {"study", "trial"}}``)."""
     from ..training.finetune import TrainResult  # lazy: torch
 
     fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
@@ -171,9 +172,9 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     record, epoch = resumable(registry, fp)
     if record is None and resume:
         progress.note(f"{cfg.run_name}: --resume: no unfinished run of this configuration; training a new run")
-    elif record is not None and not resume:
+    elif record is not None and again:
         progress.note(f"{cfg.run_name}: run {record['run_id']} of this configuration is unfinished ({epoch} of "
-                      f"{cfg.epochs} epochs done); `--resume` continues it. Training a new run.")
+                      f"{cfg.epochs} epochs done); --again: training a new run beside it")
         record = None
     return train_run(registry, cfg, data_dir, record, epoch, device=device, progress=progress, on_epoch=on_epoch,
                      extra=extra)
@@ -190,8 +191,8 @@ def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict
     from ..training.finetune import EpochResult, train  # lazy: torch
 
     if record is not None:
-        progress.note(f"{cfg.run_name}: resuming run {record['run_id']} after epoch {epoch} of {cfg.epochs}"
-                      if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
+        progress.note(f"{cfg.run_name}: resuming run {record['run_id']} after epoch {epoch} of {cfg.epochs} (`--again` "
+                      "trains a new run instead)" if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
     run_id = record["run_id"] if record else registry.new_id()
     folder = run_dir(registry.root, run_id) / "checkpoint"
     keeper = EpochKeeper(registry, progress, record, data_dir, on_epoch, extra)

@@ -17,7 +17,6 @@ from ..data import Split, load_splits, read_split
 from .. import documents
 from ..errors import EnsembleError
 from ..files import check_inside, file_sha256, refuse_pickles
-from ..metrics import score
 from ..predfile import align_predictions, check_ids, prediction_file_name, read_predictions, write_predictions
 from ..progress import NULL, Progress
 from .store import Registry
@@ -34,6 +33,8 @@ Loaded = dict[tuple[str, str], tuple[list[str], Any]]   # (task, split) -> (ids,
 def write_prediction_files(stage: Path, loaded: Loaded, splits: dict[tuple[str, str], Split]) -> tuple[dict, dict]:
     """Write ``predictions/<task>-<split>.csv`` into ``stage`` for each loaded (task, split);
     returns the manifest's ``predictions`` and ``metrics`` sections (metrics where labelled)."""
+    from ..metrics import score   # here: numpy loads when predictions are scored, not with the command line
+
     preds_manifest: dict[str, dict] = {}
     metrics: dict[str, dict] = {}
     (stage / "predictions").mkdir(parents=True, exist_ok=True)

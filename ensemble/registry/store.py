@@ -137,7 +137,7 @@ class Registry:
         return self.scan()[0]
 
     def get(self, ref: str) -> Candidate:
-        """A candidate by id, unique id prefix, or unique name."""
+        """A candidate by id, unique id prefix, unique name, or the unique start of a name."""
         return self.get_many([ref])[0]
 
     def get_many(self, refs: list[str]) -> list[Candidate]:
@@ -164,9 +164,18 @@ class Registry:
         broken = [p for p in damaged if p.candidate.startswith(ref)]
         if not matches and broken:
             raise damage_error(self.candidates_dir / broken[0].candidate, broken[0])
+        named = sorted((c for c in cands if str(c.name or "").startswith(ref)), key=lambda c: (str(c.name), c.id)) \
+            if not matches else []
+        if len(named) == 1:   # the start of one candidate's name
+            return named[0]
+        if named:
+            shown = ", ".join(f"{c.name} ({c.id})" for c in named[:5]) + (", ..." if len(named) > 5 else "")
+            raise EnsembleError(f"ambiguous: {ref!r} starts the names of {len(named)} candidates ({shown}); give "
+                                "more of a name, or an id")
         if not matches:
             raise EnsembleError(f"no candidate {ref!r} in {self.root} (`ensemble list` shows them)")
-        raise EnsembleError(f"{ref!r} matches {len(matches)} candidates ({', '.join(c.id for c in matches[:5])}); give more of the id")
+        shown = ", ".join(c.id for c in matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise EnsembleError(f"ambiguous: {ref!r} matches {len(matches)} candidates ({shown}); give more of the id")
 
     def verify(self, refs: list[str] | None = None) -> tuple[list[Candidate], list[Problem]]:
         """Rehash every stored file against its manifest (see :func:`verify_folder`); two

@@ -14,7 +14,7 @@ matplotlib.use("Agg")   # before pyplot: no display, same bytes everywhere
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from ..tasks import TASKS  # noqa: E402
 
@@ -133,7 +133,10 @@ def hyperparameter(name: str, points: dict[str, list[tuple[Any, float, str]]], c
         else:
             ax.scatter([v for v, _, _ in pts], [s for _, s, _ in pts], color=ENSEMBLE_COLOUR, alpha=0.8)
             if name == "lr" and all(v > 0 for v, _, _ in pts):
-                ax.set_xscale("log")
+                ax.set_xscale("log")   # labelled at the rates tried, not at every minor tick of the decade
+                values = sorted({v for v, _, _ in pts})
+                ax.set_xticks(values, [f"{v:g}" for v in values], rotation=20 if len(values) > 4 else 0)
+                ax.xaxis.set_minor_formatter(NullFormatter())
         _tidy_y(ax, [p[1] for p in pts])
         ax.set_xlabel(name)
         ax.set_ylabel(f"best {_metric_label(task)}")

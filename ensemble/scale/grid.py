@@ -59,12 +59,14 @@ def preset_path(name: str) -> Path:
 
 
 def load_preset(name: str, base: str | None = None) -> Grid:
-    """A shipped preset's grid (``base``, when given, replaces the file's)."""
-    return load_grid(preset_path(name), base)
+    """A shipped preset's grid (``base``, when given, replaces the file's); its run names are the
+    ones registries already hold (not named by the values it varies)."""
+    return load_grid(preset_path(name), base, by_values=False)
 
 
-def load_grid(path: Path | str, base: str | None = None) -> Grid:
-    """Parse, check and expand a grid file; ``base``, when given, replaces every run's base."""
+def load_grid(path: Path | str, base: str | None = None, by_values: bool = True) -> Grid:
+    """Parse, check and expand a grid file; ``base``, when given, replaces every run's base;
+    ``by_values``: the runs are named by the values the grid varies (:func:`named`)."""
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -106,7 +108,20 @@ def load_grid(path: Path | str, base: str | None = None) -> Grid:
                                     "configuration once")
             seen[key] = where
             configs.append(cfg)
-    return Grid(path, configs)
+    return Grid(path, named(configs) if by_values else configs)
+
+
+def varied(configs: list[TrainConfig]) -> list[str]:
+    """The options whose values differ among ``configs``, in TrainConfig's order."""
+    dicts = [c.to_dict() for c in configs]
+    return [k for k in dicts[0] if k != "varies" and any(d[k] != dicts[0][k] for d in dicts[1:])] if dicts else []
+
+
+def named(configs: list[TrainConfig]) -> list[TrainConfig]:
+    """The configurations, each told which options the grid varies, so that its run name (and its
+    candidates' names) show their values: ``multi-sst+para+sts-lr2e-05-ld0.9-s0``."""
+    keys = tuple(varied(configs))
+    return [dataclasses.replace(c, varies=keys) for c in configs]
 
 
 def _table(path: Path, doc: dict, name: str) -> dict:
@@ -123,7 +138,7 @@ def _show(d: dict[str, Any]) -> str:
 def _hints() -> dict[str, Any]:
     """TrainConfig's fields and their types (read from the dataclass: new fields come for free)."""
     hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig) if f.init}
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig) if f.init and f.name != "varies"}
 
 
 def _keys(path: Path, where: str, table: dict[str, Any]) -> dict[str, Any]:

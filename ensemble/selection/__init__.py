@@ -26,6 +26,8 @@ Files, in flow order:
     forward selection with replacement.
 ``bagged``
     bagged ensemble selection.
+``names``
+    the modes' names and the default (no numpy: what the command line reads).
 ``modes``
     mode name -> mode.
 ``estimator``
@@ -103,28 +105,20 @@ of the ensemble selected on all of dev over the best single candidate chosen on 
 """
 from __future__ import annotations
 
-from .average import ensemble_predictions, score_on
-from .crossfit import cross_fit, kfold_splits
-from .estimator import EnsembleSelector
-from .inputs import TaskInput
-from .keys import PEARSON_DECIMALS, score_key
-from .interval import nb_interval
-from .choice import SYSTEM_ORDER, choose, nested_cross_fit
-from .modes import AUTO, DEFAULT_MODE, FIXED_DEFAULT, MODES, select_modes
-from .pool import content_hash
-from .results import CrossFit, Fold, Ranked, Step, TaskSelection
-from .task import select
-from .verdict import SYSTEMS, choose_systems, verdict
+from .. import lazy_names
+from .verdict import SYSTEMS, choose_systems, verdict   # eager: the name verdict is also a file's (no numpy here)
 
 __all__ = [
     "MODES",
+    "MODE_NAMES",
     "AUTO",
-    "DEFAULT_MODE",
     "FIXED_DEFAULT",
+    "SELECT_MODES",
     "select_modes",
     "SYSTEM_ORDER",
     "choose",
     "nested_cross_fit",
+    "DEFAULT_MODE",
     "PEARSON_DECIMALS",
     "Ranked",
     "Step",
@@ -147,4 +141,32 @@ __all__ = [
 ]
 
 FILES = ("checks", "keys", "results", "average", "accuracy", "workset", "pearson", "pool", "greedy", "caruana",
-         "bagged", "modes", "estimator", "interval", "crossfit", "choice", "inputs", "task", "verdict")
+         "bagged", "names", "modes", "estimator", "interval", "crossfit", "choice", "inputs", "task", "verdict")
+__getattr__ = lazy_names(__name__, {
+    "ensemble_predictions": "average",
+    "score_on": "average",
+    "cross_fit": "crossfit",
+    "kfold_splits": "crossfit",
+    "EnsembleSelector": "estimator",
+    "TaskInput": "inputs",
+    "PEARSON_DECIMALS": "keys",
+    "score_key": "keys",
+    "nb_interval": "interval",
+    "DEFAULT_MODE": "names",
+    "MODE_NAMES": "names",
+    "AUTO": "names",
+    "FIXED_DEFAULT": "names",
+    "SELECT_MODES": "names",
+    "select_modes": "modes",
+    "SYSTEM_ORDER": "choice",
+    "choose": "choice",
+    "nested_cross_fit": "choice",
+    "MODES": "modes",
+    "content_hash": "pool",
+    "CrossFit": "results",
+    "Fold": "results",
+    "Ranked": "results",
+    "Step": "results",
+    "TaskSelection": "results",
+    "select": "task",
+})   # loaded on first use: importing the package loads no scipy

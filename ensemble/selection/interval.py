@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def nb_interval(gains, folds: int, level: float) -> tuple[float, float, float, int]:
@@ -24,6 +23,8 @@ def nb_interval(gains, folds: int, level: float) -> tuple[float, float, float, i
     if len(g) < 2:
         return mean, math.nan, math.nan, df
     se = math.sqrt(float(g.var(ddof=1)) * (1.0 / len(g) + 1.0 / (folds - 1)))
+    from scipy import stats   # here, not at the top: scipy.stats takes a second to import
+
     q = float(stats.t.ppf(0.5 + level / 2, df))
     return mean, mean - q * se, mean + q * se, df
 

@@ -12,16 +12,11 @@ from typing import Callable
 from ..errors import EnsembleError
 from . import bagged, caruana, greedy
 from .checks import Budget
+from .names import AUTO, DEFAULT_MODE, FIXED_DEFAULT, MODE_NAMES, SELECT_MODES
 from .pool import Pool
 from .results import Picked, Step
 
-# `select`'s default: per task, the system (the best single candidate or one of the modes) with the
-# best cross-fitted held-out estimate, its own estimate nested (selection/choice.py; the guide
-# docs/guides/choosing-a-system.md gives the simulation and the real-candidate check behind it).
-AUTO = "auto"
-DEFAULT_MODE = AUTO
-# One fixed mode where one is needed without a choice (EnsembleSelector, cross_fit).
-FIXED_DEFAULT = "caruana"
+__all__ = ["AUTO", "DEFAULT_MODE", "FIXED_DEFAULT", "MODES", "Mode", "get_mode", "select_modes"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +45,12 @@ MODES: dict[str, Mode] = {
     "caruana": Mode(caruana.caruana, ("steps",), caruana.note),
     "bagged": Mode(bagged.bagged, ("steps", "bags", "fraction", "seed"), bagged.note),
 }
+assert tuple(MODES) == MODE_NAMES, "a mode's name goes into names.MODE_NAMES too"
 
 
 def select_modes() -> tuple[str, ...]:
     """What ``select --mode`` takes: ``auto`` and every fixed mode."""
-    return (AUTO, *MODES)
+    return SELECT_MODES
 
 
 def get_mode(mode: str) -> Mode:

@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Mapping, NamedTuple
 
-import numpy as np
-
 
 def jsonable(obj: Any) -> Any:
     """``obj`` as plain JSON data: dataclasses, mappings, sequences, arrays and numpy scalars."""
+    import numpy as np   # here: importing the results (the command line does) loads no numpy
+
     if is_dataclass(obj) and not isinstance(obj, type):
         if hasattr(obj, "to_dict") and not isinstance(obj, _Plain):
             return obj.to_dict()

@@ -65,6 +65,6 @@ def choose_systems(selections: dict[str, Any], system: str) -> dict[str, dict[st
         out[task] = {"system": "best single" if single else "ensemble", "expected_to_beat_single": expected,
                      "verdict": words,
                      "reason": (f"the best single candidate is submitted: the ensemble is {words}" if single
-                                else "the ensemble is submitted" + (" (asked for)" if system == "ensemble" else "")
+                                else "the ensemble is submitted" + (" (--system ensemble, select's default)" if system == "ensemble" else "")
                                 + f": {words}")}
     return out

@@ -4,6 +4,8 @@ estimated on held-out rows as selection is.
 
 Files, in flow order:
 
+``recipes``
+    the recipes' names and the default (no numpy: what the command line reads).
 ``groups``
     which model candidates can be averaged (origin, architecture, tasks, parameters), and why
     each one left out is left out.
@@ -18,7 +20,7 @@ Files, in flow order:
 """
 from .. import lazy_names
 
-FILES = ("groups", "path", "honest", "average", "build")
+FILES = ("recipes", "groups", "path", "honest", "average", "build")
 __all__ = ["RECIPES", "make_soups", "plan_soups", "soup_groups"]
-__getattr__ = lazy_names(__name__, {"RECIPES": "path", "make_soups": "build", "plan_soups": "build",
+__getattr__ = lazy_names(__name__, {"RECIPES": "recipes", "make_soups": "build", "plan_soups": "build",
                                     "soup_groups": "groups"})

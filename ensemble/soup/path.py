@@ -22,9 +22,8 @@ from .. import metrics
 from ..errors import EnsembleError
 from ..selection.keys import PEARSON_DECIMALS, fmt_change, score_key
 from ..selection.pool import Pool
+from .recipes import DEFAULT_RECIPE, RECIPES  # noqa: F401  (the recipes' names, also read from here)
 
-RECIPES = ("greedy", "uniform")
-DEFAULT_RECIPE = "greedy"
 
 SoupOf = Callable[[tuple[str, ...]], Mapping[str, np.ndarray]]
 

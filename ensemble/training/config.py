@@ -114,9 +114,11 @@ class TrainConfig:
     gradient_checkpointing: bool = option(False, "Recompute each layer's activations in the backward pass (less "
                                           "memory, slower).", OPTIM)
     patience: int = option(0, "Stop when the mean dev score has not improved for N epochs (0 = off).", OPTIM)
+    varies: tuple = ()   # the options a grid varies: their values go into the run's name (no option, no fingerprint)
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
+        self.varies = tuple(self.varies)
         for ok, msg in _CHECKS:
             if not ok(self):
                 raise EnsembleError(msg)
@@ -135,12 +137,14 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
+        d["varies"] = list(self.varies)
         return d
 
     def fingerprint(self, data_hashes: dict[str, str]) -> str:
         """Same configuration and same data -> same fingerprint (used to skip finished runs). The
         options of :data:`LATER_FIELDS` count only away from their defaults."""
-        config = {k: v for k, v in self.to_dict().items() if not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+        config = {k: v for k, v in self.to_dict().items()
+                  if not (k in LATER_FIELDS and v == LATER_FIELDS[k]) and k != "varies"}
         blob = json.dumps({"config": config, "data": data_hashes}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -148,7 +152,25 @@ class TrainConfig:
     def run_name(self) -> str:
         arch = f"cerberus-{self.task_layers}" if self.architecture == "cerberus" else self.architecture
         smart = f"-smart{self.smart_weight:g}" if self.smart_weight else ""
-        return f"{arch}-{'+'.join(self.tasks)}{smart}-s{self.seed}"
+        varied = "".join(f"-{SHORT_NAMES.get(k, k.replace('_', ''))}{_name_value(getattr(self, k))}"
+                         for k in self.varies if k not in IN_NAME)
+        return f"{arch}-{'+'.join(self.tasks)}{smart}{varied}-s{self.seed}"
+
+
+# the options a run's name always shows; a grid's other varied options go in as SHORT_NAMES value
+IN_NAME = ("architecture", "task_layers", "tasks", "smart_weight", "seed", "base", "varies")
+SHORT_NAMES = {"lr": "lr", "layer_decay": "ld", "weight_decay": "wd", "batch_size": "bs", "epochs": "ep",
+               "head_dropout": "hd", "hidden_dropout": "dr", "head_lr_mult": "hlr", "embed_lr_mult": "elr",
+               "warmup": "wu", "schedule": "", "grad_accum": "ga", "max_length": "len", "limit": "n",
+               "precision": "", "patience": "pat", "max_grad_norm": "clip", "gradient_checkpointing": "gc"}
+
+
+def _name_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "on" if v else "off"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 # the options added after registries were first written, with their defaults (left out of the fingerprint there)

@@ -94,10 +94,11 @@ def test_parameters_must_be_positive(tmp_path, invoke, fake_predictions):
     assert not (tmp_path / "reg" / "candidates").exists()
 
 
-def train_refused(tmp_path, invoke, base, *option: str) -> str:
-    """``ensemble train`` on the sample with ``option``: the message it was refused with."""
+def train_refused(tmp_path, invoke, base, *option: str, code: int = 2) -> str:
+    """``ensemble train`` on the sample with ``option``: the message it was refused with (exit 2: a usage error, as
+    a value the configuration's check refuses; exit 1 for the device, checked when it is looked for)."""
     r = invoke("train", "--data", SAMPLE, "--base", base, "--epochs", "1", *option, "--registry", tmp_path / "reg")
-    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert r.exit_code == code and "Traceback" not in r.output, r.output
     assert not (tmp_path / "reg" / "candidates").exists()
     return r.output
 
@@ -107,7 +108,8 @@ def train_refused(tmp_path, invoke, base, *option: str) -> str:
     *[(("--seed", s), "--seed must be in [0, 2^32)") for s in ("-1", str(2**32))],
     (("--device", "bogus"), "--device 'bogus': unknown device; expected auto, cpu, cuda or cuda:N")])
 def test_bad_train_options_are_refused_before_any_work(tmp_path, invoke, tiny_base_dir, option, message):
-    assert message in train_refused(tmp_path, invoke, tiny_base_dir, *option)
+    code = 1 if option[0] == "--device" else 2
+    assert message in train_refused(tmp_path, invoke, tiny_base_dir, *option, code=code)
 
 
 def test_max_length_beyond_the_base_is_said(tmp_path, invoke, tiny_base_dir):
@@ -205,7 +207,7 @@ def test_names_and_paths_with_rich_markup_print_as_written(tmp_path, invoke, fak
     assert r.exit_code == 0 and f"({MARKUP})" in r.output, r.output
     (cid,) = [p.name for p in (reg / "candidates").iterdir()]
     r = invoke("list", "--registry", reg)
-    assert r.exit_code == 0 and f"1 candidates in {reg}" in r.output, r.output   # a table title is plain text
+    assert r.exit_code == 0 and f"1 candidate in {reg}" in r.output, r.output   # a table title is plain text
     r = invoke("show", cid, "--registry", reg)
     assert r.exit_code == 0 and MARKUP in r.output and str(reg) in r.output, r.output
     r = invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0", "--name", "[b]e[i]")

@@ -52,7 +52,7 @@ def test_show_gives_members_weights_and_the_heldout_estimate(registry_with_impor
     held = next(row["heldout"] for row in sel["summary"] if row.get("heldout"))
     assert {t: e["heldout"] for t, e in shown["tasks"].items()} == held
     text = invoke("ensembles", "show", "g", "--registry", reg).stdout
-    assert "ext0" in text and "held-out estimate" in text
+    assert "ext0" in text and "held-out gain" in text
 
 
 def test_show_names_a_member_no_longer_in_the_registry(registry_with_imports, invoke):

@@ -179,7 +179,9 @@ def test_message_and_the_list_of_submissions(preds, tiny_data, tmp_path):
     assert rows[0] == {"file": a.name, "created": "2024-03-01T12:34:56", "message": "first", "ensemble": "A",
                        "verified": True, "mean_dev": 0.5, "sample_data": None, "damaged": None}
     assert rows[1]["damaged"].startswith("not a readable zip") and rows[2]["damaged"] == "no MANIFEST.json"
-    raises(["no such folder"], list_submissions, tmp_path / "none")
+    assert list_submissions(tmp_path / "none") == []   # nothing submitted yet (issue 27)
+    (tmp_path / "afile").write_text("x")
+    raises(["not a folder"], list_submissions, tmp_path / "afile")
 
 
 def test_an_interrupted_folder_is_refused_even_forced(preds, tiny_data, monkeypatch):

@@ -81,7 +81,7 @@ def test_ensemble_system_keeps_the_ensemble_and_says_why(twins):
     report = workflow.select(twins, SAMPLE, name="kept", system="ensemble", mode="greedy")
     for task, entry in twins.load_ensemble("kept")["tasks"].items():
         assert entry["system"] == "ensemble" and entry["members"] == report.tasks[task]["members"]
-        assert entry["reason"].startswith("the ensemble is submitted (asked for): not expected to beat")
+        assert entry["reason"].startswith("the ensemble is submitted (--system ensemble, select's default): not expected to beat")
         assert entry["settings"] == {}
 
 
