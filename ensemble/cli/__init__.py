@@ -23,16 +23,16 @@ Files, in flow order:
     ``runs``, ``prune`` and ``env``.
 ``train``
     ``train`` and ``pretrain``.
-``run``
-    ``run``: a grid here or on Ray, then select, write, validate and zip.
-``search``
-    ``search SPACE`` (Optuna trials as training runs) and ``search show``.
 ``select``
     ``select`` and ``predict``.
 ``soup``
     ``soup``: weights averaged into one model per task (model soups).
 ``submit``
     ``validate`` and ``submit``.
+``run``
+    ``run``: a grid here or on Ray, then select, write, validate and zip.
+``search``
+    ``search SPACE`` (Optuna trials as training runs) and ``search show``.
 ``submissions``
     ``submissions``: the zips ``submit`` wrote.
 ``ensembles``
@@ -50,7 +50,6 @@ Files, in flow order:
 """
 from .app import app, main
 
-FILES = ("options", "tables", "help", "listing", "render", "progress", "candidates", "housekeeping", "train", "run",
-         "search", "select", "soup", "submit",
-         "submissions", "ensembles", "analyze", "honesty", "bench", "app")
+FILES = ("options", "tables", "help", "listing", "render", "progress", "candidates", "housekeeping", "train", "select",
+         "soup", "submit", "run", "search", "submissions", "ensembles", "analyze", "honesty", "bench", "app")
 __all__ = ["app", "main"]

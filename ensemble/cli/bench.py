@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -10,7 +10,8 @@ from rich.markup import escape
 from ..data import resolve_data
 from .options import BenchMode, CaruanaStepsOpt, DataOpt, DeviceOpt, JsonOpt, RegistryOpt, SeedOpt, examples, plain
 from .progress import RichProgress
-from .render import console, print_bench, print_bench_select, print_json, sample_banner
+from .render import console, fmt, print_json, print_table, sample_banner
+from .tables import Col
 
 
 BenchBaseOpt = typer.Option("minilm", help="Encoder to time: hub name, local folder, or 'minilm' (offline stand-in).")
@@ -205,3 +206,68 @@ def startup(repeats: int = typer.Option(5, help="Times each command is started (
         print_json(result, default=float)
         return
     print_bench(result)
+
+
+# -- what these commands print ------------------------------------------------------------
+def print_bench_select(result: dict[str, Any], candidates: int, rows: int) -> None:
+    cols = [Col("task/mode"), Col("members", True, 1), Col("fast (s)", True), Col("plain re-averaging (s)", True),
+            Col("speed-up", True), Col("same ensemble", drop=2), Col("note", drop=3)]
+    table = []
+    for key, r in result["results"].items():
+        prefix = r.get("plain_on_prefix")
+        table.append([key, str(r.get("ensemble_size")), f"{r['fast_s']:.3f}", f"{r['plain_s']:.3f}",
+                      f"{r['speedup']:.1f}x", str(r.get("identical")),
+                      "" if not prefix else f"both timed on a prefix: {prefix}"])
+    print_table(f"selection on synthetic predictions: {candidates} candidates x {rows} rows "
+                f"({result.get('cpu_count')} CPUs, load {result.get('load_avg_1min')})", cols, table)
+    console.print(f"fast greedy, all tasks: {result['fast_greedy_total_s']:.3f} s "
+                  f"(target under 1 s: {'met' if result.get('target_met') else 'NOT met'})")
+
+
+def print_flat(title: str, d: dict[str, Any]) -> None:
+    rows: list[list[str]] = []
+
+    def walk(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), x)
+        else:
+            rows.append([escape(prefix), escape(fmt(v) if isinstance(v, float) else str(v))])
+    walk("", d)
+    print_table(title, [Col("measure"), Col("value")], rows)
+
+
+def print_bench(result: dict[str, Any]) -> None:
+    rows = result.get("rows")
+    if isinstance(rows, list) and rows:
+        keys = list(rows[0].keys())
+        numeric = {k for k in keys if all(isinstance(r.get(k), (int, float, type(None))) for r in rows)
+                   and any(isinstance(r.get(k), (int, float)) for r in rows)}
+        cells = [[_bench_cell(r.get(k)) for k in keys] for r in rows]
+        # headers split at words (wall seconds), so a narrow column wraps between words, never inside one
+        print_table(result.get("title", "benchmark"), [Col(k.replace("_", " "), k in numeric) for k in keys], cells)
+        rest = {k: v for k, v in result.items() if k not in ("rows", "title", "targets")}
+        if rest:
+            print_flat("details", rest)
+    else:
+        print_flat(result.get("title", "benchmark"), {k: v for k, v in result.items() if k != "targets"})
+    if result.get("targets"):
+        print_targets(result["targets"])
+
+
+def _bench_cell(v: Any) -> str:
+    """A bench value as a cell: floats to 3 decimals, nothing as '-', a list joined (empty: '-')."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return escape(", ".join(map(str, v))) or "-"
+    return escape(fmt(v, 3))   # fmt: None as '-', floats to 3 decimals
+
+
+def print_targets(targets: dict[str, Any]) -> None:
+    rows = []
+    for name, x in targets.items():
+        met = x.get("met")
+        rows.append([escape(name), f"{x['value']:.4g}" if isinstance(x["value"], float) else str(x["value"]),
+                     escape(str(x["target"])), "-" if met is None else ("[green]met[/]" if met else "[red]NOT met[/]")])
+    print_table("targets", [Col("measure"), Col("value", True), Col("target"), Col("met")], rows)

@@ -19,8 +19,10 @@ from .options import (CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, Reg
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
 from ..registry.runs import RECORD, read_run, run_dir
-from .render import (candidate_row, console, err, print_candidate, print_candidates, print_compare, print_json,
-                     print_refreshed, print_registered, print_run_record, print_verify, sample_banner, warn, note)
+from .listing import human_size, params, size_on_disk
+from .render import (console, err, fmt, note, plural, print_json, print_run_record, print_table, problems, sample_banner,
+                     warn)
+from .tables import Col
 
 
 def list_(registry: RegistryOpt = Path("checkpoints"),
@@ -271,3 +273,96 @@ def register_models(reg: Registry, paths: list[Path], data_dir: Path, name: Opti
         if say:
             print_registered(added[-1])
     return added
+
+
+# -- what these commands print ------------------------------------------------------------
+def candidate_row(c) -> dict[str, Any]:
+    """A candidate as ``list --json`` prints it."""
+    return {
+        "id": c.id, "name": c.name, "kind": c.kind, "architecture": c.architecture,
+        "tasks": c.tasks, "parameters": c.parameters,
+        "dev": {t: c.dev_metric(t) for t in TASKS if c.dev_metric(t) is not None},
+        "epoch": c.epoch, "created": c.created,
+        "base": c.base, "base_provenance": c.base_provenance,
+        **{k: FIELDS[f].value(c) for k, f in (("lr", "lr"), ("smart_weight", "smart"), ("layer_decay", "layer_decay"),
+                                              ("seed", "seed"), ("task_layers", "task_layers"))},
+    }
+
+
+def print_candidates(cands: list, registry: Path, keys: list[str], keep_all: bool = False) -> None:
+    """``list``'s table of the ``keys`` columns (see :data:`.listing.FIELDS`)."""
+    if not cands:
+        console.print(f"no candidates in {escape(str(registry))} yet: `ensemble train` or `ensemble register` adds some")
+        return
+    fields = [FIELDS[k] for k in keys]
+    total = human_size(sum(size_on_disk(c) for c in cands))
+    print_table(f"{plural(len(cands), 'candidate')} in {registry}, {total} on disk", [Col(f.header, f.numeric, f.drop, f.floor) for f in fields],
+                [[escape(f.show(f.value(c))) for f in fields] for c in cands], keep_all,
+                hint="--no-truncate or --columns shows them")
+
+
+def print_candidate(c) -> None:
+    console.print(f"[bold]{c.id}[/]  {escape(str(c.name))}  ({escape(c.kind)}, "
+                  f"{escape(str(c.architecture))}, {params(c.parameters)} parameters)")
+    console.print(f"created {escape(str(c.created))}  at {escape(str(c.path))}")
+    dev = [f"{t} {c.dev_metric(t):.4f}" for t in TASKS if c.dev_metric(t) is not None]
+    console.print(f"dev: {', '.join(dev) or '-'}", highlight=False)
+    if c.training:
+        tr = dict(c.training)
+        changed = _changed_settings(tr.get("config") or {})
+        console.print(f"run {escape(str(tr.get('run_id') or '-'))}, epoch {tr.get('epoch', '-')}"
+                      + (f"; settings apart from the defaults: {escape(changed)}" if changed else "; default settings"),
+                      highlight=False)
+    console.print("(the whole manifest: `ensemble show ID --json`)", highlight=False)
+    rows = [[r.task, r.split, fmt(c.metric(r.task, r.split)), str(r.rows), r.data_file or "-",
+             (r.data_sha256 or "-")[:16]] for r in c.prediction_records()]
+    print_table("dev metrics and cached predictions", [Col("task"), Col("split"), Col("metric", True), Col("rows", True),
+                                                       Col("data file"), Col("data sha256", drop=1)], rows)
+    files = [[rel, f"{info.size:,}", info.sha256] for rel, info in sorted(c.files.items())]
+    print_table("files", [Col("file"), Col("size", True), Col("sha256")], files)
+
+
+def _changed_settings(config: dict[str, Any]) -> str:
+    """A training configuration as the options that differ from ``train``'s defaults: ``lr 2e-05, seed 1``."""
+    from ..training.config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    shown = []
+    for k, v in config.items():
+        if k in ("base", "architecture", "task_layers", "tasks", "varies") or defaults.get(k, v) == v:
+            continue
+        shown.append(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}")
+    return ", ".join(shown)
+
+
+def print_compare(cands: list, fields: list[dict[str, Any]]) -> None:
+    """``compare``: one column per candidate; rows whose values differ are bold and marked ``*``."""
+    cols = [Col("*"), Col("field"), *[Col(c.id) for c in cands]]
+    rows = []
+    for f in fields:
+        row = ["*" if f["differs"] else "", escape(f["field"]), *[escape(x) for x in f["shown"]]]
+        rows.append([f"[bold]{x}[/]" if x else x for x in row] if f["differs"] else row)
+    print_table(f"{len(cands)} candidates compared (* marks the rows that differ)", cols, rows)
+
+
+def print_verify(checked: list, found: list) -> None:
+    for p in found:
+        problems(str(p))
+    n_files = sum(len(c.files) for c in checked)
+    colour = "red" if found else "green"
+    console.print(f"[{colour}]{len(checked)} candidates, {n_files} files checked: {len(found)} problems[/]")
+
+
+def print_registered(c) -> None:
+    dev = ", ".join(f"{t} {c.dev_metric(t):.4f}" for t in TASKS if c.dev_metric(t) is not None)
+    console.print(f"registered [bold]{c.id}[/] ({escape(str(c.name))}): dev {dev}")
+
+
+def print_refreshed(done: list) -> None:
+    for c, stale in done:
+        console.print(f"refreshed {c.id} ({escape(str(c.name))}): {escape('; '.join(stale) or 'forced')}")
+    if not done:
+        console.print("no stale candidates")
+
+
+# -- selection and leaderboard files -------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from ..errors import EnsembleError
-from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS
+from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS  # noqa: F401  (ARCHITECTURES: the value set, read by tests and docs)
 from ..scale.grid import PRESETS
 from ..selection.names import SELECT_MODES as MODE_CHOICES
 from ..tasks import TASK_NAMES, parse_tasks

@@ -19,7 +19,8 @@ from ..selection import DEFAULT_MODE
 from ..tasks import TASKS
 from .options import DataOpt, DeviceOpt, JsonOpt, Preset, RegistryOpt, SelectMode, System, choice, plain
 from .progress import RichProgress
-from .render import console, err, error, print_epochs, print_json, print_run, print_table
+from .render import console, err, error, print_epochs, print_json, print_table
+from .select import print_selection
 from .tables import Col, fit
 
 Engine = choice("Engine", ("local", "ray"))
@@ -225,3 +226,16 @@ def _report(result: dict[str, Any], out: Path, as_json: bool) -> None:
         error(f"{len(result['failed'])} run{'s' if len(result['failed']) > 1 else ''} failed: {names}; nothing was "
               "selected. Run the same command again to train the failed runs (the finished ones are skipped)")
         raise typer.Exit(1)
+
+
+# -- what it prints ------------------------------------------------------------
+def print_run(result: dict[str, Any], out: Path) -> None:
+    print_selection(result["selection"])
+    console.print(f"[green]validated[/] {len(result['written'])} leaderboard files in {escape(str(out))}")
+    for p in result["written"]:
+        console.print(f"  {escape(str(p))}")
+    console.print(f"[green]submission[/] {escape(str(result['submission']))}")
+    console.print(f"finished in {result['seconds']:.0f} s")
+
+
+# -- registry ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.markup import escape
@@ -14,7 +14,10 @@ from ..tasks import parse_tasks
 from .options import (ALL_TASKS, CaruanaStepsOpt, CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt,
                       SelectMode, TasksOpt, complete_ensembles, plain, registry_data)
 from .progress import RichProgress
-from .render import console, print_json, print_predicted, print_selection, sample_banner
+from ..tasks import TASKS
+from .listing import params
+from .render import console, fmt, note, print_json, print_table, sample_banner
+from .tables import Col
 
 
 def select(
@@ -108,3 +111,104 @@ def predict(
         return
     console.print(f"ensemble: {escape(name)} (saved {escape(str(doc.get('created') or 'at an unknown time'))})")
     print_predicted(result)
+
+
+# -- what these commands print ------------------------------------------------------------
+def print_selection(report, verbose: bool = False) -> None:
+    """Each task's trajectory, then the summary (params, then the held-out estimate drop first)."""
+    for text in report.notes:
+        note(text)
+    for task, sel in report.tasks.items():
+        print_trajectory(task, sel.get("ensemble_mode") or report.mode, sel, verbose)
+    tasks = list(report.tasks)
+    print_systems(report.tasks)
+    cols = [Col("system"), Col("params", True, 2), *[Col(f"{t} dev", True) for t in tasks], Col("mean dev", True),
+            Col("mean held-out est.", True, 1)]
+    rows = [[escape(row["system"]), params(row["parameters"]), *[fmt(row["dev"].get(t)) for t in tasks],
+             fmt(row["mean_dev"]), fmt(row.get("mean_heldout"))] for row in report.summary]
+    print_table("summary" + (" (SAMPLE DATA)" if report.sample else ""), cols, rows)
+    if report.path:
+        console.print(f"saved ensemble [bold]{escape(report.name)}[/] to {escape(str(report.path))}")
+
+
+def print_systems(tasks: dict[str, Any]) -> None:
+    """mode auto: per task every candidate system's held-out estimate side by side, the choice
+    (marked *) and the nested estimate of choosing that way."""
+    auto = {t: sel for t, sel in tasks.items() if sel.get("systems")}
+    if not auto:
+        return
+    systems = list(next(iter(auto.values()))["systems"])
+    cols = [Col("task"), *[Col(s, True) for s in systems], Col("chosen", drop=2), Col("nested est.", True),
+            Col("interval", drop=1)]
+    rows = []
+    for t, sel in auto.items():
+        est = {s: v.get("estimate") for s, v in sel["systems"].items()}
+        cells = [("-" if est.get(s) is None else f"{est[s]:+.4f}") + ("*" if s == sel["chosen"] else " ")
+                 for s in systems]
+        held = sel.get("heldout") or {}
+        interval = ("-" if held.get("low") is None else
+                    f"[{held['low']:+.4f}, {held['high']:+.4f}] {held['level']:.0%}")
+        rows.append([t, *cells, escape(sel["chosen"]), fmt(held.get("estimate")) if held.get("estimate") is None
+                     else f"{held['estimate']:+.4f}", interval])
+    print_table("auto: held-out gain over the best single candidate, per system (cross-fitted; * chosen)", cols, rows)
+
+
+def _kept_steps(mode: str, steps: list[dict[str, Any]], verbose: bool) -> tuple[list[dict[str, Any]], int]:
+    """caruana: the kept prefix (every step under ``verbose``) and how many steps are not shown."""
+    if mode != "caruana" or verbose:
+        return steps, 0
+    kept = [s for s in steps if s.get("accepted")]
+    return kept, len(steps) - len(kept)
+
+
+def print_trajectory(task: str, mode: str, sel: dict[str, Any], verbose: bool = False) -> None:
+    """One task's selection steps, then its gain in sample, held out and on labelled test data,
+    and whether the ensemble is expected to beat the best single candidate, in words."""
+    steps, hidden = _kept_steps(mode, sel["trajectory"], verbose)
+    cols = [Col("step", True), Col("candidate"), Col("own dev", True, 1), Col("ensemble dev", True),
+            Col("change", True), Col(""), Col("why", drop=2)]
+    rows = [[str(s.get("step")), escape(str(s.get("candidate"))) + (" [dim](vote)[/]" if s.get("vote") else ""),
+             fmt(s.get("own_score")), fmt(s.get("ensemble_score")),
+             (f"{s['change']:+.4f}" if s.get("change") is not None else "-"),
+             "[green]added[/]" if s.get("accepted") else "[dim]rejected[/]", escape(str(s.get("reason", "")))]
+            for s in steps]
+    print_table(f"{task}: {mode} selection ({TASKS[task].metric} on dev)", cols, rows)
+    if hidden:
+        console.print(f"  {task}: {hidden} later steps not kept (they do not reach the best dev score); "
+                      "--verbose or --json shows them", highlight=False)
+    n = len(sel["weights"])
+    line = (f"  {task}: {n} member{'s' if n != 1 else ''}, dev {sel['ensemble_dev_score']:.4f}; gain over the best "
+            f"single candidate: in-sample {sel['in_sample_gain']:+.4f}")
+    held = sel.get("heldout") or {}
+    own = (sel.get("systems") or {}).get(mode)
+    if own is not None and own.get("estimate") is not None:     # auto: this ensemble's own estimate
+        line += (f", held-out {own['estimate']:+.4f} \\[{held['level']:.0%} interval {own['low']:+.4f}, "
+                 f"{own['high']:+.4f}] ({held['folds']}-fold x {held['repeats']} cross-fit, corrected t)")
+    elif own is None and held.get("estimate") is not None:
+        line += (f", held-out {held['estimate']:+.4f} \\[{held['level']:.0%} interval {held['low']:+.4f}, "
+                 f"{held['high']:+.4f}] ({held['folds']}-fold x {held['repeats']} cross-fit, corrected t)")
+    console.print(line, highlight=False)
+    if sel.get("verdict"):
+        style = "green" if sel.get("expected_to_beat_single") else "yellow"
+        console.print(f"  {task}: [{style}]{escape(sel['verdict'])}[/]"
+                      + ("; the best single candidate is saved for it" if sel.get("system") == "best single" else ""),
+                      highlight=False)
+    if sel.get("test"):
+        console.print(f"  {task}: labelled test data (never used for selection): ensemble "
+                      f"{sel['test']['ensemble']:.4f}, best single candidate {sel['test']['best_single']:.4f}",
+                      highlight=False)
+
+
+def print_predicted(result: dict[str, Any]) -> None:
+    for text in result.get("notes", []):
+        note(text)
+    for p in result["written"]:
+        console.print(f"wrote {escape(str(p))}")
+    if result.get("dev_scores"):
+        vals = list(result["dev_scores"].values())
+        print_table(f"dev scores of {result['ensemble']} (from the rounded files)",
+                    [Col(k, True) for k in [*result["dev_scores"], "mean"]],
+                    [[*[f"{v:.4f}" for v in vals], f"{sum(vals) / len(vals):.4f}"]])
+    if "score" in result:
+        metric = result.get("metric", "score")
+        console.print(f"{metric} on the labelled input ({result.get('rows', '?'):,} rows): {result['score']:.4f}")

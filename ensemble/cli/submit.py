@@ -14,7 +14,7 @@ from ..leaderboard.submission import UNSTAMPED, checked_files, ensemble_record, 
 from ..tasks import TASK_NAMES, TASKS
 from ..leaderboard.validate import OUTPUT_SPLITS, STAMP_NAME, Problem, StampCheck, check_folder, check_stamp, made_from_sample, report
 from .options import DataOpt, JsonOpt, RegistryOpt, registry_data
-from .render import console, err, note, print_json, print_validated, sample_banner
+from .render import console, err, note, print_json, problems, sample_banner
 
 
 def _checked_json(pred_dir: Path, data_dir: Path, sample: bool, problems: list[Problem], found: dict,
@@ -96,3 +96,17 @@ def submit(predictions: Path = typer.Option(Path("predictions"), help="Folder of
         note(f"{predictions} has no stamp from `ensemble predict`: the manifest says ensemble {UNSTAMPED}")
     console.print(f"[green]wrote {escape(str(path))}[/] (ensemble {escape(str(record['name']))}"
                   + ("" if record["verified"] or record["name"] == UNSTAMPED else ", unverified") + ")")
+
+
+# -- what it prints ------------------------------------------------------------
+def print_validated(found: list, text: str, pred_dir: Path, data_dir: Path) -> None:
+    """``validate``'s verdict: ``text`` is the formatted list of problems (empty when valid)."""
+    if found:
+        problems(text)
+        err.print(f"[bold red]{len(found)} problems in {escape(str(pred_dir))}[/]")
+    else:
+        console.print(f"[green]{escape(str(pred_dir))}: all six leaderboard files are valid against "
+                      f"{escape(str(data_dir))}[/]")
+
+
+# -- bench ---------------------------------------------------------------------------------------

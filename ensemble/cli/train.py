@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 
 from ..data import resolve_data
 from ..registry.store import Registry
@@ -13,7 +14,7 @@ from ..training.config import DATA, PretrainConfig, TrainConfig
 from .options import (DATA_ENV, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_ENV, REGISTRY_HELP, config_options, examples,
                       registry_data)
 from .progress import RichProgress
-from .render import print_epochs, print_json, print_pretrained, sample_banner
+from .render import console, print_epochs, print_json, sample_banner
 
 OUTPUT = "Output and run"
 
@@ -74,3 +75,19 @@ def pretrain(
         print_json(result.to_dict(), default=str)
         return
     print_pretrained(result.to_dict())
+
+
+# -- what it prints ------------------------------------------------------------
+def print_pretrained(d: dict[str, Any]) -> None:
+    """``pretrain``'s end: a few lines, the whole record under --json."""
+    resumed = f", resumed from step {d['resumed_from']:,}" if d.get("resumed_from") else ""
+    console.print(f"pretrained {escape(str(d['base']))} -> {escape(str(d['out']))}: {d['steps']:,} steps "
+                  f"({d['steps_run']:,} now{resumed}), {d['epochs']:.2f} passes over {d['sequences']:,} sequences "
+                  f"of {','.join(d['tasks'])}, {d['seconds']:.0f} s on {escape(str(d['device']))}", highlight=False, soft_wrap=True)
+    loss = "-" if d.get("final_loss") is None else f"{d['final_loss']:.4f}"
+    before, after = d.get("perplexity_before"), d.get("perplexity_after")
+    perplexity = ("" if before is None or after is None else
+                  f"; perplexity {before:.2f} -> {after:.2f} on {escape(str(d.get('perplexity_texts') or '-'))}")
+    console.print(f"final loss (mean of the last 50 steps) {loss}{perplexity}", highlight=False, soft_wrap=True)
+    console.print(f"train on it: `ensemble train --base {escape(str(d['out']))}` (the whole record: --json)",
+                  highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from ensemble.cli import app, render
+from ensemble.cli import bench as bench_cli
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -110,8 +111,10 @@ def test_select_summary_prints_every_number_whole(registry_with_imports):
 
 def test_bench_rows_show_nothing_as_a_dash_and_headers_by_words(monkeypatch):
     out = io.StringIO()
-    monkeypatch.setattr(render, "console", Console(file=out, width=120, color_system=None))
-    render.print_bench({"title": "bench", "rows": [
+    console = Console(file=out, width=120, color_system=None)
+    monkeypatch.setattr(render, "console", console)
+    monkeypatch.setattr(bench_cli, "console", console)
+    bench_cli.print_bench({"title": "bench", "rows": [
         {"system": "local engine", "wall_seconds": 37.911, "failed": None, "same_as_local": True},
         {"system": "Ray, 2 workers", "wall_seconds": 19.281, "failed": [], "same_as_local": False}]})
     text = out.getvalue()

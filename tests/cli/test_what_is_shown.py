@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ensemble.cli import app
-from ensemble.cli import render
+from ensemble.cli import select as select_cli
+from ensemble.cli import train as train_cli
 from ensemble.data import PACKAGE_SAMPLE as SAMPLE
 from ensemble.report import figures
 
@@ -73,12 +74,12 @@ def test_ensembles_show_is_a_summary_and_select_keeps_another_modes_ensemble(reg
 
 
 def test_predict_input_names_its_metric(capsys):
-    render.print_predicted({"written": [], "score": 0.25, "metric": "pearson", "rows": 1500})
+    select_cli.print_predicted({"written": [], "score": 0.25, "metric": "pearson", "rows": 1500})
     assert capsys.readouterr().out == "pearson on the labelled input (1,500 rows): 0.2500\n"
 
 
 def test_pretrain_ends_in_a_few_lines(capsys):
-    render.print_pretrained({"base": "minilm", "out": "mlm", "steps": 200, "steps_run": 200, "resumed_from": None,
+    train_cli.print_pretrained({"base": "minilm", "out": "mlm", "steps": 200, "steps_run": 200, "resumed_from": None,
                              "epochs": 1.5, "sequences": 1234, "tasks": ["sst", "para"], "seconds": 12.0,
                              "device": "cpu", "final_loss": 2.5, "perplexity_before": 30.0, "perplexity_after": 20.0,
                              "perplexity_texts": "dev"})
