@@ -218,8 +218,8 @@ def soup_rows(cands: list[Candidate], tasks: list[str]) -> list[dict[str, Any]]:
     score among the selected candidates; held-out: its best single's dev plus its held-out gain."""
     best: dict[str, Candidate] = {}
     for c in cands:
-        rec = c.manifest.get("soup")
-        for t in (rec or {}).get("tasks", []) if isinstance(rec, dict) and len(rec.get("tasks", [])) == 1 else []:
+        rec = c.soup or {}
+        for t in rec.get("tasks", []) if len(rec.get("tasks", [])) == 1 else []:
             if t in tasks and c.dev_metric(t) is not None and (t not in best or c.dev_metric(t) > best[t].dev_metric(t)):
                 best[t] = c
     if not best:
@@ -227,13 +227,13 @@ def soup_rows(cands: list[Candidate], tasks: list[str]) -> list[dict[str, Any]]:
     dev = {t: float(c.dev_metric(t)) for t, c in best.items()}
     held = {}
     for t, c in best.items():
-        h = c.manifest["soup"].get("heldout") or {}
-        single = c.manifest["soup"].get("best_single_dev")
+        h = c.soup.get("heldout") or {}
+        single = c.soup.get("best_single_dev")
         held[t] = None if h.get("estimate") is None or single is None else float(single + h["estimate"])
     whole = len(best) == len(tasks) and None not in held.values()
-    return [{"system": "soups (" + ", ".join(f"{t} {len(c.manifest['soup'].get('members', []))} members"
+    return [{"system": "soups (" + ", ".join(f"{t} {len(c.soup.get('members', []))} members"
                                          for t, c in best.items()) + ")",
-             "parameters": sum({c.id: c.manifest.get("parameters") or 0 for c in best.values()}.values()),
+             "parameters": sum({c.id: c.parameters or 0 for c in best.values()}.values()),
              "dev": dev, "mean_dev": float(np.mean(list(dev.values()))) if len(dev) == len(tasks) else None,
              "heldout": held, "mean_heldout": float(np.mean(list(held.values()))) if whole else None}]
 

@@ -110,10 +110,9 @@ def _made_from(registry: Registry, hashes: dict[str, str]) -> bool:
     if not registry.exists:
         return True
     for c in registry.candidates():
-        for entries in c.manifest.get("predictions", {}).values():
-            for e in entries.values():
-                if e.get("data_file") in hashes and e.get("data_sha256") != hashes[e["data_file"]]:
-                    return False
+        for e in c.prediction_records():
+            if e.data_file in hashes and e.data_sha256 != hashes[e.data_file]:
+                return False
     return True
 
 

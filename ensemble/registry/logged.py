@@ -162,12 +162,12 @@ def _check_values(where: str, task: str, ids: list[str], arr: np.ndarray, kind: 
 
 
 def _held(c: Candidate) -> str:
-    return ", ".join(f"{t} {s}" for t, ss in c.manifest.get("predictions", {}).items() for s in ss) or "nothing"
+    return ", ".join(f"{r.task} {r.split}" for r in c.prediction_records()) or "nothing"
 
 
 def _add_to(reg: Registry, cand: Candidate, loaded: Loaded, splits: dict, dropped: dict[str, list[str]]) -> Candidate:
     """Add splits or tasks ``cand`` lacks (add=True); one it holds already is refused, nothing changed."""
-    have = {(t, s) for t, ss in cand.manifest.get("predictions", {}).items() for s in ss}
+    have = {(r.task, r.split) for r in cand.prediction_records()}
     clash = sorted(set(loaded) & have)
     if cand.kind != "predictions" or clash:
         why = (f"it already holds {', '.join(f'{t} {s}' for t, s in clash)}" if clash else

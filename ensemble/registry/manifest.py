@@ -147,6 +147,18 @@ class ManifestFields:
         """How its base was pretrained further (MLM steps, ...), when it was."""
         return (self.training or {}).get("base_provenance")
 
+    @property
+    def soup(self) -> dict[str, Any] | None:
+        """A soup's record (``ensemble soup``: recipe, members, weights, steps, held-out), else None."""
+        soup = self.manifest.get("soup")
+        return soup if isinstance(soup, dict) else None
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """Where imported predictions came from (the files, rows the reader dropped); {} for a model."""
+        source = self.manifest.get("source")
+        return source if isinstance(source, dict) else {}
+
     def metric(self, task: str, split: str) -> float | None:
         return self.manifest.get("metrics", {}).get(task, {}).get(split)
 

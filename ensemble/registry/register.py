@@ -254,7 +254,7 @@ def reader_rows(where: str | Path, ids: list[str], values: Any, split: Split,
 
 def dropped_note(cand: Candidate) -> list[str]:
     """One line per imported file whose rows the reader drops (the empty-label Quora rows)."""
-    return dropped_lines((cand.manifest.get("source") or {}).get("dropped_rows") or {})
+    return dropped_lines(cand.source.get("dropped_rows") or {})
 
 
 def dropped_lines(dropped: dict[str, list[str]]) -> list[str]:

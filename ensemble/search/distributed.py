@@ -106,7 +106,7 @@ class Runner:
                   and r["status"] != "running"]
         done = completed(self.registry, cfg.fingerprint(self.hashes))
         if landed or done:
-            run_id = landed[0]["run_id"] if landed else done[0].manifest["training"]["run_id"]
+            run_id = landed[0]["run_id"] if landed else done[0].run_id
             tell(self.study, trial, self.registry, run_id, "", row)
             self.on_event("end", row)
             return

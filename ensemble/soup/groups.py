@@ -69,9 +69,8 @@ def soup_parts(cand: Candidate) -> dict[str, Any]:
         config = json.loads((cand.path / MODEL_CONFIG).read_text())
     except (OSError, ValueError) as e:
         raise EnsembleError(f"{cand.path / MODEL_CONFIG}: cannot be read ({e})") from e
-    files = cand.manifest.get("files", {})
-    tokenizer = [files.get(f, {}).get("sha256") for f in TOKENIZER_FILES]
-    provenance = (cand.manifest.get("training") or {}).get("base_provenance")
+    tokenizer = [cand.stored_sha256(f) for f in TOKENIZER_FILES]
+    provenance = cand.base_provenance
     return {
         "origin": _digest([config.get("base"), provenance, config.get("encoder"), tokenizer,
                            config.get("max_length")]),
@@ -103,7 +102,7 @@ def soup_groups(cands: list[Candidate]) -> tuple[list[Group], list[LeftOut]]:
         if c.kind != "model":
             left.append(LeftOut(c.id, c.name, "imported predictions: no weights to average"))
             continue
-        if c.manifest.get("soup"):
+        if c.soup:
             left.append(LeftOut(c.id, c.name, "a soup already (its members are souped instead)"))
             continue
         try:
@@ -119,7 +118,7 @@ def soup_groups(cands: list[Candidate]) -> tuple[list[Group], list[LeftOut]]:
         if len(rows) < 2:
             continue
         cfg = rows[0][1]["_config"]
-        groups.append(Group(key, rows[0][0].manifest.get("architecture") or cfg.get("architecture", "?"),
+        groups.append(Group(key, rows[0][0].architecture or cfg.get("architecture", "?"),
                             list(cfg.get("tasks", [])), str(cfg.get("base", "")), [c for c, _ in rows]))
     for key, rows in ordered:
         if len(rows) >= 2:
