@@ -8,7 +8,8 @@ import typer
 from rich.markup import escape
 
 from ..data import resolve_data
-from .options import BenchMode, CaruanaStepsOpt, DataOpt, DeviceOpt, JsonOpt, RegistryOpt, SeedOpt, examples, plain
+from .options import (DEVICE_HELP, BenchMode, CaruanaStepsOpt, DataOpt, DeviceOpt, JsonOpt, RegistryOpt, SeedOpt,
+                      check_device, examples, plain)
 from .progress import RichProgress
 from .render import console, fmt, print_json, print_table, sample_banner
 from .tables import Col
@@ -128,7 +129,7 @@ def search(data: DataOpt = None, base: str = BenchBaseOpt,
            epochs: int = typer.Option(3, min=1, help="Epochs a run."),
            train_rows: int = typer.Option(300, min=1, help="Training rows a task."),
            eval_rows: int = typer.Option(300, min=1, help="Dev and test rows a task (the first ones)."),
-           seed: SeedOpt = 0, device: str = typer.Option("cpu", help="auto, cpu, cuda ..."),
+           seed: SeedOpt = 0, device: str = typer.Option("cpu", help=DEVICE_HELP, callback=check_device),
            as_json: JsonOpt = False) -> None:
     """The same budget of training epochs spent by a grid of learning rates and by `ensemble search`:
     best dev, the selected ensemble's dev, epochs spent and saved by pruning."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from dataclasses import Field, fields
 from enum import Enum
@@ -17,7 +18,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from ..errors import EnsembleError
-from ..modeling.config import ARCHITECTURES, INFER_PRECISIONS  # noqa: F401  (ARCHITECTURES: the value set, read by tests and docs)
+from ..modeling.config import ARCHITECTURES, DEVICES, INFER_PRECISIONS  # noqa: F401  (ARCHITECTURES: the value set, read by tests and docs)
 from ..scale.grid import PRESETS
 from ..selection.names import SELECT_MODES as MODE_CHOICES
 from ..tasks import TASK_NAMES, parse_tasks
@@ -67,7 +68,15 @@ RegistryOpt = Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP, env
 DataOpt = Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, envvar=DATA_ENV)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask (for scripts).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
-DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+def check_device(value: str) -> str:
+    """``--device``'s callback: a value outside :data:`ensemble.modeling.config.DEVICES` is a usage
+    error (exit 2), found before any work; whether the machine has that GPU is checked where it is used."""
+    if value is not None and not re.fullmatch(DEVICES, value):
+        raise typer.BadParameter(f"{value!r}: expected auto, cpu, cuda or cuda:N (N a GPU index)")
+    return value
+
+
+DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP, callback=check_device)]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="Run the models through torch.compile (pays only on large "
                                                             "inputs; see `ensemble bench inference --compile`).")]
 PrecisionOpt = Annotated[InferPrecision, typer.Option(

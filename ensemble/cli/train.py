@@ -11,8 +11,8 @@ from rich.markup import escape
 from ..data import resolve_data
 from ..registry.store import Registry
 from ..training.config import DATA, PretrainConfig, TrainConfig
-from .options import (DATA_ENV, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_ENV, REGISTRY_HELP, config_options, examples,
-                      registry_data)
+from .options import (DATA_ENV, DATA_HELP, DEVICE_HELP, JSON_HELP, REGISTRY_ENV, REGISTRY_HELP, check_device,
+                      config_options, examples, registry_data)
 from .progress import RichProgress
 from .render import console, print_epochs, print_json, sample_banner
 
@@ -26,7 +26,7 @@ OUTPUT = "Output and run"
 def train(
     cfg: TrainConfig,
     data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, envvar=DATA_ENV, rich_help_panel=DATA)] = None,
-    device: Annotated[str, typer.Option(help=DEVICE_HELP, rich_help_panel=OUTPUT)] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=check_device, rich_help_panel=OUTPUT)] = "auto",
     registry: Annotated[Path, typer.Option("--registry", help=REGISTRY_HELP, envvar=REGISTRY_ENV,
                                            rich_help_panel=OUTPUT)] = Path("checkpoints"),
     resume: Annotated[bool, typer.Option("--resume", rich_help_panel=OUTPUT, help="Continue this configuration's "
@@ -62,7 +62,7 @@ def pretrain(
                                       rich_help_panel=OUTPUT)],
     data: Annotated[Optional[Path], typer.Option("--data", help=DATA_HELP, envvar=DATA_ENV, rich_help_panel=DATA)] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in OUT.", rich_help_panel=OUTPUT)] = False,
-    device: Annotated[str, typer.Option(help=DEVICE_HELP, rich_help_panel=OUTPUT)] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, callback=check_device, rich_help_panel=OUTPUT)] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP, rich_help_panel=OUTPUT)] = False,
 ) -> None:
     """Further masked-language-model pretraining on the tasks' own text."""

@@ -13,6 +13,7 @@ from ..errors import EnsembleError
 from ..tasks import TASKS
 
 ARCHITECTURES = ("multi", "cerberus", "triple", "static", "multi+triple")
+DEVICES = r"auto|cpu|cuda(:\d+)?"          # what --device takes (a regular expression): checked before any work
 INFER_PRECISIONS = ("fp32", "bf16", "fp16")     # inference: `predict --precision`, registration, bench
 MIN_MAX_LENGTH = 5   # the shortest --max-length: [CLS], two [SEP]s and one word piece of each sentence of a pair
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .config import INFER_PRECISIONS
+from .config import DEVICES, INFER_PRECISIONS
 from .batches import Encoded, budget_batches, encode, max_length_for
 from ..errors import EnsembleError, shown
 from .kernels import compiled, compiled_context, cpu_attention, packed_linears
@@ -31,7 +31,7 @@ def pick_device(device: str | None = None) -> torch.device:
     if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     expected = "expected auto, cpu, cuda or cuda:N (N a GPU index)"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+    if not re.fullmatch(DEVICES, device):
         raise EnsembleError(f"--device {shown(device)}: unknown device; {expected}")
     d = torch.device(device)
     if d.type == "cuda" and not torch.cuda.is_available():
