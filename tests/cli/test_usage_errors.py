@@ -24,7 +24,7 @@ def _run(*args):
     (("list", "--bogus"), "error: No such option: --bogus"),
     (("lisst",), "error: No such command 'lisst'"),
     (("train", "--device", "bogus"), "error: Invalid value for '--device': 'bogus': expected auto, cpu, cuda or cuda:N"),
-    (("select", "--device", "gpu0"), "error: Invalid value for '--device': 'gpu0': expected auto, cpu, cuda or cuda:N"),
+    (("predict", "--device", "gpu0"), "error: Invalid value for '--device': 'gpu0': expected auto, cpu, cuda or cuda:N"),
 ])
 def test_every_usage_error_is_one_red_line_and_exit_2(args, message):
     r = _run(*args)
