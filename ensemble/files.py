@@ -19,6 +19,7 @@ from .errors import EnsembleError, shown
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 FAULT_ENV = "ENSEMBLE_FAULT_AT"
+STOP_ENV = "ENSEMBLE_STOP_AT"
 _fault_counts: dict[str, int] = {}
 
 
@@ -26,16 +27,20 @@ def fault_point(name: str) -> None:
     """A deterministic kill point for the crash tests (tests/adversarial/): with
     ``ENSEMBLE_FAULT_AT=<name>`` (or ``<name>#<n>`` for its n-th passage, counting from 1) the process
     kills itself with SIGKILL here, as ``kill -9`` would, before the step that follows. Unset (as
-    for every user), it does nothing. Named points sit before each rename or replace that matters."""
-    want = os.environ.get(FAULT_ENV)
-    if not want:
-        return
-    point, _, nth = want.partition("#")
-    if point != name:
-        return
-    _fault_counts[name] = _fault_counts.get(name, 0) + 1
-    if _fault_counts[name] == (int(nth) if nth else 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    for every user), it does nothing. Named points sit before each rename or replace that matters.
+    ``ENSEMBLE_STOP_AT=<name>[#<n>]`` stops the process there instead (SIGSTOP, holding its locks)
+    until the test continues it (SIGCONT): how the concurrency tests hold a live writer in place."""
+    for env, sig in ((FAULT_ENV, signal.SIGKILL), (STOP_ENV, signal.SIGSTOP)):
+        want = os.environ.get(env)
+        if not want:
+            continue
+        point, _, nth = want.partition("#")
+        if point != name:
+            continue
+        key = f"{env}:{name}"
+        _fault_counts[key] = _fault_counts.get(key, 0) + 1
+        if _fault_counts[key] == (int(nth) if nth else 1):
+            os.kill(os.getpid(), sig)
 
 
 def refuse_pickles(directory: Path) -> None:

@@ -17,7 +17,7 @@ from ..progress import NULL, Progress
 from .register import model_manifest, predict_into
 from .store import Registry
 from .home import remember
-from .runs import completed, epoch_line, read_runs, run_dir, unfinished_run, write_run
+from .runs import completed, epoch_line, read_run, read_runs, run_dir, run_lock, unfinished_run, write_run, RECORD
 from ..training.loop_state import find as find_checkpoint, read_loop
 
 if TYPE_CHECKING:
@@ -162,7 +162,9 @@ def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict
               epoch: int = 0, *, device: str | None = None, progress: Progress = NULL) -> TrainResult:
     """Train ``cfg`` into the registry as decided (by :func:`train_into`, or by ``ensemble run``'s
     plan): a new run, or with ``record`` the configuration's unfinished run (:func:`resumable`),
-    continued after its last completed epoch ``epoch`` (from the start where that is 0)."""
+    continued after its last completed epoch ``epoch`` (from the start where that is 0). The run is
+    owned while it trains (:func:`~ensemble.registry.runs.run_lock`): a second process resuming it
+    is refused, naming the first, and nothing of the run is changed by it."""
     from ..training import checkpoint as ckpt  # lazy: torch
     from ..training.finetune import train  # lazy: torch
 
@@ -171,11 +173,17 @@ def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict
                       if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
     run_id = record["run_id"] if record else registry.new_id()
     folder = run_dir(registry.root, run_id) / "checkpoint"
-    keeper = EpochKeeper(registry, progress, record, data_dir)
-    result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
-                   resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
-    result.candidates = keeper.finish(cfg.tasks, result.status)
-    ckpt.remove(folder)
+    with run_lock(registry.root, run_id):   # one owner: another live process training it is named, nothing changed
+        if record is not None:
+            now = read_run(run_dir(registry.root, run_id) / RECORD)
+            if now.get("status") != "running":
+                raise EnsembleError(f"run {run_id} ended ({now.get('status')}) while this command was starting; "
+                                    "run the command again (nothing was changed)")
+        keeper = EpochKeeper(registry, progress, record, data_dir)
+        result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
+                       resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
+        result.candidates = keeper.finish(cfg.tasks, result.status)
+        ckpt.remove(folder)
     return result
 
 

@@ -5,6 +5,9 @@ Layout::
     <registry>/runs/<run_id>/record.json     the run's record (format below), rewritten atomically per epoch
     <registry>/runs/<run_id>/checkpoint/     the last completed epoch's training state (``train --resume``),
                                              removed when the run completes
+    <registry>/runs/<run_id>/.lock           held (``flock``) by the one process training the run, new or
+                                             resumed (:func:`run_lock`); its pid written inside. The kernel
+                                             drops it when that process ends, even by SIGKILL
 
 ``record.json``::
 
@@ -22,9 +25,12 @@ Storage only (no torch): the training code decides what goes in.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .candidate import Candidate
 from ..errors import EnsembleError
@@ -34,6 +40,7 @@ from ..tasks import is_plain_id
 
 RUN_FORMAT = "ensemble-run/1"
 RECORD = "record.json"
+RUN_LOCK = ".lock"
 STATUSES = ("running", "complete", "stopped")
 
 
@@ -45,6 +52,74 @@ def run_dir(root: Path, run_id: str) -> Path:
     if not isinstance(run_id, str) or not is_plain_id(run_id) or any(s in run_id for s in ("/", "\\", "..")):
         raise EnsembleError(f"run id {run_id!r}: expected a plain name (no '/', '..', commas, quotes or spaces)")
     return runs_dir(root) / run_id
+
+
+class RunBusy(EnsembleError):
+    """The run is being trained by another live process (its lock is held)."""
+
+    def __init__(self, run_id: str, holder: str):
+        self.run_id, self.holder = run_id, holder
+        super().__init__(f"run {run_id} is being trained by {holder} right now (it holds runs/{run_id}/{RUN_LOCK}); "
+                         "wait for it to end, then run the command again (nothing was changed)")
+
+
+def _holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+@contextmanager
+def run_lock(root: Path, run_id: str, wait: bool = False) -> Iterator[None]:
+    """Own the run ``run_id`` while the block runs: an exclusive ``flock`` on ``runs/<run_id>/.lock``
+    (made when missing), this process's pid written in it. Held by another process: :class:`RunBusy`
+    naming it, or with ``wait`` blocks until it is free. Released at the block's end, and by the
+    kernel when the process dies (SIGKILL included): a dead owner never blocks a resume."""
+    path = run_dir(root, run_id) / RUN_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise RunBusy(run_id, _holder(fd)) from None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def run_owner(root: Path, run_id: str | None) -> str | None:
+    """Who trains the run ``run_id`` now (``"process <pid>"``), or None: no live process holds its
+    lock (finished, or killed: the kernel released it). Reads only; makes nothing."""
+    if run_id is None:
+        return None
+    try:
+        path = run_dir(root, run_id) / RUN_LOCK
+    except EnsembleError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def write_run(root: Path, record: dict[str, Any]) -> Path:
