@@ -11,13 +11,14 @@ from rich.markup import escape
 from ..registry import register as reg_mod
 from ..leaderboard import votes
 from ..registry.home import DataChoice, data_for, remember
-from ..registry.candidate import Candidate, damaged_note
+from ..registry.candidate import Candidate, Problem, damaged_note
 from ..errors import EnsembleError
 from ..registry.store import Registry
 from ..tasks import TASKS
 from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, RegistryOpt, YesOpt
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
+from ..registry.keeper import run_problems
 from ..registry.runs import RECORD, read_run, run_dir
 from .render import (candidate_row, console, err, print_candidate, print_candidates, print_compare, print_json,
                      print_refreshed, print_registered, print_run_record, print_verify, sample_banner, warn, note)
@@ -109,8 +110,12 @@ def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
 
 def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidates to check (default: all)."),
            registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
-    """Rehash every stored file; exit 1 naming each mismatched, missing or extra file."""
-    checked, problems = Registry(registry).verify(candidates or None)
+    """Rehash every stored file, and check the run records and the checkpoints of unfinished runs;
+    exit 1 naming each mismatched, missing or extra file and each checkpoint not its run's."""
+    reg = Registry(registry)
+    checked, problems = reg.verify(candidates or None)
+    if not candidates:
+        problems = problems + [Problem(*p) for p in run_problems(reg)]
     if as_json:
         print_json({"checked": [c.id for c in checked], "problems": [p.__dict__ for p in problems]})
     else:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from .candidate import Candidate, now_iso
 from ..data import load_splits, split_hashes
-from ..errors import EnsembleError
+from ..errors import EnsembleError, shown
 from ..progress import NULL, Progress
 from .register import model_manifest, predict_into
 from .store import Registry
 from .home import remember
-from .runs import completed, epoch_line, read_run, read_runs, run_dir, run_lock, unfinished_run, write_run, RECORD
+from .runs import RECORD, completed, epoch_line, read_run, read_runs, run_dir, run_lock, unfinished_run, write_run
 from ..training.loop_state import find as find_checkpoint, read_loop
 
 if TYPE_CHECKING:
@@ -34,6 +34,55 @@ def resumable(registry: Registry, fingerprint: str) -> tuple[dict[str, Any] | No
         return None, 0
     found = find_checkpoint(run_dir(registry.root, record["run_id"]) / "checkpoint")
     return record, (read_loop(found).epoch if found else 0)
+
+
+def checkpoint_problems(registry: Registry, record: dict[str, Any], entries: Any, where: Path) -> list[str]:
+    """How the checkpoint at ``where`` disagrees with its run (``record``, the run's record): its
+    epochs (``entries``, the loop state's) must be the record's, or one more (a kill between the
+    checkpoint and the record); each candidate it names as best for a task must be in the registry
+    and of this run. Empty: it belongs to the run. Reads only."""
+    run_id = record.get("run_id")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return [f"{where}: field 'loop.epochs': expected a list of epoch entries"]
+    tasks = (record.get("config") or {}).get("tasks") if isinstance(record.get("config"), dict) else None
+
+    def key(e: dict[str, Any]) -> tuple:
+        return (e.get("epoch"), e.get("candidate"), tuple(e.get("best_for") or ()) if
+                isinstance(e.get("best_for"), list) else e.get("best_for"))
+    problems = []
+    for i, e in enumerate(entries, 1):
+        cid, best = e.get("candidate"), e.get("best_for")
+        if e.get("epoch") != i or not (cid is None or isinstance(cid, str)) or not isinstance(best, list) \
+                or not all(isinstance(t, str) and (tasks is None or t in tasks) for t in best):
+            return [f"{where}: epoch entry #{i} {shown(key(e))}: expected epoch {i}, a candidate id or null and "
+                    f"a list of its tasks; the checkpoint is not the one `ensemble train` wrote"]
+    ours, theirs = [key(e) for e in entries], [key(e) for e in record.get("epochs") or [] if isinstance(e, dict)]
+    if theirs not in (ours, ours[:-1]):
+        problems.append(f"{where}: its epochs {[k[0] for k in ours]} disagree with the record of run {run_id} "
+                        f"(epochs {[k[0] for k in theirs]}, other candidates or tasks); the checkpoint is not this run's")
+    holders: dict[str, str] = {}
+    for e in entries:
+        for t in e["best_for"]:
+            holders[t] = e["candidate"]
+    present = {c.id: c for c in registry.candidates()} if registry.exists else {}
+    for t, cid in sorted(holders.items()):
+        if cid is None:
+            problems.append(f"{where}: names no candidate for {t}, best in one of its epochs")
+        elif cid not in present:
+            problems.append(f"{where}: names candidate {shown(cid)} as best for {t}, which is not in the registry")
+        elif present[cid].run_id != run_id:
+            problems.append(f"{where}: names candidate {cid} as best for {t}, a candidate of run "
+                            f"{present[cid].run_id}, not of run {run_id}")
+    return problems
+
+
+def check_checkpoint(registry: Registry, record: dict[str, Any], entries: Any, where: Path) -> None:
+    """:func:`checkpoint_problems` as an error, before a resume changes anything."""
+    problems = checkpoint_problems(registry, record, entries, where)
+    if problems:
+        raise EnsembleError(f"refusing to resume run {record.get('run_id')} from a checkpoint that is not its own "
+                            "(nothing was changed):\n  " + "\n  ".join(problems)
+                            + f"\n`ensemble train` without --resume trains the configuration again from the start")
 
 
 class EpochKeeper:
@@ -54,6 +103,10 @@ class EpochKeeper:
 
     def start(self, run: TrainRun, done: list) -> None:
         """The record of a starting (or resumed) run, with the epochs already completed."""
+        if done:   # a resumed run: its checkpoint must be its own before anything is changed
+            on_disk = read_run(run_dir(self.registry.root, run.run_id) / RECORD)
+            check_checkpoint(self.registry, on_disk, [e.entry() for e in done],
+                             run_dir(self.registry.root, run.run_id) / "checkpoint")
         self.record = {"run_id": run.run_id, "name": run.config.run_name, "fingerprint": run.fingerprint,
                        "config": run.config.to_dict(), "data": run.data, "device": str(run.device),
                        "precision": run.precision, "parameters": run.parameters, "status": "running",
@@ -126,6 +179,25 @@ class EpochKeeper:
         self.record.update(status=status, finished=now_iso(), candidates=final)   # start() always ran
         write_run(self.registry.root, self.record)
         return final
+
+
+def run_problems(registry: Registry) -> list[tuple[str, str, str]]:
+    """What ``verify`` finds in the runs: (run, file, problem) for each unfinished run's checkpoint
+    that is unreadable or not its own (:func:`checkpoint_problems`)."""
+    out: list[tuple[str, str, str]] = []
+    for record in read_runs(registry.root):
+        if record.get("status") != "running":
+            continue
+        found = find_checkpoint(run_dir(registry.root, record["run_id"]) / "checkpoint")
+        if found is None:
+            continue
+        try:
+            entries = read_loop(found).epochs
+        except EnsembleError as e:
+            out.append((f"run {record['run_id']}", str(found), str(e)))
+            continue
+        out += [(f"run {record['run_id']}", str(found), m) for m in checkpoint_problems(registry, record, entries, found)]
+    return out
 
 
 def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str | None = None,
