@@ -29,7 +29,7 @@ from .progress import NULL, Progress
 from .scale.driver import RayOptions, train_grid
 from .registry.home import data_for
 from .registry.keeper import close_records, resumable, train_run
-from .registry.runs import RunBusy, read_runs, run_complete, run_dir, run_lock, run_owner, runs_of
+from .registry.runs import RunBusy, damaged_note, read_runs, run_complete, run_dir, run_lock, run_owner, runs_of
 from .registry.store import Registry
 from .leaderboard.submission import checked_files, ensemble_record, pack
 from .tasks import TASK_NAMES
@@ -226,6 +226,9 @@ def run(opts: RunOptions, progress: Progress = NULL) -> dict[str, Any]:
         progress.say(f"no --data and no ./data, so using the sample shipped in the package ({data_dir}); its "
                      "scores mean nothing", label="SAMPLE DATA")
     reg = Registry(opts.registry)
+    damaged = damaged_note(reg.root)
+    if damaged:
+        progress.say(damaged)
     summary = None
     if opts.engine is None:
         trained, skipped = train_local(reg, configs, data_dir, opts.device, progress)

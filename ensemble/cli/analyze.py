@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from ..report import analysis
+from ..registry.runs import damaged_note
 from ..registry.store import Registry
 from ..tasks import TASKS, parse_tasks
 from .options import DataOpt, JsonOpt, RegistryOpt, registry_data
@@ -54,6 +55,9 @@ def report(
     data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
     result = report_mod.report(Registry(registry), data_dir, out, ensemble, parse_tasks(task) if task else None, sample)
+    damaged = damaged_note(Path(registry))
+    if damaged:
+        result["notes"] = [*result["notes"], damaged]
     if as_json:
         print_json(result)
         return

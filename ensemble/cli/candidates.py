@@ -19,7 +19,7 @@ from .options import CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, Regi
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
 from ..registry.keeper import run_problems
-from ..registry.runs import RECORD, read_run, run_dir
+from ..registry.runs import RECORD, read_run, remove_damaged, run_dir
 from .render import (candidate_row, console, err, print_candidate, print_candidates, print_compare, print_json,
                      print_refreshed, print_registered, print_run_record, print_verify, sample_banner, warn, note)
 
@@ -105,14 +105,25 @@ def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
         path = run_dir(reg.root, run_id) / RECORD
     except EnsembleError:
         return None
-    return read_run(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return read_run(path)
+    except EnsembleError as e:   # set aside: the candidate is still shown
+        warn(f"{e}; set aside (`ensemble verify --fix-runs` removes it)")
+        return None
 
 
 def verify(candidates: Optional[list[str]] = typer.Argument(None, help="Candidates to check (default: all)."),
-           registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False) -> None:
+           registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False,
+           fix_runs: bool = typer.Option(False, "--fix-runs", help="Remove the folders of damaged run records "
+                                         "(record and checkpoint; never a candidate).")) -> None:
     """Rehash every stored file, and check the run records and the checkpoints of unfinished runs;
-    exit 1 naming each mismatched, missing or extra file and each checkpoint not its run's."""
+    exit 1 naming each mismatched, missing or extra file and each damaged run."""
     reg = Registry(registry)
+    if fix_runs:
+        for name in remove_damaged(reg.root):
+            (err if as_json else console).print(f"removed run {name}: its record was damaged")
     checked, problems = reg.verify(candidates or None)
     if not candidates:
         problems = problems + [Problem(*p) for p in run_problems(reg)]

@@ -17,7 +17,8 @@ from ..progress import NULL, Progress
 from .register import model_manifest, predict_into
 from .store import Registry
 from .home import remember
-from .runs import RECORD, completed, epoch_line, read_run, read_runs, run_dir, run_lock, unfinished_run, write_run
+from .runs import (RECORD, completed, damaged_note, damaged_runs, epoch_line, read_run, read_runs, run_dir, run_lock,
+                   unfinished_run, write_run)
 from ..training.loop_state import find as find_checkpoint, read_loop
 
 if TYPE_CHECKING:
@@ -182,9 +183,9 @@ class EpochKeeper:
 
 
 def run_problems(registry: Registry) -> list[tuple[str, str, str]]:
-    """What ``verify`` finds in the runs: (run, file, problem) for each unfinished run's checkpoint
-    that is unreadable or not its own (:func:`checkpoint_problems`)."""
-    out: list[tuple[str, str, str]] = []
+    """What ``verify`` finds in the runs: (run, file, problem) for each damaged record and for each
+    unfinished run's checkpoint that is unreadable or not its own (:func:`checkpoint_problems`)."""
+    out = [(f"run {path.parent.name}", str(path), msg) for path, msg in damaged_runs(registry.root)]
     for record in read_runs(registry.root):
         if record.get("status") != "running":
             continue
@@ -213,6 +214,9 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     from ..training.finetune import TrainResult  # lazy: torch
 
     fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
+    damaged = damaged_note(registry.root)
+    if damaged:
+        progress.note(damaged)
     done = [] if again else completed(registry, fp)
     if done:
         close_records(registry, done)

@@ -148,13 +148,69 @@ def read_run(path: Path) -> dict[str, Any]:
     return record
 
 
-def read_runs(root: Path) -> list[dict[str, Any]]:
-    """Every run record in the registry, oldest first (by start time, then id); none if no runs yet."""
+def _scan(root: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     d = runs_dir(root)
-    if not d.is_dir():
-        return []
-    records = [read_run(p / RECORD) for p in sorted(d.iterdir()) if (p / RECORD).is_file()]
-    return sorted(records, key=lambda r: (str(r.get("started") or ""), r["run_id"]))
+    records, damaged = [], []
+    for p in sorted(d.iterdir()) if d.is_dir() else []:
+        path = p / RECORD
+        if not path.is_file() and not path.is_symlink():
+            continue
+        try:
+            records.append(read_run(path))
+        except EnsembleError as e:
+            damaged.append((path, str(e)))
+    return sorted(records, key=lambda r: (str(r.get("started") or ""), r["run_id"])), damaged
+
+
+def read_runs(root: Path) -> list[dict[str, Any]]:
+    """Every readable run record in the registry, oldest first (by start time, then id); none if no
+    runs yet. A damaged record is set aside (:func:`damaged_runs` names it): it never blocks the
+    other runs, their training or their reports."""
+    return _scan(root)[0]
+
+
+def damaged_runs(root: Path) -> list[tuple[Path, str]]:
+    """The run records that cannot be read, each with why: set aside by :func:`read_runs`, named by
+    ``verify`` and removed, with their run's folder, by ``verify --fix-runs`` (:func:`remove_damaged`)."""
+    return _scan(root)[1]
+
+
+def damaged_note(root: Path) -> str | None:
+    """One line naming the damaged run records, and the fix, or None when there are none."""
+    bad = damaged_runs(root)
+    if not bad:
+        return None
+    names = ", ".join(str(p) for p, _ in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return (f"set aside {len(bad)} damaged run record{'s' if len(bad) > 1 else ''} ({names}); `ensemble verify` "
+            "says what is wrong, `ensemble verify --fix-runs` removes them")
+
+
+def remove_damaged(root: Path) -> list[str]:
+    """Remove the folder of each run whose record is damaged (the record and the checkpoint that
+    needs it; the run's candidates are not touched), unless a live process holds the run: the
+    names of the folders removed."""
+    import shutil
+
+    removed = []
+    for path, _ in damaged_runs(root):
+        folder = path.parent
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            with run_lock(root, folder.name):
+                shutil.rmtree(folder / "checkpoint", ignore_errors=True)
+                for leftover in folder.iterdir():
+                    if leftover.name != RUN_LOCK:
+                        if leftover.is_dir() and not leftover.is_symlink():
+                            shutil.rmtree(leftover, ignore_errors=True)
+                        else:
+                            leftover.unlink()
+                (folder / RUN_LOCK).unlink()
+            folder.rmdir()
+        except (RunBusy, EnsembleError, OSError):
+            continue
+        removed.append(folder.name)
+    return removed
 
 
 def unfinished_run(root: Path, fingerprint: str) -> dict[str, Any] | None:
