@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EnsembleError, shown
+from .files import read_input
 from .tasks import NUMBER, SPLITS, TASK_NAMES, TASKS, get_task
 
 __all__ = [
@@ -126,7 +127,7 @@ def input_path(data_dir: str | Path, task: str, split: str) -> Path:
 def read_split(data_dir: str | Path, task: str, split: str) -> Split:
     """Read the course file for ``task``/``split`` from ``data_dir`` (labels for train/dev)."""
     path = input_path(data_dir, task, split)
-    if not path.is_file():
+    if not path.exists():   # a FIFO or a folder there is refused by its reader (ensemble.files.read_input)
         expected = ", ".join(TASKS[t].file_name(s) for t in TASK_NAMES for s in SPLITS)
         raise EnsembleError(
             f"{path}: input file not found for task {task!r}, split {split!r}; "
@@ -210,7 +211,7 @@ def read_utf8(path: Path, not_found: str, expected: str, show_byte: bool = False
 def read_raw(path: Path, not_found: str) -> bytes:
     """A file's bytes; an error naming the file (``not_found`` when it is missing)."""
     try:
-        return path.read_bytes()
+        return read_input(path)
     except FileNotFoundError:
         raise EnsembleError(f"{path}: {not_found}") from None
     except OSError as exc:

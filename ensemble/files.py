@@ -12,6 +12,7 @@ import json
 import os
 import struct
 import signal
+import stat
 import tempfile
 from pathlib import Path
 
@@ -146,6 +147,44 @@ def make_folder(path: Path, what: str) -> None:
         raise EnsembleError(f"--out {path}: is a file, not a folder; expected a folder for {what} "
                             "(made when missing)")
     path.mkdir(parents=True, exist_ok=True)
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_input(path: str | Path) -> bytes:
+    """The bytes of a file given as input, the one way every reader of a user's file reads it: a
+    FIFO, device, socket or folder is refused, naming it, before anything is read (it is opened
+    non-blocking, so a FIFO with no writer never hangs the command). A missing or unreadable file
+    raises its OSError, for the caller's own message."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+            raise EnsembleError(f"{path}: {kind}, not a regular file; refused (reading it could wait forever or "
+                                "never end); expected a file")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as fp:
+            return fp.read()
+    finally:
+        os.close(fd)
+
+
+def read_zip_member(zf, info, limit: int, where: str) -> bytes:
+    """One member of an open ``zipfile.ZipFile``, its size checked before it is read: refused when its
+    header says it unpacks to more than ``limit`` bytes, or when it unpacks to more than its header
+    said (read at most ``limit + 1`` bytes): a zip bomb never fills memory."""
+    if info.file_size > limit:
+        raise EnsembleError(f"{where}: {info.filename} unpacks to {info.file_size:,} bytes; expected at most "
+                            f"{limit:,} (a zip bomb?); refused before reading it")
+    with zf.open(info) as fp:
+        data = fp.read(limit + 1)
+    if len(data) > limit or len(data) != info.file_size:
+        raise EnsembleError(f"{where}: {info.filename} unpacks to more bytes than its header's {info.file_size:,}; "
+                            "the zip is damaged or crafted; refused")
+    return data
 
 
 def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -21,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from ..errors import EnsembleError
-from ..files import fault_point, fsync_dir, make_folder, remove_quiet, stage_bytes
+from ..files import fault_point, fsync_dir, make_folder, read_zip_member, remove_quiet, stage_bytes
 from .write import dir_lock
 from ..tasks import TASK_NAMES
 from .validate import OUTPUT_SPLITS, CheckedFile, check_folder, check_stamp, made_from_sample, report
@@ -233,14 +233,19 @@ def pack(
     return _publish_exclusive(out, submission_name(now, mean_dev), _zip_bytes(entries, now))
 
 
+MANIFEST_LIMIT = 1 << 20   # a submission's MANIFEST.json is read only up to this size (1 MiB)
+
+
 def _listed(path: Path) -> dict[str, object]:
     """One zip's row of :func:`list_submissions`; ``damaged`` says why when it cannot be read."""
     try:
         with zipfile.ZipFile(path) as zf:
-            manifest = json.loads(zf.read("MANIFEST.json"))
+            manifest = json.loads(read_zip_member(zf, zf.getinfo("MANIFEST.json"), MANIFEST_LIMIT, str(path)))
     except KeyError:
         return {"file": path.name, "damaged": "no MANIFEST.json"}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+    except EnsembleError as exc:
+        return {"file": path.name, "damaged": str(exc).removeprefix(f"{path}: ")}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
         return {"file": path.name, "damaged": f"not a readable zip ({exc})"}
     if not isinstance(manifest, dict):
         return {"file": path.name, "damaged": "MANIFEST.json is not an object"}

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 from .. import data as data_mod
 from ..errors import EnsembleError
-from ..files import file_sha256
+from ..files import file_sha256, read_input
 from ..predfile import id_listing
 from ..tasks import NUMBER, TASK_NAMES, TASKS, get_task
 
@@ -217,7 +217,7 @@ def check_folder(
             label = str(path)
             split = data_mod.read_split(data_dir, task, s)
             try:
-                payload = path.read_bytes()
+                payload = read_input(path)
             except FileNotFoundError:
                 problems.append(Problem(label, None, None,
                                         f"missing; expected the {task} {s} predictions for {split.path.name}"))

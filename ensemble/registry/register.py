@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .candidate import MANIFEST, Candidate, check_model, prediction_entry
 from ..data import Split, load_splits, read_split
 from ..errors import EnsembleError, shown
-from ..files import check_inside, file_sha256, refuse_pickles
+from ..files import check_inside, file_sha256, read_input, refuse_pickles
 from ..metrics import score
 from ..predfile import align_predictions, check_ids, prediction_file_name, read_predictions, write_predictions
 from ..progress import NULL, Progress
@@ -143,7 +143,7 @@ def _model_source(path: Path) -> tuple[Path, dict[str, Any]]:
 def _exported_manifest(f: Path) -> dict[str, Any]:
     """An exported candidate's ``candidate.json`` (its name, training record and id are kept)."""
     try:
-        manifest = json.loads(f.read_bytes().decode("utf-8"))
+        manifest = json.loads(read_input(f).decode("utf-8"))
     except ValueError as e:   # UnicodeDecodeError is one
         raise EnsembleError(f"{f}: not valid JSON ({e}); expected the manifest of an exported candidate") from e
     if not isinstance(manifest, dict):
