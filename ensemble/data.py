@@ -350,6 +350,22 @@ def load_splits(data_dir: Path, tasks, splits) -> dict[tuple[str, str], Any]:
     return {(t, s): read_split(data_dir, t, s) for t in tasks for s in splits}
 
 
+def check_plain_ids(split: Split) -> None:
+    """Refuse a split whose ids cannot go into a prediction or leaderboard file (empty, holding a
+    comma, quote or whitespace, or repeated): found when the files are loaded, before any training
+    or inference, never after an epoch. The error names the file and the id."""
+    from .tasks import is_plain_id
+
+    seen: set[str] = set()
+    for n, ex in enumerate(split.examples, 1):
+        if not is_plain_id(ex.id):
+            raise EnsembleError(f"{split.path}: row {n}: id {shown(ex.id)} is empty or holds a comma, quote or "
+                                "whitespace; expected a plain id (it could not be written to a prediction file)")
+        if ex.id in seen:
+            raise EnsembleError(f"{split.path}: row {n}: id {shown(ex.id)} appears twice; expected each id once")
+        seen.add(ex.id)
+
+
 def split_hashes(splits: dict[tuple[str, str], Any]) -> dict[str, str]:
     """{file name: sha256} of the loaded course files (recorded with a training run, and its fingerprint)."""
     return {sp.path.name: sp.sha256 for sp in splits.values()}

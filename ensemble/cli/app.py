@@ -20,11 +20,25 @@ from ..files import disk_full
 from . import analyze, bench, candidates, ensembles, honesty, run, select, submissions, submit, train
 from .render import err, error, print_json
 
-CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)   # click's exits and usage errors (exit 0, 1, 2)
+CLICK_EXITS = (typer.Exit, typer.Abort, typer.TyperException)
+USAGE_ERROR = typer.BadParameter.__mro__[1]   # click's UsageError, as typer ships it   # click's exits and usage errors (exit 0, 1, 2)
+
+
+LINE_CHARS = 4000   # the longest line an error message shows whole (a 10 MB field is cut, with its length)
+
+
+def _cut(message: str) -> str:
+    """``message`` with each line over :data:`LINE_CHARS` characters cut in the middle, saying how
+    long it was: the last guard behind :func:`ensemble.errors.shown`, so an error never floods the terminal."""
+    half = LINE_CHARS // 2
+    return "\n".join(line if len(line) <= LINE_CHARS else
+                     f"{line[:half]} ... ({len(line):,} characters in all) ... {line[-200:]}"
+                     for line in message.split("\n"))
 
 
 def _fail(ctx: typer.Context, message: str, fields: dict) -> None:
     """The red line on stderr and, when the command was given ``--json``, the error object on stdout."""
+    message = _cut(message)
     error(message)
     if ctx.params.get("as_json"):
         print_json({"error": message, **fields})
@@ -52,6 +66,14 @@ def _unexpected(ctx: typer.Context, e: Exception) -> None:
 
 class Command(TyperCommand):
     """A command whose errors, wherever raised, go through :func:`_fail` (exit code 1)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        """Parsing the options: a usage error's message (which quotes the value given) cut by :func:`_cut`."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except USAGE_ERROR as e:
+            e.message = _cut(e.message)
+            raise
 
     def invoke(self, ctx: typer.Context):
         try:

@@ -21,7 +21,8 @@ from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_co
 from ..registry.keeper import run_problems
 from ..registry.runs import RECORD, read_run, remove_damaged, run_dir
 from .render import (candidate_row, console, err, print_candidate, print_candidates, print_compare, print_json,
-                     print_refreshed, print_registered, print_run_record, print_verify, sample_banner, warn, note)
+                     print_refreshed, print_registered, print_run_record, print_verify, sample_banner, visible, warn,
+                     note)
 
 
 def list_(registry: RegistryOpt = Path("checkpoints"),
@@ -105,7 +106,10 @@ def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
         path = run_dir(reg.root, run_id) / RECORD
     except EnsembleError:
         return None
-    if not path.is_file():
+    try:
+        if not path.is_file():
+            return None
+    except OSError:   # a name too long for a path, say: no such run
         return None
     try:
         return read_run(path)
@@ -148,7 +152,7 @@ def remove(candidate: str, registry: RegistryOpt = Path("checkpoints"),
         warn(f"candidate {c.id} ({c.name}) is a member of the saved ensemble{'s' if len(used_by) > 1 else ''} "
              f"{', '.join(used_by)}: `ensemble predict` with {'them' if len(used_by) > 1 else 'it'} fails once it "
              "is removed; run `ensemble select` again")
-    if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
+    if not yes and not typer.confirm(visible(f"remove candidate {c.id} ({c.name})?"), default=False, err=as_json):
         (err if as_json else console).print("kept")
         raise typer.Exit(1)
     reg.remove(c.id, allow=used_by)   # refused if another saved ensemble names it by now
@@ -221,7 +225,7 @@ def confirm(question: str, yes: bool, as_json: bool) -> None:
         return
     if not can_ask():
         raise EnsembleError(f"{question} Not done: no terminal to ask on; pass --yes to confirm in a script")
-    if not typer.confirm(question, default=False, err=as_json):
+    if not typer.confirm(visible(question), default=False, err=as_json):
         (err if as_json else console).print("nothing changed")
         raise typer.Exit(1)
 

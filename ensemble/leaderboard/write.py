@@ -27,7 +27,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EnsembleError
+from ..errors import EnsembleError, shown
 from ..files import fault_point, file_sha256, fsync_dir, make_folder, remove_quiet, stage_bytes
 from ..metrics import round_predictions
 from ..tasks import TASKS, get_task, is_plain_id
@@ -46,9 +46,9 @@ def _check_ids(task: str, ids: list[str]) -> None:
     seen: set[str] = set()
     for i in ids:
         if not is_plain_id(i):
-            raise EnsembleError(f"{task}: id {i!r} is empty or holds a comma, quote or whitespace; expected a plain id")
+            raise EnsembleError(f"{task}: id {shown(i)} is empty or holds a comma, quote or whitespace; expected a plain id")
         if i in seen:
-            raise EnsembleError(f"{task}: id {i!r} appears twice; expected each id once")
+            raise EnsembleError(f"{task}: id {shown(i)} appears twice; expected each id once")
         seen.add(i)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .candidate import MANIFEST, Candidate, check_model, prediction_entry
-from ..data import Split, load_splits, read_split
+from ..data import Split, check_plain_ids, load_splits, read_split
 from ..errors import EnsembleError, shown
 from ..files import check_inside, file_sha256, read_input, refuse_pickles
 from ..metrics import score
@@ -265,6 +265,8 @@ def register_model(registry: Registry, path: Path, data_dir: Path, name: str | N
     model, tokenizer = load_model(model_src, device)
     tasks = list(model.config.tasks)
     splits = load_splits(data_dir, tasks, ("dev", "test"))
+    for sp in splits.values():   # their ids go into the prediction files: checked before inference
+        check_plain_ids(sp)
 
     def build(stage: Path) -> dict[str, Any]:
         copy_model_dir(model_src, stage / "model")
