@@ -7,8 +7,9 @@ train``, a Ray worker), and :func:`train_run`, the one way a run is trained into
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .candidate import Candidate, now_iso
 from ..data import load_splits, split_hashes
@@ -101,9 +102,12 @@ class EpochKeeper:
         self.progress = progress
         self.record = record or {}                  # a resumed run's: its start time carries over
         self.holders: dict[str, str] = {}           # task -> candidate id currently best for it (set by start)
+        self.own: Callable[[], Any] | None = None   # takes the run's lock, at start, for a new run
 
     def start(self, run: TrainRun, done: list) -> None:
         """The record of a starting (or resumed) run, with the epochs already completed."""
+        if self.own is not None:
+            self.own()
         if done:   # a resumed run: its checkpoint must be its own before anything is changed
             on_disk = read_run(run_dir(self.registry.root, run.run_id) / RECORD)
             check_checkpoint(self.registry, on_disk, [e.entry() for e in done],
@@ -249,13 +253,16 @@ def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict
                       if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
     run_id = record["run_id"] if record else registry.new_id()
     folder = run_dir(registry.root, run_id) / "checkpoint"
-    with run_lock(registry.root, run_id):   # one owner: another live process training it is named, nothing changed
+    with ExitStack() as owned:   # one owner: another live process training the run is named, nothing changed
         if record is not None:
+            owned.enter_context(run_lock(registry.root, run_id))
             now = read_run(run_dir(registry.root, run_id) / RECORD)
             if now.get("status") != "running":
                 raise EnsembleError(f"run {run_id} ended ({now.get('status')}) while this command was starting; "
                                     "run the command again (nothing was changed)")
         keeper = EpochKeeper(registry, progress, record, data_dir)
+        if record is None:   # a new run is owned from its start (its first write), after the checks that precede it
+            keeper.own = lambda: owned.enter_context(run_lock(registry.root, run_id))
         result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
                        resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
         result.candidates = keeper.finish(cfg.tasks, result.status)
