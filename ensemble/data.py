@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EnsembleError, shown
+from .files import read_input
 from .tasks import NUMBER, SPLITS, TASK_NAMES, TASKS, get_task
 
 __all__ = [
@@ -126,7 +127,7 @@ def input_path(data_dir: str | Path, task: str, split: str) -> Path:
 def read_split(data_dir: str | Path, task: str, split: str) -> Split:
     """Read the course file for ``task``/``split`` from ``data_dir`` (labels for train/dev)."""
     path = input_path(data_dir, task, split)
-    if not path.is_file():
+    if not path.exists():   # a FIFO or a folder there is refused by its reader (ensemble.files.read_input)
         expected = ", ".join(TASKS[t].file_name(s) for t in TASK_NAMES for s in SPLITS)
         raise EnsembleError(
             f"{path}: input file not found for task {task!r}, split {split!r}; "
@@ -210,7 +211,7 @@ def read_utf8(path: Path, not_found: str, expected: str, show_byte: bool = False
 def read_raw(path: Path, not_found: str) -> bytes:
     """A file's bytes; an error naming the file (``not_found`` when it is missing)."""
     try:
-        return path.read_bytes()
+        return read_input(path)
     except FileNotFoundError:
         raise EnsembleError(f"{path}: {not_found}") from None
     except OSError as exc:
@@ -347,6 +348,22 @@ def load_splits(data_dir: Path, tasks, splits) -> dict[tuple[str, str], Any]:
     one, the test file too (the leaderboard needs its predictions), is an error naming it: found
     here, before any training or inference, never after."""
     return {(t, s): read_split(data_dir, t, s) for t in tasks for s in splits}
+
+
+def check_plain_ids(split: Split) -> None:
+    """Refuse a split whose ids cannot go into a prediction or leaderboard file (empty, holding a
+    comma, quote or whitespace, or repeated): found when the files are loaded, before any training
+    or inference, never after an epoch. The error names the file and the id."""
+    from .tasks import is_plain_id
+
+    seen: set[str] = set()
+    for n, ex in enumerate(split.examples, 1):
+        if not is_plain_id(ex.id):
+            raise EnsembleError(f"{split.path}: row {n}: id {shown(ex.id)} is empty or holds a comma, quote or "
+                                "whitespace; expected a plain id (it could not be written to a prediction file)")
+        if ex.id in seen:
+            raise EnsembleError(f"{split.path}: row {n}: id {shown(ex.id)} appears twice; expected each id once")
+        seen.add(ex.id)
 
 
 def split_hashes(splits: dict[tuple[str, str], Any]) -> dict[str, str]:

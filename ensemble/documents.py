@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal, Optional, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .files import read_input
 from .errors import EnsembleError, shown
 from .tasks import TASKS, is_plain_id
 
@@ -73,8 +74,7 @@ def load_json(path: Path | str, raw: bytes | None = None, what: str = "a documen
     an error naming the file for anything else."""
     if raw is None:
         try:
-            with open(path, "rb") as fp:
-                raw = fp.read(MAX_BYTES + 1)
+            raw = read_input(path, MAX_BYTES)   # a FIFO or a folder refused, never waited on
         except OSError as e:
             raise EnsembleError(f"{path}: cannot read ({e.strerror or e}); expected {what}") from None
     if len(raw) > MAX_BYTES:

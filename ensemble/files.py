@@ -12,6 +12,7 @@ import json
 import os
 import struct
 import signal
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from .errors import EnsembleError, shown
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 FAULT_ENV = "ENSEMBLE_FAULT_AT"
+STOP_ENV = "ENSEMBLE_STOP_AT"
 _fault_counts: dict[str, int] = {}
 
 
@@ -27,16 +29,20 @@ def fault_point(name: str) -> None:
     """A deterministic kill point for the crash tests (tests/adversarial/): with
     ``ENSEMBLE_FAULT_AT=<name>`` (or ``<name>#<n>`` for its n-th passage, counting from 1) the process
     kills itself with SIGKILL here, as ``kill -9`` would, before the step that follows. Unset (as
-    for every user), it does nothing. Named points sit before each rename or replace that matters."""
-    want = os.environ.get(FAULT_ENV)
-    if not want:
-        return
-    point, _, nth = want.partition("#")
-    if point != name:
-        return
-    _fault_counts[name] = _fault_counts.get(name, 0) + 1
-    if _fault_counts[name] == (int(nth) if nth else 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+    for every user), it does nothing. Named points sit before each rename or replace that matters.
+    ``ENSEMBLE_STOP_AT=<name>[#<n>]`` stops the process there instead (SIGSTOP, holding its locks)
+    until the test continues it (SIGCONT): how the concurrency tests hold a live writer in place."""
+    for env, sig in ((FAULT_ENV, signal.SIGKILL), (STOP_ENV, signal.SIGSTOP)):
+        want = os.environ.get(env)
+        if not want:
+            continue
+        point, _, nth = want.partition("#")
+        if point != name:
+            continue
+        key = f"{env}:{name}"
+        _fault_counts[key] = _fault_counts.get(key, 0) + 1
+        if _fault_counts[key] == (int(nth) if nth else 1):
+            os.kill(os.getpid(), sig)
 
 
 def refuse_pickles(directory: Path) -> None:
@@ -136,8 +142,9 @@ def read_zip_member(zf: zipfile.ZipFile, name: str, path: str | Path, limit: int
             data = fp.read(limit + 1)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as e:
         raise EnsembleError(f"{where}: cannot be read ({e}); the zip is damaged") from None
-    if len(data) > limit:
-        raise EnsembleError(f"{where}: more than the {limit:,} bytes expected")
+    if len(data) > limit or len(data) != info.file_size:
+        raise EnsembleError(f"{where}: unpacks to more bytes than its header's {info.file_size:,} (at most {limit:,} "
+                            "expected); the zip is damaged or crafted (a zip bomb?); refused")
     return data
 
 
@@ -168,6 +175,30 @@ def make_folder(path: Path, what: str) -> None:
         raise EnsembleError(f"--out {path}: is a file, not a folder; expected a folder for {what} "
                             "(made when missing)")
     path.mkdir(parents=True, exist_ok=True)
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_input(path: str | Path, limit: int | None = None) -> bytes:
+    """The bytes of a file given as input, the one way every reader of a user's file reads it: a
+    FIFO, device, socket or folder is refused, naming it, before anything is read (it is opened
+    non-blocking, so a FIFO with no writer never hangs the command); with ``limit``, at most
+    ``limit + 1`` bytes are read (the caller refuses a longer file). A missing or unreadable file
+    raises its OSError, for the caller's own message."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+            raise EnsembleError(f"{path}: {kind}, not a regular file; refused (reading it could wait forever or "
+                                "never end); expected a file")
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as fp:
+            return fp.read(-1 if limit is None else limit + 1)
+    finally:
+        os.close(fd)
 
 
 def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -29,7 +29,7 @@ from .progress import NULL, Progress
 from .scale.driver import RayOptions, train_grid
 from .registry.home import data_for
 from .registry.keeper import close_records, resumable, train_run
-from .registry.runs import run_complete, runs_of
+from .registry.runs import RunBusy, damaged_note, read_runs, run_complete, run_dir, run_lock, run_owner, runs_of
 from .registry.store import Registry
 from .leaderboard.submission import checked_files, ensemble_record, pack
 from .tasks import TASK_NAMES
@@ -107,14 +107,30 @@ def plan(reg: Registry, configs: list[TrainConfig], data_dir: Path) -> list[dict
     for cfg in configs:
         if cfg.tasks not in hashes:
             hashes[cfg.tasks] = split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test")))
-        fp = cfg.fingerprint(hashes[cfg.tasks])
-        runs = runs_of(reg, fp)
-        unfinished, epoch = resumable(reg, fp)
-        rows.append({"name": cfg.run_name, "fingerprint": fp, "config": cfg, "runs": runs,
-                     "registered": sorted(c.id for cands in runs.values() if run_complete(cands) for c in cands),
-                     "interrupted": sorted(c.id for cands in runs.values() if not run_complete(cands) for c in cands),
-                     "unfinished": unfinished, "epoch": epoch})
+        rows.append(_row(reg, cfg, cfg.fingerprint(hashes[cfg.tasks])))
     return rows
+
+
+def _row(reg: Registry, cfg: TrainConfig, fp: str) -> dict[str, Any]:
+    """One configuration's row of :func:`plan`, read now."""
+    runs = runs_of(reg, fp)
+    unfinished, epoch = resumable(reg, fp)
+    return {"name": cfg.run_name, "fingerprint": fp, "config": cfg, "runs": runs,
+            "registered": sorted(c.id for cands in runs.values() if run_complete(cands) for c in cands),
+            "interrupted": sorted(c.id for cands in runs.values() if not run_complete(cands) for c in cands),
+            "unfinished": unfinished, "epoch": epoch}
+
+
+def _live_runs(reg: Registry, row: dict[str, Any]) -> dict[str, str]:
+    """The runs of a row's configuration that another live process is training now (run id -> who):
+    those of its candidates and its records that say "running"."""
+    ids = {rid for rid in row["runs"] if rid is not None}
+    try:
+        ids |= {r["run_id"] for r in read_runs(reg.root)
+                if r.get("status") == "running" and r.get("fingerprint") == row["fingerprint"]}
+    except EnsembleError:
+        pass
+    return {rid: who for rid in sorted(ids) if (who := run_owner(reg.root, rid))}
 
 
 def dry_run(opts: RunOptions) -> dict[str, Any]:
@@ -140,9 +156,18 @@ def settled(reg: Registry, rows: list[dict[str, Any]], progress: Progress, skipp
     candidates of its interrupted runs are removed (:func:`_clean_interrupted`; with ``resume``,
     never those of the run it continues, :func:`continued`); one with a finished run is skipped
     (its records closed, said, its name added to ``skipped``); each other is yielded, with its
-    ``[i/n]`` head, to train. Lazy: the local engine trains each before the next is settled."""
+    ``[i/n]`` head, to train. Lazy: the local engine trains each before the next is settled. A
+    configuration that another live process is training (its run's lock held,
+    :func:`~ensemble.registry.runs.run_lock`) is waited for, said, and read again before it is settled."""
     for i, row in enumerate(rows, 1):
         head = f"[{i}/{len(rows)}]"
+        live = _live_runs(reg, row)
+        if live:   # another process trains this configuration now: wait for it, then read it again
+            for rid, who in live.items():
+                progress.say(f"{head} {row['name']}: waiting for {who}, which is training its run {rid}")
+                with run_lock(reg.root, rid, wait=True):
+                    pass
+            row = _row(reg, row["config"], row["fingerprint"])
         keep = continued(row) if resume else None
         _clean_interrupted(reg, {k: v for k, v in row["runs"].items() if k != keep}, f"{head} {row['name']}",
                            progress)
@@ -204,6 +229,9 @@ def run(opts: RunOptions, progress: Progress = NULL) -> dict[str, Any]:
         progress.say(f"no --data and no ./data, so using the sample shipped in the package ({data_dir}); its "
                      "scores mean nothing", label="SAMPLE DATA")
     reg = Registry(opts.registry)
+    damaged = damaged_note(reg.root)
+    if damaged:
+        progress.say(damaged)
     summary = None
     if opts.engine is None:
         trained, skipped = train_local(reg, configs, data_dir, opts.device, progress)
@@ -262,14 +290,39 @@ def _clean_interrupted(reg: Registry, runs: dict[str | None, list[Candidate]], h
     for run_id, cands in runs.items():
         if run_complete(cands):
             continue
-        removed = []
-        for c in cands:
-            used_by = reg.ensembles_naming(c.id)
-            if used_by:
-                progress.say(f"{head}: kept {c.id} ({c.name}) of the unfinished run {run_id}: a member of the saved "
-                             f"ensemble{'s' if len(used_by) > 1 else ''} {', '.join(used_by)}")
-            else:
-                removed.append(reg.remove(c.id).id)
-        if removed:
-            progress.say(f"{head}: removed {', '.join(removed)}: the candidates of run {run_id}, which was "
-                         "interrupted before it finished (never marked complete)")
+        if run_id is None or not _has_folder(reg, run_id):   # no folder: no process can be training it
+            _remove_interrupted(reg, run_id, cands, head, progress)
+            continue
+        try:
+            with run_lock(reg.root, run_id):   # never the candidates of a run a live process trains
+                _remove_interrupted(reg, run_id, cands, head, progress)
+        except RunBusy as e:
+            progress.say(f"{head}: kept the candidates of run {run_id}: {e.holder} is training it")
+
+
+def _has_folder(reg: Registry, run_id: str) -> bool:
+    try:
+        return run_dir(reg.root, run_id).is_dir()
+    except EnsembleError:
+        return False
+
+
+def _remove_interrupted(reg: Registry, run_id: str | None, cands: list[Candidate], head: str,
+                        progress: Progress) -> None:
+    """Remove ``cands``, the candidates of the unfinished run ``run_id`` (read again: under its lock,
+    nobody else changes them; a run that finished meanwhile is left alone)."""
+    if run_id is not None:
+        cands = [c for c in reg.candidates() if c.run_id == run_id]
+        if run_complete(cands):
+            return
+    removed = []
+    for c in cands:
+        used_by = reg.ensembles_naming(c.id)
+        if used_by:
+            progress.say(f"{head}: kept {c.id} ({c.name}) of the unfinished run {run_id}: a member of the saved "
+                         f"ensemble{'s' if len(used_by) > 1 else ''} {', '.join(used_by)}")
+        else:
+            removed.append(reg.remove(c.id).id)
+    if removed:
+        progress.say(f"{head}: removed {', '.join(removed)}: the candidates of run {run_id}, which was "
+                     "interrupted before it finished (never marked complete)")

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 from rich.markup import escape
 
+from ..registry.runs import damaged_note
 from ..registry.store import Registry
 from ..tasks import TASKS, parse_tasks
 from .options import DataOpt, JsonOpt, RegistryOpt, complete_ensembles, registry_data
@@ -55,6 +56,9 @@ def report(
     data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
     result = report_mod.report(Registry(registry), data_dir, out, ensemble, parse_tasks(task) if task else None, sample)
+    damaged = damaged_note(Path(registry))
+    if damaged:
+        result["notes"] = [*result["notes"], damaged]
     if as_json:
         print_json(result)
         return

@@ -33,8 +33,21 @@ EXIT_CODES = {0: "done (also when the reader of a pipe closed it: `ensemble list
               130: "interrupted (Ctrl-C): what was stopped and how to go on is said"}
 
 
+LINE_CHARS = 4000   # the longest line an error message shows whole (a 10 MB field is cut, with its length)
+
+
+def _cut(message: str) -> str:
+    """``message`` with each line over :data:`LINE_CHARS` characters cut in the middle, saying how
+    long it was: the last guard behind :func:`ensemble.errors.shown`, so an error never floods the terminal."""
+    half = LINE_CHARS // 2
+    return "\n".join(line if len(line) <= LINE_CHARS else
+                     f"{line[:half]} ... ({len(line):,} characters in all) ... {line[-200:]}"
+                     for line in message.split("\n"))
+
+
 def _fail(ctx: typer.Context, message: str, fields: dict) -> None:
     """The red line on stderr and, when the command was given ``--json``, the error object on stdout."""
+    message = _cut(message)
     error(message)
     if ctx.params.get("as_json"):
         print_json({"error": message, **fields})
@@ -169,6 +182,14 @@ class Group(_Help, _Usage, TyperGroup):
 
 class Command(_Help, _Usage, TyperCommand):
     """A command whose errors, wherever raised, go through :func:`_fail` (exit code 1)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        """Parsing the options: a usage error's message (which quotes the value given) cut by :func:`_cut`."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except USAGE_ERROR as e:
+            e.message = _cut(e.message)
+            raise
 
     def invoke(self, ctx: typer.Context):
         try:

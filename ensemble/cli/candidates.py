@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..registry import register as reg_mod
 from ..registry.home import DataChoice, data_for, remember
-from ..registry.candidate import Candidate, damaged_note
+from ..registry.candidate import Candidate, Problem, damaged_note
 from ..errors import EnsembleError
 from ..registry.store import Registry
 from ..tasks import TASKS
@@ -18,10 +18,11 @@ from .options import (CompileOpt, DataOpt, DeviceOpt, JsonOpt, PrecisionOpt, Reg
                       complete_runs_and_candidates, complete_sort)
 from .progress import RichProgress
 from .listing import DEFAULT_COLUMNS, FIELDS, compare_fields, filtered, parse_columns, write_delimited
-from ..registry.runs import RECORD, read_run, run_dir
+from ..registry.keeper import run_problems
+from ..registry.runs import RECORD, read_run, remove_damaged, run_dir
 from .listing import human_size, params, size_on_disk
 from .render import (console, err, fmt, note, plural, print_json, print_run_record, print_table, problems, sample_banner,
-                     warn)
+                     visible, warn)
 from .tables import Col
 
 
@@ -107,21 +108,37 @@ def _run_record(reg: Registry, run_id: str) -> dict[str, Any] | None:
         path = run_dir(reg.root, run_id) / RECORD
     except EnsembleError:
         return None
-    return read_run(path) if path.is_file() else None
+    try:
+        if not path.is_file():
+            return None
+    except OSError:   # a name too long for a path, say: no such run
+        return None
+    try:
+        return read_run(path)
+    except EnsembleError as e:   # set aside: the candidate is still shown
+        warn(f"{e}; set aside (`ensemble verify --fix-runs` removes it)")
+        return None
 
 
 def verify(candidates: Optional[list[str]] = typer.Argument(None, autocompletion=complete_candidates,
                                                         help="Candidates to check (default: all)."),
            registry: RegistryOpt = Path("checkpoints"), as_json: JsonOpt = False,
            storage: Optional[str] = typer.Option(None, "--storage", help="Also check the searches of this study "
-                                                 "database against the registry (default: the registry's own).")) -> None:
-    """Rehash every stored file; exit 1 naming each mismatched, missing or extra file. With no
-    candidates named, also check that the registry's runs agree with its searches' studies."""
+                                                 "database against the registry (default: the registry's own)."),
+           fix_runs: bool = typer.Option(False, "--fix-runs", help="Remove the folders of damaged run records "
+                                         "(record and checkpoint; never a candidate).")) -> None:
+    """Rehash every stored file, and check the run records and the checkpoints of unfinished runs;
+    exit 1 naming each mismatched, missing or extra file and each damaged run. With no candidates
+    named, also check that the registry's runs agree with its searches' studies."""
     from ..search.study import check_searches  # lazy: optuna, only where a search was run
 
-    checked, problems = Registry(registry).verify(candidates or None)
+    reg = Registry(registry)
+    if fix_runs:
+        for name in remove_damaged(reg.root):
+            (err if as_json else console).print(f"removed run {name}: its record was damaged")
+    checked, problems = reg.verify(candidates or None)
     if not candidates:
-        problems = problems + check_searches(registry, storage)
+        problems = problems + [Problem(*p) for p in run_problems(reg)] + check_searches(registry, storage)
     if as_json:
         print_json({"checked": [c.id for c in checked], "problems": [p.__dict__ for p in problems]})
     else:
@@ -147,7 +164,7 @@ def remove(candidates: list[str] = typer.Argument(..., autocompletion=complete_c
             warn(f"candidate {c.id} ({c.name}) is a member of the saved ensemble{'s' if len(used_by) > 1 else ''} "
                  f"{', '.join(used_by)}: `ensemble predict` with {'them' if len(used_by) > 1 else 'it'} fails once it "
                  "is removed; run `ensemble select` again")
-        if not yes and not typer.confirm(f"remove candidate {c.id} ({c.name})?", default=False, err=as_json):
+        if not yes and not typer.confirm(visible(f"remove candidate {c.id} ({c.name})?"), default=False, err=as_json):
             (err if as_json else console).print(f"kept {c.id}")
             if len(found) == 1:
                 raise typer.Exit(1)
@@ -228,7 +245,7 @@ def confirm(question: str, yes: bool, as_json: bool) -> None:
         return
     if not can_ask():
         raise EnsembleError(f"{question} Not done: no terminal to ask on; pass --yes to confirm in a script")
-    if not typer.confirm(question, default=False, err=as_json):
+    if not typer.confirm(visible(question), default=False, err=as_json):
         (err if as_json else console).print("nothing changed")
         raise typer.Exit(1)
 

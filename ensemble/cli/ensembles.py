@@ -10,7 +10,7 @@ from rich.markup import escape
 from ..errors import EnsembleError
 from ..registry.store import Registry
 from .options import JsonOpt, RegistryOpt, complete_ensembles
-from .render import console, err, fmt, note, print_json, print_table
+from .render import console, err, fmt, note, print_json, print_table, visible
 from .tables import Col
 
 NameArg = typer.Argument(..., autocompletion=complete_ensembles, help="The saved ensemble's name (`ensemble ensembles list` shows them).")
@@ -101,7 +101,7 @@ def remove(name: str = NameArg, registry: RegistryOpt = Path("checkpoints"),
     reg = Registry(registry)
     if name not in reg.ensemble_names():   # a saved name, never a path out of the folder
         raise EnsembleError(f"no saved ensemble {name!r} in {reg.ensembles_dir} (`ensemble ensembles list` shows them)")
-    if not yes and not typer.confirm(f"remove saved ensemble {name}?", default=False, err=as_json):
+    if not yes and not typer.confirm(visible(f"remove saved ensemble {name}?"), default=False, err=as_json):
         (err if as_json else console).print("kept")
         raise typer.Exit(1)
     path = reg.remove_ensemble(name)

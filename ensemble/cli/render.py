@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console, ConsoleDimensions
@@ -14,6 +16,16 @@ from .listing import params
 from .tables import Col, fit
 
 PIPED_WIDTH = 200   # stdout that is no terminal (a pipe, a log) and no COLUMNS: wide enough for every table
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")   # C0 (but tab and newline), DEL and C1
+
+
+def visible(text: str) -> str:
+    """``text`` with every terminal control character (ESC, BEL, CR, ... : what could move the
+    cursor, retitle the window or recolour the terminal) shown as ``\\xNN``: a name or a field
+    value prints as text, never as an escape sequence."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 class Stdout(Console):
@@ -84,6 +96,11 @@ class Stdout(Console):
         except (OSError, ValueError):   # a file with no descriptor (a test runner's)
             pass
         raise SystemExit(0)
+
+    def render_str(self, text: str, **kwargs: Any):
+        """Every string printed, markup or not, table cells included, passes here: its control
+        characters are made :func:`visible` first (the styles rich adds are its own, after)."""
+        return super().render_str(visible(text), **kwargs)
 
 
 console = Stdout()
@@ -156,7 +173,9 @@ def fmt(v: Any, digits: int = 4) -> str:
 
 def print_table(title: str, cols: list[Col], rows: list[list[str]], keep_all: bool = False, hint: str = "") -> None:
     """Print a table fitted to the console (see :func:`.tables.fit`), naming the columns it left out."""
-    fitted = fit(title, cols, rows, console.width, keep_all)
+    cols = [replace(c, header=visible(c.header)) for c in cols]   # names in titles, headers and cells: escapes shown
+    rows = [[visible(v) if isinstance(v, str) else v for v in r] for r in rows]
+    fitted = fit(visible(title), cols, rows, console.width, keep_all)
     if fitted.dropped:
         fitted.table.caption = (f"left out to fit {console.width} columns: {', '.join(fitted.dropped)}"
                                 + (f" ({hint})" if hint else ""))

@@ -235,21 +235,24 @@ def pack(
     return _publish_exclusive(out, submission_name(now, mean_dev), _zip_bytes(entries, now))
 
 
+MANIFEST_LIMIT = 1 << 20   # a submission's MANIFEST.json is read only up to this size (1 MiB)
+
+
 def _listed(path: Path) -> dict[str, object]:
     """One zip's row of :func:`list_submissions`; ``damaged`` says why when it cannot be read (its
     ``MANIFEST.json`` member checked before it is read, then read through
     :class:`ensemble.documents.SubmissionManifest`)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            raw = read_zip_member(zf, MANIFEST_NAME, path, documents.MAX_BYTES)
+            raw = read_zip_member(zf, MANIFEST_NAME, path, MANIFEST_LIMIT)
         manifest = documents.read(f"{path}: {MANIFEST_NAME}", documents.SubmissionManifest,
                                   "the manifest `ensemble submit` writes", raw)[0]
     except KeyError:
         return {"file": path.name, "damaged": "no MANIFEST.json"}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as exc:
-        return {"file": path.name, "damaged": f"not a readable zip ({exc})"}
     except EnsembleError as exc:
         return {"file": path.name, "damaged": str(exc).removeprefix(f"{path}: ")}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError) as exc:
+        return {"file": path.name, "damaged": f"not a readable zip ({exc})"}
     ens = manifest.ensemble or documents.SubmittedEnsemble()
     return {"file": path.name, "created": manifest.created, "message": manifest.message, "ensemble": ens.name,
             "verified": ens.verified, "mean_dev": manifest.mean_dev, "sample_data": ens.sample_data, "damaged": None}

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 from .. import data as data_mod
 from .. import documents
 from ..errors import EnsembleError
-from ..files import file_sha256
+from ..files import file_sha256, read_input
 from ..predfile import id_listing
 from ..tasks import NUMBER, TASK_NAMES, TASKS, get_task
 
@@ -217,7 +217,7 @@ def check_folder(
             label = str(path)
             split = data_mod.read_split(data_dir, task, s)
             try:
-                payload = path.read_bytes()
+                payload = read_input(path)
             except FileNotFoundError:
                 problems.append(Problem(label, None, None,
                                         f"missing; expected the {task} {s} predictions for {split.path.name}"))
@@ -349,7 +349,46 @@ def check_stamp(pred_dir: str | Path, found: dict[tuple[str, str], CheckedFile])
             mismatches.append(f"{name}: changed after `ensemble predict` wrote it (sha256 differs from its stamp)")
         elif data.get(data_name) not in (None, checked.split.sha256):
             mismatches.append(f"{name}: made from another version of {data_name} than the one checked against")
+    if not mismatches:
+        mismatches = _far_below(read.stamp, found)
     return StampCheck(read.stamp, mismatches)
+
+
+FAR_BELOW = 0.05   # a dev file scoring this much under its ensemble's recorded dev score is refused
+
+
+def file_dev_score(checked: CheckedFile) -> float:
+    """The task metric of a checked dev file (its rounded values joined by id to the labels): sst and
+    para accuracy, sts Pearson r."""
+    import numpy as np
+
+    from ..metrics import pearson
+    split = checked.split
+    preds = np.fromiter((checked.values[i] for i in split.ids), dtype=np.float64, count=len(split))
+    if get_task(split.task).metric == "pearson":
+        return pearson(preds, split.labels)
+    return float(np.mean(preds == split.labels)) if len(split.labels) else 0.0
+
+
+def _far_below(stamp: dict, found: dict[tuple[str, str], CheckedFile]) -> list[str]:
+    """The dev files whose score is far (:data:`FAR_BELOW`) under the dev score the saved ensemble
+    recorded for that task in the stamp: files that do not reproduce the ensemble (e.g. extreme
+    weights collapsing every row to one class)."""
+    tasks = stamp.get("tasks") if isinstance(stamp.get("tasks"), dict) else {}
+    out = []
+    for (task, s), checked in sorted(found.items()):
+        entry = tasks.get(task)
+        recorded = entry.get("dev_score") if isinstance(entry, dict) else None
+        if s != "dev" or isinstance(recorded, bool) or not isinstance(recorded, (int, float)) \
+                or not math.isfinite(recorded):
+            continue
+        got = file_dev_score(checked)
+        if not got >= recorded - FAR_BELOW:
+            out.append(f"{checked.path.name}: scores {got:.4f} on dev, far below the {recorded:.4f} that ensemble "
+                       f"{stamp.get('ensemble')} recorded for {task} (more than {FAR_BELOW} lower): the file does "
+                       "not reproduce the ensemble; check its weights (`ensemble show`) and run `ensemble select` "
+                       "and `ensemble predict` again")
+    return out
 
 
 def made_from_sample(stamp: dict | None) -> bool:

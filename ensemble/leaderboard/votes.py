@@ -19,6 +19,7 @@ import numpy as np
 
 from ..data import read_split
 from ..errors import EnsembleError
+from ..files import read_input, read_zip_member
 from ..registry.candidate import Candidate
 from ..registry.register import add_imported, reader_rows
 from ..registry.store import Registry
@@ -45,8 +46,11 @@ def leaderboard_files(path: Path) -> dict[tuple[str, str], tuple[str, bytes]]:
         for name, key in OUTPUT_NAMES.items():
             p = folder / name
             if p.is_file() and key not in found:
-                found[key] = (str(p), p.read_bytes())
+                found[key] = (str(p), read_input(p))
     return found
+
+
+MEMBER_LIMIT = 256 << 20   # a leaderboard file in a zip is read only up to this size (256 MiB)
 
 
 def _zip_members(path: Path) -> dict[tuple[str, str], tuple[str, bytes]]:
@@ -60,7 +64,7 @@ def _zip_members(path: Path) -> dict[tuple[str, str], tuple[str, bytes]]:
                 if key in found:
                     raise EnsembleError(f"{path}: holds {PurePosixPath(info.filename).name} twice ({found[key][0]} and "
                                         f"{path}:{info.filename}); expected one set of leaderboard files")
-                found[key] = (f"{path}:{info.filename}", z.read(info))
+                found[key] = (f"{path}:{info.filename}", read_zip_member(z, info.filename, path, MEMBER_LIMIT))
     except zipfile.BadZipFile as e:
         raise EnsembleError(f"{path}: not a readable zip ({e}); expected a course submission zip") from None
     return found

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 if TYPE_CHECKING:   # numpy (and the metrics) load when files are written or scored, not with the command line
     import numpy as np
 
-from ..errors import EnsembleError
+from ..errors import EnsembleError, shown
 from ..files import fault_point, file_sha256, fsync_dir, make_folder, remove_quiet, stage_bytes
 from ..tasks import TASKS, get_task, is_plain_id
 from .validate import (STAMP_FORMAT, STAMP_NAME, STATE_COMPLETE, STATE_WRITING, CheckedFile, check_folder, check_split,
-                       read_stamp, report)
+                       file_dev_score, read_stamp, report)
 
 __all__ = ["dir_lock", "leaderboard_bytes", "write_leaderboard", "leftovers", "score_checked", "score_dir"]
 
@@ -46,9 +46,9 @@ def _check_ids(task: str, ids: list[str]) -> None:
     seen: set[str] = set()
     for i in ids:
         if not is_plain_id(i):
-            raise EnsembleError(f"{task}: id {i!r} is empty or holds a comma, quote or whitespace; expected a plain id")
+            raise EnsembleError(f"{task}: id {shown(i)} is empty or holds a comma, quote or whitespace; expected a plain id")
         if i in seen:
-            raise EnsembleError(f"{task}: id {i!r} appears twice; expected each id once")
+            raise EnsembleError(f"{task}: id {shown(i)} appears twice; expected each id once")
         seen.add(i)
 
 
@@ -278,19 +278,4 @@ def score_dir(pred_dir: str | Path, data_dir: str | Path, tasks: Iterable[str] |
 
 def score_checked(found: Mapping[tuple[str, str], CheckedFile]) -> dict[str, float]:
     """The dev metric of each task of the dev files among ``found`` (checked, without problems)."""
-    import numpy as np
-
-    from ..metrics import pearson
-
-    scores: dict[str, float] = {}
-    for (task, s), checked in found.items():
-        if s != "dev":
-            continue
-        split = checked.split
-        preds = np.fromiter((checked.values[i] for i in split.ids), dtype=np.float64, count=len(split))
-        labels = split.labels
-        if TASKS[task].metric == "pearson":
-            scores[task] = pearson(preds, labels)
-        else:
-            scores[task] = float(np.mean(preds == labels)) if len(labels) else 0.0
-    return scores
+    return {task: file_dev_score(checked) for (task, s), checked in found.items() if s == "dev"}

@@ -7,17 +7,19 @@ train``, a Ray worker), and :func:`train_run`, the one way a run is trained into
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .candidate import Candidate, now_iso
 from ..data import load_splits, split_hashes
-from ..errors import EnsembleError
+from ..errors import EnsembleError, shown
 from ..progress import NULL, Progress
 from .register import model_manifest, predict_into
 from .store import Registry
 from .home import remember
-from .runs import completed, epoch_line, read_runs, run_dir, unfinished_run, write_run
+from .runs import (RECORD, completed, damaged_note, damaged_runs, epoch_line, read_run, read_runs, run_dir, run_lock,
+                   unfinished_run, write_run)
 from ..training.loop_state import find as find_checkpoint, read_loop
 
 if TYPE_CHECKING:
@@ -46,6 +48,55 @@ def resumable(registry: Registry, fingerprint: str) -> tuple[dict[str, Any] | No
     return record, (read_loop(found).epoch if found else 0)
 
 
+def checkpoint_problems(registry: Registry, record: dict[str, Any], entries: Any, where: Path) -> list[str]:
+    """How the checkpoint at ``where`` disagrees with its run (``record``, the run's record): its
+    epochs (``entries``, the loop state's) must be the record's, or one more (a kill between the
+    checkpoint and the record); each candidate it names as best for a task must be in the registry
+    and of this run. Empty: it belongs to the run. Reads only."""
+    run_id = record.get("run_id")
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return [f"{where}: field 'loop.epochs': expected a list of epoch entries"]
+    tasks = (record.get("config") or {}).get("tasks") if isinstance(record.get("config"), dict) else None
+
+    def key(e: dict[str, Any]) -> tuple:
+        return (e.get("epoch"), e.get("candidate"), tuple(e.get("best_for") or ()) if
+                isinstance(e.get("best_for"), list) else e.get("best_for"))
+    problems = []
+    for i, e in enumerate(entries, 1):
+        cid, best = e.get("candidate"), e.get("best_for")
+        if e.get("epoch") != i or not (cid is None or isinstance(cid, str)) or not isinstance(best, list) \
+                or not all(isinstance(t, str) and (tasks is None or t in tasks) for t in best):
+            return [f"{where}: epoch entry #{i} {shown(key(e))}: expected epoch {i}, a candidate id or null and "
+                    f"a list of its tasks; the checkpoint is not the one `ensemble train` wrote"]
+    ours, theirs = [key(e) for e in entries], [key(e) for e in record.get("epochs") or [] if isinstance(e, dict)]
+    if theirs not in (ours, ours[:-1]):
+        problems.append(f"{where}: its epochs {[k[0] for k in ours]} disagree with the record of run {run_id} "
+                        f"(epochs {[k[0] for k in theirs]}, other candidates or tasks); the checkpoint is not this run's")
+    holders: dict[str, str] = {}
+    for e in entries:
+        for t in e["best_for"]:
+            holders[t] = e["candidate"]
+    present = {c.id: c for c in registry.candidates()} if registry.exists else {}
+    for t, cid in sorted(holders.items()):
+        if cid is None:
+            problems.append(f"{where}: names no candidate for {t}, best in one of its epochs")
+        elif cid not in present:
+            problems.append(f"{where}: names candidate {shown(cid)} as best for {t}, which is not in the registry")
+        elif present[cid].run_id != run_id:
+            problems.append(f"{where}: names candidate {cid} as best for {t}, a candidate of run "
+                            f"{present[cid].run_id}, not of run {run_id}")
+    return problems
+
+
+def check_checkpoint(registry: Registry, record: dict[str, Any], entries: Any, where: Path) -> None:
+    """:func:`checkpoint_problems` as an error, before a resume changes anything."""
+    problems = checkpoint_problems(registry, record, entries, where)
+    if problems:
+        raise EnsembleError(f"refusing to resume run {record.get('run_id')} from a checkpoint that is not its own "
+                            "(nothing was changed):\n  " + "\n  ".join(problems)
+                            + "\n`ensemble train` without --resume trains the configuration again from the start")
+
+
 class EpochKeeper:
     """Turns training epochs into candidates and keeps the run's record (:mod:`ensemble.registry.runs`):
     an epoch best on dev for some task so far is registered (its model, dev predictions and
@@ -63,9 +114,16 @@ class EpochKeeper:
         self.progress = progress
         self.record = record or {}                  # a resumed run's: its start time carries over
         self.holders: dict[str, str] = {}           # task -> candidate id currently best for it (set by start)
+        self.own: Callable[[], Any] | None = None   # takes the run's lock, at start, for a new run
 
     def start(self, run: TrainRun, done: list) -> None:
         """The record of a starting (or resumed) run, with the epochs already completed."""
+        if self.own is not None:
+            self.own()
+        if done:   # a resumed run: its checkpoint must be its own before anything is changed
+            on_disk = read_run(run_dir(self.registry.root, run.run_id) / RECORD)
+            check_checkpoint(self.registry, on_disk, [e.entry() for e in done],
+                             run_dir(self.registry.root, run.run_id) / "checkpoint")
         self.record = {"run_id": run.run_id, "name": run.config.run_name, "fingerprint": run.fingerprint,
                        "config": run.config.to_dict(), "data": run.data, "device": str(run.device),
                        "precision": run.precision, "parameters": run.parameters, "status": "running",
@@ -144,6 +202,25 @@ class EpochKeeper:
         return final
 
 
+def run_problems(registry: Registry) -> list[tuple[str, str, str]]:
+    """What ``verify`` finds in the runs: (run, file, problem) for each damaged record and for each
+    unfinished run's checkpoint that is unreadable or not its own (:func:`checkpoint_problems`)."""
+    out = [(f"run {path.parent.name}", str(path), msg) for path, msg in damaged_runs(registry.root)]
+    for record in read_runs(registry.root):
+        if record.get("status") != "running":
+            continue
+        found = find_checkpoint(run_dir(registry.root, record["run_id"]) / "checkpoint")
+        if found is None:
+            continue
+        try:
+            entries = read_loop(found).epochs
+        except EnsembleError as e:
+            out.append((f"run {record['run_id']}", str(found), str(e)))
+            continue
+        out += [(f"run {record['run_id']}", str(found), m) for m in checkpoint_problems(registry, record, entries, found)]
+    return out
+
+
 def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str | None = None,
                progress: Progress = NULL, *, resume: bool = False, again: bool = False,
                on_epoch=None, extra: dict | None = None) -> TrainResult:
@@ -162,6 +239,9 @@ def train_into(registry: Registry, cfg: TrainConfig, data_dir: Path, device: str
     from ..training.finetune import TrainResult  # lazy: torch
 
     fp = cfg.fingerprint(split_hashes(load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))))
+    damaged = damaged_note(registry.root)
+    if damaged:
+        progress.note(damaged)
     done = [] if again else completed(registry, fp)
     if done:
         close_records(registry, done)
@@ -186,7 +266,9 @@ def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict
     """Train ``cfg`` into the registry as decided (by :func:`train_into`, or by ``ensemble run``'s
     plan): a new run, or with ``record`` the configuration's unfinished run (:func:`resumable`),
     continued after its last completed epoch ``epoch`` (from the start where that is 0); ``on_epoch``
-    and ``extra`` as :func:`train_into` takes them."""
+    and ``extra`` as :func:`train_into` takes them. The run is owned while it trains
+    (:func:`~ensemble.registry.runs.run_lock`): a second process resuming it is refused, naming the
+    first, and nothing of the run is changed by it."""
     from ..training import checkpoint as ckpt  # lazy: torch
     from ..training.finetune import EpochResult, train  # lazy: torch
 
@@ -195,16 +277,25 @@ def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict
                       "trains a new run instead)" if epoch else f"{cfg.run_name}: run {record['run_id']} completed no epoch; starting it again")
     run_id = record["run_id"] if record else registry.new_id()
     folder = run_dir(registry.root, run_id) / "checkpoint"
-    keeper = EpochKeeper(registry, progress, record, data_dir, on_epoch, extra)
-    try:
-        result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
-                       resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
-    except StopRun as stop:
-        rec = keeper.record
-        epochs = [EpochResult(**{k: v for k, v in e.items() if k != "tokens_per_second"}) for e in rec["epochs"]]
-        result = TrainResult(cfg, run_id, rec["parameters"], epochs, {}, rec["device"], status=stop.status)
-    result.candidates = keeper.finish(cfg.tasks, result.status)
-    ckpt.remove(folder)
+    with ExitStack() as owned:   # one owner: another live process training the run is named, nothing changed
+        if record is not None:
+            owned.enter_context(run_lock(registry.root, run_id))
+            now = read_run(run_dir(registry.root, run_id) / RECORD)
+            if now.get("status") != "running":
+                raise EnsembleError(f"run {run_id} ended ({now.get('status')}) while this command was starting; "
+                                    "run the command again (nothing was changed)")
+        keeper = EpochKeeper(registry, progress, record, data_dir, on_epoch, extra)
+        if record is None:   # a new run is owned from its start (its first write), after the checks that precede it
+            keeper.own = lambda: owned.enter_context(run_lock(registry.root, run_id))
+        try:
+            result = train(cfg, data_dir, keeper.keep, run_id, device=device, progress=progress, checkpoint_dir=folder,
+                           resume=record is not None, on_start=keeper.start, after_checkpoint=keeper.committed)
+        except StopRun as stop:
+            rec = keeper.record
+            epochs = [EpochResult(**{k: v for k, v in e.items() if k != "tokens_per_second"}) for e in rec["epochs"]]
+            result = TrainResult(cfg, run_id, rec["parameters"], epochs, {}, rec["device"], status=stop.status)
+        result.candidates = keeper.finish(cfg.tasks, result.status)
+        ckpt.remove(folder)
     return result
 
 

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .candidate import MANIFEST, Candidate, check_model, prediction_entry
-from ..data import Split, load_splits, read_split
+from ..data import Split, check_plain_ids, load_splits, read_split
 from .. import documents
-from ..errors import EnsembleError
+from ..errors import EnsembleError, shown
 from ..files import check_inside, file_sha256, refuse_pickles
 from ..predfile import align_predictions, check_ids, prediction_file_name, read_predictions, write_predictions
 from ..progress import NULL, Progress
 from .store import Registry
 from .home import remember
-from ..tasks import TASKS
+from ..tasks import TASKS, is_plain_id
 
 if TYPE_CHECKING:
     from ..modeling.config import ModelConfig
@@ -147,7 +147,103 @@ def _exported_manifest(f: Path) -> dict[str, Any]:
     problem = documents.problem(documents.CandidateManifest, manifest)
     if problem:
         raise EnsembleError(f"{f}: {problem}; expected the manifest of an exported candidate")
+    name, cid = manifest.get("name"), manifest.get("id")
+    if name is not None and not (isinstance(name, str) and name.strip() and len(name) <= 200):
+        raise EnsembleError(f"{f}: field name {shown(name)}: expected a non-empty string of at most 200 characters")
+    if cid is not None and not (isinstance(cid, str) and is_plain_id(cid) and len(cid) <= 100):
+        raise EnsembleError(f"{f}: field id {shown(cid)}: expected a plain candidate id")
+    manifest["training"] = checked_training(f, manifest.get("training"))
     return manifest
+
+
+TRAINING_FIELDS = ("config", "epoch", "run_id", "fingerprint", "data", "best_for", "run_complete", "base_provenance")
+
+
+def _config_types(where: str, config: dict[str, Any]) -> None:
+    """Each option of an imported training config of its TrainConfig type (read from the dataclass)."""
+    import dataclasses
+    import types
+    import typing
+
+    from ..training.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    known = {f.name for f in dataclasses.fields(TrainConfig) if f.init}
+    for key, value in config.items():
+        if key not in known:
+            raise EnsembleError(f"{where}.config.{shown(key)}: unknown `train` option")
+        hint, optional = hints[key], False
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+            hint, optional = next(a for a in args if a is not type(None)), True
+        if value is None and optional:
+            continue
+        if key == "tasks":
+            ok = isinstance(value, list) and all(isinstance(t, str) for t in value)
+        else:
+            ok = {float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                  int: lambda v: type(v) is int, str: lambda v: isinstance(v, str) and len(v) <= 4096,
+                  bool: lambda v: isinstance(v, bool)}.get(hint, lambda v: True)(value)
+        if not ok:
+            raise EnsembleError(f"{where}.config.{key} {shown(value)}: expected "
+                                + ("a list of task names" if key == "tasks" else
+                                   {float: "a number", int: "an integer", str: "a string",
+                                    bool: "true or false"}.get(hint, str(hint))))
+
+
+def checked_training(f: Path, training: Any) -> dict[str, Any] | None:
+    """An imported manifest's ``training`` record checked as the tool writes it (:class:`EpochKeeper`):
+    None, or an object of :data:`TRAINING_FIELDS` (older exports may lack some) whose config is a valid
+    TrainConfig, epoch a positive integer, run id a plain name, data a map of file -> sha256, best_for
+    task names and run_complete true or false. An error names the file and the field."""
+    from ..training.config import TrainConfig
+
+    if training is None:
+        return None
+    where = f"{f}: field training"
+    if not isinstance(training, dict):
+        raise EnsembleError(f"{where} {shown(training)}: expected an object (the run that made it) or null")
+    unknown = [k for k in training if k not in TRAINING_FIELDS]
+    if unknown:
+        raise EnsembleError(f"{where}: unknown field {shown(unknown[0])}; expected only {', '.join(TRAINING_FIELDS)}")
+
+    def bad(key: str, expected: str) -> EnsembleError:
+        return EnsembleError(f"{where}.{key} {shown(training[key])}: expected {expected}")
+    config = training.get("config")
+    if config is not None:
+        if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+            raise bad("config", "an object of `train` options")
+        _config_types(where, config)
+        try:
+            TrainConfig(**{**config, **({"tasks": tuple(config["tasks"])} if isinstance(config.get("tasks"), list)
+                                        else {})})
+        except EnsembleError as e:
+            raise EnsembleError(f"{where}.config: {e}") from None
+        except (TypeError, ValueError) as e:
+            raise EnsembleError(f"{where}.config: {shown(str(e))}; expected the `train` options of the run") from None
+    epoch = training.get("epoch")
+    if epoch is not None and (type(epoch) is not int or epoch < 1):
+        raise bad("epoch", "a positive integer")
+    run_id = training.get("run_id")
+    if run_id is not None and not (isinstance(run_id, str) and is_plain_id(run_id) and len(run_id) <= 100
+                                   and not any(c in run_id for c in "/\\") and run_id not in (".", "..")):
+        raise bad("run_id", "a plain run id (no '/', '..', commas, quotes or spaces)")
+    fp = training.get("fingerprint")
+    if fp is not None and not (isinstance(fp, str) and fp.isalnum() and len(fp) <= 64):
+        raise bad("fingerprint", "a hexadecimal fingerprint")
+    data = training.get("data")
+    if data is not None and not (isinstance(data, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                                 for k, v in data.items())):
+        raise bad("data", "an object of course file -> sha256")
+    best = training.get("best_for")
+    if best is not None and not (isinstance(best, list) and all(isinstance(t, str) and t in TASKS for t in best)):
+        raise bad("best_for", f"a list of task names among {', '.join(TASKS)}")
+    if "run_complete" in training and not isinstance(training["run_complete"], bool):
+        raise bad("run_complete", "true or false")
+    prov = training.get("base_provenance")
+    if prov is not None and not isinstance(prov, dict):
+        raise bad("base_provenance", "an object or null")
+    return training
 
 
 def register_model(registry: Registry, path: Path, data_dir: Path, name: str | None = None,
@@ -168,6 +264,8 @@ def register_model(registry: Registry, path: Path, data_dir: Path, name: str | N
     model, tokenizer = load_model(model_src, device)
     tasks = list(model.config.tasks)
     splits = load_splits(data_dir, tasks, ("dev", "test"))
+    for sp in splits.values():   # their ids go into the prediction files: checked before inference
+        check_plain_ids(sp)
 
     def build(stage: Path) -> dict[str, Any]:
         copy_model_dir(model_src, stage / "model")

@@ -5,6 +5,9 @@ Layout::
     <registry>/runs/<run_id>/record.json     the run's record (format below), rewritten atomically per epoch
     <registry>/runs/<run_id>/checkpoint/     the last completed epoch's training state (``train --resume``),
                                              removed when the run completes
+    <registry>/runs/<run_id>/.lock           held (``flock``) by the one process training the run, new or
+                                             resumed (:func:`run_lock`); its pid written inside. The kernel
+                                             drops it when that process ends, even by SIGKILL
 
 ``record.json``::
 
@@ -25,9 +28,12 @@ Storage only (no torch): the training code decides what goes in.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .candidate import Candidate
 from .. import documents
@@ -38,6 +44,7 @@ from ..tasks import is_plain_id
 
 RUN_FORMAT = "ensemble-run/1"
 RECORD = "record.json"
+RUN_LOCK = ".lock"
 STATUSES = ("running", "complete", "stopped", "pruned", "failed")
 
 
@@ -49,6 +56,74 @@ def run_dir(root: Path, run_id: str) -> Path:
     if not isinstance(run_id, str) or not is_plain_id(run_id) or any(s in run_id for s in ("/", "\\", "..")):
         raise EnsembleError(f"run id {run_id!r}: expected a plain name (no '/', '..', commas, quotes or spaces)")
     return runs_dir(root) / run_id
+
+
+class RunBusy(EnsembleError):
+    """The run is being trained by another live process (its lock is held)."""
+
+    def __init__(self, run_id: str, holder: str):
+        self.run_id, self.holder = run_id, holder
+        super().__init__(f"run {run_id} is being trained by {holder} right now (it holds runs/{run_id}/{RUN_LOCK}); "
+                         "wait for it to end, then run the command again (nothing was changed)")
+
+
+def _holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+@contextmanager
+def run_lock(root: Path, run_id: str, wait: bool = False) -> Iterator[None]:
+    """Own the run ``run_id`` while the block runs: an exclusive ``flock`` on ``runs/<run_id>/.lock``
+    (made when missing), this process's pid written in it. Held by another process: :class:`RunBusy`
+    naming it, or with ``wait`` blocks until it is free. Released at the block's end, and by the
+    kernel when the process dies (SIGKILL included): a dead owner never blocks a resume."""
+    path = run_dir(root, run_id) / RUN_LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                raise RunBusy(run_id, _holder(fd)) from None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def run_owner(root: Path, run_id: str | None) -> str | None:
+    """Who trains the run ``run_id`` now (``"process <pid>"``), or None: no live process holds its
+    lock (finished, or killed: the kernel released it). Reads only; makes nothing."""
+    if run_id is None:
+        return None
+    try:
+        path = run_dir(root, run_id) / RUN_LOCK
+    except EnsembleError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def write_run(root: Path, record: dict[str, Any]) -> Path:
@@ -75,13 +150,69 @@ def read_run(path: Path) -> dict[str, Any]:
     return record
 
 
-def read_runs(root: Path) -> list[dict[str, Any]]:
-    """Every run record in the registry, oldest first (by start time, then id); none if no runs yet."""
+def _scan(root: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
     d = runs_dir(root)
-    if not d.is_dir():
-        return []
-    records = [read_run(p / RECORD) for p in sorted(d.iterdir()) if (p / RECORD).is_file()]
-    return sorted(records, key=lambda r: (str(r.get("started") or ""), r["run_id"]))
+    records, damaged = [], []
+    for p in sorted(d.iterdir()) if d.is_dir() else []:
+        path = p / RECORD
+        if not path.is_file() and not path.is_symlink():
+            continue
+        try:
+            records.append(read_run(path))
+        except EnsembleError as e:
+            damaged.append((path, str(e)))
+    return sorted(records, key=lambda r: (str(r.get("started") or ""), r["run_id"])), damaged
+
+
+def read_runs(root: Path) -> list[dict[str, Any]]:
+    """Every readable run record in the registry, oldest first (by start time, then id); none if no
+    runs yet. A damaged record is set aside (:func:`damaged_runs` names it): it never blocks the
+    other runs, their training or their reports."""
+    return _scan(root)[0]
+
+
+def damaged_runs(root: Path) -> list[tuple[Path, str]]:
+    """The run records that cannot be read, each with why: set aside by :func:`read_runs`, named by
+    ``verify`` and removed, with their run's folder, by ``verify --fix-runs`` (:func:`remove_damaged`)."""
+    return _scan(root)[1]
+
+
+def damaged_note(root: Path) -> str | None:
+    """One line naming the damaged run records, and the fix, or None when there are none."""
+    bad = damaged_runs(root)
+    if not bad:
+        return None
+    names = ", ".join(str(p) for p, _ in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return (f"set aside {len(bad)} damaged run record{'s' if len(bad) > 1 else ''} ({names}); `ensemble verify` "
+            "says what is wrong, `ensemble verify --fix-runs` removes them")
+
+
+def remove_damaged(root: Path) -> list[str]:
+    """Remove the folder of each run whose record is damaged (the record and the checkpoint that
+    needs it; the run's candidates are not touched), unless a live process holds the run: the
+    names of the folders removed."""
+    import shutil
+
+    removed = []
+    for path, _ in damaged_runs(root):
+        folder = path.parent
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            with run_lock(root, folder.name):
+                shutil.rmtree(folder / "checkpoint", ignore_errors=True)
+                for leftover in folder.iterdir():
+                    if leftover.name != RUN_LOCK:
+                        if leftover.is_dir() and not leftover.is_symlink():
+                            shutil.rmtree(leftover, ignore_errors=True)
+                        else:
+                            leftover.unlink()
+                (folder / RUN_LOCK).unlink()
+            folder.rmdir()
+        except (RunBusy, EnsembleError, OSError):
+            continue
+        removed.append(folder.name)
+    return removed
 
 
 def unfinished_run(root: Path, fingerprint: str) -> dict[str, Any] | None:

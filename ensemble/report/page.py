@@ -268,6 +268,30 @@ def files_dir(out: Path) -> Path:
     return out.parent / f"{out.stem}_files"
 
 
+FIGURE_FILE = re.compile(r"(?:(?:selection|confusion|correlation)-(?:sst|para|sts)|learning-curves|dev-vs-[a-z_]+)\.png"
+                         r"|\..+\.png\.[a-z0-9_]{8}\.tmp")   # a figure, or a killed atomic write's temp file
+
+
+def refuse_foreign_files(folder: Path) -> None:
+    """The figures' folder is written only when this command makes it or it is its own earlier
+    output: a real folder (never a symlink) holding only figure PNG files. Anything else there (a
+    folder of the user's that happens to have the name) is refused before anything is written."""
+    if folder.is_symlink():
+        raise EnsembleError(f"{folder}: a symlink (to {folder.resolve()}); the report writes its figures only into a "
+                            "folder it made; not followed (remove the link or choose another --out)")
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise EnsembleError(f"{folder}: exists and is not a folder; expected the report's figures folder "
+                            "(remove it or choose another --out)")
+    foreign = sorted(p.name for p in folder.iterdir()
+                     if p.is_symlink() or not p.is_file() or not FIGURE_FILE.fullmatch(p.name))
+    if foreign:
+        raise EnsembleError(f"{folder}: holds {shown(foreign[0])}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}"
+                            ", which `ensemble report` did not write; nothing written (remove them or choose "
+                            "another --out)")
+
+
 def refuse_foreign(out: Path) -> None:
     """An existing ``--out`` is replaced only when it is a page this command wrote (its title says so):
     a typo such as ``--out notes.txt`` or ``--out /etc/passwd`` must not destroy the file."""
@@ -296,12 +320,14 @@ def report(registry: Registry, data_dir: Path, out: Path, ensemble: str | None =
     if out.is_dir():
         raise EnsembleError(f"--out {out}: is a folder; expected the HTML file to write (e.g. {out / 'report.html'})")
     refuse_foreign(out)
+    refuse_foreign_files(files_dir(out))
     make_folder(out.parent, "the report")
     view = analysis.analyze(registry, data_dir, ensemble, tasks, worst=0, sample=sample)
     view["searches"] = search_views(registry.root)
     runs = training_runs(registry.root, registry.candidates())
     images = draw(view, runs)
     folder = files_dir(out)
+    refuse_foreign_files(folder)   # again, just before writing: nothing foreign appeared meanwhile
     make_folder(folder, "the report's figures")
     written = []
     for name, data in images.items():

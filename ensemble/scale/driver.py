@@ -44,6 +44,7 @@ RAY_INSTALL = 'pip install -e ".[ray]"'
 @dataclass
 class RayOptions:
     address: str | None = None           # HOST:PORT of a running cluster; None: RAY_ADDRESS, else start one here
+    connect_timeout: float = 10.0        # seconds to wait for the cluster at ``address`` to answer
     gpus_per_run: float | None = None    # None: 1 where the cluster has a GPU, else 0
     cpus_per_run: float = 1.0
     max_retries: int = 2                 # retries of a run whose worker or node died
@@ -71,11 +72,33 @@ def require_ray(local: bool = False):
     return ray
 
 
+def reachable(address: str, timeout: float) -> None:
+    """Refuse ``--address`` (or ``RAY_ADDRESS``) when nothing answers at HOST:PORT within ``timeout``
+    seconds: a dead cluster is an error naming the address and the timeout, never a wait without end
+    ("auto" and other forms without a port are left to Ray)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise EnsembleError(f"--address {address}: no Ray cluster reachable there ({why}; connect timeout "
+                            f"{timeout:g} s); start one with `ray start --head` there, or leave --address out to "
+                            "start one here") from None
+
+
 @contextmanager
 def ray_session(opts: RayOptions):
     """Ray for the grid: the one this process already joined, the cluster at ``address`` (or
     ``RAY_ADDRESS``), else a local instance on the loopback address, shut down afterwards."""
     address = opts.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        reachable(address, opts.connect_timeout)
     ray = require_ray(local=not address)
     if ray.is_initialized():
         yield ray

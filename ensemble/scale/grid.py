@@ -12,7 +12,8 @@ overrides the defaults; a key may not be in both ``[grid]`` and a run. Keys are 
 fields (``smart_weight`` or ``smart-weight``), read from the dataclass, so a new training option
 works in grid files with no change here. Values are checked for their type here and for their
 range by TrainConfig itself; every error names the file, the table and the key. The ``quick`` and
-``paper`` presets are grid files shipped in the package (``ensemble/scale/grids/``).
+``paper`` presets are grid files shipped in the package (``ensemble/scale/grids/``). A grid making
+more than :data:`MAX_CONFIGS` configurations is refused, with its count, before it is expanded.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..documents import MAX_DEPTH, value_depth
 from ..errors import EnsembleError, shown
+from ..files import read_input
 from ..tasks import parse_tasks
 from ..training.config import TrainConfig
 
@@ -39,6 +41,7 @@ else:  # pragma: no cover - Python 3.10
 GRIDS_DIR = Path(__file__).resolve().parent / "grids"
 PRESETS = ("quick", "paper")
 SECTIONS = ("defaults", "grid", "runs")
+MAX_CONFIGS = 10_000   # the most configurations one grid file may make (each one is a training run)
 
 
 @dataclass
@@ -69,7 +72,7 @@ def load_grid(path: Path | str, base: str | None = None, by_values: bool = True)
     ``by_values``: the runs are named by the values the grid varies (:func:`named`)."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        doc = tomllib.loads(read_input(path).decode("utf-8"))
     except OSError as e:
         raise EnsembleError(f"--grid {path}: cannot read it ({e.strerror or e})") from None
     except UnicodeDecodeError:
@@ -96,6 +99,13 @@ def load_grid(path: Path | str, base: str | None = None, by_values: bool = True)
         both = sorted(set(r) & set(axes))
         if both:
             raise EnsembleError(f"{path}: [[runs]] #{i}: {both[0]} is also a [grid] list; expected it in one of them")
+    count = len(runs)
+    for values in axes.values():
+        count *= len(values)
+    if count > MAX_CONFIGS:   # counted from the lists' lengths, before anything is expanded
+        sizes = " x ".join([*(f"{len(v)} {k}" for k, v in axes.items()), f"{len(runs)} [[runs]]"])
+        raise EnsembleError(f"{path}: {sizes} makes {count:,} configurations; expected at most {MAX_CONFIGS:,} "
+                            "(split the grid into several files)")
     configs, seen = [], {}
     for combo in itertools.product(*axes.values()):
         for i, r in enumerate(runs, 1):

@@ -33,10 +33,12 @@ def ensemble_predictions(preds_by_id: Mapping[str, np.ndarray], weights: Mapping
     missing = [cid for cid in weights if cid not in preds_by_id]
     if missing:
         raise EnsembleError(f"no predictions for ensemble member(s) {examples(missing)}")
+    for cid, w in weights.items():
+        _check_weight(cid, w)
+    weights = _tamed(weights)
     acc = None
     total = 0
     for cid, w in weights.items():
-        _check_weight(cid, w)
         if w == 0:
             continue
         p = np.asarray(preds_by_id[cid], dtype=np.float64)
@@ -51,7 +53,25 @@ def ensemble_predictions(preds_by_id: Mapping[str, np.ndarray], weights: Mapping
         total += w if isinstance(w, (float, np.floating)) else int(w)
     if total == 0:
         raise EnsembleError("ensemble weights sum to zero")
-    return acc / total
+    out = acc / total
+    if not np.all(np.isfinite(out)):
+        raise EnsembleError(f"the weighted average of {examples(list(weights))} is not finite (weights "
+                            f"{', '.join(f'{cid}: {w!r}' for cid, w in list(weights.items())[:5])}); select again")
+    return out
+
+
+WEIGHT_RANGE = (2.0 ** -64, 2.0 ** 64)   # weights within it are used as given (bit for bit with the selection)
+
+
+def _tamed(weights: Mapping[str, float]) -> Mapping[str, float]:
+    """The weights as given when every positive one lies in :data:`WEIGHT_RANGE` (what selection
+    writes); else each divided by the largest, in float64, before anything is summed, so that
+    ``1e308`` cannot overflow and ``5e-324`` cannot underflow the average (the ratios are kept)."""
+    positive = [float(w) for w in weights.values() if w > 0]
+    if not positive or all(WEIGHT_RANGE[0] <= w <= WEIGHT_RANGE[1] for w in positive):
+        return weights
+    top = max(positive)
+    return {cid: float(w) / top for cid, w in weights.items()}
 
 
 def score_on(task: str, preds_test: Mapping[str, np.ndarray], labels_test, weights: Mapping[str, float]) -> float:

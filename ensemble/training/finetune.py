@@ -29,7 +29,7 @@ import torch
 from . import checkpoint as ckpt
 from .. import documents
 from ..modeling.batches import Encoded, encode, max_length_for, training_batches
-from ..data import Split, load_splits, split_hashes
+from ..data import Split, check_plain_ids, load_splits, split_hashes
 from ..files import fault_point
 from ..modeling.infer import TokenCache, autocast, check_precision, pick_device, predict_encoded
 from ..metrics import score
@@ -275,6 +275,9 @@ class Stepper:
 def _load_data(cfg: TrainConfig, data_dir: Path, progress: Progress) -> tuple[dict[tuple[str, str], Split], dict[str, int]]:
     """The train, dev and test files of the tasks (train cut to ``cfg.limit``), and the rows skipped."""
     splits = load_splits(data_dir, cfg.tasks, ("train", "dev", "test"))
+    for (_, s), sp in splits.items():
+        if s != "train":   # their ids go into the candidates' prediction files: checked before the first epoch
+            check_plain_ids(sp)
     skipped = {f"{t}-{s}": sp.skipped_empty for (t, s), sp in splits.items() if sp.skipped_empty}
     for k, v in skipped.items():
         progress.note(f"{k}: skipped {v} rows with an empty label")

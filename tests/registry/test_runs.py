@@ -3,7 +3,7 @@ import json
 import pytest
 
 from ensemble.errors import EnsembleError
-from ensemble.registry.runs import RUN_FORMAT, read_run, read_runs, run_dir, write_run
+from ensemble.registry.runs import RUN_FORMAT, damaged_runs, read_run, read_runs, run_dir, write_run
 
 
 def _record(run_id, started, status="running"):
@@ -37,7 +37,10 @@ def test_damaged_record_names_its_file(tmp_path):
     path = write_run(tmp_path, _record("a", "t"))
     path.write_text("{")
     with pytest.raises(EnsembleError, match=r"record.json: not valid JSON"):
-        read_runs(tmp_path)
+        read_run(path)
+    assert read_runs(tmp_path) == []                      # set aside, never blocking the other runs
+    ((where, why),) = damaged_runs(tmp_path)
+    assert where == path and "not valid JSON" in why
     path.write_text(json.dumps({**_record("other", "t"), "format": RUN_FORMAT}))
     with pytest.raises(EnsembleError, match="differs from its folder"):
         read_run(path)
