@@ -207,6 +207,11 @@ class RunEpoch(Strict):
     best_for: list[TaskName] = []
 
 
+class SearchTrial(Strict):
+    study: str = Field(min_length=1, max_length=200)
+    trial: Count
+
+
 class RunRecord(Strict):
     format: Literal["ensemble-run/1"]
     run_id: Name
@@ -217,11 +222,14 @@ class RunRecord(Strict):
     device: Optional[str] = None
     precision: Optional[str] = None
     parameters: Optional[Count] = None
-    status: Literal["running", "complete", "stopped"] = "running"
+    status: Literal["running", "complete", "stopped", "pruned", "failed"] = "running"
     started: Optional[str] = None
     finished: Optional[str] = None
     epochs: list[RunEpoch]
     candidates: list[Name] = []
+    search: Optional[SearchTrial] = None     # a search's trial that trained the run (ensemble search)
+    pruned_at: Optional[Count] = None        # the epoch after which the search's pruner stopped it
+    error: Optional[str] = Field(default=None, max_length=10_000)   # why a failed run failed (its first line)
 
     @field_validator("config")
     @classmethod

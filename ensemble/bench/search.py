@@ -63,7 +63,7 @@ def library(reg: Registry, data_dir: Path) -> dict[str, Any]:
     if best is None:
         raise EnsembleError(f"{reg.root}: no run trained an epoch (every trial failed?); nothing to compare")
     report = select(reg, data_dir, save=False)
-    ens = next(r for r in report.summary if "ensemble" in r["system"])
+    ens = next(r for r in report.summary if isinstance(r.get("heldout"), dict))   # the system select saved
     return {"runs": len(records), "candidates": len(reg.candidates()), "best_dev": best,
             "ensemble_dev": ens["mean_dev"], "ensemble": ens["system"],
             "epochs": sum(len(r["epochs"]) for r in records),

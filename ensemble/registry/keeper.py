@@ -270,7 +270,7 @@ def train_run(registry: Registry, cfg: TrainConfig, data_dir: Path, record: dict
     (:func:`~ensemble.registry.runs.run_lock`): a second process resuming it is refused, naming the
     first, and nothing of the run is changed by it."""
     from ..training import checkpoint as ckpt  # lazy: torch
-    from ..training.finetune import EpochResult, train  # lazy: torch
+    from ..training.finetune import EpochResult, TrainResult, train  # lazy: torch
 
     if record is not None:
         progress.note(f"{cfg.run_name}: resuming run {record['run_id']} after epoch {epoch} of {cfg.epochs} (`--again` "

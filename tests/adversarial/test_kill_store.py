@@ -192,7 +192,7 @@ def test_update_manifest_killed_at_its_replace(work):
 def test_select_killed_while_saving(work, point):
     root = work / "reg"
     before = stored(root)
-    killed_at(point, "select", "--data", SAMPLE, "--registry", root, "--name", "A", "--repeats", "0")
+    killed_at(point, "select", "--data", SAMPLE, "--registry", root, "--name", "A", "--mode", "greedy", "--repeats", "0")
     _assert_registry_clean(root, before)
     assert stored(root) == before and json.loads((root / "ensembles" / "A.json").read_text())["name"] == "A"
 
