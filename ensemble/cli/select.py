@@ -45,7 +45,7 @@ def select(
     as_json: JsonOpt = False,
 ) -> None:
     """Build each task's ensemble; show what each member adds and how much gain survives held out."""
-    _refuse_replacing(Registry(registry), name or f"ensemble-{mode}", mode, force)
+    replaced = _refuse_replacing(Registry(registry), name or f"ensemble-{mode}", mode, force)
     data_dir, sample = registry_data(registry, data)
     sample_banner(sample)
     from .. import workflow   # here: numpy and the selection load only for the commands that select
@@ -55,18 +55,20 @@ def select(
     if as_json:
         print_json(report.to_dict())
         return
-    print_selection(report, verbose)
+    print_selection(report, verbose, replaced)
 
 
-def _refuse_replacing(reg: Registry, name: str, mode: str, force: bool) -> None:
+def _refuse_replacing(reg: Registry, name: str, mode: str, force: bool) -> str | None:
     """A saved ensemble of this name made in another mode is kept unless --force (a rerun in the same
-    mode refreshes it, as after training more candidates)."""
-    if force or not reg.exists or name not in reg.ensemble_names():
-        return
-    saved = reg.load_ensemble(name).get("mode")
-    if saved != mode:
-        raise EnsembleError(f"a saved ensemble named {name!r} was made in mode {saved}; selecting in mode {mode} "
-                            f"would replace it: give another --name, or --force to replace it")
+    mode refreshes it, as after training more candidates, and says so); returns when the ensemble it
+    replaces was saved (None: there was none)."""
+    if not reg.exists or name not in reg.ensemble_names():
+        return None
+    doc = reg.load_ensemble(name)
+    if doc.get("mode") != mode and not force:
+        raise EnsembleError(f"a saved ensemble named {name!r} was made in mode {doc.get('mode')}; selecting in mode "
+                            f"{mode} would replace it: give another --name, or --force to replace it")
+    return str(doc.get("created") or "an unknown time")
 
 
 def predict(
@@ -114,8 +116,9 @@ def predict(
 
 
 # -- what these commands print ------------------------------------------------------------
-def print_selection(report, verbose: bool = False) -> None:
-    """Each task's trajectory, then the summary (params, then the held-out estimate drop first)."""
+def print_selection(report, verbose: bool = False, replaced: str | None = None) -> None:
+    """Each task's trajectory, then the summary (params, then the held-out estimate drop first), then where
+    the ensemble was saved (and when the one it replaced was)."""
     for text in report.notes:
         note(text)
     for task, sel in report.tasks.items():
@@ -128,7 +131,8 @@ def print_selection(report, verbose: bool = False) -> None:
              fmt(row["mean_dev"]), fmt(row.get("mean_heldout"))] for row in report.summary]
     print_table("summary" + (" (SAMPLE DATA)" if report.sample else ""), cols, rows)
     if report.path:
-        console.print(f"saved ensemble [bold]{escape(report.name)}[/] to {escape(str(report.path))}")
+        console.print(f"saved ensemble [bold]{escape(report.name)}[/] to {escape(str(report.path))}"
+                      + (f" (replacing the one saved {escape(replaced)})" if replaced else ""))
 
 
 def print_systems(tasks: dict[str, Any]) -> None:

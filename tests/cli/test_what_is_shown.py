@@ -58,7 +58,8 @@ def test_show_candidate_opens_with_a_summary_and_json_has_the_manifest(registry_
 
 def test_ensembles_show_is_a_summary_and_select_keeps_another_modes_ensemble(registry_with_imports):
     reg = registry_with_imports
-    assert _run("select", "--data", SAMPLE, "--registry", reg, "--mode", "greedy").exit_code == 0
+    r0 = _run("select", "--data", SAMPLE, "--registry", reg, "--mode", "greedy")
+    assert r0.exit_code == 0, r0.output
     r = _run("ensembles", "show", "ensemble-greedy", "--registry", reg, columns=200)
     assert r.exit_code == 0
     assert "{'" not in r.stdout and "(asked for)" not in r.stdout
@@ -68,7 +69,9 @@ def test_ensembles_show_is_a_summary_and_select_keeps_another_modes_ensemble(reg
     assert r.exit_code == 1
     assert ("error: a saved ensemble named 'ensemble-greedy' was made in mode greedy; selecting in mode caruana "
             "would replace it: give another --name, or --force to replace it") in r.stderr
-    assert _run("select", "--data", SAMPLE, "--registry", reg, "--mode", "greedy").exit_code == 0   # a rerun
+    saved = json.loads((reg / "ensembles" / "ensemble-greedy.json").read_text())["created"]
+    r = _run("select", "--data", SAMPLE, "--registry", reg, "--mode", "greedy", columns=300)   # a rerun: said
+    assert r.exit_code == 0 and f"(replacing the one saved {saved})" in " ".join(r.stdout.split())
     r = _run("select", "--data", SAMPLE, "--registry", reg, "--mode", "caruana", "--name", "ensemble-greedy", "--force")
     assert r.exit_code == 0
 
