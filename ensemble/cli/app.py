@@ -57,7 +57,7 @@ def _fail(ctx: typer.Context, message: str, fields: dict) -> None:
 def _usage(ctx, e: Exception, args: list[str] | None = None) -> None:
     """A usage error (exit 2), in the style of every other error: the red line, the help to read and,
     when the command line asks for --json, the JSON error object."""
-    message = e.format_message().replace("Value error, ", "")
+    message = _cut(e.format_message().replace("Value error, ", ""))   # the value quoted may be huge
     ctx = getattr(e, "ctx", None) or ctx
     error(message)
     if ctx is not None:
@@ -182,14 +182,6 @@ class Group(_Help, _Usage, TyperGroup):
 
 class Command(_Help, _Usage, TyperCommand):
     """A command whose errors, wherever raised, go through :func:`_fail` (exit code 1)."""
-
-    def make_context(self, info_name, args, parent=None, **extra):
-        """Parsing the options: a usage error's message (which quotes the value given) cut by :func:`_cut`."""
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except USAGE_ERROR as e:
-            e.message = _cut(e.message)
-            raise
 
     def invoke(self, ctx: typer.Context):
         try:

@@ -1,5 +1,5 @@
-"""Extreme weights in a saved ensemble (hand-edited ``1e308``, ``5e-324``): the average is taken
-from the weights divided by the largest, in float64, so ``predict`` writes what the same ratios
+"""Extreme weights in a saved ensemble (hand-edited): a weight beyond 1e9 (``1e308``) is refused by the saved
+ensemble's typed model, naming the field; tiny ones (``5e-324``) are divided by the largest, in float64, so ``predict`` writes what the same ratios
 would (never every SST row as class 0); and ``validate`` and ``submit`` refuse leaderboard files
 whose dev score is far below the dev score their ensemble recorded."""
 from __future__ import annotations
@@ -43,7 +43,14 @@ def files(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.csv"))}
 
 
-@pytest.mark.parametrize("scale", [1e308, 5e-324])
+def test_a_weight_beyond_a_billion_is_refused_naming_it(saved, tmp_path):
+    with_weights(saved, "mine", 1e308)
+    with pytest.raises(EnsembleError, match=r"mine.json: tasks\.\w+\.weights\.\w+: expected a number <= 1000000000.0"):
+        workflow.predict(saved, SAMPLE, tmp_path / "edited", "mine")
+    assert not (tmp_path / "edited").exists()
+
+
+@pytest.mark.parametrize("scale", [5e-324, 1e-300])
 def test_extreme_weights_write_what_their_ratios_would(saved, tmp_path, scale):
     plain = workflow.predict(saved, SAMPLE, tmp_path / "plain", "mine")
     with_weights(saved, "mine", scale)

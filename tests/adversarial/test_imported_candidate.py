@@ -49,7 +49,8 @@ def test_a_bad_imported_field_is_refused_naming_it(trained, tmp_path, field, val
                                  "--device", "cpu"])
     text = " ".join(r.output.split())
     assert r.exit_code == 1 and "Traceback" not in text, r.output
-    assert f"{f}: {said}" in text
+    # named by the manifest's typed model (documents) where its types are wrong, else by the training check
+    assert f"{f}: {said}" in text or f"{f}: {said.split()[1].rstrip(':')}" in text
     assert not Registry(root).exists or Registry(root).candidates() == []
 
 

@@ -53,7 +53,7 @@ def test_a_zip_bomb_manifest_is_listed_damaged_unread(tmp_path):
         z.writestr("MANIFEST.json", json.dumps({"message": "a" * 20_000_000}))
     (subs / "bomb.zip").write_bytes(buf.getvalue())
     (row,) = list_submissions(subs)
-    assert row["damaged"] and "unpacks to 20,000,015 bytes; expected at most 1,048,576" in row["damaged"]
+    assert row["damaged"] and "member 'MANIFEST.json': 20,000,015 bytes, more than the 1,048,576 expected" in row["damaged"]
 
 
 def test_a_leaderboard_zip_member_over_the_limit_is_refused(tmp_path, monkeypatch):
@@ -61,7 +61,7 @@ def test_a_leaderboard_zip_member_over_the_limit_is_refused(tmp_path, monkeypatc
     path = tmp_path / "sub.zip"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("predictions/sst-dev-output.csv", "id,Predicted_Sentiment\n" + "x , 0\n" * 1000)
-    with pytest.raises(EnsembleError, match="sst-dev-output.csv unpacks to 6,023 bytes; expected at most 1,000"):
+    with pytest.raises(EnsembleError, match="member 'predictions/sst-dev-output.csv': 6,023 bytes, more than the 1,000 expected"):
         votes.leaderboard_files(path)
 
 

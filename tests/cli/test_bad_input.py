@@ -106,10 +106,9 @@ def train_refused(tmp_path, invoke, base, *option: str, code: int = 2) -> str:
 @pytest.mark.parametrize("option, message", [
     *[(("--max-length", n), "--max-length must be >= 5 tokens") for n in ("0", "-5", "4")],
     *[(("--seed", s), "--seed must be in [0, 2^32)") for s in ("-1", str(2**32))],
-    (("--device", "bogus"), "--device 'bogus': unknown device; expected auto, cpu, cuda or cuda:N")])
+])
 def test_bad_train_options_are_refused_before_any_work(tmp_path, invoke, tiny_base_dir, option, message):
-    code = 1 if option[0] == "--device" else 2
-    assert message in train_refused(tmp_path, invoke, tiny_base_dir, *option, code=code)
+    assert message in train_refused(tmp_path, invoke, tiny_base_dir, *option, code=2)
 
 
 def test_max_length_beyond_the_base_is_said(tmp_path, invoke, tiny_base_dir):
@@ -148,7 +147,7 @@ def test_emoji_codes_in_a_path_print_as_written(tmp_path, invoke):
     refused(invoke("list", "--registry", reg), f"{reg}: no registry here")
 
 
-@pytest.mark.parametrize("extra", [("--device", "bogus"), ("--task", "sst"), ("--precision", "bf16"), ("--compile",)])
+@pytest.mark.parametrize("extra", [("--device", "cpu"), ("--task", "sst"), ("--precision", "bf16"), ("--compile",)])
 def test_predict_options_of_input_only_are_refused_without_it(tmp_path, invoke, registry_with_imports, extra):
     reg = registry_with_imports
     assert invoke("select", "--data", SAMPLE, "--registry", reg, "--repeats", "0").exit_code == 0
