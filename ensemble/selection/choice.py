@@ -31,9 +31,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .crossfit import cross_fit_pool, fold_records, kfold_splits
+from .crossfit import cross_fit_pool, fold_records, kfold_splits, summarise_folds
 from .estimator import EnsembleSelector
-from .interval import nb_interval
 from .keys import PEARSON_DECIMALS
 from .modes import AUTO
 from .pool import Pool
@@ -113,19 +112,16 @@ def nested_cross_fit(pool: Pool, ids: Sequence[str], selectors: Mapping[str, Ens
         res.notes.append("nested cross-fit skipped: the outer cross-fit was skipped")
         return res
     splits = kfold_splits(ids, folds, repeats, seed)
+    per_fold: list[Fold] = []
     for j, outer in enumerate(any_fit.per_fold):
         train = np.setdiff1d(np.arange(pool.n), splits[outer.repeat][outer.fold], assume_unique=True)
         pick = _inner_choice(pool, ids, train, {m: selectors[m] for m in fits}, folds, seed)
         if pick is None:
             res.notes.append(f"nested cross-fit skipped: {len(train)} rows are too few for {folds} inner folds")
+            res.per_fold = per_fold
             return res
-        res.per_fold.append(_nested_fold(fits, j, pick))
-    res.fold_gains = [f.heldout_gain for f in res.per_fold]
-    res.estimate, res.low, res.high, _ = nb_interval(res.fold_gains, folds, level)
-    res.heldout_ensemble_mean = float(np.mean([f.heldout_ensemble_score for f in res.per_fold]))
-    res.heldout_single_mean = float(np.mean([f.heldout_single_score for f in res.per_fold]))
-    res.notes.append(describe_nested(folds, repeats, level))
-    return res
+        per_fold.append(_nested_fold(fits, j, pick))
+    return summarise_folds(res, per_fold, folds, level, describe_nested(folds, repeats, level))
 
 
 def _nested_fold(fits: Mapping[str, CrossFit], j: int, pick: str) -> Fold:

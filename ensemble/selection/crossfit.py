@@ -77,12 +77,20 @@ def cross_fit_pool(pool: Pool, ids: Sequence[str], full: EnsembleSelector, folds
     if pool.n // folds < min_fold:
         res.notes.append(f"cross-fit skipped: {pool.n} dev rows are too few for {folds} folds")
         return res
-    res.per_fold = fold_records(pool, ids, full, folds, repeats, seed)
-    res.fold_gains = [f.heldout_gain for f in res.per_fold]
+    return summarise_folds(res, fold_records(pool, ids, full, folds, repeats, seed), folds, level,
+                           describe(folds, repeats, level))
+
+
+def summarise_folds(res: CrossFit, per_fold: list[Fold], folds: int, level: float, note: str) -> CrossFit:
+    """``res`` with its held-out folds, their gains' mean and Nadeau-Bengio interval, the held-out
+    means of ensemble and best single, and the note saying how it was estimated (the one summary of
+    the plain and the nested cross-fit)."""
+    res.per_fold = per_fold
+    res.fold_gains = [f.heldout_gain for f in per_fold]
     res.estimate, res.low, res.high, _ = nb_interval(res.fold_gains, folds, level)
-    res.heldout_ensemble_mean = float(np.mean([f.heldout_ensemble_score for f in res.per_fold]))
-    res.heldout_single_mean = float(np.mean([f.heldout_single_score for f in res.per_fold]))
-    res.notes.append(describe(folds, repeats, level))
+    res.heldout_ensemble_mean = float(np.mean([f.heldout_ensemble_score for f in per_fold]))
+    res.heldout_single_mean = float(np.mean([f.heldout_single_score for f in per_fold]))
+    res.notes.append(note)
     return res
 
 

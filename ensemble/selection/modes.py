@@ -12,11 +12,11 @@ from typing import Callable
 from ..errors import EnsembleError
 from . import bagged, caruana, greedy
 from .checks import Budget
-from .names import AUTO, DEFAULT_MODE, FIXED_DEFAULT, MODE_NAMES, SELECT_MODES
+from .names import AUTO, DEFAULT_MODE, FIXED_DEFAULT, MODE_NAMES
 from .pool import Pool
 from .results import Picked, Step
 
-__all__ = ["AUTO", "DEFAULT_MODE", "FIXED_DEFAULT", "MODES", "Mode", "get_mode", "select_modes"]
+__all__ = ["AUTO", "DEFAULT_MODE", "FIXED_DEFAULT", "MODES", "Mode", "get_mode"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,6 @@ MODES: dict[str, Mode] = {
     "bagged": Mode(bagged.bagged, ("steps", "bags", "fraction", "seed"), bagged.note),
 }
 assert tuple(MODES) == MODE_NAMES, "a mode's name goes into names.MODE_NAMES too"
-
-
-def select_modes() -> tuple[str, ...]:
-    """What ``select --mode`` takes: ``auto`` and every fixed mode."""
-    return SELECT_MODES
 
 
 def get_mode(mode: str) -> Mode:
