@@ -4,9 +4,7 @@ removed mid-trial, its trial retried on the head and landed once; the driver's f
 touched by a worker (:mod:`ray_guard`)."""
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -21,11 +19,10 @@ from tiny import make_tiny_base
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("optuna")
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray_cluster import guarded_cluster  # noqa: E402
 
 from ensemble.search.distributed import search_ray  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
 
 
 def test_a_search_on_two_nodes_survives_a_node_removed_mid_trial(tmp_path_factory):
@@ -37,13 +34,7 @@ def test_a_search_on_two_nodes_survives_a_node_removed_mid_trial(tmp_path_factor
     space_file = driver / "tiny.toml"
     space_file.write_text(f'[defaults]\nbase = "{base}"\nepochs = 6\nbatch_size = 8\n'
                           '[space]\nlr = { uniform = [1e-3, 9e-3] }\n')
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        worker = cluster.add_node(num_cpus=1)
-        env = {"worker_process_setup_hook": "ray_guard.install",
-               "env_vars": {"ENSEMBLE_GUARD_ROOTS": str(driver), "ENSEMBLE_GUARD_LOG": str(log), "OMP_NUM_THREADS": "1",
-                            "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}}
-        ray.init(address=cluster.address, runtime_env=env, log_to_driver=False, logging_level="ERROR")
+    with guarded_cluster(driver, log) as (cluster, worker):
         root = driver / "reg"
         killed: list[int] = []
         rows: dict[int, dict] = {}
@@ -57,9 +48,6 @@ def test_a_search_on_two_nodes_survives_a_node_removed_mid_trial(tmp_path_factor
         opts = SearchOptions(trials=3, sampler="random", seed=0, pruner="none")
         result = search_ray(Registry(root), load_space(space_file), driver / "data", opts,
                             RayOptions(max_retries=2), parallel=2, on_event=on_event)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
     assert len(killed) == 1, rows
     assert rows[killed[0]]["attempts"] == 2 and rows[killed[0]]["node_id"] != worker.node_id
     study = open_study(root, "tiny", None, create=False)

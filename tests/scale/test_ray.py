@@ -7,7 +7,6 @@ and is logged, so an empty log proves the workers never read or wrote them."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,9 +27,8 @@ from tiny import make_tiny_base
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ray = pytest.importorskip("ray")
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray_cluster import guarded_cluster  # noqa: E402
 
-TESTS = Path(__file__).resolve().parents[1]   # tests/, where the shared helpers live
 ENV = {"COLUMNS": None, "LINES": None, "TTY_COMPATIBLE": None, "FORCE_COLOR": None}
 
 
@@ -41,17 +39,8 @@ def cl(tmp_path_factory):
     log.write_text("")
     shutil.copytree(PACKAGE_SAMPLE, driver / "data")
     base = make_tiny_base(driver / "base")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        worker = cluster.add_node(num_cpus=1)
-        env = {"worker_process_setup_hook": "ray_guard.install",
-               "env_vars": {"ENSEMBLE_GUARD_ROOTS": str(driver), "ENSEMBLE_GUARD_LOG": str(log), "OMP_NUM_THREADS": "1",
-                            "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}}
-        ray.init(address=cluster.address, runtime_env=env, log_to_driver=False, logging_level="ERROR")
+    with guarded_cluster(driver, log) as (cluster, worker):
         yield SimpleNamespace(cluster=cluster, worker=worker, driver=driver, log=log, data=driver / "data", base=base)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 def grid_file(cl, name: str, runs: str, grid: str = "") -> Path:
